@@ -1,0 +1,7 @@
+DROP TABLE http_cache;
+DROP TABLE webhook_deliveries;
+DROP TABLE jobs;
+DROP TABLE pr_state_history;
+DROP TABLE check_runs;
+DROP TABLE pull_requests;
+DROP TABLE repositories;

@@ -1,0 +1,512 @@
+//! Settings from the environment and an optional TOML file.
+//!
+//! Every setting has one environment variable (`DATABASE_URL`, `PRMONITOR_*`)
+//! and one key in the file: the variable's name in lower case without the
+//! `PRMONITOR_` prefix (`PRMONITOR_LISTEN` ↔ `listen`). The environment wins
+//! over the file. A malformed value is an error that names the variable and
+//! never repeats a secret's value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/prmonitor";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DB_POOL_SIZE: usize = 10;
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+
+/// A value that must never reach a log line, an error message or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: call only where it is used (HMAC key, header compare).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// A PostgreSQL connection URL whose `Debug` and `Display` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(Secret);
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err("must start with postgres:// or postgresql://".into());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("names no host".into());
+        }
+        let name = url.path().trim_start_matches('/');
+        if name.is_empty() || name.contains('/') {
+            return Err("must name one database, e.g. postgres://user@host:5432/prmonitor".into());
+        }
+        Ok(Self(Secret::new(raw)))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    /// The URL with the password replaced, for logs.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    // set_password only fails for URLs that cannot have one.
+                    let _ = url.set_password(Some("redacted"));
+                }
+                url.to_string()
+            }
+            Err(_) => "[unparseable database url]".into(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the service reads at start-up.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub listen: SocketAddr,
+    /// Any of them verifies a delivery, so a secret can be rotated without downtime.
+    pub webhook_secrets: Vec<Secret>,
+    pub admin_token: Option<Secret>,
+    pub db_pool_size: usize,
+    pub log_format: LogFormat,
+    /// HTTP worker threads; each runs its own event loop.
+    pub http_workers: usize,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{key} is required: {hint}")]
+    Missing {
+        key: &'static str,
+        hint: &'static str,
+    },
+    #[error("{key} is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// One setting: its environment variable and whether its value is secret.
+struct Key {
+    env: &'static str,
+    secret: bool,
+}
+
+const KEYS: &[Key] = &[
+    Key {
+        env: "DATABASE_URL",
+        secret: true,
+    },
+    Key {
+        env: "PRMONITOR_LISTEN",
+        secret: false,
+    },
+    Key {
+        env: "PRMONITOR_WEBHOOK_SECRETS",
+        secret: true,
+    },
+    Key {
+        env: "PRMONITOR_ADMIN_TOKEN",
+        secret: true,
+    },
+    Key {
+        env: "PRMONITOR_DB_POOL_SIZE",
+        secret: false,
+    },
+    Key {
+        env: "PRMONITOR_LOG_FORMAT",
+        secret: false,
+    },
+    Key {
+        env: "PRMONITOR_HTTP_WORKERS",
+        secret: false,
+    },
+    Key {
+        env: "PRMONITOR_SHUTDOWN_TIMEOUT_SECS",
+        secret: false,
+    },
+];
+
+/// The file key of an environment variable: `PRMONITOR_LISTEN` → `listen`.
+fn file_key(env: &str) -> String {
+    env.strip_prefix("PRMONITOR_")
+        .unwrap_or(env)
+        .to_ascii_lowercase()
+}
+
+/// A raw value before parsing: a string, or (from the file) a list of strings.
+#[derive(Clone, Debug)]
+enum Raw {
+    One(String),
+    List(Vec<String>),
+}
+
+/// Raw values by environment-variable name, the environment over the file.
+struct RawSettings(BTreeMap<&'static str, Raw>);
+
+impl RawSettings {
+    fn collect(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Some(path) = file {
+            values = read_file(path)?;
+        }
+        for key in KEYS {
+            if let Some(value) = env(key.env) {
+                values.insert(key.env, Raw::One(value));
+            }
+        }
+        Ok(Self(values))
+    }
+
+    fn string(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(Raw::One(value)) => Ok(Some(value.clone())),
+            Some(Raw::List(_)) => Err(ConfigError::Invalid {
+                key,
+                reason: "expected a single value, not a list".into(),
+            }),
+        }
+    }
+
+    fn list(&self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(Raw::One(value)) => Ok(Some(
+                value.split(',').map(|s| s.trim().to_owned()).collect(),
+            )),
+            Some(Raw::List(values)) => Ok(Some(values.clone())),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        key: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.string(key)? else {
+            return Ok(default);
+        };
+        let invalid = || ConfigError::Invalid {
+            key,
+            reason: format!(
+                "expected a whole number from {} to {}, got '{}'",
+                range.start(),
+                range.end(),
+                raw
+            ),
+        };
+        let value: T = raw.trim().parse().map_err(|_| invalid())?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid())
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_error(e.message().to_owned()))?;
+    let mut values = BTreeMap::new();
+    for (name, value) in table {
+        let key = KEYS
+            .iter()
+            .find(|k| file_key(k.env) == name)
+            .ok_or_else(|| file_error(format!("unknown key '{name}'")))?;
+        let raw = match value {
+            toml::Value::String(s) => Raw::One(s),
+            toml::Value::Integer(i) => Raw::One(i.to_string()),
+            toml::Value::Array(items) => Raw::List(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => Ok(s),
+                        _ => Err(file_error(format!("'{name}' must be a list of strings"))),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ if key.secret => return Err(file_error(format!("'{name}' must be a string"))),
+            other => {
+                return Err(file_error(format!(
+                    "'{name}' has an unsupported {} value",
+                    other.type_str()
+                )))
+            }
+        };
+        values.insert(key.env, raw);
+    }
+    Ok(values)
+}
+
+impl Settings {
+    /// Reads the process environment and, when given, the TOML file.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, &|key| std::env::var(key).ok())
+    }
+
+    /// As [`Settings::load`], with the environment given as a function (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw = RawSettings::collect(file, env)?;
+
+        let database_url = raw
+            .string("DATABASE_URL")?
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url =
+            DatabaseUrl::parse(&database_url).map_err(|reason| ConfigError::Invalid {
+                key: "DATABASE_URL",
+                reason,
+            })?;
+
+        let listen = raw
+            .string("PRMONITOR_LISTEN")?
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen.trim().parse().map_err(|_| ConfigError::Invalid {
+            key: "PRMONITOR_LISTEN",
+            reason: format!("expected an address and port such as 0.0.0.0:8080, got '{listen}'"),
+        })?;
+
+        let webhook_secrets = match raw.list("PRMONITOR_WEBHOOK_SECRETS")? {
+            None => Vec::new(),
+            Some(list) => {
+                if let Some(position) = list.iter().position(|s| s.is_empty()) {
+                    return Err(ConfigError::Invalid {
+                        key: "PRMONITOR_WEBHOOK_SECRETS",
+                        reason: format!(
+                            "entry {} of the comma-separated list is empty",
+                            position + 1
+                        ),
+                    });
+                }
+                list.into_iter().map(Secret::new).collect()
+            }
+        };
+
+        let admin_token = match raw.string("PRMONITOR_ADMIN_TOKEN")? {
+            None => None,
+            Some(token) if token.trim().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    key: "PRMONITOR_ADMIN_TOKEN",
+                    reason: "is empty (unset it to disable the admin endpoints)".into(),
+                })
+            }
+            Some(token) => Some(Secret::new(token)),
+        };
+
+        let log_format = match raw
+            .string("PRMONITOR_LOG_FORMAT")?
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "PRMONITOR_LOG_FORMAT",
+                    reason: format!("expected 'text' or 'json', got '{other}'"),
+                })
+            }
+        };
+
+        let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        Ok(Self {
+            database_url,
+            listen,
+            webhook_secrets,
+            admin_token,
+            db_pool_size: raw.number("PRMONITOR_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1..=1000)?,
+            log_format,
+            http_workers: raw.number("PRMONITOR_HTTP_WORKERS", default_workers, 1..=256)?,
+            shutdown_timeout: Duration::from_secs(raw.number(
+                "PRMONITOR_SHUTDOWN_TIMEOUT_SECS",
+                DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+                0..=3600,
+            )?),
+        })
+    }
+
+    /// `serve` cannot verify deliveries without at least one secret.
+    pub fn require_webhook_secrets(&self) -> Result<(), ConfigError> {
+        if self.webhook_secrets.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "PRMONITOR_WEBHOOK_SECRETS",
+                hint: "set it to the webhook secret of the GitHub App (comma-separated to accept several during a rotation)",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(None, &|key| env.get(key).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let settings = load(&[]).expect("defaults are valid");
+        assert_eq!(settings.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert!(settings.webhook_secrets.is_empty());
+        assert_eq!(settings.db_pool_size, DEFAULT_DB_POOL_SIZE);
+        assert_eq!(settings.log_format, LogFormat::Text);
+        assert_eq!(
+            settings
+                .require_webhook_secrets()
+                .unwrap_err()
+                .to_string()
+                .split(' ')
+                .next(),
+            Some("PRMONITOR_WEBHOOK_SECRETS")
+        );
+    }
+
+    #[test]
+    fn webhook_secrets_are_split_on_commas_and_trimmed() {
+        let settings =
+            load(&[("PRMONITOR_WEBHOOK_SECRETS", "old-secret, new secret ")]).expect("valid");
+        let secrets: Vec<&str> = settings
+            .webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(secrets, ["old-secret", "new secret"]);
+    }
+
+    #[test]
+    fn an_empty_secret_entry_is_rejected_without_echoing_the_others() {
+        let err = load(&[("PRMONITOR_WEBHOOK_SECRETS", "hunter2,,x")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("PRMONITOR_WEBHOOK_SECRETS"), "{text}");
+        assert!(text.contains("entry 2"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        let cases = [
+            ("PRMONITOR_DB_POOL_SIZE", "ten"),
+            ("PRMONITOR_DB_POOL_SIZE", "0"),
+            ("PRMONITOR_LISTEN", "localhost"),
+            ("PRMONITOR_LOG_FORMAT", "xml"),
+            ("DATABASE_URL", "mysql://x/y"),
+            ("DATABASE_URL", "postgres://127.0.0.1:5432"),
+            ("PRMONITOR_ADMIN_TOKEN", " "),
+            ("PRMONITOR_SHUTDOWN_TIMEOUT_SECS", "-1"),
+        ];
+        for (key, value) in cases {
+            let err = load(&[(key, value)]).expect_err(key);
+            assert!(err.to_string().starts_with(key), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let settings = load(&[
+            (
+                "DATABASE_URL",
+                "postgres://app:pg-password@db:5432/prmonitor",
+            ),
+            ("PRMONITOR_WEBHOOK_SECRETS", "webhook-secret"),
+            ("PRMONITOR_ADMIN_TOKEN", "admin-token"),
+        ])
+        .expect("valid");
+        let debug = format!("{settings:?}");
+        for secret in ["pg-password", "webhook-secret", "admin-token"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(
+            debug.contains("postgres://app:redacted@db:5432/prmonitor"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn the_file_sets_keys_and_the_environment_overrides_them() {
+        let dir = std::env::temp_dir().join(format!("prmonitor-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("prmonitor.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndb_pool_size = 4\nwebhook_secrets = [\"a,b\", \"c\"]\n",
+        )
+        .expect("write");
+        let env = |key: &str| (key == "PRMONITOR_DB_POOL_SIZE").then(|| "7".to_owned());
+        let settings = Settings::load_from(Some(&path), &env).expect("valid");
+        assert_eq!(settings.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(settings.db_pool_size, 7);
+        let secrets: Vec<&str> = settings
+            .webhook_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(secrets, ["a,b", "c"], "a list in the file may hold commas");
+
+        std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").expect("write");
+        let err = Settings::load_from(Some(&path), &|_| None).unwrap_err();
+        assert!(err.to_string().contains("unknown key 'lisen'"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,63 @@
+//! The `webhook_deliveries` log: one row per verified delivery id.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::webhook_deliveries;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Stored with a job that will process it.
+    Queued,
+    /// An event prmonitor does not track.
+    Ignored,
+    /// GitHub's `ping` on hook creation.
+    Ping,
+    /// Its job finished.
+    Processed,
+    /// Its job was dead-lettered.
+    Failed,
+}
+
+impl DeliveryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Ignored => "ignored",
+            Self::Ping => "ping",
+            Self::Processed => "processed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct NewDelivery<'a> {
+    pub delivery_id: &'a str,
+    pub event: &'a str,
+    pub action: Option<&'a str>,
+    pub installation_id: Option<i64>,
+    pub repository_github_id: Option<i64>,
+    pub repository_full_name: Option<&'a str>,
+    pub outcome: &'static str,
+    pub job_id: Option<i64>,
+    pub payload: Option<&'a [u8]>,
+    pub payload_size: i32,
+}
+
+/// Inserts the delivery unless its id is already stored; returns whether it did.
+/// A concurrent insert of the same id waits for the other transaction and then
+/// reports `false`, so a delivery is never stored twice.
+pub async fn insert_if_new(
+    conn: &mut AsyncPgConnection,
+    delivery: &NewDelivery<'_>,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(webhook_deliveries::table)
+        .values(delivery)
+        .on_conflict(webhook_deliveries::delivery_id)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}

@@ -1,0 +1,149 @@
+// Diesel's view of migrations/. Keep it in step with them by hand or with
+// `diesel print-schema`; tests/api/schema_drift.rs fails when they disagree.
+
+diesel::table! {
+    check_runs (id) {
+        id -> Int8,
+        repository_id -> Int8,
+        github_id -> Int8,
+        check_suite_id -> Nullable<Int8>,
+        head_sha -> Text,
+        name -> Text,
+        app_slug -> Nullable<Text>,
+        status -> Text,
+        conclusion -> Nullable<Text>,
+        details_url -> Nullable<Text>,
+        html_url -> Nullable<Text>,
+        output_title -> Nullable<Text>,
+        output_summary -> Nullable<Text>,
+        gh_started_at -> Nullable<Timestamptz>,
+        gh_completed_at -> Nullable<Timestamptz>,
+        first_seen_at -> Timestamptz,
+        last_changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    http_cache (installation_id, url) {
+        installation_id -> Int8,
+        url -> Text,
+        etag -> Nullable<Text>,
+        last_modified -> Nullable<Text>,
+        stored_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        kind -> Text,
+        coalesce_key -> Nullable<Text>,
+        payload -> Jsonb,
+        state -> Text,
+        coalesced_count -> Int4,
+        run_at -> Timestamptz,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    pr_state_history (id) {
+        id -> Int8,
+        pull_request_id -> Int8,
+        field -> Text,
+        old_value -> Nullable<Text>,
+        new_value -> Text,
+        gh_changed_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+        cause -> Text,
+        delivery_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    pull_requests (id) {
+        id -> Int8,
+        repository_id -> Int8,
+        github_id -> Int8,
+        number -> Int4,
+        title -> Text,
+        author -> Text,
+        state -> Text,
+        draft -> Bool,
+        base_branch -> Text,
+        base_sha -> Text,
+        head_branch -> Text,
+        head_sha -> Text,
+        html_url -> Text,
+        body -> Nullable<Text>,
+        labels -> Array<Text>,
+        assignees -> Array<Text>,
+        metadata -> Jsonb,
+        gh_created_at -> Timestamptz,
+        gh_updated_at -> Timestamptz,
+        gh_closed_at -> Nullable<Timestamptz>,
+        gh_merged_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
+        first_seen_at -> Timestamptz,
+        last_changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    repositories (id) {
+        id -> Int8,
+        github_id -> Int8,
+        owner -> Text,
+        name -> Text,
+        installation_id -> Nullable<Int8>,
+        active -> Bool,
+        consecutive_failures -> Int4,
+        last_failure_reason -> Nullable<Text>,
+        last_failure_at -> Nullable<Timestamptz>,
+        last_synced_at -> Nullable<Timestamptz>,
+        last_swept_at -> Nullable<Timestamptz>,
+        sweep_watermark -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (delivery_id) {
+        delivery_id -> Text,
+        event -> Text,
+        action -> Nullable<Text>,
+        installation_id -> Nullable<Int8>,
+        repository_github_id -> Nullable<Int8>,
+        repository_full_name -> Nullable<Text>,
+        received_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+        outcome -> Text,
+        job_id -> Nullable<Int8>,
+        payload -> Nullable<Bytea>,
+        payload_size -> Int4,
+    }
+}
+
+diesel::joinable!(check_runs -> repositories (repository_id));
+diesel::joinable!(pr_state_history -> pull_requests (pull_request_id));
+diesel::joinable!(pull_requests -> repositories (repository_id));
+diesel::joinable!(webhook_deliveries -> jobs (job_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    check_runs,
+    http_cache,
+    jobs,
+    pr_state_history,
+    pull_requests,
+    repositories,
+    webhook_deliveries,
+);

@@ -1,0 +1,15 @@
+//! prmonitor keeps a PostgreSQL copy of the pull requests and check runs of the
+//! repositories where its GitHub App is installed.
+//!
+//! The layout follows the data flow (DESIGN.md): `webhook` verifies and
+//! stores deliveries, `queue` holds the jobs they become, `db` owns the
+//! schema and the pool, `http` the routes, `startup` wires them together.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod queue;
+pub mod startup;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,195 @@
+//! What a job asks the worker to do, as stored in `jobs.kind` and `jobs.payload`.
+
+use serde::{Deserialize, Serialize};
+
+/// Attempts before a job is dead-lettered.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Targeted discovery after a webhook (one PR, one commit's checks, one repository).
+    Event,
+    /// Register or deactivate an installation's repositories.
+    Install,
+    /// Full re-read of one repository: the backstop for lost events.
+    Sweep,
+    /// First full read of a newly registered repository.
+    Backfill,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Install => "install",
+            Self::Sweep => "sweep",
+            Self::Backfill => "backfill",
+        }
+    }
+}
+
+/// A repository as a webhook names it: GitHub's id, `owner/name`, and the
+/// installation whose token reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRef {
+    pub github_id: i64,
+    pub full_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<i64>,
+}
+
+/// The resource an event job must re-read from GitHub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "target", rename_all = "snake_case")]
+pub enum EventTarget {
+    PullRequest {
+        repository: RepoRef,
+        number: i64,
+        /// Also read the head SHA's check runs (opened, reopened, synchronize).
+        /// Written only when true, so coalescing never clears it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        with_checks: bool,
+    },
+    /// The check runs of one commit, attached to every PR whose head it is.
+    CommitChecks {
+        repository: RepoRef,
+        head_sha: String,
+    },
+    /// A `repository` event: renamed, transferred, deleted, archived, ...
+    Repository {
+        repository: RepoRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<String>,
+    },
+}
+
+impl EventTarget {
+    /// Deliveries with the same key share one pending job.
+    pub fn coalesce_key(&self) -> String {
+        match self {
+            Self::PullRequest {
+                repository, number, ..
+            } => format!("pr:{}:{number}", repository.github_id),
+            Self::CommitChecks {
+                repository,
+                head_sha,
+            } => {
+                format!("checks:{}:{head_sha}", repository.github_id)
+            }
+            Self::Repository { repository, .. } => format!("repository:{}", repository.github_id),
+        }
+    }
+}
+
+/// An `installation` or `installation_repositories` event. The worker re-reads
+/// the installation's repositories, so deliveries for one installation coalesce;
+/// `action` is the latest one received, a hint rather than the truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallationTarget {
+    pub installation_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub coalesce_key: Option<String>,
+    pub payload: serde_json::Value,
+    pub max_attempts: i32,
+}
+
+impl NewJob {
+    pub fn event(target: &EventTarget) -> Self {
+        Self {
+            kind: JobKind::Event,
+            coalesce_key: Some(target.coalesce_key()),
+            payload: to_payload(target),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    pub fn installation(target: &InstallationTarget) -> Self {
+        Self {
+            kind: JobKind::Install,
+            coalesce_key: Some(format!("installation:{}", target.installation_id)),
+            payload: to_payload(target),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+fn to_payload<T: Serialize>(value: &T) -> serde_json::Value {
+    // These types hold only strings, numbers and booleans: serialization cannot fail.
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepoRef {
+        RepoRef {
+            github_id: 1296269,
+            full_name: "octocat/Hello-World".into(),
+            installation_id: Some(7),
+        }
+    }
+
+    #[test]
+    fn event_payloads_round_trip_and_omit_false_flags() {
+        let target = EventTarget::PullRequest {
+            repository: repo(),
+            number: 5,
+            with_checks: false,
+        };
+        let job = NewJob::event(&target);
+        assert_eq!(job.coalesce_key.as_deref(), Some("pr:1296269:5"));
+        assert!(
+            job.payload.get("with_checks").is_none(),
+            "a false flag must not be written"
+        );
+        let back: EventTarget = serde_json::from_value(job.payload).expect("round trip");
+        assert_eq!(back, target);
+
+        let with_checks = EventTarget::PullRequest {
+            repository: repo(),
+            number: 5,
+            with_checks: true,
+        };
+        assert_eq!(NewJob::event(&with_checks).payload["with_checks"], true);
+    }
+
+    #[test]
+    fn keys_separate_prs_commits_repositories_and_installations() {
+        let keys = [
+            NewJob::event(&EventTarget::PullRequest {
+                repository: repo(),
+                number: 1,
+                with_checks: false,
+            }),
+            NewJob::event(&EventTarget::PullRequest {
+                repository: repo(),
+                number: 2,
+                with_checks: false,
+            }),
+            NewJob::event(&EventTarget::CommitChecks {
+                repository: repo(),
+                head_sha: "abc".into(),
+            }),
+            NewJob::event(&EventTarget::Repository {
+                repository: repo(),
+                action: None,
+            }),
+            NewJob::installation(&InstallationTarget {
+                installation_id: 1296269,
+                action: None,
+            }),
+        ]
+        .map(|job| job.coalesce_key.expect("keyed"));
+        let unique: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    }
+}

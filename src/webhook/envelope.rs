@@ -1,0 +1,479 @@
+//! Delivery headers and the few payload fields intake needs (pure).
+//!
+//! Intake reads only what routes a delivery: the action, the installation,
+//! the repository and the pull request number or head SHA. The worker re-reads
+//! everything else from the API, so the rest of the payload is validated as
+//! JSON and otherwise skipped.
+
+use serde::Deserialize;
+
+use crate::queue::{EventTarget, InstallationTarget, NewJob, RepoRef};
+
+/// GitHub's delivery ids are GUIDs (36 characters); anything far longer is not one.
+pub const MAX_DELIVERY_ID_LEN: usize = 128;
+pub const MAX_EVENT_NAME_LEN: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("the X-GitHub-Event header is missing")]
+    MissingEvent,
+    #[error("the X-GitHub-Delivery header is missing")]
+    MissingDelivery,
+    #[error(
+        "the X-GitHub-Event header is not an event name (lower-case letters and '_', at most 64)"
+    )]
+    MalformedEvent,
+    #[error(
+        "the X-GitHub-Delivery header is not a delivery id (letters, digits and '-', at most 128)"
+    )]
+    MalformedDelivery,
+    #[error("the body is not a JSON object")]
+    NotAnObject,
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("a {event} payload must carry {field}")]
+    MissingField {
+        event: &'static str,
+        field: &'static str,
+    },
+    #[error("a {event} payload has an invalid {field}")]
+    InvalidField {
+        event: &'static str,
+        field: &'static str,
+    },
+}
+
+/// The two headers that identify a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryHeaders {
+    pub delivery_id: String,
+    pub event: String,
+}
+
+pub fn parse_headers(
+    event: Option<&[u8]>,
+    delivery: Option<&[u8]>,
+) -> Result<DeliveryHeaders, EnvelopeError> {
+    let event = event.ok_or(EnvelopeError::MissingEvent)?;
+    let delivery = delivery.ok_or(EnvelopeError::MissingDelivery)?;
+    let event_ok = !event.is_empty()
+        && event.len() <= MAX_EVENT_NAME_LEN
+        && event.iter().all(|b| b.is_ascii_lowercase() || *b == b'_');
+    if !event_ok {
+        return Err(EnvelopeError::MalformedEvent);
+    }
+    let delivery_ok = !delivery.is_empty()
+        && delivery.len() <= MAX_DELIVERY_ID_LEN
+        && delivery
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    if !delivery_ok {
+        return Err(EnvelopeError::MalformedDelivery);
+    }
+    // Both are ASCII by the checks above.
+    Ok(DeliveryHeaders {
+        delivery_id: String::from_utf8_lossy(delivery).into_owned(),
+        event: String::from_utf8_lossy(event).into_owned(),
+    })
+}
+
+/// What intake does with a verified delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// `ping`: answered, no job.
+    Ping,
+    /// An event prmonitor does not track: logged, no job.
+    Ignore,
+    /// A tracked event: stored with this job.
+    Enqueue(NewJob),
+}
+
+/// The routing facts of one delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub action: Option<String>,
+    pub installation_id: Option<i64>,
+    pub repository: Option<RepoRef>,
+    pub disposition: Disposition,
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope {
+    action: Option<String>,
+    installation: Option<RawId>,
+    repository: Option<RawRepository>,
+    pull_request: Option<RawPullRequest>,
+    number: Option<i64>,
+    check_run: Option<RawCheck>,
+    check_suite: Option<RawCheck>,
+}
+
+#[derive(Deserialize)]
+struct RawId {
+    id: i64,
+}
+
+#[derive(Deserialize)]
+struct RawRepository {
+    id: i64,
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct RawPullRequest {
+    number: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawCheck {
+    head_sha: Option<String>,
+}
+
+/// Parses a verified body for `event`.
+pub fn parse_payload(event: &str, body: &[u8]) -> Result<Envelope, EnvelopeError> {
+    // serde_json would also read a struct from a JSON array; GitHub sends objects only.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(EnvelopeError::NotAnObject);
+    }
+    // JSON is UTF-8; from_str checks all of it, where from_slice would let
+    // invalid bytes through inside the fields it skips.
+    let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+    let raw: RawEnvelope =
+        serde_json::from_str(text).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
+    let installation_id = raw.installation.as_ref().map(|i| i.id);
+    let repository = match &raw.repository {
+        Some(repo) => Some(repo_ref(event_label(event), repo, installation_id)?),
+        None => None,
+    };
+    let disposition = disposition(event, &raw, repository.as_ref(), installation_id)?;
+    Ok(Envelope {
+        action: raw.action,
+        installation_id,
+        repository,
+        disposition,
+    })
+}
+
+/// A static name for error messages (the header value is not 'static).
+fn event_label(event: &str) -> &'static str {
+    match event {
+        "pull_request" => "pull_request",
+        "check_run" => "check_run",
+        "check_suite" => "check_suite",
+        "installation" => "installation",
+        "installation_repositories" => "installation_repositories",
+        "repository" => "repository",
+        _ => "webhook",
+    }
+}
+
+fn repo_ref(
+    event: &'static str,
+    raw: &RawRepository,
+    installation_id: Option<i64>,
+) -> Result<RepoRef, EnvelopeError> {
+    let valid = raw.id > 0
+        && raw.full_name.split_once('/').is_some_and(|(owner, name)| {
+            !owner.is_empty() && !name.is_empty() && !name.contains('/')
+        });
+    if !valid {
+        return Err(EnvelopeError::InvalidField {
+            event,
+            field: "repository",
+        });
+    }
+    Ok(RepoRef {
+        github_id: raw.id,
+        full_name: raw.full_name.clone(),
+        installation_id,
+    })
+}
+
+fn disposition(
+    event: &str,
+    raw: &RawEnvelope,
+    repository: Option<&RepoRef>,
+    installation_id: Option<i64>,
+) -> Result<Disposition, EnvelopeError> {
+    let event_label = event_label(event);
+    let need_repo = || {
+        repository.cloned().ok_or(EnvelopeError::MissingField {
+            event: event_label,
+            field: "repository",
+        })
+    };
+    let target = match event {
+        "ping" => return Ok(Disposition::Ping),
+        "pull_request" => {
+            let number = raw
+                .pull_request
+                .as_ref()
+                .and_then(|pr| pr.number)
+                .or(raw.number)
+                .ok_or(EnvelopeError::MissingField {
+                    event: event_label,
+                    field: "pull_request.number",
+                })?;
+            if number <= 0 || number > i64::from(i32::MAX) {
+                return Err(EnvelopeError::InvalidField {
+                    event: event_label,
+                    field: "pull_request.number",
+                });
+            }
+            let with_checks = matches!(
+                raw.action.as_deref(),
+                Some("opened" | "reopened" | "synchronize")
+            );
+            EventTarget::PullRequest {
+                repository: need_repo()?,
+                number,
+                with_checks,
+            }
+        }
+        "check_run" | "check_suite" => {
+            let (check, field) = if event == "check_run" {
+                (raw.check_run.as_ref(), "check_run.head_sha")
+            } else {
+                (raw.check_suite.as_ref(), "check_suite.head_sha")
+            };
+            let head_sha =
+                check
+                    .and_then(|c| c.head_sha.clone())
+                    .ok_or(EnvelopeError::MissingField {
+                        event: event_label,
+                        field,
+                    })?;
+            if !is_commit_sha(&head_sha) {
+                return Err(EnvelopeError::InvalidField {
+                    event: event_label,
+                    field,
+                });
+            }
+            EventTarget::CommitChecks {
+                repository: need_repo()?,
+                head_sha,
+            }
+        }
+        "repository" => EventTarget::Repository {
+            repository: need_repo()?,
+            action: raw.action.clone(),
+        },
+        "installation" | "installation_repositories" => {
+            let installation_id = installation_id.ok_or(EnvelopeError::MissingField {
+                event: event_label,
+                field: "installation.id",
+            })?;
+            let target = InstallationTarget {
+                installation_id,
+                action: raw.action.clone(),
+            };
+            return Ok(Disposition::Enqueue(NewJob::installation(&target)));
+        }
+        _ => return Ok(Disposition::Ignore),
+    };
+    Ok(Disposition::Enqueue(NewJob::event(&target)))
+}
+
+/// A hex object id: SHA-1 (40) or SHA-256 (64) repositories.
+fn is_commit_sha(value: &str) -> bool {
+    matches!(value.len(), 40 | 64) && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::JobKind;
+
+    const SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+
+    #[test]
+    fn headers_must_be_present_and_well_formed() {
+        let ok = parse_headers(
+            Some(b"pull_request"),
+            Some(b"72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        );
+        assert_eq!(ok.expect("valid").event, "pull_request");
+        assert_eq!(
+            parse_headers(None, Some(b"x")),
+            Err(EnvelopeError::MissingEvent)
+        );
+        assert_eq!(
+            parse_headers(Some(b"ping"), None),
+            Err(EnvelopeError::MissingDelivery)
+        );
+        for bad_event in [
+            &b""[..],
+            b"Pull_Request",
+            b"pull request",
+            b"ping\n",
+            &[b'a'; 65],
+        ] {
+            assert_eq!(
+                parse_headers(Some(bad_event), Some(b"x")),
+                Err(EnvelopeError::MalformedEvent)
+            );
+        }
+        for bad_id in [
+            &b""[..],
+            b"../etc",
+            b"a b",
+            b"id\0",
+            &[b'a'; 129],
+            "é".as_bytes(),
+        ] {
+            assert_eq!(
+                parse_headers(Some(b"ping"), Some(bad_id)),
+                Err(EnvelopeError::MalformedDelivery)
+            );
+        }
+    }
+
+    #[test]
+    fn only_json_objects_are_accepted() {
+        for body in [
+            &b""[..],
+            b"[]",
+            b"[{\"action\":\"opened\"}]",
+            b"\"text\"",
+            b"42",
+            b"null",
+        ] {
+            assert_eq!(
+                parse_payload("push", body),
+                Err(EnvelopeError::NotAnObject),
+                "{body:?}"
+            );
+        }
+        for body in [
+            &b"{"[..],
+            b"{\"action\":}",
+            b"{} trailing",
+            b"{\"a\":\"\xff\"}",
+        ] {
+            assert!(
+                matches!(
+                    parse_payload("push", body),
+                    Err(EnvelopeError::InvalidJson(_))
+                ),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_neither_overflows_nor_slips_through() {
+        // Skipped fields are walked without recursion: deep nesting is harmless there.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let body = format!("{{\"a\":{deep}}}");
+        assert_eq!(
+            parse_payload("push", body.as_bytes())
+                .expect("valid")
+                .disposition,
+            Disposition::Ignore
+        );
+        // In a field intake reads, it is the wrong type.
+        let body = format!("{{\"installation\":{deep}}}");
+        assert!(matches!(
+            parse_payload("push", body.as_bytes()),
+            Err(EnvelopeError::InvalidJson(_))
+        ));
+        // Unbalanced nesting is invalid wherever it is.
+        let body = format!("{{\"a\":{}}}", "[".repeat(100_000));
+        assert!(matches!(
+            parse_payload("push", body.as_bytes()),
+            Err(EnvelopeError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn pull_request_events_target_the_pr_and_its_checks_on_new_heads() {
+        let body = br#"{"action":"synchronize","number":7,"pull_request":{"number":7},
+            "repository":{"id":42,"full_name":"o/r"},"installation":{"id":9}}"#;
+        let envelope = parse_payload("pull_request", body).expect("valid");
+        assert_eq!(envelope.installation_id, Some(9));
+        let Disposition::Enqueue(job) = envelope.disposition else {
+            panic!("not enqueued")
+        };
+        assert_eq!(job.kind, JobKind::Event);
+        assert_eq!(job.coalesce_key.as_deref(), Some("pr:42:7"));
+        assert_eq!(job.payload["with_checks"], true);
+
+        let labeled = br#"{"action":"labeled","number":7,"pull_request":{"number":7},"repository":{"id":42,"full_name":"o/r"}}"#;
+        let Disposition::Enqueue(job) = parse_payload("pull_request", labeled)
+            .expect("valid")
+            .disposition
+        else {
+            panic!("not enqueued")
+        };
+        assert!(job.payload.get("with_checks").is_none());
+    }
+
+    #[test]
+    fn check_events_target_the_head_sha_even_without_pull_requests() {
+        let body = format!(
+            r#"{{"action":"completed","check_run":{{"id":16354767716,"head_sha":"{SHA}","pull_requests":[]}},
+               "repository":{{"id":42,"full_name":"o/r"}}}}"#
+        );
+        let Disposition::Enqueue(job) = parse_payload("check_run", body.as_bytes())
+            .expect("valid")
+            .disposition
+        else {
+            panic!("not enqueued")
+        };
+        assert_eq!(job.coalesce_key, Some(format!("checks:42:{SHA}")));
+    }
+
+    #[test]
+    fn tracked_events_missing_their_subject_are_rejected() {
+        let cases: [(&str, &[u8]); 6] = [
+            ("pull_request", br#"{"action":"opened","repository":{"id":1,"full_name":"o/r"}}"#),
+            ("pull_request", br#"{"action":"opened","number":3}"#),
+            ("pull_request", br#"{"number":-3,"repository":{"id":1,"full_name":"o/r"}}"#),
+            ("check_run", br#"{"check_run":{"head_sha":"not-a-sha"},"repository":{"id":1,"full_name":"o/r"}}"#),
+            ("check_suite", br#"{"check_suite":{},"repository":{"id":1,"full_name":"o/r"}}"#),
+            ("installation", br#"{"action":"created"}"#),
+        ];
+        for (event, body) in cases {
+            let result = parse_payload(event, body);
+            assert!(
+                matches!(
+                    result,
+                    Err(EnvelopeError::MissingField { .. } | EnvelopeError::InvalidField { .. })
+                ),
+                "{event} {}: {result:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_field_types_are_invalid_json_not_panics() {
+        let cases: [&[u8]; 4] = [
+            br#"{"installation":{"id":"9"}}"#,
+            br#"{"installation":{"id":18446744073709551616}}"#,
+            br#"{"repository":{"id":1,"full_name":"noslash"}}"#,
+            br#"{"action":["opened"]}"#,
+        ];
+        for body in cases {
+            assert!(
+                parse_payload("push", body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn untracked_events_are_ignored_and_ping_is_answered() {
+        assert_eq!(
+            parse_payload("push", b"{}").expect("valid").disposition,
+            Disposition::Ignore
+        );
+        assert_eq!(
+            parse_payload("ping", br#"{"zen":"x"}"#)
+                .expect("valid")
+                .disposition,
+            Disposition::Ping
+        );
+    }
+}

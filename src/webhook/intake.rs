@@ -1,0 +1,356 @@
+//! `POST /webhooks/github`: verify, then store the delivery and its job in one
+//! transaction, and only then acknowledge (DESIGN.md §5 rules 1–3).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::HeaderMap;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use diesel_async::AsyncConnection as _;
+use futures_util::StreamExt as _;
+use serde_json::json;
+use tracing::Instrument as _;
+
+use super::envelope::{self, Disposition, Envelope, EnvelopeError};
+use super::signature::{self, SignatureError};
+use crate::config::Secret;
+use crate::db::deliveries::{self, DeliveryOutcome, NewDelivery};
+use crate::db::DbPool;
+use crate::queue::{self, EnqueuedJob};
+
+/// GitHub caps payloads at 25 MB and does not deliver larger ones; a larger
+/// body is not from GitHub.
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+/// A body that trickles in slower than this is dropped rather than holding a
+/// connection open (GitHub sends the whole body at once).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// The whole database write. GitHub gives up after 10 s; answering 503 before
+/// that lets it record a failed delivery that can be redelivered.
+const STORE_DEADLINE: Duration = Duration::from_secs(8);
+/// Pre-allocation is capped: a Content-Length is a claim, not a body.
+const MAX_PREALLOCATION: usize = 1024 * 1024;
+
+/// What intake needs besides the pool.
+#[derive(Clone)]
+pub struct IntakeConfig {
+    secrets: Arc<[Secret]>,
+}
+
+impl IntakeConfig {
+    pub fn new(secrets: Vec<Secret>) -> Self {
+        Self {
+            secrets: secrets.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the body exceeds {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("the body did not arrive within {BODY_READ_TIMEOUT:?}")]
+    BodyTimeout,
+    #[error("the body could not be read: {0}")]
+    BodyRead(String),
+    #[error("{0}")]
+    Unsigned(#[from] SignatureError),
+    #[error("{0}")]
+    Malformed(#[from] EnvelopeError),
+    #[error("the database is unavailable, the delivery was not stored: {0}")]
+    Unavailable(String),
+    #[error("the delivery could not be stored: {0}")]
+    Internal(String),
+}
+
+impl IntakeError {
+    /// The word the delivery log line uses for this rejection.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unsigned(_) => "unauthorized",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "failed",
+            _ => "rejected",
+        }
+    }
+}
+
+impl ResponseError for IntakeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyRead(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Unsigned(_) => StatusCode::UNAUTHORIZED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unavailable(_)) {
+            response.insert_header(("Retry-After", "5"));
+        }
+        // Unsigned requests learn only that they are unsigned: no detail about
+        // which check failed or which secrets exist.
+        let message = match self {
+            Self::Unsigned(_) => {
+                "the request is not signed with a configured webhook secret".to_owned()
+            }
+            Self::Unavailable(_) => {
+                "the database is unavailable; the delivery was not stored".to_owned()
+            }
+            Self::Internal(_) => "the delivery could not be stored".to_owned(),
+            other => other.to_string(),
+        };
+        response.json(json!({ "error": message }))
+    }
+}
+
+/// How a verified delivery ended.
+enum Stored {
+    New {
+        outcome: DeliveryOutcome,
+        job: Option<EnqueuedJob>,
+    },
+    Duplicate,
+}
+
+pub async fn receive(
+    request: HttpRequest,
+    payload: web::Payload,
+    pool: web::Data<DbPool>,
+    config: web::Data<IntakeConfig>,
+) -> Result<HttpResponse, IntakeError> {
+    let started = Instant::now();
+    let headers = request.headers();
+    let claimed_id = header_text(headers, "x-github-delivery");
+    let span = tracing::info_span!("webhook", delivery_id = %claimed_id);
+    async move {
+        let result = handle(headers, payload, &pool, &config).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &result {
+            Ok(accepted) => tracing::info!(
+                event = %accepted.event,
+                action = accepted.envelope.action.as_deref().unwrap_or(""),
+                repository = accepted.repository_name(),
+                outcome = accepted.outcome(),
+                job_id = accepted.job_id(),
+                latency_ms,
+                "delivery accepted"
+            ),
+            Err(error) => tracing::warn!(
+                event = %header_text(headers, "x-github-event"),
+                outcome = error.outcome(),
+                status = error.status_code().as_u16(),
+                latency_ms,
+                error = %error,
+                "delivery refused"
+            ),
+        }
+        result.map(|accepted| accepted.response())
+    }
+    .instrument(span)
+    .await
+}
+
+/// A delivery that got a 2xx.
+struct Accepted {
+    event: String,
+    delivery_id: String,
+    envelope: Envelope,
+    stored: Stored,
+}
+
+impl Accepted {
+    fn outcome(&self) -> &'static str {
+        match &self.stored {
+            Stored::New { outcome, .. } => outcome.as_str(),
+            Stored::Duplicate => "duplicate",
+        }
+    }
+
+    fn job_id(&self) -> Option<i64> {
+        match &self.stored {
+            Stored::New { job: Some(job), .. } => Some(job.id),
+            _ => None,
+        }
+    }
+
+    fn repository_name(&self) -> &str {
+        self.envelope
+            .repository
+            .as_ref()
+            .map_or("", |r| r.full_name.as_str())
+    }
+
+    fn response(&self) -> HttpResponse {
+        let body = json!({
+            "status": self.outcome(),
+            "delivery_id": self.delivery_id,
+            "job_id": self.job_id(),
+        });
+        match &self.stored {
+            // A redelivery or a ping changes nothing: 200.
+            Stored::Duplicate
+            | Stored::New {
+                outcome: DeliveryOutcome::Ping,
+                ..
+            } => HttpResponse::Ok().json(body),
+            // Stored for later processing: 202.
+            Stored::New { .. } => HttpResponse::Accepted().json(body),
+        }
+    }
+}
+
+async fn handle(
+    headers: &HeaderMap,
+    payload: web::Payload,
+    pool: &DbPool,
+    config: &IntakeConfig,
+) -> Result<Accepted, IntakeError> {
+    let body = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(headers, payload))
+        .await
+        .map_err(|_| IntakeError::BodyTimeout)??;
+    signature::verify(
+        &config.secrets,
+        &body,
+        headers.get("x-hub-signature-256").map(|v| v.as_bytes()),
+    )?;
+    let delivery = envelope::parse_headers(
+        headers.get("x-github-event").map(|v| v.as_bytes()),
+        headers.get("x-github-delivery").map(|v| v.as_bytes()),
+    )?;
+    let envelope = envelope::parse_payload(&delivery.event, &body)?;
+    let stored = tokio::time::timeout(
+        STORE_DEADLINE,
+        store(
+            pool,
+            &delivery.delivery_id,
+            &delivery.event,
+            &envelope,
+            &body,
+        ),
+    )
+    .await
+    .map_err(|_| IntakeError::Unavailable(format!("no commit within {STORE_DEADLINE:?}")))??;
+    Ok(Accepted {
+        event: delivery.event,
+        delivery_id: delivery.delivery_id,
+        envelope,
+        stored,
+    })
+}
+
+async fn read_body(
+    headers: &HeaderMap,
+    mut payload: web::Payload,
+) -> Result<web::Bytes, IntakeError> {
+    let claimed = headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if claimed.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(IntakeError::TooLarge);
+    }
+    let mut body = web::BytesMut::with_capacity(claimed.unwrap_or(0).min(MAX_PREALLOCATION));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| IntakeError::BodyRead(e.to_string()))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(IntakeError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Transaction-local failure: a duplicate rolls back whatever was enqueued.
+enum StoreError {
+    Duplicate,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+async fn store(
+    pool: &DbPool,
+    delivery_id: &str,
+    event: &str,
+    envelope: &Envelope,
+    body: &[u8],
+) -> Result<Stored, IntakeError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+    let (outcome, job) = match &envelope.disposition {
+        Disposition::Ping => (DeliveryOutcome::Ping, None),
+        Disposition::Ignore => (DeliveryOutcome::Ignored, None),
+        Disposition::Enqueue(job) => (DeliveryOutcome::Queued, Some(job)),
+    };
+    // The job first, then the delivery that points at it: a duplicate id is
+    // found on the delivery insert and rolls the job change back with it.
+    let result = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let enqueued = match job {
+                Some(job) => Some(queue::enqueue(conn, job).await?),
+                None => None,
+            };
+            let row = NewDelivery {
+                delivery_id,
+                event,
+                action: envelope.action.as_deref(),
+                installation_id: envelope.installation_id,
+                repository_github_id: envelope.repository.as_ref().map(|r| r.github_id),
+                repository_full_name: envelope.repository.as_ref().map(|r| r.full_name.as_str()),
+                outcome: outcome.as_str(),
+                job_id: enqueued.map(|j| j.id),
+                payload: Some(body),
+                // MAX_BODY_BYTES fits in an i32.
+                payload_size: i32::try_from(body.len()).unwrap_or(i32::MAX),
+            };
+            if deliveries::insert_if_new(conn, &row).await? {
+                Ok(enqueued)
+            } else {
+                Err(StoreError::Duplicate)
+            }
+        })
+        .await;
+    match result {
+        Ok(job) => Ok(Stored::New { outcome, job }),
+        Err(StoreError::Duplicate) => Ok(Stored::Duplicate),
+        Err(StoreError::Db(e)) => Err(classify_db_error(e)),
+    }
+}
+
+/// A lost or broken connection is the database being away (503, retry later);
+/// an error PostgreSQL answered with is a fault of ours (500).
+fn classify_db_error(error: diesel::result::Error) -> IntakeError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+            IntakeError::Unavailable(error.to_string())
+        }
+        Error::DatabaseError(..) => IntakeError::Internal(error.to_string()),
+        other => IntakeError::Unavailable(other.to_string()),
+    }
+}
+
+/// A header as printable text for logs, cut short and stripped of control characters.
+fn header_text(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(envelope::MAX_DELIVERY_ID_LEN)
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -220,14 +220,14 @@ impl RawSettings {
         }
     }
 
-    fn number<T: std::str::FromStr>(
+    fn number<T>(
         &self,
         key: &'static str,
         default: T,
         range: std::ops::RangeInclusive<T>,
     ) -> Result<T, ConfigError>
     where
-        T: PartialOrd + fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         let Some(raw) = self.string(key)? else {
             return Ok(default);

@@ -5,6 +5,9 @@
 //! stores deliveries, `queue` holds the jobs they become, `db` owns the
 //! schema and the pool, `http` the routes, `startup` wires them together.
 
+// unwrap/expect belong in tests and start-up only; elsewhere errors are handled.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cli;
 pub mod config;
 pub mod db;

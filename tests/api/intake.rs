@@ -1,0 +1,587 @@
+//! `POST /webhooks/github` through real HTTP against a real PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use serde_json::Value;
+
+use crate::helpers::{
+    connect, fixture, payload_fixtures, sign, spawn_app, spawn_app_on, spawn_app_with,
+    test_settings, Delivery, TestDatabase, TEST_SECRET,
+};
+
+const TRACKED: [&str; 6] = [
+    "pull_request",
+    "check_run",
+    "check_suite",
+    "installation",
+    "installation_repositories",
+    "repository",
+];
+
+fn pr_body(number: i64, action: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": action,
+        "number": number,
+        "pull_request": { "number": number, "title": "x" },
+        "repository": { "id": 1296269, "full_name": "octocat/Hello-World" },
+        "installation": { "id": 77 },
+    }))
+    .expect("json")
+}
+
+#[derive(QueryableByName, Debug)]
+struct DeliveryRow {
+    #[diesel(sql_type = Text)]
+    event: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    action: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    installation_id: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    repository_github_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    repository_full_name: Option<String>,
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    coalesce_key: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    payload_size: i64,
+}
+
+async fn delivery_row(url: &str, delivery_id: &str) -> DeliveryRow {
+    let mut conn = connect(url).await;
+    diesel::sql_query(
+        "SELECT d.event, d.action, d.installation_id, d.repository_github_id, d.repository_full_name, d.outcome, \
+                j.coalesce_key, length(d.payload)::BIGINT AS payload_size \
+         FROM webhook_deliveries d LEFT JOIN jobs j ON j.id = d.job_id WHERE d.delivery_id = $1",
+    )
+    .bind::<Text, _>(delivery_id)
+    .get_result(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("delivery {delivery_id}: {e}"))
+}
+
+/// The job a payload must map to, worked out independently of the code under test.
+fn expected_key(event: &str, payload: &Value) -> Option<String> {
+    let repo = || payload["repository"]["id"].as_i64().expect("repository.id");
+    match event {
+        "pull_request" => Some(format!(
+            "pr:{}:{}",
+            repo(),
+            payload["pull_request"]["number"]
+        )),
+        "check_run" | "check_suite" => Some(format!(
+            "checks:{}:{}",
+            repo(),
+            payload[event]["head_sha"].as_str().expect("head_sha")
+        )),
+        "installation" | "installation_repositories" => {
+            Some(format!("installation:{}", payload["installation"]["id"]))
+        }
+        "repository" => Some(format!("repository:{}", repo())),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn every_github_example_payload_gets_its_status_and_exactly_its_rows() {
+    let app = spawn_app().await;
+    let fixtures = payload_fixtures();
+    assert!(
+        fixtures.len() >= 59,
+        "the fixtures are missing: {}",
+        fixtures.len()
+    );
+    let mut keys = BTreeSet::new();
+    for (event, path) in &fixtures {
+        let body = std::fs::read(path).expect("fixture");
+        let payload: Value = serde_json::from_slice(&body).expect("fixture is JSON");
+        let delivery = Delivery::new(event, body.clone());
+        let response = app.send(&delivery).await;
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.expect("JSON answer");
+        let name = path.display();
+
+        let (expected_status, expected_outcome) = if event == "ping" {
+            (200, "ping")
+        } else if TRACKED.contains(&event.as_str()) {
+            (202, "queued")
+        } else {
+            (202, "ignored")
+        };
+        assert_eq!(status, expected_status, "{name}: {answer}");
+        assert_eq!(answer["status"], expected_outcome, "{name}");
+
+        let row = delivery_row(&app.db.url, &delivery.delivery_id).await;
+        assert_eq!(row.event, *event, "{name}");
+        assert_eq!(row.action.as_deref(), payload["action"].as_str(), "{name}");
+        assert_eq!(
+            row.installation_id,
+            payload["installation"]["id"].as_i64(),
+            "{name}"
+        );
+        assert_eq!(
+            row.repository_github_id,
+            payload["repository"]["id"].as_i64(),
+            "{name}"
+        );
+        assert_eq!(
+            row.repository_full_name.as_deref(),
+            payload["repository"]["full_name"].as_str(),
+            "{name}"
+        );
+        assert_eq!(row.outcome, expected_outcome, "{name}");
+        assert_eq!(
+            row.payload_size,
+            body.len() as i64,
+            "{name}: the raw body is kept"
+        );
+        let key = expected_key(event, &payload);
+        assert_eq!(row.coalesce_key, key, "{name}");
+        keys.extend(key);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        fixtures.len() as i64
+    );
+    // One pending job per distinct subject: deliveries for the same PR, commit
+    // or installation were attached to one job.
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs").await,
+        keys.len() as i64
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE state = 'pending'")
+            .await,
+        keys.len() as i64
+    );
+    let tracked = fixtures
+        .iter()
+        .filter(|(event, _)| TRACKED.contains(&event.as_str()))
+        .count() as i64;
+    assert_eq!(
+        app.count("SELECT sum(coalesced_count) FROM jobs").await,
+        tracked
+    );
+}
+
+#[tokio::test]
+async fn a_repository_event_is_queued_for_its_repository() {
+    let app = spawn_app().await;
+    let body = br#"{"action":"renamed","repository":{"id":99,"full_name":"o/new-name"},"installation":{"id":5}}"#;
+    let delivery = Delivery::new("repository", body.to_vec());
+    assert_eq!(app.send(&delivery).await.status(), 202);
+    let row = delivery_row(&app.db.url, &delivery.delivery_id).await;
+    assert_eq!(row.coalesce_key.as_deref(), Some("repository:99"));
+    assert_eq!(row.outcome, "queued");
+}
+
+#[tokio::test]
+async fn a_flipped_byte_of_body_or_signature_is_401_and_leaves_no_row() {
+    let app = spawn_app().await;
+    let body = fixture("pull_request/opened.json");
+
+    let mut tampered = body.clone();
+    let at = tampered
+        .iter()
+        .position(|b| *b == b'C')
+        .expect("a 'C' in the payload");
+    tampered[at] = b'D';
+    let delivery = Delivery::new("pull_request", tampered);
+    let response = app
+        .webhook(&delivery)
+        .header("x-hub-signature-256", sign(&body))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+
+    let mut signature = sign(&body).into_bytes();
+    let last = signature.len() - 1;
+    signature[last] = if signature[last] == b'0' { b'1' } else { b'0' };
+    let delivery = Delivery::new("pull_request", body.clone());
+    let response = app
+        .webhook(&delivery)
+        .header(
+            "x-hub-signature-256",
+            String::from_utf8(signature).expect("ascii"),
+        )
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+
+    let response = app.webhook(&delivery).send().await.expect("sent");
+    assert_eq!(response.status(), 401, "no signature header");
+    let answer: Value = response.json().await.expect("JSON error");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("signed")),
+        "{answer}"
+    );
+
+    let legacy_only = app
+        .webhook(&delivery)
+        .header("x-hub-signature", "sha1=0000")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        legacy_only.status(),
+        401,
+        "the SHA-1 header alone is not accepted"
+    );
+
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        0
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+}
+
+#[tokio::test]
+async fn with_two_secrets_a_delivery_signed_by_either_is_accepted() {
+    let app = spawn_app_with(&[(
+        "PRMONITOR_WEBHOOK_SECRETS",
+        &format!("old secret,{TEST_SECRET}"),
+    )])
+    .await;
+    let body = pr_body(1, "edited");
+    let by_new = Delivery::new("pull_request", body.clone());
+    assert_eq!(app.send(&by_new).await.status(), 202);
+
+    let by_old = Delivery::new("pull_request", body.clone());
+    let old_signature =
+        prmonitor::webhook::signature::sign(&prmonitor::config::Secret::new("old secret"), &body);
+    let response = app
+        .webhook(&by_old)
+        .header("x-hub-signature-256", old_signature)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+
+    let by_stranger = Delivery::new("pull_request", body.clone());
+    let stranger =
+        prmonitor::webhook::signature::sign(&prmonitor::config::Secret::new("not ours"), &body);
+    let response = app
+        .webhook(&by_stranger)
+        .header("x-hub-signature-256", stranger)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_id_is_200_and_stores_nothing_more() {
+    let app = spawn_app().await;
+    let delivery = Delivery::new("pull_request", pr_body(3, "opened"));
+    assert_eq!(app.send(&delivery).await.status(), 202);
+    for _ in 0..3 {
+        let response = app.send(&delivery).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["status"], "duplicate");
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
+    assert_eq!(app.count("SELECT coalesced_count FROM jobs").await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_redeliveries_of_one_id_store_it_once() {
+    let app = spawn_app().await;
+    let delivery = Delivery::new("pull_request", pr_body(4, "opened"));
+    let responses = futures_util::future::join_all((0..8).map(|_| app.send(&delivery))).await;
+    let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 202]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        1
+    );
+    assert_eq!(app.count("SELECT coalesced_count FROM jobs").await, 1);
+}
+
+#[tokio::test]
+async fn twenty_deliveries_for_one_pr_make_one_pending_job() {
+    let app = spawn_app().await;
+    let actions = ["labeled", "synchronize", "edited", "unlabeled"];
+    let deliveries: Vec<Delivery<'_>> = (0..20)
+        .map(|i| Delivery::new("pull_request", pr_body(8, actions[i % actions.len()])))
+        .collect();
+    let responses = futures_util::future::join_all(deliveries.iter().map(|d| app.send(d))).await;
+    assert!(responses.iter().all(|r| r.status() == 202));
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        20
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
+    assert_eq!(
+        app.count("SELECT coalesced_count FROM jobs WHERE state = 'pending'")
+            .await,
+        20
+    );
+    assert_eq!(
+        app.count("SELECT count(DISTINCT job_id) FROM webhook_deliveries")
+            .await,
+        1
+    );
+    // One 'synchronize' among them asks for the head's checks; merging kept it.
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE payload->>'with_checks' = 'true'")
+            .await,
+        1
+    );
+    // Another PR gets its own job.
+    assert_eq!(
+        app.send(&Delivery::new("pull_request", pr_body(9, "opened")))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 2);
+}
+
+#[tokio::test]
+async fn a_delivery_for_a_pr_whose_job_is_running_gets_a_new_job() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.send(&Delivery::new("pull_request", pr_body(5, "opened")))
+            .await
+            .status(),
+        202
+    );
+    // A worker has claimed the job and may already have read GitHub: a later
+    // change must not be folded into it.
+    let mut conn = connect(&app.db.url).await;
+    diesel::sql_query("UPDATE jobs SET state = 'running'")
+        .execute(&mut conn)
+        .await
+        .expect("claim");
+    assert_eq!(
+        app.send(&Delivery::new("pull_request", pr_body(5, "closed")))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE state = 'pending'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 2);
+}
+
+#[tokio::test]
+async fn after_a_202_the_delivery_and_its_job_are_committed() {
+    let app = spawn_app().await;
+    for n in 1..=5 {
+        let delivery = Delivery::new("pull_request", pr_body(n, "opened"));
+        assert_eq!(app.send(&delivery).await.status(), 202);
+        // A new connection, right after the answer: only committed rows are visible to it.
+        let sql = format!(
+            "SELECT count(*) FROM webhook_deliveries d JOIN jobs j ON j.id = d.job_id \
+             WHERE d.delivery_id = '{}' AND j.state = 'pending'",
+            delivery.delivery_id
+        );
+        assert_eq!(app.count(&sql).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_25_mib_is_413_and_stores_nothing() {
+    let app = spawn_app().await;
+    // Valid JSON, correctly signed: only the size is wrong.
+    let mut body = br#"{"action":"opened","padding":""#.to_vec();
+    body.resize(26 * 1024 * 1024, b'a');
+    body.extend_from_slice(br#""}"#);
+    let delivery = Delivery::new("pull_request", body);
+    let response = app.send(&delivery).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        0
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+
+    // Chunked, with no Content-Length to refuse up front: the limit holds while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..27).map(|_| Ok(vec![b' '; 1024 * 1024])).collect();
+    let stream = futures_util::stream::iter(chunks);
+    let response = app
+        .webhook(&delivery)
+        .header("x-hub-signature-256", sign(b"irrelevant"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    // The server may close the connection before the client has sent it all;
+    // either way nothing is stored.
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 413);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_and_headers_are_400_and_store_nothing() {
+    let app = spawn_app().await;
+    let bodies: [&[u8]; 7] = [
+        b"",
+        b"{not json",
+        b"[1,2,3]",
+        b"\"a string\"",
+        b"{\"action\": \"opened\"} {}",
+        b"{\"pull_request\":{\"number\":1}}", // a pull_request without its repository
+        b"{\"installation\":{\"id\":\"seven\"}}", // wrong type in a routed field
+    ];
+    for body in bodies {
+        let response = app
+            .send(&Delivery::new("pull_request", body.to_vec()))
+            .await;
+        assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
+        let answer: Value = response.json().await.expect("JSON error");
+        assert!(answer["error"].is_string());
+    }
+
+    let body = pr_body(1, "opened");
+    let signature = sign(&body);
+    let base = || {
+        app.client
+            .post(app.url("/webhooks/github"))
+            .header("x-hub-signature-256", &signature)
+            .body(body.clone())
+    };
+    let no_event = base()
+        .header("x-github-delivery", "d1")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(no_event.status(), 400);
+    let no_delivery = base()
+        .header("x-github-event", "pull_request")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(no_delivery.status(), 400);
+    let hostile_id = base()
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", "'; DROP TABLE jobs; --")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(hostile_id.status(), 400);
+    let hostile_event = base()
+        .header("x-github-event", "../../etc/passwd")
+        .header("x-github-delivery", "d2")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(hostile_event.status(), 400);
+
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_deliveries").await,
+        0
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+}
+
+#[tokio::test]
+async fn a_payload_with_nul_escapes_and_unicode_is_stored_byte_for_byte() {
+    let app = spawn_app().await;
+    // jsonb would refuse \u0000; the raw bytes are kept instead.
+    let body = r#"{"action":"edited","number":6,"pull_request":{"number":6,"body":"a\u0000b ✓ 🚀"},"repository":{"id":1,"full_name":"o/r"}}"#;
+    let delivery = Delivery::new("pull_request", body.as_bytes().to_vec());
+    assert_eq!(app.send(&delivery).await.status(), 202);
+    let sql = format!(
+        "SELECT count(*) FROM webhook_deliveries WHERE delivery_id = '{}' AND payload = convert_to($${body}$$, 'UTF8')",
+        delivery.delivery_id
+    );
+    assert_eq!(app.count(&sql).await, 1);
+}
+
+#[tokio::test]
+async fn other_methods_and_routes_get_json_errors() {
+    let app = spawn_app().await;
+    let get = app
+        .client
+        .get(app.url("/webhooks/github"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(get.status(), 404);
+    let unknown = app
+        .client
+        .post(app.url("/webhooks/gitlab"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unknown.status(), 404);
+    let answer: Value = unknown.json().await.expect("JSON error");
+    assert!(answer["error"].is_string());
+}
+
+#[tokio::test]
+async fn with_the_database_down_intake_answers_503_within_two_seconds() {
+    // A port nothing listens on: every connection attempt is refused.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let db = TestDatabase::unique();
+    let mut settings = test_settings(&db, &[]);
+    settings.database_url = prmonitor::config::DatabaseUrl::parse(&format!(
+        "postgres://postgres@127.0.0.1:{closed_port}/nowhere"
+    ))
+    .expect("url");
+    let app = spawn_app_on(db, settings).await;
+
+    let started = Instant::now();
+    let response = app
+        .send(&Delivery::new("pull_request", pr_body(1, "opened")))
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    // Not a timing benchmark: the bound is the documented contract (GitHub waits 10 s).
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 503);
+    let answer: Value = ready.json().await.expect("JSON reason");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("database")),
+        "{answer}"
+    );
+    let health = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(health.status(), 200, "the process itself is alive");
+}

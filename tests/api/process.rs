@@ -1,0 +1,292 @@
+//! The `prmonitor` binary itself: start-up errors, several instances on a
+//! fresh database, graceful shutdown.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{count, sign, TestDatabase, TEST_SECRET};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_prmonitor");
+
+/// The binary with a clean environment: only what the test gives it.
+fn prmonitor(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// A running `prmonitor serve` and the log lines it has written so far.
+struct Serve {
+    child: Child,
+    address: String,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn start_serve(db: &TestDatabase) -> Serve {
+    let mut child = prmonitor(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("PRMONITOR_LISTEN", "127.0.0.1:0"),
+            ("PRMONITOR_WEBHOOK_SECRETS", TEST_SECRET),
+            ("PRMONITOR_LOG_FORMAT", "json"),
+            ("PRMONITOR_HTTP_WORKERS", "1"),
+            ("PRMONITOR_DB_POOL_SIZE", "2"),
+        ],
+    )
+    .spawn()
+    .expect("start prmonitor serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        let mut address_tx = Some(address_tx);
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                sink.lock().expect("lock").push(Value::String(line));
+                continue;
+            };
+            if entry["message"] == "listening" {
+                if let (Some(tx), Some(address)) = (address_tx.take(), entry["address"].as_str()) {
+                    let _ = tx.send(address.to_owned());
+                }
+            }
+            sink.lock().expect("lock").push(entry);
+        }
+    });
+    let address = tokio::time::timeout(Duration::from_secs(60), address_rx)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "serve did not start listening: {:?}",
+                logs.lock().expect("lock")
+            )
+        })
+        .unwrap_or_else(|_| {
+            panic!(
+                "serve exited before listening: {:?}",
+                logs.lock().expect("lock")
+            )
+        });
+    Serve {
+        child,
+        address,
+        logs,
+    }
+}
+
+impl Serve {
+    async fn wait_ready(&self, client: &reqwest::Client) {
+        let url = format!("http://{}/readyz", self.address);
+        for _ in 0..300 {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{} never became ready: {:?}",
+            self.address,
+            self.logs.lock().expect("lock")
+        );
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    async fn exit_code(&mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait")
+            .code()
+    }
+}
+
+#[tokio::test]
+async fn serve_without_a_webhook_secret_exits_2_naming_the_setting() {
+    let db = TestDatabase::unique();
+    let output = prmonitor(&["serve"], &[("DATABASE_URL", &db.url)])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("PRMONITOR_WEBHOOK_SECRETS"), "{stderr}");
+    assert!(!db.exists().await, "nothing was started");
+}
+
+#[tokio::test]
+async fn malformed_settings_exit_2_naming_the_setting_and_not_the_secret() {
+    let cases = [
+        ("PRMONITOR_DB_POOL_SIZE", "lots"),
+        ("PRMONITOR_LISTEN", "everywhere"),
+        ("PRMONITOR_LOG_FORMAT", "yaml"),
+        ("DATABASE_URL", "mysql://root:db-password@localhost/x"),
+    ];
+    for (key, value) in cases {
+        let mut env = vec![("PRMONITOR_WEBHOOK_SECRETS", "s3cr3t-value")];
+        env.push((key, value));
+        let output = prmonitor(&["serve"], &env).output().await.expect("run");
+        assert_eq!(output.status.code(), Some(2), "{key}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{key}: {stderr}");
+        assert!(
+            !stderr.contains("s3cr3t-value") && !stderr.contains("db-password"),
+            "{stderr}"
+        );
+    }
+    let missing_file = prmonitor(&["--config", "/nonexistent/prmonitor.toml", "migrate"], &[])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(missing_file.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_is_idempotent() {
+    let db = TestDatabase::unique();
+    for _ in 0..2 {
+        let output = prmonitor(&["migrate"], &[("DATABASE_URL", &db.url)])
+            .output()
+            .await
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(db.exists().await);
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await,
+        1
+    );
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'").await,
+        7
+    );
+}
+
+#[tokio::test]
+async fn two_instances_started_at_once_on_a_fresh_database_both_become_ready() {
+    let db = TestDatabase::unique();
+    assert!(!db.exists().await);
+    let (mut first, mut second) = tokio::join!(start_serve(&db), start_serve(&db));
+    let client = reqwest::Client::new();
+    tokio::join!(first.wait_ready(&client), second.wait_ready(&client));
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await,
+        1
+    );
+
+    // Both take deliveries into the one database.
+    for serve in [&first, &second] {
+        let body = br#"{"action":"opened","number":1,"pull_request":{"number":1},"repository":{"id":5,"full_name":"o/r"}}"#;
+        let response = client
+            .post(format!("http://{}/webhooks/github", serve.address))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", crate::helpers::new_delivery_id())
+            .header("x-hub-signature-256", sign(body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 202);
+    }
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM webhook_deliveries").await,
+        2
+    );
+    assert_eq!(count(&db.url, "SELECT coalesced_count FROM jobs").await, 2);
+
+    first.terminate();
+    second.terminate();
+    assert_eq!(first.exit_code().await, Some(0));
+    assert_eq!(second.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let db = TestDatabase::migrated().await;
+    let mut serve = start_serve(&db).await;
+    serve.wait_ready(&reqwest::Client::new()).await;
+
+    let body = br#"{"action":"opened","number":2,"pull_request":{"number":2},"repository":{"id":5,"full_name":"o/r"}}"#;
+    let head = format!(
+        "POST /webhooks/github HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-github-event: pull_request\r\nx-github-delivery: {}\r\nx-hub-signature-256: {}\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        serve.address,
+        crate::helpers::new_delivery_id(),
+        sign(body),
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(&serve.address)
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream
+        .write_all(&body[..10])
+        .await
+        .expect("write part of the body");
+    // The request is now in flight: the handler waits for the rest of the body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    serve.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(&body[10..]).await.expect("write the rest");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+
+    assert_eq!(serve.exit_code().await, Some(0));
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM webhook_deliveries").await,
+        1
+    );
+    let logs = serve.logs.lock().expect("lock");
+    assert!(
+        logs.iter()
+            .any(|l| l["message"] == "stopping: finishing in-flight requests"),
+        "{logs:?}"
+    );
+    // Each delivery logs one line with its id, event, action, repository, outcome and latency.
+    let line = logs
+        .iter()
+        .find(|l| l["message"] == "delivery accepted")
+        .expect("delivery line");
+    for field in ["event", "action", "repository", "outcome", "latency_ms"] {
+        assert!(!line[field].is_null(), "{field} missing from {line}");
+    }
+    assert!(line["span"]["delivery_id"].is_string(), "{line}");
+}

@@ -47,10 +47,7 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("prmonitor: cannot start the async runtime: {error}");
@@ -66,10 +63,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "prmonitor stopped with an error"
-            );
+            tracing::error!(error = format!("{error:#}"), "prmonitor stopped with an error");
             eprintln!("prmonitor: {error:#}");
             ExitCode::from(EXIT_FAILED)
         }
@@ -86,9 +80,7 @@ fn load_settings(cli: &Cli) -> Result<Settings, ConfigError> {
 
 /// Creates the database when missing and applies migrations (under an advisory lock).
 async fn prepare_database(settings: &Settings) -> anyhow::Result<()> {
-    if db::create_database_if_missing(&settings.database_url).await? {
-        tracing::info!(database = %settings.database_url, "database created");
-    }
+    db::create_database_if_missing(&settings.database_url).await?;
     let applied = db::run_migrations(&settings.database_url).await?;
     tracing::info!(applied = applied.len(), versions = ?applied, "migrations current");
     Ok(())
@@ -111,9 +103,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(signal, "stopping: finishing in-flight requests");
         handle.stop(true).await;
     });
-    app.run_until_stopped()
-        .await
-        .context("the HTTP server failed")?;
+    app.run_until_stopped().await.context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -114,10 +114,7 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{key} is required: {hint}")]
-    Missing {
-        key: &'static str,
-        hint: &'static str,
-    },
+    Missing { key: &'static str, hint: &'static str },
     #[error("{key} is invalid: {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error("config file {path}: {reason}")]
@@ -131,45 +128,19 @@ struct Key {
 }
 
 const KEYS: &[Key] = &[
-    Key {
-        env: "DATABASE_URL",
-        secret: true,
-    },
-    Key {
-        env: "PRMONITOR_LISTEN",
-        secret: false,
-    },
-    Key {
-        env: "PRMONITOR_WEBHOOK_SECRETS",
-        secret: true,
-    },
-    Key {
-        env: "PRMONITOR_ADMIN_TOKEN",
-        secret: true,
-    },
-    Key {
-        env: "PRMONITOR_DB_POOL_SIZE",
-        secret: false,
-    },
-    Key {
-        env: "PRMONITOR_LOG_FORMAT",
-        secret: false,
-    },
-    Key {
-        env: "PRMONITOR_HTTP_WORKERS",
-        secret: false,
-    },
-    Key {
-        env: "PRMONITOR_SHUTDOWN_TIMEOUT_SECS",
-        secret: false,
-    },
+    Key { env: "DATABASE_URL", secret: true },
+    Key { env: "PRMONITOR_LISTEN", secret: false },
+    Key { env: "PRMONITOR_WEBHOOK_SECRETS", secret: true },
+    Key { env: "PRMONITOR_ADMIN_TOKEN", secret: true },
+    Key { env: "PRMONITOR_DB_POOL_SIZE", secret: false },
+    Key { env: "PRMONITOR_LOG_FORMAT", secret: false },
+    Key { env: "PRMONITOR_HTTP_WORKERS", secret: false },
+    Key { env: "PRMONITOR_SHUTDOWN_TIMEOUT_SECS", secret: false },
 ];
 
 /// The file key of an environment variable: `PRMONITOR_LISTEN` → `listen`.
 fn file_key(env: &str) -> String {
-    env.strip_prefix("PRMONITOR_")
-        .unwrap_or(env)
-        .to_ascii_lowercase()
+    env.strip_prefix("PRMONITOR_").unwrap_or(env).to_ascii_lowercase()
 }
 
 /// A raw value before parsing: a string, or (from the file) a list of strings.
@@ -183,10 +154,7 @@ enum Raw {
 struct RawSettings(BTreeMap<&'static str, Raw>);
 
 impl RawSettings {
-    fn collect(
-        file: Option<&Path>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    fn collect(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut values = BTreeMap::new();
         if let Some(path) = file {
             values = read_file(path)?;
@@ -203,19 +171,16 @@ impl RawSettings {
         match self.0.get(key) {
             None => Ok(None),
             Some(Raw::One(value)) => Ok(Some(value.clone())),
-            Some(Raw::List(_)) => Err(ConfigError::Invalid {
-                key,
-                reason: "expected a single value, not a list".into(),
-            }),
+            Some(Raw::List(_)) => {
+                Err(ConfigError::Invalid { key, reason: "expected a single value, not a list".into() })
+            }
         }
     }
 
     fn list(&self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
         match self.0.get(key) {
             None => Ok(None),
-            Some(Raw::One(value)) => Ok(Some(
-                value.split(',').map(|s| s.trim().to_owned()).collect(),
-            )),
+            Some(Raw::One(value)) => Ok(Some(value.split(',').map(|s| s.trim().to_owned()).collect())),
             Some(Raw::List(values)) => Ok(Some(values.clone())),
         }
     }
@@ -251,14 +216,9 @@ impl RawSettings {
 }
 
 fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
-    let file_error = |reason: String| ConfigError::File {
-        path: path.display().to_string(),
-        reason,
-    };
+    let file_error = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| file_error(e.message().to_owned()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(e.message().to_owned()))?;
     let mut values = BTreeMap::new();
     for (name, value) in table {
         let key = KEYS
@@ -279,10 +239,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<&'static str, Raw>, ConfigError> {
             ),
             _ if key.secret => return Err(file_error(format!("'{name}' must be a string"))),
             other => {
-                return Err(file_error(format!(
-                    "'{name}' has an unsupported {} value",
-                    other.type_str()
-                )))
+                return Err(file_error(format!("'{name}' has an unsupported {} value", other.type_str())))
             }
         };
         values.insert(key.env, raw);
@@ -297,24 +254,14 @@ impl Settings {
     }
 
     /// As [`Settings::load`], with the environment given as a function (for tests).
-    pub fn load_from(
-        file: Option<&Path>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load_from(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let raw = RawSettings::collect(file, env)?;
 
-        let database_url = raw
-            .string("DATABASE_URL")?
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let database_url =
-            DatabaseUrl::parse(&database_url).map_err(|reason| ConfigError::Invalid {
-                key: "DATABASE_URL",
-                reason,
-            })?;
+        let database_url = raw.string("DATABASE_URL")?.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url = DatabaseUrl::parse(&database_url)
+            .map_err(|reason| ConfigError::Invalid { key: "DATABASE_URL", reason })?;
 
-        let listen = raw
-            .string("PRMONITOR_LISTEN")?
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = raw.string("PRMONITOR_LISTEN")?.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen.trim().parse().map_err(|_| ConfigError::Invalid {
             key: "PRMONITOR_LISTEN",
             reason: format!("expected an address and port such as 0.0.0.0:8080, got '{listen}'"),
@@ -326,10 +273,7 @@ impl Settings {
                 if let Some(position) = list.iter().position(|s| s.is_empty()) {
                     return Err(ConfigError::Invalid {
                         key: "PRMONITOR_WEBHOOK_SECRETS",
-                        reason: format!(
-                            "entry {} of the comma-separated list is empty",
-                            position + 1
-                        ),
+                        reason: format!("entry {} of the comma-separated list is empty", position + 1),
                     });
                 }
                 list.into_iter().map(Secret::new).collect()
@@ -347,11 +291,7 @@ impl Settings {
             Some(token) => Some(Secret::new(token)),
         };
 
-        let log_format = match raw
-            .string("PRMONITOR_LOG_FORMAT")?
-            .as_deref()
-            .map(str::trim)
-        {
+        let log_format = match raw.string("PRMONITOR_LOG_FORMAT")?.as_deref().map(str::trim) {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
@@ -397,10 +337,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::load_from(None, &|key| env.get(key).cloned())
     }
 
@@ -413,25 +351,15 @@ mod tests {
         assert_eq!(settings.db_pool_size, DEFAULT_DB_POOL_SIZE);
         assert_eq!(settings.log_format, LogFormat::Text);
         assert_eq!(
-            settings
-                .require_webhook_secrets()
-                .unwrap_err()
-                .to_string()
-                .split(' ')
-                .next(),
+            settings.require_webhook_secrets().unwrap_err().to_string().split(' ').next(),
             Some("PRMONITOR_WEBHOOK_SECRETS")
         );
     }
 
     #[test]
     fn webhook_secrets_are_split_on_commas_and_trimmed() {
-        let settings =
-            load(&[("PRMONITOR_WEBHOOK_SECRETS", "old-secret, new secret ")]).expect("valid");
-        let secrets: Vec<&str> = settings
-            .webhook_secrets
-            .iter()
-            .map(Secret::expose)
-            .collect();
+        let settings = load(&[("PRMONITOR_WEBHOOK_SECRETS", "old-secret, new secret ")]).expect("valid");
+        let secrets: Vec<&str> = settings.webhook_secrets.iter().map(Secret::expose).collect();
         assert_eq!(secrets, ["old-secret", "new secret"]);
     }
 
@@ -465,10 +393,7 @@ mod tests {
     #[test]
     fn debug_output_hides_every_secret() {
         let settings = load(&[
-            (
-                "DATABASE_URL",
-                "postgres://app:pg-password@db:5432/prmonitor",
-            ),
+            ("DATABASE_URL", "postgres://app:pg-password@db:5432/prmonitor"),
             ("PRMONITOR_WEBHOOK_SECRETS", "webhook-secret"),
             ("PRMONITOR_ADMIN_TOKEN", "admin-token"),
         ])
@@ -477,10 +402,7 @@ mod tests {
         for secret in ["pg-password", "webhook-secret", "admin-token"] {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
-        assert!(
-            debug.contains("postgres://app:redacted@db:5432/prmonitor"),
-            "{debug}"
-        );
+        assert!(debug.contains("postgres://app:redacted@db:5432/prmonitor"), "{debug}");
     }
 
     #[test]
@@ -497,11 +419,7 @@ mod tests {
         let settings = Settings::load_from(Some(&path), &env).expect("valid");
         assert_eq!(settings.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(settings.db_pool_size, 7);
-        let secrets: Vec<&str> = settings
-            .webhook_secrets
-            .iter()
-            .map(Secret::expose)
-            .collect();
+        let secrets: Vec<&str> = settings.webhook_secrets.iter().map(Secret::expose).collect();
         assert_eq!(secrets, ["a,b", "c"], "a list in the file may hold commas");
 
         std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").expect("write");

@@ -24,10 +24,7 @@ impl Application {
         let pool = web::Data::new(pool);
         let intake = web::Data::new(IntakeConfig::new(settings.webhook_secrets.clone()));
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(pool.clone())
-                .app_data(intake.clone())
-                .configure(http::routes)
+            App::new().app_data(pool.clone()).app_data(intake.clone()).configure(http::routes)
         })
         .workers(settings.http_workers)
         .shutdown_timeout(settings.shutdown_timeout.as_secs())

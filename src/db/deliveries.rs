@@ -49,10 +49,7 @@ pub struct NewDelivery<'a> {
 /// Inserts the delivery unless its id is already stored; returns whether it did.
 /// A concurrent insert of the same id waits for the other transaction and then
 /// reports `false`, so a delivery is never stored twice.
-pub async fn insert_if_new(
-    conn: &mut AsyncPgConnection,
-    delivery: &NewDelivery<'_>,
-) -> QueryResult<bool> {
+pub async fn insert_if_new(conn: &mut AsyncPgConnection, delivery: &NewDelivery<'_>) -> QueryResult<bool> {
     let inserted = diesel::insert_into(webhook_deliveries::table)
         .values(delivery)
         .on_conflict(webhook_deliveries::delivery_id)

@@ -63,16 +63,11 @@ pub fn build_pool(url: &DatabaseUrl, max_size: usize) -> Result<DbPool, DbError>
 }
 
 async fn connect(url: &str, redacted: &str) -> Result<AsyncPgConnection, DbError> {
-    let connect_error = |reason: String| DbError::Connect {
-        url: redacted.to_owned(),
-        reason,
-    };
+    let connect_error = |reason: String| DbError::Connect { url: redacted.to_owned(), reason };
     match tokio::time::timeout(SETUP_CONNECT_TIMEOUT, AsyncPgConnection::establish(url)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(connect_error(e.to_string())),
-        Err(_) => Err(connect_error(format!(
-            "no answer within {SETUP_CONNECT_TIMEOUT:?}"
-        ))),
+        Err(_) => Err(connect_error(format!("no answer within {SETUP_CONNECT_TIMEOUT:?}"))),
     }
 }
 
@@ -81,8 +76,7 @@ async fn connect(url: &str, redacted: &str) -> Result<AsyncPgConnection, DbError
 /// from several instances at once.
 pub async fn create_database_if_missing(url: &DatabaseUrl) -> Result<bool, DbError> {
     let (maintenance_url, name) = maintenance_url(url.expose())?;
-    let redacted =
-        DatabaseUrl::parse(&maintenance_url).map_or_else(|_| String::new(), |u| u.redacted());
+    let redacted = DatabaseUrl::parse(&maintenance_url).map_or_else(|_| String::new(), |u| u.redacted());
     let mut conn = connect(&maintenance_url, &redacted).await?;
     if database_exists(&mut conn, &name).await? {
         return Ok(false);
@@ -115,10 +109,7 @@ async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> Result<boo
 
 /// The same server's `postgres` database, and the name of the one `url` names.
 pub fn maintenance_url(url: &str) -> Result<(String, String), DbError> {
-    let invalid = |reason: &str| DbError::Connect {
-        url: "DATABASE_URL".into(),
-        reason: reason.into(),
-    };
+    let invalid = |reason: &str| DbError::Connect { url: "DATABASE_URL".into(), reason: reason.into() };
     let mut parsed = url::Url::parse(url).map_err(|_| invalid("not a URL"))?;
     let encoded = parsed.path().trim_start_matches('/').to_owned();
     let name = url::form_urlencoded::parse(format!("n={encoded}").as_bytes())
@@ -148,12 +139,8 @@ pub async fn run_migrations(url: &DatabaseUrl) -> Result<Vec<String>, DbError> {
 fn run_migrations_blocking(url: &DatabaseUrl) -> Result<Vec<String>, DbError> {
     // diesel's migration harness is synchronous; the wrapper drives the async
     // connection from this blocking thread.
-    let mut conn =
-        <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(url.expose())
-            .map_err(|e| DbError::Connect {
-                url: url.redacted(),
-                reason: e.to_string(),
-            })?;
+    let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(url.expose())
+        .map_err(|e| DbError::Connect { url: url.redacted(), reason: e.to_string() })?;
     // The synchronous RunQueryDsl: this connection is driven from a blocking thread.
     diesel::RunQueryDsl::execute(
         diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY),
@@ -180,10 +167,7 @@ fn run_migrations_blocking(url: &DatabaseUrl) -> Result<Vec<String>, DbError> {
 pub fn embedded_versions() -> Result<Vec<String>, DbError> {
     let migrations = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
         .map_err(|e| DbError::Migration(e.to_string()))?;
-    Ok(migrations
-        .iter()
-        .map(|m| m.name().version().to_string())
-        .collect())
+    Ok(migrations.iter().map(|m| m.name().version().to_string()).collect())
 }
 
 /// Embedded migrations that the database has not applied (empty: schema current).
@@ -208,10 +192,7 @@ pub async fn pending_migrations(conn: &mut AsyncPgConnection) -> Result<Vec<Stri
             .map(|v| v.version)
             .collect()
     };
-    Ok(embedded_versions()?
-        .into_iter()
-        .filter(|v| !applied.contains(v))
-        .collect())
+    Ok(embedded_versions()?.into_iter().filter(|v| !applied.contains(v)).collect())
 }
 
 #[cfg(test)]
@@ -220,8 +201,7 @@ mod tests {
 
     #[test]
     fn maintenance_url_swaps_the_database_and_decodes_its_name() {
-        let (url, name) =
-            maintenance_url("postgres://u:p@h:5432/my%20db?sslmode=disable").expect("valid");
+        let (url, name) = maintenance_url("postgres://u:p@h:5432/my%20db?sslmode=disable").expect("valid");
         assert_eq!(url, "postgres://u:p@h:5432/postgres?sslmode=disable");
         assert_eq!(name, "my db");
         assert!(maintenance_url("postgres://h:5432/").is_err());
@@ -230,10 +210,7 @@ mod tests {
     #[test]
     fn identifiers_are_quoted_against_injection() {
         assert_eq!(quote_identifier("prmonitor"), "\"prmonitor\"");
-        assert_eq!(
-            quote_identifier("a\"; DROP DATABASE x; --"),
-            "\"a\"\"; DROP DATABASE x; --\""
-        );
+        assert_eq!(quote_identifier("a\"; DROP DATABASE x; --"), "\"a\"\"; DROP DATABASE x; --\"");
     }
 
     #[test]

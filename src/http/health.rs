@@ -18,8 +18,9 @@ pub async fn healthz() -> HttpResponse {
 /// Ready to take traffic: the database answers and its schema is this binary's.
 pub async fn readyz(pool: web::Data<DbPool>) -> HttpResponse {
     match tokio::time::timeout(READY_DEADLINE, check(&pool)).await {
-        Ok(Ok(())) => HttpResponse::Ok()
-            .json(json!({ "status": "ready", "database": "ok", "schema": "current" })),
+        Ok(Ok(())) => {
+            HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok", "schema": "current" }))
+        }
         Ok(Err(reason)) => not_ready(reason),
         Err(_) => not_ready(format!("database: no answer within {READY_DEADLINE:?}")),
     }
@@ -27,16 +28,11 @@ pub async fn readyz(pool: web::Data<DbPool>) -> HttpResponse {
 
 async fn check(pool: &DbPool) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| format!("database: {e}"))?;
-    let pending = db::pending_migrations(&mut conn)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
+    let pending = db::pending_migrations(&mut conn).await.map_err(|e| format!("database: {e}"))?;
     if pending.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "schema: migrations not applied: {}",
-            pending.join(", ")
-        ))
+        Err(format!("schema: migrations not applied: {}", pending.join(", ")))
     }
 }
 

@@ -52,10 +52,7 @@ pub enum EventTarget {
         with_checks: bool,
     },
     /// The check runs of one commit, attached to every PR whose head it is.
-    CommitChecks {
-        repository: RepoRef,
-        head_sha: String,
-    },
+    CommitChecks { repository: RepoRef, head_sha: String },
     /// A `repository` event: renamed, transferred, deleted, archived, ...
     Repository {
         repository: RepoRef,
@@ -68,13 +65,8 @@ impl EventTarget {
     /// Deliveries with the same key share one pending job.
     pub fn coalesce_key(&self) -> String {
         match self {
-            Self::PullRequest {
-                repository, number, ..
-            } => format!("pr:{}:{number}", repository.github_id),
-            Self::CommitChecks {
-                repository,
-                head_sha,
-            } => {
+            Self::PullRequest { repository, number, .. } => format!("pr:{}:{number}", repository.github_id),
+            Self::CommitChecks { repository, head_sha } => {
                 format!("checks:{}:{head_sha}", repository.github_id)
             }
             Self::Repository { repository, .. } => format!("repository:{}", repository.github_id),
@@ -131,62 +123,30 @@ mod tests {
     use super::*;
 
     fn repo() -> RepoRef {
-        RepoRef {
-            github_id: 1296269,
-            full_name: "octocat/Hello-World".into(),
-            installation_id: Some(7),
-        }
+        RepoRef { github_id: 1296269, full_name: "octocat/Hello-World".into(), installation_id: Some(7) }
     }
 
     #[test]
     fn event_payloads_round_trip_and_omit_false_flags() {
-        let target = EventTarget::PullRequest {
-            repository: repo(),
-            number: 5,
-            with_checks: false,
-        };
+        let target = EventTarget::PullRequest { repository: repo(), number: 5, with_checks: false };
         let job = NewJob::event(&target);
         assert_eq!(job.coalesce_key.as_deref(), Some("pr:1296269:5"));
-        assert!(
-            job.payload.get("with_checks").is_none(),
-            "a false flag must not be written"
-        );
+        assert!(job.payload.get("with_checks").is_none(), "a false flag must not be written");
         let back: EventTarget = serde_json::from_value(job.payload).expect("round trip");
         assert_eq!(back, target);
 
-        let with_checks = EventTarget::PullRequest {
-            repository: repo(),
-            number: 5,
-            with_checks: true,
-        };
+        let with_checks = EventTarget::PullRequest { repository: repo(), number: 5, with_checks: true };
         assert_eq!(NewJob::event(&with_checks).payload["with_checks"], true);
     }
 
     #[test]
     fn keys_separate_prs_commits_repositories_and_installations() {
         let keys = [
-            NewJob::event(&EventTarget::PullRequest {
-                repository: repo(),
-                number: 1,
-                with_checks: false,
-            }),
-            NewJob::event(&EventTarget::PullRequest {
-                repository: repo(),
-                number: 2,
-                with_checks: false,
-            }),
-            NewJob::event(&EventTarget::CommitChecks {
-                repository: repo(),
-                head_sha: "abc".into(),
-            }),
-            NewJob::event(&EventTarget::Repository {
-                repository: repo(),
-                action: None,
-            }),
-            NewJob::installation(&InstallationTarget {
-                installation_id: 1296269,
-                action: None,
-            }),
+            NewJob::event(&EventTarget::PullRequest { repository: repo(), number: 1, with_checks: false }),
+            NewJob::event(&EventTarget::PullRequest { repository: repo(), number: 2, with_checks: false }),
+            NewJob::event(&EventTarget::CommitChecks { repository: repo(), head_sha: "abc".into() }),
+            NewJob::event(&EventTarget::Repository { repository: repo(), action: None }),
+            NewJob::installation(&InstallationTarget { installation_id: 1296269, action: None }),
         ]
         .map(|job| job.coalesce_key.expect("keyed"));
         let unique: std::collections::HashSet<_> = keys.iter().collect();

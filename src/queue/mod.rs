@@ -34,10 +34,7 @@ impl EnqueuedJob {
 /// Merging is a shallow JSON merge (`||`): the newer request's keys win, keys
 /// it lacks are kept. Job payloads are shaped for that: flags are written only
 /// when true, so a merge never clears one.
-pub async fn enqueue(
-    conn: &mut AsyncPgConnection,
-    job: &NewJob,
-) -> diesel::QueryResult<EnqueuedJob> {
+pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> diesel::QueryResult<EnqueuedJob> {
     // The ON CONFLICT target names the partial unique index
     // jobs_pending_coalesce_key_idx; jobs without a key never conflict.
     diesel::sql_query(

@@ -19,28 +19,18 @@ pub enum EnvelopeError {
     MissingEvent,
     #[error("the X-GitHub-Delivery header is missing")]
     MissingDelivery,
-    #[error(
-        "the X-GitHub-Event header is not an event name (lower-case letters and '_', at most 64)"
-    )]
+    #[error("the X-GitHub-Event header is not an event name (lower-case letters and '_', at most 64)")]
     MalformedEvent,
-    #[error(
-        "the X-GitHub-Delivery header is not a delivery id (letters, digits and '-', at most 128)"
-    )]
+    #[error("the X-GitHub-Delivery header is not a delivery id (letters, digits and '-', at most 128)")]
     MalformedDelivery,
     #[error("the body is not a JSON object")]
     NotAnObject,
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("a {event} payload must carry {field}")]
-    MissingField {
-        event: &'static str,
-        field: &'static str,
-    },
+    MissingField { event: &'static str, field: &'static str },
     #[error("a {event} payload has an invalid {field}")]
-    InvalidField {
-        event: &'static str,
-        field: &'static str,
-    },
+    InvalidField { event: &'static str, field: &'static str },
 }
 
 /// The two headers that identify a delivery.
@@ -64,9 +54,7 @@ pub fn parse_headers(
     }
     let delivery_ok = !delivery.is_empty()
         && delivery.len() <= MAX_DELIVERY_ID_LEN
-        && delivery
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+        && delivery.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
     if !delivery_ok {
         return Err(EnvelopeError::MalformedDelivery);
     }
@@ -146,12 +134,7 @@ pub fn parse_payload(event: &str, body: &[u8]) -> Result<Envelope, EnvelopeError
         None => None,
     };
     let disposition = disposition(event, &raw, repository.as_ref(), installation_id)?;
-    Ok(Envelope {
-        action: raw.action,
-        installation_id,
-        repository,
-        disposition,
-    })
+    Ok(Envelope { action: raw.action, installation_id, repository, disposition })
 }
 
 /// A static name for error messages (the header value is not 'static).
@@ -173,20 +156,14 @@ fn repo_ref(
     installation_id: Option<i64>,
 ) -> Result<RepoRef, EnvelopeError> {
     let valid = raw.id > 0
-        && raw.full_name.split_once('/').is_some_and(|(owner, name)| {
-            !owner.is_empty() && !name.is_empty() && !name.contains('/')
-        });
+        && raw
+            .full_name
+            .split_once('/')
+            .is_some_and(|(owner, name)| !owner.is_empty() && !name.is_empty() && !name.contains('/'));
     if !valid {
-        return Err(EnvelopeError::InvalidField {
-            event,
-            field: "repository",
-        });
+        return Err(EnvelopeError::InvalidField { event, field: "repository" });
     }
-    Ok(RepoRef {
-        github_id: raw.id,
-        full_name: raw.full_name.clone(),
-        installation_id,
-    })
+    Ok(RepoRef { github_id: raw.id, full_name: raw.full_name.clone(), installation_id })
 }
 
 fn disposition(
@@ -196,39 +173,20 @@ fn disposition(
     installation_id: Option<i64>,
 ) -> Result<Disposition, EnvelopeError> {
     let event_label = event_label(event);
-    let need_repo = || {
-        repository.cloned().ok_or(EnvelopeError::MissingField {
-            event: event_label,
-            field: "repository",
-        })
-    };
+    let need_repo =
+        || repository.cloned().ok_or(EnvelopeError::MissingField { event: event_label, field: "repository" });
     let target = match event {
         "ping" => return Ok(Disposition::Ping),
         "pull_request" => {
-            let number = raw
-                .pull_request
-                .as_ref()
-                .and_then(|pr| pr.number)
-                .or(raw.number)
-                .ok_or(EnvelopeError::MissingField {
-                    event: event_label,
-                    field: "pull_request.number",
-                })?;
+            let number =
+                raw.pull_request.as_ref().and_then(|pr| pr.number).or(raw.number).ok_or(
+                    EnvelopeError::MissingField { event: event_label, field: "pull_request.number" },
+                )?;
             if number <= 0 || number > i64::from(i32::MAX) {
-                return Err(EnvelopeError::InvalidField {
-                    event: event_label,
-                    field: "pull_request.number",
-                });
+                return Err(EnvelopeError::InvalidField { event: event_label, field: "pull_request.number" });
             }
-            let with_checks = matches!(
-                raw.action.as_deref(),
-                Some("opened" | "reopened" | "synchronize")
-            );
-            EventTarget::PullRequest {
-                repository: need_repo()?,
-                number,
-                with_checks,
-            }
+            let with_checks = matches!(raw.action.as_deref(), Some("opened" | "reopened" | "synchronize"));
+            EventTarget::PullRequest { repository: need_repo()?, number, with_checks }
         }
         "check_run" | "check_suite" => {
             let (check, field) = if event == "check_run" {
@@ -236,37 +194,19 @@ fn disposition(
             } else {
                 (raw.check_suite.as_ref(), "check_suite.head_sha")
             };
-            let head_sha =
-                check
-                    .and_then(|c| c.head_sha.clone())
-                    .ok_or(EnvelopeError::MissingField {
-                        event: event_label,
-                        field,
-                    })?;
+            let head_sha = check
+                .and_then(|c| c.head_sha.clone())
+                .ok_or(EnvelopeError::MissingField { event: event_label, field })?;
             if !is_commit_sha(&head_sha) {
-                return Err(EnvelopeError::InvalidField {
-                    event: event_label,
-                    field,
-                });
+                return Err(EnvelopeError::InvalidField { event: event_label, field });
             }
-            EventTarget::CommitChecks {
-                repository: need_repo()?,
-                head_sha,
-            }
+            EventTarget::CommitChecks { repository: need_repo()?, head_sha }
         }
-        "repository" => EventTarget::Repository {
-            repository: need_repo()?,
-            action: raw.action.clone(),
-        },
+        "repository" => EventTarget::Repository { repository: need_repo()?, action: raw.action.clone() },
         "installation" | "installation_repositories" => {
-            let installation_id = installation_id.ok_or(EnvelopeError::MissingField {
-                event: event_label,
-                field: "installation.id",
-            })?;
-            let target = InstallationTarget {
-                installation_id,
-                action: raw.action.clone(),
-            };
+            let installation_id = installation_id
+                .ok_or(EnvelopeError::MissingField { event: event_label, field: "installation.id" })?;
+            let target = InstallationTarget { installation_id, action: raw.action.clone() };
             return Ok(Disposition::Enqueue(NewJob::installation(&target)));
         }
         _ => return Ok(Disposition::Ignore),
@@ -288,75 +228,25 @@ mod tests {
 
     #[test]
     fn headers_must_be_present_and_well_formed() {
-        let ok = parse_headers(
-            Some(b"pull_request"),
-            Some(b"72d3162e-cc78-11e3-81ab-4c9367dc0958"),
-        );
+        let ok = parse_headers(Some(b"pull_request"), Some(b"72d3162e-cc78-11e3-81ab-4c9367dc0958"));
         assert_eq!(ok.expect("valid").event, "pull_request");
-        assert_eq!(
-            parse_headers(None, Some(b"x")),
-            Err(EnvelopeError::MissingEvent)
-        );
-        assert_eq!(
-            parse_headers(Some(b"ping"), None),
-            Err(EnvelopeError::MissingDelivery)
-        );
-        for bad_event in [
-            &b""[..],
-            b"Pull_Request",
-            b"pull request",
-            b"ping\n",
-            &[b'a'; 65],
-        ] {
-            assert_eq!(
-                parse_headers(Some(bad_event), Some(b"x")),
-                Err(EnvelopeError::MalformedEvent)
-            );
+        assert_eq!(parse_headers(None, Some(b"x")), Err(EnvelopeError::MissingEvent));
+        assert_eq!(parse_headers(Some(b"ping"), None), Err(EnvelopeError::MissingDelivery));
+        for bad_event in [&b""[..], b"Pull_Request", b"pull request", b"ping\n", &[b'a'; 65]] {
+            assert_eq!(parse_headers(Some(bad_event), Some(b"x")), Err(EnvelopeError::MalformedEvent));
         }
-        for bad_id in [
-            &b""[..],
-            b"../etc",
-            b"a b",
-            b"id\0",
-            &[b'a'; 129],
-            "é".as_bytes(),
-        ] {
-            assert_eq!(
-                parse_headers(Some(b"ping"), Some(bad_id)),
-                Err(EnvelopeError::MalformedDelivery)
-            );
+        for bad_id in [&b""[..], b"../etc", b"a b", b"id\0", &[b'a'; 129], "é".as_bytes()] {
+            assert_eq!(parse_headers(Some(b"ping"), Some(bad_id)), Err(EnvelopeError::MalformedDelivery));
         }
     }
 
     #[test]
     fn only_json_objects_are_accepted() {
-        for body in [
-            &b""[..],
-            b"[]",
-            b"[{\"action\":\"opened\"}]",
-            b"\"text\"",
-            b"42",
-            b"null",
-        ] {
-            assert_eq!(
-                parse_payload("push", body),
-                Err(EnvelopeError::NotAnObject),
-                "{body:?}"
-            );
+        for body in [&b""[..], b"[]", b"[{\"action\":\"opened\"}]", b"\"text\"", b"42", b"null"] {
+            assert_eq!(parse_payload("push", body), Err(EnvelopeError::NotAnObject), "{body:?}");
         }
-        for body in [
-            &b"{"[..],
-            b"{\"action\":}",
-            b"{} trailing",
-            b"{\"a\":\"\xff\"}",
-        ] {
-            assert!(
-                matches!(
-                    parse_payload("push", body),
-                    Err(EnvelopeError::InvalidJson(_))
-                ),
-                "{body:?}"
-            );
+        for body in [&b"{"[..], b"{\"action\":}", b"{} trailing", b"{\"a\":\"\xff\"}"] {
+            assert!(matches!(parse_payload("push", body), Err(EnvelopeError::InvalidJson(_))), "{body:?}");
         }
     }
 
@@ -365,24 +255,13 @@ mod tests {
         // Skipped fields are walked without recursion: deep nesting is harmless there.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let body = format!("{{\"a\":{deep}}}");
-        assert_eq!(
-            parse_payload("push", body.as_bytes())
-                .expect("valid")
-                .disposition,
-            Disposition::Ignore
-        );
+        assert_eq!(parse_payload("push", body.as_bytes()).expect("valid").disposition, Disposition::Ignore);
         // In a field intake reads, it is the wrong type.
         let body = format!("{{\"installation\":{deep}}}");
-        assert!(matches!(
-            parse_payload("push", body.as_bytes()),
-            Err(EnvelopeError::InvalidJson(_))
-        ));
+        assert!(matches!(parse_payload("push", body.as_bytes()), Err(EnvelopeError::InvalidJson(_))));
         // Unbalanced nesting is invalid wherever it is.
         let body = format!("{{\"a\":{}}}", "[".repeat(100_000));
-        assert!(matches!(
-            parse_payload("push", body.as_bytes()),
-            Err(EnvelopeError::InvalidJson(_))
-        ));
+        assert!(matches!(parse_payload("push", body.as_bytes()), Err(EnvelopeError::InvalidJson(_))));
     }
 
     #[test]
@@ -391,17 +270,13 @@ mod tests {
             "repository":{"id":42,"full_name":"o/r"},"installation":{"id":9}}"#;
         let envelope = parse_payload("pull_request", body).expect("valid");
         assert_eq!(envelope.installation_id, Some(9));
-        let Disposition::Enqueue(job) = envelope.disposition else {
-            panic!("not enqueued")
-        };
+        let Disposition::Enqueue(job) = envelope.disposition else { panic!("not enqueued") };
         assert_eq!(job.kind, JobKind::Event);
         assert_eq!(job.coalesce_key.as_deref(), Some("pr:42:7"));
         assert_eq!(job.payload["with_checks"], true);
 
         let labeled = br#"{"action":"labeled","number":7,"pull_request":{"number":7},"repository":{"id":42,"full_name":"o/r"}}"#;
-        let Disposition::Enqueue(job) = parse_payload("pull_request", labeled)
-            .expect("valid")
-            .disposition
+        let Disposition::Enqueue(job) = parse_payload("pull_request", labeled).expect("valid").disposition
         else {
             panic!("not enqueued")
         };
@@ -414,9 +289,8 @@ mod tests {
             r#"{{"action":"completed","check_run":{{"id":16354767716,"head_sha":"{SHA}","pull_requests":[]}},
                "repository":{{"id":42,"full_name":"o/r"}}}}"#
         );
-        let Disposition::Enqueue(job) = parse_payload("check_run", body.as_bytes())
-            .expect("valid")
-            .disposition
+        let Disposition::Enqueue(job) =
+            parse_payload("check_run", body.as_bytes()).expect("valid").disposition
         else {
             panic!("not enqueued")
         };
@@ -429,7 +303,10 @@ mod tests {
             ("pull_request", br#"{"action":"opened","repository":{"id":1,"full_name":"o/r"}}"#),
             ("pull_request", br#"{"action":"opened","number":3}"#),
             ("pull_request", br#"{"number":-3,"repository":{"id":1,"full_name":"o/r"}}"#),
-            ("check_run", br#"{"check_run":{"head_sha":"not-a-sha"},"repository":{"id":1,"full_name":"o/r"}}"#),
+            (
+                "check_run",
+                br#"{"check_run":{"head_sha":"not-a-sha"},"repository":{"id":1,"full_name":"o/r"}}"#,
+            ),
             ("check_suite", br#"{"check_suite":{},"repository":{"id":1,"full_name":"o/r"}}"#),
             ("installation", br#"{"action":"created"}"#),
         ];
@@ -455,25 +332,13 @@ mod tests {
             br#"{"action":["opened"]}"#,
         ];
         for body in cases {
-            assert!(
-                parse_payload("push", body).is_err(),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(parse_payload("push", body).is_err(), "{}", String::from_utf8_lossy(body));
         }
     }
 
     #[test]
     fn untracked_events_are_ignored_and_ping_is_answered() {
-        assert_eq!(
-            parse_payload("push", b"{}").expect("valid").disposition,
-            Disposition::Ignore
-        );
-        assert_eq!(
-            parse_payload("ping", br#"{"zen":"x"}"#)
-                .expect("valid")
-                .disposition,
-            Disposition::Ping
-        );
+        assert_eq!(parse_payload("push", b"{}").expect("valid").disposition, Disposition::Ignore);
+        assert_eq!(parse_payload("ping", br#"{"zen":"x"}"#).expect("valid").disposition, Disposition::Ping);
     }
 }

@@ -39,9 +39,7 @@ pub struct IntakeConfig {
 
 impl IntakeConfig {
     pub fn new(secrets: Vec<Secret>) -> Self {
-        Self {
-            secrets: secrets.into(),
-        }
+        Self { secrets: secrets.into() }
     }
 }
 
@@ -95,12 +93,8 @@ impl ResponseError for IntakeError {
         // Unsigned requests learn only that they are unsigned: no detail about
         // which check failed or which secrets exist.
         let message = match self {
-            Self::Unsigned(_) => {
-                "the request is not signed with a configured webhook secret".to_owned()
-            }
-            Self::Unavailable(_) => {
-                "the database is unavailable; the delivery was not stored".to_owned()
-            }
+            Self::Unsigned(_) => "the request is not signed with a configured webhook secret".to_owned(),
+            Self::Unavailable(_) => "the database is unavailable; the delivery was not stored".to_owned(),
             Self::Internal(_) => "the delivery could not be stored".to_owned(),
             other => other.to_string(),
         };
@@ -110,10 +104,7 @@ impl ResponseError for IntakeError {
 
 /// How a verified delivery ended.
 enum Stored {
-    New {
-        outcome: DeliveryOutcome,
-        job: Option<EnqueuedJob>,
-    },
+    New { outcome: DeliveryOutcome, job: Option<EnqueuedJob> },
     Duplicate,
 }
 
@@ -179,10 +170,7 @@ impl Accepted {
     }
 
     fn repository_name(&self) -> &str {
-        self.envelope
-            .repository
-            .as_ref()
-            .map_or("", |r| r.full_name.as_str())
+        self.envelope.repository.as_ref().map_or("", |r| r.full_name.as_str())
     }
 
     fn response(&self) -> HttpResponse {
@@ -193,11 +181,9 @@ impl Accepted {
         });
         match &self.stored {
             // A redelivery or a ping changes nothing: 200.
-            Stored::Duplicate
-            | Stored::New {
-                outcome: DeliveryOutcome::Ping,
-                ..
-            } => HttpResponse::Ok().json(body),
+            Stored::Duplicate | Stored::New { outcome: DeliveryOutcome::Ping, .. } => {
+                HttpResponse::Ok().json(body)
+            }
             // Stored for later processing: 202.
             Stored::New { .. } => HttpResponse::Accepted().json(body),
         }
@@ -213,11 +199,7 @@ async fn handle(
     let body = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(headers, payload))
         .await
         .map_err(|_| IntakeError::BodyTimeout)??;
-    signature::verify(
-        &config.secrets,
-        &body,
-        headers.get("x-hub-signature-256").map(|v| v.as_bytes()),
-    )?;
+    signature::verify(&config.secrets, &body, headers.get("x-hub-signature-256").map(|v| v.as_bytes()))?;
     let delivery = envelope::parse_headers(
         headers.get("x-github-event").map(|v| v.as_bytes()),
         headers.get("x-github-delivery").map(|v| v.as_bytes()),
@@ -225,28 +207,14 @@ async fn handle(
     let envelope = envelope::parse_payload(&delivery.event, &body)?;
     let stored = tokio::time::timeout(
         STORE_DEADLINE,
-        store(
-            pool,
-            &delivery.delivery_id,
-            &delivery.event,
-            &envelope,
-            &body,
-        ),
+        store(pool, &delivery.delivery_id, &delivery.event, &envelope, &body),
     )
     .await
     .map_err(|_| IntakeError::Unavailable(format!("no commit within {STORE_DEADLINE:?}")))??;
-    Ok(Accepted {
-        event: delivery.event,
-        delivery_id: delivery.delivery_id,
-        envelope,
-        stored,
-    })
+    Ok(Accepted { event: delivery.event, delivery_id: delivery.delivery_id, envelope, stored })
 }
 
-async fn read_body(
-    headers: &HeaderMap,
-    mut payload: web::Payload,
-) -> Result<web::Bytes, IntakeError> {
+async fn read_body(headers: &HeaderMap, mut payload: web::Payload) -> Result<web::Bytes, IntakeError> {
     let claimed = headers
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -284,10 +252,7 @@ async fn store(
     envelope: &Envelope,
     body: &[u8],
 ) -> Result<Stored, IntakeError> {
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+    let mut conn = pool.get().await.map_err(|e| IntakeError::Unavailable(e.to_string()))?;
     let (outcome, job) = match &envelope.disposition {
         Disposition::Ping => (DeliveryOutcome::Ping, None),
         Disposition::Ignore => (DeliveryOutcome::Ignored, None),

@@ -25,15 +25,9 @@ pub enum SignatureError {
 }
 
 /// Accepts `header` when it is the signature of `body` under any of `secrets`.
-pub fn verify(
-    secrets: &[Secret],
-    body: &[u8],
-    header: Option<&[u8]>,
-) -> Result<(), SignatureError> {
+pub fn verify(secrets: &[Secret], body: &[u8], header: Option<&[u8]>) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
-    let hex_digest = header
-        .strip_prefix(PREFIX.as_bytes())
-        .ok_or(SignatureError::Malformed)?;
+    let hex_digest = header.strip_prefix(PREFIX.as_bytes()).ok_or(SignatureError::Malformed)?;
     let mut expected = [0u8; DIGEST_LEN];
     hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
 
@@ -53,17 +47,14 @@ pub fn verify(
 /// The header value GitHub would send for `body` signed with `secret`.
 /// Used by the simulator and the tests to sign deliveries.
 pub fn sign(secret: &Secret, body: &[u8]) -> String {
-    format!(
-        "{PREFIX}{}",
-        hex::encode(mac(secret, body).finalize().into_bytes())
-    )
+    format!("{PREFIX}{}", hex::encode(mac(secret, body).finalize().into_bytes()))
 }
 
 fn mac(secret: &Secret, body: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length (long ones are hashed), so this cannot fail.
     #[allow(clippy::expect_used)]
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC accepts any key length");
+    let mut mac =
+        HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts any key length");
     mac.update(body);
     mac
 }
@@ -75,8 +66,7 @@ mod tests {
     /// GitHub's documented test vector (FACTS.md, "Signature").
     const VECTOR_SECRET: &str = "It's a Secret to Everybody";
     const VECTOR_BODY: &[u8] = b"Hello, World!";
-    const VECTOR_HEADER: &str =
-        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    const VECTOR_HEADER: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     fn secrets(values: &[&str]) -> Vec<Secret> {
         values.iter().map(|v| Secret::new(*v)).collect()
@@ -85,10 +75,7 @@ mod tests {
     #[test]
     fn githubs_test_vector_verifies() {
         let secrets = secrets(&[VECTOR_SECRET]);
-        assert_eq!(
-            verify(&secrets, VECTOR_BODY, Some(VECTOR_HEADER.as_bytes())),
-            Ok(())
-        );
+        assert_eq!(verify(&secrets, VECTOR_BODY, Some(VECTOR_HEADER.as_bytes())), Ok(()));
         assert_eq!(sign(&secrets[0], VECTOR_BODY), VECTOR_HEADER);
     }
 
@@ -97,37 +84,21 @@ mod tests {
         let secrets = secrets(&[VECTOR_SECRET]);
         let mut body = VECTOR_BODY.to_vec();
         body[0] ^= 1;
-        assert_eq!(
-            verify(&secrets, &body, Some(VECTOR_HEADER.as_bytes())),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&secrets, &body, Some(VECTOR_HEADER.as_bytes())), Err(SignatureError::Mismatch));
         let mut header = VECTOR_HEADER.as_bytes().to_vec();
         let last = header.len() - 1;
         header[last] = b'6'; // ...e17 → ...e16
-        assert_eq!(
-            verify(&secrets, VECTOR_BODY, Some(&header)),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&secrets, VECTOR_BODY, Some(&header)), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn any_configured_secret_verifies() {
         let both = secrets(&["old secret", VECTOR_SECRET]);
-        assert_eq!(
-            verify(&both, VECTOR_BODY, Some(VECTOR_HEADER.as_bytes())),
-            Ok(())
-        );
+        assert_eq!(verify(&both, VECTOR_BODY, Some(VECTOR_HEADER.as_bytes())), Ok(()));
         let signed_by_old = sign(&both[0], VECTOR_BODY);
+        assert_eq!(verify(&both, VECTOR_BODY, Some(signed_by_old.as_bytes())), Ok(()));
         assert_eq!(
-            verify(&both, VECTOR_BODY, Some(signed_by_old.as_bytes())),
-            Ok(())
-        );
-        assert_eq!(
-            verify(
-                &secrets(&["other"]),
-                VECTOR_BODY,
-                Some(signed_by_old.as_bytes())
-            ),
+            verify(&secrets(&["other"]), VECTOR_BODY, Some(signed_by_old.as_bytes())),
             Err(SignatureError::Mismatch)
         );
     }
@@ -138,11 +109,11 @@ mod tests {
         let digest = &VECTOR_HEADER[PREFIX.len()..];
         let cases: Vec<Vec<u8>> = vec![
             b"".to_vec(),
-            digest.as_bytes().to_vec(),                       // no prefix
-            format!("sha1={digest}").into_bytes(),            // legacy algorithm
-            format!("SHA256={digest}").into_bytes(),          // GitHub always writes lower case
-            format!("sha256={}", &digest[..63]).into_bytes(), // odd length
-            format!("sha256={digest}00").into_bytes(),        // too long
+            digest.as_bytes().to_vec(),                         // no prefix
+            format!("sha1={digest}").into_bytes(),              // legacy algorithm
+            format!("SHA256={digest}").into_bytes(),            // GitHub always writes lower case
+            format!("sha256={}", &digest[..63]).into_bytes(),   // odd length
+            format!("sha256={digest}00").into_bytes(),          // too long
             format!("sha256={}zz", &digest[..62]).into_bytes(), // not hex
             format!("sha256= {digest}").into_bytes(),
             vec![0xff; 71], // not even UTF-8
@@ -155,17 +126,11 @@ mod tests {
                 String::from_utf8_lossy(&header)
             );
         }
-        assert_eq!(
-            verify(&secrets, VECTOR_BODY, None),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(verify(&secrets, VECTOR_BODY, None), Err(SignatureError::Missing));
     }
 
     #[test]
     fn no_secret_configured_verifies_nothing() {
-        assert_eq!(
-            verify(&[], VECTOR_BODY, Some(VECTOR_HEADER.as_bytes())),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&[], VECTOR_BODY, Some(VECTOR_HEADER.as_bytes())), Err(SignatureError::Mismatch));
     }
 }

@@ -42,9 +42,7 @@ pub fn url_for(name: &str) -> String {
 }
 
 pub async fn connect(url: &str) -> AsyncPgConnection {
-    AsyncPgConnection::establish(url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+    AsyncPgConnection::establish(url).await.unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
 async fn maintenance() -> AsyncPgConnection {
@@ -52,10 +50,7 @@ async fn maintenance() -> AsyncPgConnection {
 }
 
 async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
-    diesel::sql_query(sql)
-        .execute(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    diesel::sql_query(sql).execute(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 #[derive(QueryableByName)]
@@ -70,12 +65,7 @@ fn migrations_hash() -> String {
     files.sort();
     let mut hasher = Sha256::new();
     for file in files {
-        hasher.update(
-            file.strip_prefix(&dir)
-                .expect("below migrations/")
-                .to_string_lossy()
-                .as_bytes(),
-        );
+        hasher.update(file.strip_prefix(&dir).expect("below migrations/").to_string_lossy().as_bytes());
         hasher.update(std::fs::read(&file).expect("read migration"));
     }
     hex::encode(&hasher.finalize()[..6])
@@ -102,11 +92,7 @@ async fn template() -> &'static str {
         .get_or_init(|| async {
             let name = format!("{TEMPLATE_PREFIX}{}", migrations_hash());
             let mut conn = maintenance().await;
-            execute(
-                &mut conn,
-                &format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"),
-            )
-            .await;
+            execute(&mut conn, &format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})")).await;
             drop_leftovers(&mut conn, &name).await;
             let exists: Vec<Name> =
                 diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname = $1")
@@ -120,21 +106,12 @@ async fn template() -> &'static str {
                 let building = format!("{name}_building");
                 execute(
                     &mut conn,
-                    &format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        quote_identifier(&building)
-                    ),
+                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(&building)),
                 )
                 .await;
-                execute(
-                    &mut conn,
-                    &format!("CREATE DATABASE {}", quote_identifier(&building)),
-                )
-                .await;
+                execute(&mut conn, &format!("CREATE DATABASE {}", quote_identifier(&building))).await;
                 let url = DatabaseUrl::parse(&url_for(&building)).expect("valid url");
-                db::run_migrations(&url)
-                    .await
-                    .expect("migrate the template");
+                db::run_migrations(&url).await.expect("migrate the template");
                 execute(
                     &mut conn,
                     &format!(
@@ -145,11 +122,7 @@ async fn template() -> &'static str {
                 )
                 .await;
             }
-            execute(
-                &mut conn,
-                &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"),
-            )
-            .await;
+            execute(&mut conn, &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})")).await;
             name
         })
         .await
@@ -171,14 +144,7 @@ async fn drop_leftovers(conn: &mut AsyncPgConnection, current_template: &str) {
             name != current_template && !name.ends_with("_building")
         };
         if stale {
-            execute(
-                conn,
-                &format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_identifier(&name)
-                ),
-            )
-            .await;
+            execute(conn, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(&name))).await;
         }
     }
 }
@@ -197,18 +163,13 @@ impl TestDatabase {
         let template = template().await;
         let db = Self::unique();
         let mut conn = maintenance().await;
-        let sql = format!(
-            "CREATE DATABASE {} TEMPLATE {}",
-            quote_identifier(&db.name),
-            quote_identifier(template)
-        );
+        let sql =
+            format!("CREATE DATABASE {} TEMPLATE {}", quote_identifier(&db.name), quote_identifier(template));
         // The template's last connection may still be closing on the server.
         for attempt in 0.. {
             match diesel::sql_query(&sql).execute(&mut conn).await {
                 Ok(_) => break,
-                Err(e)
-                    if attempt < 50 && e.to_string().contains("being accessed by other users") =>
-                {
+                Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("{sql}: {e}"),
@@ -237,12 +198,11 @@ impl TestDatabase {
 
     pub async fn exists(&self) -> bool {
         let mut conn = maintenance().await;
-        let rows: Vec<Name> =
-            diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname = $1")
-                .bind::<Text, _>(&self.name)
-                .load(&mut conn)
-                .await
-                .expect("look up database");
+        let rows: Vec<Name> = diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname = $1")
+            .bind::<Text, _>(&self.name)
+            .load(&mut conn)
+            .await
+            .expect("look up database");
         !rows.is_empty()
     }
 }
@@ -251,15 +211,10 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Drop runs inside the test's runtime, which cannot block on itself:
         // a thread with its own runtime does the DROP.
-        let sql = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_identifier(&self.name)
-        );
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(&self.name));
         let joined = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
                 let mut conn = maintenance().await;
                 diesel::sql_query(&sql).execute(&mut conn).await.map(|_| ())
@@ -277,10 +232,7 @@ pub fn test_settings(db: &TestDatabase, overrides: &[(&str, &str)]) -> Settings 
     let mut env: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".to_owned(), db.url.clone()),
         ("PRMONITOR_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        (
-            "PRMONITOR_WEBHOOK_SECRETS".to_owned(),
-            TEST_SECRET.to_owned(),
-        ),
+        ("PRMONITOR_WEBHOOK_SECRETS".to_owned(), TEST_SECRET.to_owned()),
         ("PRMONITOR_HTTP_WORKERS".to_owned(), "1".to_owned()),
         ("PRMONITOR_DB_POOL_SIZE".to_owned(), "4".to_owned()),
         ("PRMONITOR_SHUTDOWN_TIMEOUT_SECS".to_owned(), "5".to_owned()),
@@ -316,15 +268,8 @@ pub async fn spawn_app_on(db: TestDatabase, settings: Settings) -> TestApp {
     let app = Application::build(&settings, pool).expect("bind");
     let address = format!("http://{}", app.address());
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    TestApp {
-        address,
-        client,
-        db,
-    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    TestApp { address, client, db }
 }
 
 /// A delivery as GitHub would send it.
@@ -336,32 +281,17 @@ pub struct Delivery<'a> {
 
 impl<'a> Delivery<'a> {
     pub fn new(event: &'a str, body: impl Into<Vec<u8>>) -> Self {
-        Self {
-            event,
-            delivery_id: new_delivery_id(),
-            body: body.into(),
-        }
+        Self { event, delivery_id: new_delivery_id(), body: body.into() }
     }
 }
 
 /// A GUID-shaped delivery id, unique within the test run.
 pub fn new_delivery_id() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let hex = format!(
-        "{:032x}",
-        nanos ^ (u128::from(n) << 96) ^ u128::from(std::process::id())
-    );
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let hex = format!("{:032x}", nanos ^ (u128::from(n) << 96) ^ u128::from(std::process::id()));
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 pub fn sign(body: &[u8]) -> String {
@@ -371,6 +301,10 @@ pub fn sign(body: &[u8]) -> String {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("the request reaches the server")
     }
 
     /// A webhook request with GitHub's headers, not yet signed.
@@ -422,10 +356,7 @@ pub fn payload_fixtures() -> Vec<(String, PathBuf)> {
             continue;
         }
         let event = event_dir.file_name().to_string_lossy().into_owned();
-        for file in std::fs::read_dir(event_dir.path())
-            .expect("event dir")
-            .flatten()
-        {
+        for file in std::fs::read_dir(event_dir.path()).expect("event dir").flatten() {
             out.push((event.clone(), file.path()));
         }
     }
@@ -434,8 +365,6 @@ pub fn payload_fixtures() -> Vec<(String, PathBuf)> {
 }
 
 pub fn fixture(relative: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/github/payloads")
-        .join(relative);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github/payloads").join(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -9,18 +9,12 @@ use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
 use crate::helpers::{
-    connect, fixture, payload_fixtures, sign, spawn_app, spawn_app_on, spawn_app_with,
-    test_settings, Delivery, TestDatabase, TEST_SECRET,
+    connect, fixture, payload_fixtures, sign, spawn_app, spawn_app_on, spawn_app_with, test_settings,
+    Delivery, TestDatabase, TEST_SECRET,
 };
 
-const TRACKED: [&str; 6] = [
-    "pull_request",
-    "check_run",
-    "check_suite",
-    "installation",
-    "installation_repositories",
-    "repository",
-];
+const TRACKED: [&str; 6] =
+    ["pull_request", "check_run", "check_suite", "installation", "installation_repositories", "repository"];
 
 fn pr_body(number: i64, action: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
@@ -70,16 +64,10 @@ async fn delivery_row(url: &str, delivery_id: &str) -> DeliveryRow {
 fn expected_key(event: &str, payload: &Value) -> Option<String> {
     let repo = || payload["repository"]["id"].as_i64().expect("repository.id");
     match event {
-        "pull_request" => Some(format!(
-            "pr:{}:{}",
-            repo(),
-            payload["pull_request"]["number"]
-        )),
-        "check_run" | "check_suite" => Some(format!(
-            "checks:{}:{}",
-            repo(),
-            payload[event]["head_sha"].as_str().expect("head_sha")
-        )),
+        "pull_request" => Some(format!("pr:{}:{}", repo(), payload["pull_request"]["number"])),
+        "check_run" | "check_suite" => {
+            Some(format!("checks:{}:{}", repo(), payload[event]["head_sha"].as_str().expect("head_sha")))
+        }
         "installation" | "installation_repositories" => {
             Some(format!("installation:{}", payload["installation"]["id"]))
         }
@@ -92,11 +80,7 @@ fn expected_key(event: &str, payload: &Value) -> Option<String> {
 async fn every_github_example_payload_gets_its_status_and_exactly_its_rows() {
     let app = spawn_app().await;
     let fixtures = payload_fixtures();
-    assert!(
-        fixtures.len() >= 59,
-        "the fixtures are missing: {}",
-        fixtures.len()
-    );
+    assert!(fixtures.len() >= 59, "the fixtures are missing: {}", fixtures.len());
     let mut keys = BTreeSet::new();
     for (event, path) in &fixtures {
         let body = std::fs::read(path).expect("fixture");
@@ -120,60 +104,33 @@ async fn every_github_example_payload_gets_its_status_and_exactly_its_rows() {
         let row = delivery_row(&app.db.url, &delivery.delivery_id).await;
         assert_eq!(row.event, *event, "{name}");
         assert_eq!(row.action.as_deref(), payload["action"].as_str(), "{name}");
-        assert_eq!(
-            row.installation_id,
-            payload["installation"]["id"].as_i64(),
-            "{name}"
-        );
-        assert_eq!(
-            row.repository_github_id,
-            payload["repository"]["id"].as_i64(),
-            "{name}"
-        );
+        assert_eq!(row.installation_id, payload["installation"]["id"].as_i64(), "{name}");
+        assert_eq!(row.repository_github_id, payload["repository"]["id"].as_i64(), "{name}");
         assert_eq!(
             row.repository_full_name.as_deref(),
             payload["repository"]["full_name"].as_str(),
             "{name}"
         );
         assert_eq!(row.outcome, expected_outcome, "{name}");
-        assert_eq!(
-            row.payload_size,
-            body.len() as i64,
-            "{name}: the raw body is kept"
-        );
+        assert_eq!(row.payload_size, body.len() as i64, "{name}: the raw body is kept");
         let key = expected_key(event, &payload);
         assert_eq!(row.coalesce_key, key, "{name}");
         keys.extend(key);
     }
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        fixtures.len() as i64
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, fixtures.len() as i64);
     // One pending job per distinct subject: deliveries for the same PR, commit
     // or installation were attached to one job.
-    assert_eq!(
-        app.count("SELECT count(*) FROM jobs").await,
-        keys.len() as i64
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE state = 'pending'")
-            .await,
-        keys.len() as i64
-    );
-    let tracked = fixtures
-        .iter()
-        .filter(|(event, _)| TRACKED.contains(&event.as_str()))
-        .count() as i64;
-    assert_eq!(
-        app.count("SELECT sum(coalesced_count) FROM jobs").await,
-        tracked
-    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, keys.len() as i64);
+    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE state = 'pending'").await, keys.len() as i64);
+    let tracked = fixtures.iter().filter(|(event, _)| TRACKED.contains(&event.as_str())).count() as i64;
+    assert_eq!(app.count("SELECT sum(coalesced_count) FROM jobs").await, tracked);
 }
 
 #[tokio::test]
 async fn a_repository_event_is_queued_for_its_repository() {
     let app = spawn_app().await;
-    let body = br#"{"action":"renamed","repository":{"id":99,"full_name":"o/new-name"},"installation":{"id":5}}"#;
+    let body =
+        br#"{"action":"renamed","repository":{"id":99,"full_name":"o/new-name"},"installation":{"id":5}}"#;
     let delivery = Delivery::new("repository", body.to_vec());
     assert_eq!(app.send(&delivery).await.status(), 202);
     let row = delivery_row(&app.db.url, &delivery.delivery_id).await;
@@ -187,18 +144,11 @@ async fn a_flipped_byte_of_body_or_signature_is_401_and_leaves_no_row() {
     let body = fixture("pull_request/opened.json");
 
     let mut tampered = body.clone();
-    let at = tampered
-        .iter()
-        .position(|b| *b == b'C')
-        .expect("a 'C' in the payload");
+    let at = tampered.iter().position(|b| *b == b'C').expect("a 'C' in the payload");
     tampered[at] = b'D';
     let delivery = Delivery::new("pull_request", tampered);
-    let response = app
-        .webhook(&delivery)
-        .header("x-hub-signature-256", sign(&body))
-        .send()
-        .await
-        .expect("sent");
+    let response =
+        app.webhook(&delivery).header("x-hub-signature-256", sign(&body)).send().await.expect("sent");
     assert_eq!(response.status(), 401);
 
     let mut signature = sign(&body).into_bytes();
@@ -207,10 +157,7 @@ async fn a_flipped_byte_of_body_or_signature_is_401_and_leaves_no_row() {
     let delivery = Delivery::new("pull_request", body.clone());
     let response = app
         .webhook(&delivery)
-        .header(
-            "x-hub-signature-256",
-            String::from_utf8(signature).expect("ascii"),
-        )
+        .header("x-hub-signature-256", String::from_utf8(signature).expect("ascii"))
         .send()
         .await
         .expect("sent");
@@ -219,39 +166,19 @@ async fn a_flipped_byte_of_body_or_signature_is_401_and_leaves_no_row() {
     let response = app.webhook(&delivery).send().await.expect("sent");
     assert_eq!(response.status(), 401, "no signature header");
     let answer: Value = response.json().await.expect("JSON error");
-    assert!(
-        answer["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("signed")),
-        "{answer}"
-    );
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("signed")), "{answer}");
 
-    let legacy_only = app
-        .webhook(&delivery)
-        .header("x-hub-signature", "sha1=0000")
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(
-        legacy_only.status(),
-        401,
-        "the SHA-1 header alone is not accepted"
-    );
+    let legacy_only =
+        app.webhook(&delivery).header("x-hub-signature", "sha1=0000").send().await.expect("sent");
+    assert_eq!(legacy_only.status(), 401, "the SHA-1 header alone is not accepted");
 
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
 }
 
 #[tokio::test]
 async fn with_two_secrets_a_delivery_signed_by_either_is_accepted() {
-    let app = spawn_app_with(&[(
-        "PRMONITOR_WEBHOOK_SECRETS",
-        &format!("old secret,{TEST_SECRET}"),
-    )])
-    .await;
+    let app = spawn_app_with(&[("PRMONITOR_WEBHOOK_SECRETS", &format!("old secret,{TEST_SECRET}"))]).await;
     let body = pr_body(1, "edited");
     let by_new = Delivery::new("pull_request", body.clone());
     assert_eq!(app.send(&by_new).await.status(), 202);
@@ -259,28 +186,16 @@ async fn with_two_secrets_a_delivery_signed_by_either_is_accepted() {
     let by_old = Delivery::new("pull_request", body.clone());
     let old_signature =
         prmonitor::webhook::signature::sign(&prmonitor::config::Secret::new("old secret"), &body);
-    let response = app
-        .webhook(&by_old)
-        .header("x-hub-signature-256", old_signature)
-        .send()
-        .await
-        .expect("sent");
+    let response =
+        app.webhook(&by_old).header("x-hub-signature-256", old_signature).send().await.expect("sent");
     assert_eq!(response.status(), 202);
 
     let by_stranger = Delivery::new("pull_request", body.clone());
-    let stranger =
-        prmonitor::webhook::signature::sign(&prmonitor::config::Secret::new("not ours"), &body);
-    let response = app
-        .webhook(&by_stranger)
-        .header("x-hub-signature-256", stranger)
-        .send()
-        .await
-        .expect("sent");
+    let stranger = prmonitor::webhook::signature::sign(&prmonitor::config::Secret::new("not ours"), &body);
+    let response =
+        app.webhook(&by_stranger).header("x-hub-signature-256", stranger).send().await.expect("sent");
     assert_eq!(response.status(), 401);
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        2
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 2);
 }
 
 #[tokio::test]
@@ -294,10 +209,7 @@ async fn a_duplicate_delivery_id_is_200_and_stores_nothing_more() {
         let answer: Value = response.json().await.expect("json");
         assert_eq!(answer["status"], "duplicate");
     }
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
     assert_eq!(app.count("SELECT coalesced_count FROM jobs").await, 1);
 }
@@ -310,10 +222,7 @@ async fn concurrent_redeliveries_of_one_id_store_it_once() {
     let mut statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 202]);
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 1);
     assert_eq!(app.count("SELECT coalesced_count FROM jobs").await, 1);
 }
 
@@ -321,69 +230,31 @@ async fn concurrent_redeliveries_of_one_id_store_it_once() {
 async fn twenty_deliveries_for_one_pr_make_one_pending_job() {
     let app = spawn_app().await;
     let actions = ["labeled", "synchronize", "edited", "unlabeled"];
-    let deliveries: Vec<Delivery<'_>> = (0..20)
-        .map(|i| Delivery::new("pull_request", pr_body(8, actions[i % actions.len()])))
-        .collect();
+    let deliveries: Vec<Delivery<'_>> =
+        (0..20).map(|i| Delivery::new("pull_request", pr_body(8, actions[i % actions.len()]))).collect();
     let responses = futures_util::future::join_all(deliveries.iter().map(|d| app.send(d))).await;
     assert!(responses.iter().all(|r| r.status() == 202));
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        20
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 20);
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
-    assert_eq!(
-        app.count("SELECT coalesced_count FROM jobs WHERE state = 'pending'")
-            .await,
-        20
-    );
-    assert_eq!(
-        app.count("SELECT count(DISTINCT job_id) FROM webhook_deliveries")
-            .await,
-        1
-    );
+    assert_eq!(app.count("SELECT coalesced_count FROM jobs WHERE state = 'pending'").await, 20);
+    assert_eq!(app.count("SELECT count(DISTINCT job_id) FROM webhook_deliveries").await, 1);
     // One 'synchronize' among them asks for the head's checks; merging kept it.
-    assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE payload->>'with_checks' = 'true'")
-            .await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE payload->>'with_checks' = 'true'").await, 1);
     // Another PR gets its own job.
-    assert_eq!(
-        app.send(&Delivery::new("pull_request", pr_body(9, "opened")))
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(app.send(&Delivery::new("pull_request", pr_body(9, "opened"))).await.status(), 202);
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 2);
 }
 
 #[tokio::test]
 async fn a_delivery_for_a_pr_whose_job_is_running_gets_a_new_job() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.send(&Delivery::new("pull_request", pr_body(5, "opened")))
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(app.send(&Delivery::new("pull_request", pr_body(5, "opened"))).await.status(), 202);
     // A worker has claimed the job and may already have read GitHub: a later
     // change must not be folded into it.
     let mut conn = connect(&app.db.url).await;
-    diesel::sql_query("UPDATE jobs SET state = 'running'")
-        .execute(&mut conn)
-        .await
-        .expect("claim");
-    assert_eq!(
-        app.send(&Delivery::new("pull_request", pr_body(5, "closed")))
-            .await
-            .status(),
-        202
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM jobs WHERE state = 'pending'")
-            .await,
-        1
-    );
+    diesel::sql_query("UPDATE jobs SET state = 'running'").execute(&mut conn).await.expect("claim");
+    assert_eq!(app.send(&Delivery::new("pull_request", pr_body(5, "closed"))).await.status(), 202);
+    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE state = 'pending'").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 2);
 }
 
@@ -413,15 +284,11 @@ async fn a_body_over_25_mib_is_413_and_stores_nothing() {
     let delivery = Delivery::new("pull_request", body);
     let response = app.send(&delivery).await;
     assert_eq!(response.status(), 413);
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
 
     // Chunked, with no Content-Length to refuse up front: the limit holds while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..27).map(|_| Ok(vec![b' '; 1024 * 1024])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..27).map(|_| Ok(vec![b' '; 1024 * 1024])).collect();
     let stream = futures_util::stream::iter(chunks);
     let response = app
         .webhook(&delivery)
@@ -434,10 +301,7 @@ async fn a_body_over_25_mib_is_413_and_stores_nothing() {
     if let Ok(response) = response {
         assert_eq!(response.status(), 413);
     }
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 0);
 }
 
 #[tokio::test]
@@ -453,9 +317,7 @@ async fn malformed_bodies_and_headers_are_400_and_store_nothing() {
         b"{\"installation\":{\"id\":\"seven\"}}", // wrong type in a routed field
     ];
     for body in bodies {
-        let response = app
-            .send(&Delivery::new("pull_request", body.to_vec()))
-            .await;
+        let response = app.send(&Delivery::new("pull_request", body.to_vec())).await;
         assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
         let answer: Value = response.json().await.expect("JSON error");
         assert!(answer["error"].is_string());
@@ -469,17 +331,9 @@ async fn malformed_bodies_and_headers_are_400_and_store_nothing() {
             .header("x-hub-signature-256", &signature)
             .body(body.clone())
     };
-    let no_event = base()
-        .header("x-github-delivery", "d1")
-        .send()
-        .await
-        .expect("sent");
+    let no_event = base().header("x-github-delivery", "d1").send().await.expect("sent");
     assert_eq!(no_event.status(), 400);
-    let no_delivery = base()
-        .header("x-github-event", "pull_request")
-        .send()
-        .await
-        .expect("sent");
+    let no_delivery = base().header("x-github-event", "pull_request").send().await.expect("sent");
     assert_eq!(no_delivery.status(), 400);
     let hostile_id = base()
         .header("x-github-event", "pull_request")
@@ -496,10 +350,7 @@ async fn malformed_bodies_and_headers_are_400_and_store_nothing() {
         .expect("sent");
     assert_eq!(hostile_event.status(), 400);
 
-    assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries").await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
 }
 
@@ -520,19 +371,9 @@ async fn a_payload_with_nul_escapes_and_unicode_is_stored_byte_for_byte() {
 #[tokio::test]
 async fn other_methods_and_routes_get_json_errors() {
     let app = spawn_app().await;
-    let get = app
-        .client
-        .get(app.url("/webhooks/github"))
-        .send()
-        .await
-        .expect("sent");
+    let get = app.get("/webhooks/github").await;
     assert_eq!(get.status(), 404);
-    let unknown = app
-        .client
-        .post(app.url("/webhooks/gitlab"))
-        .send()
-        .await
-        .expect("sent");
+    let unknown = app.client.post(app.url("/webhooks/gitlab")).send().await.expect("sent");
     assert_eq!(unknown.status(), 404);
     let answer: Value = unknown.json().await.expect("JSON error");
     assert!(answer["error"].is_string());
@@ -554,34 +395,17 @@ async fn with_the_database_down_intake_answers_503_within_two_seconds() {
     let app = spawn_app_on(db, settings).await;
 
     let started = Instant::now();
-    let response = app
-        .send(&Delivery::new("pull_request", pr_body(1, "opened")))
-        .await;
+    let response = app.send(&Delivery::new("pull_request", pr_body(1, "opened"))).await;
     let elapsed = started.elapsed();
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     // Not a timing benchmark: the bound is the documented contract (GitHub waits 10 s).
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
 
-    let ready = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("sent");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let answer: Value = ready.json().await.expect("JSON reason");
-    assert!(
-        answer["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("database")),
-        "{answer}"
-    );
-    let health = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("sent");
+    assert!(answer["reason"].as_str().is_some_and(|r| r.starts_with("database")), "{answer}");
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200, "the process itself is alive");
 }

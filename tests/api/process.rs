@@ -16,18 +16,11 @@ const BINARY: &str = env!("CARGO_BIN_EXE_prmonitor");
 /// The binary with a clean environment: only what the test gives it.
 fn prmonitor(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BINARY);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (key, value) in env {
         command.env(key, value);
     }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     command
 }
 
@@ -74,52 +67,26 @@ async fn start_serve(db: &TestDatabase) -> Serve {
     });
     let address = tokio::time::timeout(Duration::from_secs(60), address_rx)
         .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "serve did not start listening: {:?}",
-                logs.lock().expect("lock")
-            )
-        })
-        .unwrap_or_else(|_| {
-            panic!(
-                "serve exited before listening: {:?}",
-                logs.lock().expect("lock")
-            )
-        });
-    Serve {
-        child,
-        address,
-        logs,
-    }
+        .unwrap_or_else(|_| panic!("serve did not start listening: {:?}", logs.lock().expect("lock")))
+        .unwrap_or_else(|_| panic!("serve exited before listening: {:?}", logs.lock().expect("lock")));
+    Serve { child, address, logs }
 }
 
 impl Serve {
     async fn wait_ready(&self, client: &reqwest::Client) {
         let url = format!("http://{}/readyz", self.address);
         for _ in 0..300 {
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
+            if client.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!(
-            "{} never became ready: {:?}",
-            self.address,
-            self.logs.lock().expect("lock")
-        );
+        panic!("{} never became ready: {:?}", self.address, self.logs.lock().expect("lock"));
     }
 
     fn terminate(&self) {
         let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(status.success());
     }
 
@@ -135,10 +102,7 @@ impl Serve {
 #[tokio::test]
 async fn serve_without_a_webhook_secret_exits_2_naming_the_setting() {
     let db = TestDatabase::unique();
-    let output = prmonitor(&["serve"], &[("DATABASE_URL", &db.url)])
-        .output()
-        .await
-        .expect("run");
+    let output = prmonitor(&["serve"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
@@ -161,15 +125,10 @@ async fn malformed_settings_exit_2_naming_the_setting_and_not_the_secret() {
         assert_eq!(output.status.code(), Some(2), "{key}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "{key}: {stderr}");
-        assert!(
-            !stderr.contains("s3cr3t-value") && !stderr.contains("db-password"),
-            "{stderr}"
-        );
+        assert!(!stderr.contains("s3cr3t-value") && !stderr.contains("db-password"), "{stderr}");
     }
-    let missing_file = prmonitor(&["--config", "/nonexistent/prmonitor.toml", "migrate"], &[])
-        .output()
-        .await
-        .expect("run");
+    let missing_file =
+        prmonitor(&["--config", "/nonexistent/prmonitor.toml", "migrate"], &[]).output().await.expect("run");
     assert_eq!(missing_file.status.code(), Some(2));
 }
 
@@ -177,21 +136,11 @@ async fn malformed_settings_exit_2_naming_the_setting_and_not_the_secret() {
 async fn migrate_creates_the_database_and_is_idempotent() {
     let db = TestDatabase::unique();
     for _ in 0..2 {
-        let output = prmonitor(&["migrate"], &[("DATABASE_URL", &db.url)])
-            .output()
-            .await
-            .expect("run");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = prmonitor(&["migrate"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
     assert!(db.exists().await);
-    assert_eq!(
-        count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await,
-        1
-    );
+    assert_eq!(count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await, 1);
     assert_eq!(
         count(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'").await,
         7
@@ -205,10 +154,7 @@ async fn two_instances_started_at_once_on_a_fresh_database_both_become_ready() {
     let (mut first, mut second) = tokio::join!(start_serve(&db), start_serve(&db));
     let client = reqwest::Client::new();
     tokio::join!(first.wait_ready(&client), second.wait_ready(&client));
-    assert_eq!(
-        count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await,
-        1
-    );
+    assert_eq!(count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await, 1);
 
     // Both take deliveries into the one database.
     for serve in [&first, &second] {
@@ -224,10 +170,7 @@ async fn two_instances_started_at_once_on_a_fresh_database_both_become_ready() {
             .expect("sent");
         assert_eq!(response.status(), 202);
     }
-    assert_eq!(
-        count(&db.url, "SELECT count(*) FROM webhook_deliveries").await,
-        2
-    );
+    assert_eq!(count(&db.url, "SELECT count(*) FROM webhook_deliveries").await, 2);
     assert_eq!(count(&db.url, "SELECT coalesced_count FROM jobs").await, 2);
 
     first.terminate();
@@ -252,14 +195,9 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
         sign(body),
         body.len()
     );
-    let mut stream = tokio::net::TcpStream::connect(&serve.address)
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(&serve.address).await.expect("connect");
     stream.write_all(head.as_bytes()).await.expect("write head");
-    stream
-        .write_all(&body[..10])
-        .await
-        .expect("write part of the body");
+    stream.write_all(&body[..10]).await.expect("write part of the body");
     // The request is now in flight: the handler waits for the rest of the body.
     tokio::time::sleep(Duration::from_millis(300)).await;
     serve.terminate();
@@ -270,21 +208,11 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     assert!(response.starts_with("HTTP/1.1 202"), "{response}");
 
     assert_eq!(serve.exit_code().await, Some(0));
-    assert_eq!(
-        count(&db.url, "SELECT count(*) FROM webhook_deliveries").await,
-        1
-    );
+    assert_eq!(count(&db.url, "SELECT count(*) FROM webhook_deliveries").await, 1);
     let logs = serve.logs.lock().expect("lock");
-    assert!(
-        logs.iter()
-            .any(|l| l["message"] == "stopping: finishing in-flight requests"),
-        "{logs:?}"
-    );
+    assert!(logs.iter().any(|l| l["message"] == "stopping: finishing in-flight requests"), "{logs:?}");
     // Each delivery logs one line with its id, event, action, repository, outcome and latency.
-    let line = logs
-        .iter()
-        .find(|l| l["message"] == "delivery accepted")
-        .expect("delivery line");
+    let line = logs.iter().find(|l| l["message"] == "delivery accepted").expect("delivery line");
     for field in ["event", "action", "repository", "outcome", "latency_ms"] {
         assert!(!line[field].is_null(), "{field} missing from {line}");
     }

@@ -26,19 +26,13 @@ fn parse_schema_rs() -> (Columns, Keys) {
         let header = lines.next().expect("table header");
         let (table, rest) = header.split_once(" (").expect("name (keys) {");
         let pk = rest.trim_end_matches(" {").trim_end_matches(')');
-        keys.insert(
-            table.to_owned(),
-            pk.split(", ").map(str::to_owned).collect(),
-        );
+        keys.insert(table.to_owned(), pk.split(", ").map(str::to_owned).collect());
         let entry = columns.entry(table.to_owned()).or_default();
         for line in lines.by_ref() {
             if line == "}" {
                 break;
             }
-            let (name, ty) = line
-                .trim_end_matches(',')
-                .split_once(" -> ")
-                .expect("column -> Type,");
+            let (name, ty) = line.trim_end_matches(',').split_once(" -> ").expect("column -> Type,");
             entry.insert(name.to_owned(), ty.to_owned());
         }
     }
@@ -97,15 +91,8 @@ async fn schema_rs_matches_the_migrated_database() {
     let mut database = Columns::new();
     for row in rows {
         let ty = diesel_type(&row.udt_name);
-        let ty = if row.is_nullable == "YES" {
-            format!("Nullable<{ty}>")
-        } else {
-            ty
-        };
-        database
-            .entry(row.table_name)
-            .or_default()
-            .insert(row.column_name, ty);
+        let ty = if row.is_nullable == "YES" { format!("Nullable<{ty}>") } else { ty };
+        database.entry(row.table_name).or_default().insert(row.column_name, ty);
     }
 
     let mut key_rows: Vec<KeyRow> = diesel::sql_query(
@@ -121,22 +108,12 @@ async fn schema_rs_matches_the_migrated_database() {
     key_rows.sort_by_key(|k| (k.table_name.clone(), k.position));
     let mut database_keys = Keys::new();
     for row in key_rows {
-        database_keys
-            .entry(row.table_name)
-            .or_default()
-            .push(row.column_name);
+        database_keys.entry(row.table_name).or_default().push(row.column_name);
     }
 
     let (declared, declared_keys) = parse_schema_rs();
-    assert_eq!(
-        declared.len(),
-        7,
-        "schema.rs declares the seven tables of DESIGN.md §4"
-    );
-    assert_eq!(
-        declared, database,
-        "src/db/schema.rs (left) and migrations/ (right) disagree"
-    );
+    assert_eq!(declared.len(), 7, "schema.rs declares the seven tables of DESIGN.md §4");
+    assert_eq!(declared, database, "src/db/schema.rs (left) and migrations/ (right) disagree");
     assert_eq!(declared_keys, database_keys, "primary keys disagree");
 }
 

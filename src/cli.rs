@@ -31,6 +31,42 @@ enum Command {
     Serve,
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Run the GitHub simulator (for trying prmonitor without GitHub).
+    Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: std::net::SocketAddr,
+    /// Serve the API under this path, as GitHub Enterprise does (e.g. /api/v3).
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Generate this many repositories (with --prs and --checks).
+    #[arg(long, default_value_t = 2)]
+    repos: usize,
+    /// Pull requests per generated repository.
+    #[arg(long, default_value_t = 10)]
+    prs: usize,
+    /// Check runs per generated head.
+    #[arg(long, default_value_t = 3)]
+    checks: usize,
+    /// Also load this fixture (see fixtures/sim/).
+    #[arg(long, value_name = "FILE")]
+    fixture: Option<PathBuf>,
+    /// Seed of the generator and the fault injection.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A token that reads every repository, for PRMONITOR_GITHUB_TOKEN setups.
+    #[arg(long)]
+    token: Option<String>,
+    /// Where to send webhooks (e.g. http://127.0.0.1:8080/webhooks/github).
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// The secret that signs them.
+    #[arg(long, default_value = "")]
+    webhook_secret: String,
 }
 
 const EXIT_FAILED: u8 = 1;
@@ -39,6 +75,9 @@ const EXIT_CONFIG: u8 = 2;
 pub fn main() -> ExitCode {
     // clap prints its own message and exits 2 on a usage error.
     let cli = Cli::parse();
+    if let Command::Sim(args) = &cli.command {
+        return run_sim(args);
+    }
     let settings = match load_settings(&cli) {
         Ok(settings) => settings,
         Err(error) => {
@@ -58,6 +97,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
+            Command::Sim(_) => Ok(()),
         }
     });
     match result {
@@ -106,6 +146,70 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await.context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `prmonitor sim`: the simulator in the foreground until Ctrl-C or SIGTERM.
+fn run_sim(args: &SimArgs) -> ExitCode {
+    telemetry::init(crate::config::LogFormat::Text);
+    let fixture = match &args.fixture {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<crate::sim::Fixture>(&text).map_err(|e| e.to_string()))
+        {
+            Ok(fixture) => Some(fixture),
+            Err(error) => {
+                eprintln!("prmonitor: --fixture {}: {error}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let config = crate::sim::SimConfig {
+        listen: args.listen,
+        path_prefix: args.prefix.clone(),
+        static_token: args.token.clone(),
+        seed: args.seed,
+        generate: (args.repos > 0).then_some(crate::sim::Generate {
+            repositories: args.repos,
+            pull_requests: args.prs,
+            check_runs: args.checks,
+        }),
+        fixture,
+        webhook: args.webhook_url.clone().map(|url| crate::sim::WebhookTarget {
+            url,
+            secret: args.webhook_secret.clone(),
+            loss_rate: 0.0,
+            duplicate_rate: 0.0,
+            reorder_rate: 0.0,
+        }),
+        ..crate::sim::SimConfig::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("prmonitor: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let result = runtime.block_on(async {
+        let sim = crate::sim::Simulator::start(config).await?;
+        tracing::info!(
+            api_url = %sim.api_url(),
+            app_id = crate::sim::SIM_APP_ID,
+            "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID)"
+        );
+        let signal = shutdown_signal().await;
+        tracing::info!(signal, "stopping the simulator");
+        sim.stop().await;
+        Ok::<_, crate::sim::SimError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("prmonitor: {error}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
 }
 
 /// Resolves on SIGTERM (the orchestrator) or SIGINT (Ctrl-C).

@@ -109,6 +109,53 @@ pub struct Settings {
     pub http_workers: usize,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    pub github: GitHubSettings,
+}
+
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+
+/// How prmonitor authenticates to GitHub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitHubAuth {
+    /// A GitHub App: JWTs signed with the private key buy installation tokens.
+    App { app_id: u64, private_key: Secret },
+    /// One token for everything (a personal or fine-grained token).
+    Token(Secret),
+}
+
+/// The GitHub API: where it is, how to authenticate, and how carefully to call it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GitHubSettings {
+    /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise.
+    pub api_url: url::Url,
+    /// `None` until the App or a token is configured; nothing calls GitHub then.
+    pub auth: Option<GitHubAuth>,
+    pub request_timeout: Duration,
+    /// Retries after the first attempt, for 5xx, timeouts and rate limits.
+    pub retry_attempts: u32,
+    /// The first retry's delay; each further retry doubles it (with jitter).
+    pub retry_base_delay: Duration,
+    /// Calls in flight at once, per installation.
+    pub max_concurrent_requests: usize,
+    /// ETag entries unused for this long are purged.
+    pub cache_ttl: Duration,
+    /// Share of the rate limit kept for webhook-driven work, in percent.
+    pub rate_limit_reserve_percent: u32,
+}
+
+impl GitHubSettings {
+    pub fn new(api_url: url::Url, auth: Option<GitHubAuth>) -> Self {
+        Self {
+            api_url,
+            auth,
+            request_timeout: Duration::from_secs(30),
+            retry_attempts: 3,
+            retry_base_delay: Duration::from_secs(1),
+            max_concurrent_requests: 10,
+            cache_ttl: Duration::from_secs(300),
+            rate_limit_reserve_percent: 10,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -136,6 +183,16 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_LOG_FORMAT", secret: false },
     Key { env: "PRMONITOR_HTTP_WORKERS", secret: false },
     Key { env: "PRMONITOR_SHUTDOWN_TIMEOUT_SECS", secret: false },
+    Key { env: "PRMONITOR_GITHUB_API_URL", secret: false },
+    Key { env: "PRMONITOR_GITHUB_APP_ID", secret: false },
+    Key { env: "PRMONITOR_GITHUB_PRIVATE_KEY", secret: true },
+    Key { env: "PRMONITOR_GITHUB_PRIVATE_KEY_FILE", secret: false },
+    Key { env: "PRMONITOR_GITHUB_TOKEN", secret: true },
+    Key { env: "PRMONITOR_GITHUB_TIMEOUT_SECS", secret: false },
+    Key { env: "PRMONITOR_GITHUB_RETRY_ATTEMPTS", secret: false },
+    Key { env: "PRMONITOR_GITHUB_MAX_CONCURRENT_REQUESTS", secret: false },
+    Key { env: "PRMONITOR_GITHUB_CACHE_TTL_SECS", secret: false },
+    Key { env: "PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", secret: false },
 ];
 
 /// The file key of an environment variable: `PRMONITOR_LISTEN` → `listen`.
@@ -316,6 +373,7 @@ impl Settings {
                 DEFAULT_SHUTDOWN_TIMEOUT_SECS,
                 0..=3600,
             )?),
+            github: github_settings(&raw)?,
         })
     }
 
@@ -329,6 +387,89 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
+    let api_url =
+        raw.string("PRMONITOR_GITHUB_API_URL")?.unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_owned());
+    let api_url = parse_api_url(&api_url)
+        .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_API_URL", reason })?;
+
+    let app_id = raw.string("PRMONITOR_GITHUB_APP_ID")?;
+    let inline_key = raw.string("PRMONITOR_GITHUB_PRIVATE_KEY")?.filter(|k| !k.trim().is_empty());
+    let key_file = raw.string("PRMONITOR_GITHUB_PRIVATE_KEY_FILE")?.filter(|k| !k.trim().is_empty());
+    let token = raw.string("PRMONITOR_GITHUB_TOKEN")?.filter(|t| !t.trim().is_empty());
+    let auth = match (app_id, token) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "PRMONITOR_GITHUB_TOKEN",
+                reason:
+                    "set either PRMONITOR_GITHUB_APP_ID (a GitHub App) or PRMONITOR_GITHUB_TOKEN, not both"
+                        .into(),
+            })
+        }
+        (None, Some(token)) => Some(GitHubAuth::Token(Secret::new(token.trim()))),
+        (Some(app_id), None) => {
+            let app_id = app_id.trim().parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ConfigError::Invalid {
+                    key: "PRMONITOR_GITHUB_APP_ID",
+                    reason: format!("expected the App's numeric id, got '{app_id}'"),
+                }
+            })?;
+            let pem = match (inline_key, key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        key: "PRMONITOR_GITHUB_PRIVATE_KEY_FILE",
+                        reason: "set either PRMONITOR_GITHUB_PRIVATE_KEY or PRMONITOR_GITHUB_PRIVATE_KEY_FILE, not both"
+                            .into(),
+                    })
+                }
+                (Some(pem), None) => pem,
+                (None, Some(path)) => std::fs::read_to_string(path.trim()).map_err(|e| ConfigError::Invalid {
+                    key: "PRMONITOR_GITHUB_PRIVATE_KEY_FILE",
+                    reason: format!("cannot read {}: {e}", path.trim()),
+                })?,
+                (None, None) => {
+                    return Err(ConfigError::Missing {
+                        key: "PRMONITOR_GITHUB_PRIVATE_KEY",
+                        hint: "a GitHub App needs its private key (PEM), inline or via PRMONITOR_GITHUB_PRIVATE_KEY_FILE",
+                    })
+                }
+            };
+            if !pem.contains("-----BEGIN") {
+                return Err(ConfigError::Invalid {
+                    key: "PRMONITOR_GITHUB_PRIVATE_KEY",
+                    reason: "is not a PEM private key (no -----BEGIN line)".into(),
+                });
+            }
+            Some(GitHubAuth::App { app_id, private_key: Secret::new(pem) })
+        }
+        (None, None) => None,
+    };
+
+    let mut github = GitHubSettings::new(api_url, auth);
+    github.request_timeout = Duration::from_secs(raw.number("PRMONITOR_GITHUB_TIMEOUT_SECS", 30, 1..=600)?);
+    github.retry_attempts = raw.number("PRMONITOR_GITHUB_RETRY_ATTEMPTS", 3, 0..=20)?;
+    github.max_concurrent_requests = raw.number("PRMONITOR_GITHUB_MAX_CONCURRENT_REQUESTS", 10, 1..=100)?;
+    github.cache_ttl =
+        Duration::from_secs(raw.number("PRMONITOR_GITHUB_CACHE_TTL_SECS", 300, 1..=30 * 86_400)?);
+    github.rate_limit_reserve_percent =
+        raw.number("PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", 10, 0..=90)?;
+    Ok(github)
+}
+
+/// An http(s) base URL without a trailing slash in its path.
+pub fn parse_api_url(raw: &str) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http(s) URL such as https://api.github.com or https://HOST/api/v3".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not carry a query or fragment".into());
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -403,6 +544,56 @@ mod tests {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
         assert!(debug.contains("postgres://app:redacted@db:5432/prmonitor"), "{debug}");
+    }
+
+    #[test]
+    fn github_auth_is_an_app_or_a_token_never_both() {
+        let settings = load(&[]).expect("valid");
+        assert_eq!(settings.github.auth, None);
+        assert_eq!(settings.github.api_url.as_str(), "https://api.github.com/");
+
+        let token = load(&[("PRMONITOR_GITHUB_TOKEN", "ghp_x")]).expect("valid");
+        assert_eq!(token.github.auth, Some(GitHubAuth::Token(Secret::new("ghp_x"))));
+
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n";
+        let app =
+            load(&[("PRMONITOR_GITHUB_APP_ID", "42"), ("PRMONITOR_GITHUB_PRIVATE_KEY", pem)]).expect("valid");
+        assert!(matches!(app.github.auth, Some(GitHubAuth::App { app_id: 42, .. })));
+
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("PRMONITOR_GITHUB_APP_ID", "42"), ("PRMONITOR_GITHUB_TOKEN", "t")], "PRMONITOR_GITHUB_TOKEN"),
+            (&[("PRMONITOR_GITHUB_APP_ID", "42")], "PRMONITOR_GITHUB_PRIVATE_KEY"),
+            (
+                &[("PRMONITOR_GITHUB_APP_ID", "x"), ("PRMONITOR_GITHUB_PRIVATE_KEY", pem)],
+                "PRMONITOR_GITHUB_APP_ID",
+            ),
+            (
+                &[("PRMONITOR_GITHUB_APP_ID", "1"), ("PRMONITOR_GITHUB_PRIVATE_KEY", "secret-ish")],
+                "PRMONITOR_GITHUB_PRIVATE_KEY",
+            ),
+            (
+                &[
+                    ("PRMONITOR_GITHUB_APP_ID", "1"),
+                    ("PRMONITOR_GITHUB_PRIVATE_KEY_FILE", "/nonexistent/key.pem"),
+                ],
+                "PRMONITOR_GITHUB_PRIVATE_KEY_FILE",
+            ),
+        ];
+        for (env, key) in cases {
+            let err = load(env).expect_err(key);
+            assert!(err.to_string().starts_with(key), "{err}");
+            assert!(!err.to_string().contains("secret-ish"), "{err}");
+        }
+    }
+
+    #[test]
+    fn enterprise_api_urls_keep_their_path() {
+        let settings =
+            load(&[("PRMONITOR_GITHUB_API_URL", "https://ghe.example.com/api/v3/")]).expect("valid");
+        assert_eq!(settings.github.api_url.as_str(), "https://ghe.example.com/api/v3");
+        for bad in ["ftp://x", "not a url", "https://x/api?y=1"] {
+            assert!(load(&[("PRMONITOR_GITHUB_API_URL", bad)]).is_err(), "{bad}");
+        }
     }
 
     #[test]

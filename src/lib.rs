@@ -11,8 +11,11 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod github;
 pub mod http;
+pub mod prng;
 pub mod queue;
+pub mod sim;
 pub mod startup;
 pub mod telemetry;
 pub mod webhook;

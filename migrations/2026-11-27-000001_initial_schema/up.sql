@@ -145,6 +145,9 @@ CREATE TABLE http_cache (
     url             TEXT        NOT NULL,
     etag            TEXT,
     last_modified   TEXT,
+    -- The page's rel="next" link: a 304 may come without a Link header, and
+    -- the rest of the listing must still be reachable.
+    next_url        TEXT,
     stored_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     last_used_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (installation_id, url)

@@ -29,6 +29,7 @@ diesel::table! {
         url -> Text,
         etag -> Nullable<Text>,
         last_modified -> Nullable<Text>,
+        next_url -> Nullable<Text>,
         stored_at -> Timestamptz,
         last_used_at -> Timestamptz,
     }

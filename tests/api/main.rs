@@ -1,8 +1,11 @@
 //! Integration tests: one binary, the real service over real HTTP, a real
 //! PostgreSQL database per test.
 
+mod github;
 mod health;
 mod helpers;
 mod intake;
+mod json_schema;
 mod process;
 mod schema_drift;
+mod simulator;

@@ -1,0 +1,694 @@
+//! The one way prmonitor calls GitHub: octocrab for transport and App auth,
+//! with this module's own conditional requests, pacing, retries and counting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt as _;
+use octocrab::models::{AppId, InstallationId};
+use octocrab::Octocrab;
+use serde::de::DeserializeOwned;
+
+use super::cache::{self, Validator};
+use super::link;
+use super::models::{CheckRun, Installation, PullRequest, Repository, Wrapped};
+use super::pacing::{Budget, Pacer, Purpose};
+use super::policy::{self, LimitHeaders, Verdict};
+use crate::config::{GitHubAuth, GitHubSettings};
+use crate::db::DbPool;
+use crate::prng::SplitMix64;
+
+/// GitHub's largest page.
+const PER_PAGE: u32 = 100;
+/// Lane and cache key for calls made with a plain token (no installation).
+const TOKEN_KEY: i64 = 0;
+/// Lane key for calls made as the App itself (JWT).
+const APP_KEY: i64 = -1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("GitHub answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("GitHub did not answer successfully after {attempts} attempts: {last}")]
+    Exhausted { attempts: u32, last: String },
+    #[error("GitHub's answer could not be read: {0}")]
+    Decode(String),
+    #[error("GitHub authentication failed: {0}")]
+    Auth(String),
+    #[error("GitHub client configuration: {0}")]
+    Config(String),
+    #[error("the HTTP cache is unavailable: {0}")]
+    Cache(String),
+}
+
+/// The result of a conditional GET of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched<T> {
+    /// New data; store it, then save the validator in the same transaction.
+    Fresh { data: T, validator: Option<Validator> },
+    /// 304: what was stored with the last saved validator is current.
+    Unchanged,
+    /// 404 or 410.
+    Gone,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The request path and query (the cache key).
+    pub url: String,
+    pub items: PageItems<T>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageItems<T> {
+    Fresh {
+        items: Vec<T>,
+        validator: Option<Validator>,
+    },
+    /// 304: unchanged since its validator was saved.
+    Unchanged,
+}
+
+impl<T> Page<T> {
+    pub fn fresh_items(&self) -> &[T] {
+        match &self.items {
+            PageItems::Fresh { items, .. } => items,
+            PageItems::Unchanged => &[],
+        }
+    }
+
+    pub fn validator(&self) -> Option<&Validator> {
+        match &self.items {
+            PageItems::Fresh { validator, .. } => validator.as_ref(),
+            PageItems::Unchanged => None,
+        }
+    }
+}
+
+/// A listing: its pages, or the resource it lists is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Listing<T> {
+    Pages(Vec<Page<T>>),
+    Gone,
+}
+
+impl<T> Listing<T> {
+    pub fn pages(&self) -> &[Page<T>] {
+        match self {
+            Self::Pages(pages) => pages,
+            Self::Gone => &[],
+        }
+    }
+
+    /// Every item of the pages that changed.
+    pub fn fresh_items(&self) -> impl Iterator<Item = &T> {
+        self.pages().iter().flat_map(|p| p.fresh_items().iter())
+    }
+
+    pub fn validators(&self) -> Vec<Validator> {
+        self.pages().iter().filter_map(|p| p.validator().cloned()).collect()
+    }
+}
+
+/// Which pull requests to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullState {
+    Open,
+    Closed,
+    All,
+}
+
+impl PullState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Calls counted by purpose and outcome (`2xx`, `304`, `4xx`, `5xx`, `error`, `retried`).
+#[derive(Debug, Default)]
+struct Counters(Mutex<BTreeMap<(Purpose, &'static str), u64>>);
+
+impl Counters {
+    fn add(&self, purpose: Purpose, outcome: &'static str) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map.entry((purpose, outcome)).or_default() += 1;
+    }
+
+    fn snapshot(&self) -> BTreeMap<(Purpose, &'static str), u64> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+fn outcome_label(status: u16) -> &'static str {
+    match status {
+        304 => "304",
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+/// How requests authenticate.
+enum Auth {
+    /// The App's own client (JWT) and one client per installation, each
+    /// caching its installation token and renewing it 30 s before it expires.
+    App {
+        app: Octocrab,
+        installations: Mutex<HashMap<i64, Octocrab>>,
+    },
+    Token(Octocrab),
+}
+
+/// A successful exchange, before decoding.
+enum Answer {
+    Body { headers: http::HeaderMap, body: bytes::Bytes },
+    NotModified { headers: http::HeaderMap },
+    Gone,
+}
+
+/// The GitHub API client. Cheap to clone.
+#[derive(Clone)]
+pub struct GitHubClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    auth: Auth,
+    settings: GitHubSettings,
+    /// The API's path prefix (`/api/v3` on GitHub Enterprise, empty on github.com).
+    base_path: String,
+    pool: DbPool,
+    pacer: Pacer,
+    counters: Counters,
+    jitter: SplitMix64,
+}
+
+impl GitHubClient {
+    /// Builds the client from settings. Needs a Tokio runtime.
+    pub fn new(settings: &GitHubSettings, pool: DbPool) -> Result<Self, GitHubError> {
+        let auth = match &settings.auth {
+            None => {
+                return Err(GitHubError::Config(
+                    "no GitHub credentials: set PRMONITOR_GITHUB_APP_ID with a private key, or PRMONITOR_GITHUB_TOKEN"
+                        .into(),
+                ))
+            }
+            Some(GitHubAuth::App { app_id, private_key }) => {
+                let key = octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(private_key.expose().as_bytes())
+                    .map_err(|e| GitHubError::Config(format!("PRMONITOR_GITHUB_PRIVATE_KEY is not an RSA key: {e}")))?;
+                let app = builder(settings)?
+                    .app(AppId(*app_id), key)
+                    .build()
+                    .map_err(|e| GitHubError::Config(e.to_string()))?;
+                Auth::App { app, installations: Mutex::default() }
+            }
+            Some(GitHubAuth::Token(token)) => Auth::Token(
+                builder(settings)?
+                    .personal_token(token.expose().to_owned())
+                    .build()
+                    .map_err(|e| GitHubError::Config(e.to_string()))?,
+            ),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                auth,
+                base_path: settings.api_url.path().trim_end_matches('/').to_owned(),
+                pool,
+                pacer: Pacer::new(settings.max_concurrent_requests, settings.rate_limit_reserve_percent),
+                counters: Counters::default(),
+                jitter: SplitMix64::from_time(),
+                settings: settings.clone(),
+            }),
+        })
+    }
+
+    /// Calls so far by purpose and outcome, for metrics.
+    pub fn call_counts(&self) -> BTreeMap<(Purpose, &'static str), u64> {
+        self.inner.counters.snapshot()
+    }
+
+    /// The last rate-limit headers seen, by installation (0: token, -1: the App).
+    pub fn budgets(&self) -> Vec<(i64, Budget)> {
+        self.inner.pacer.budgets()
+    }
+
+    /// `GET /repos/{repo}/pulls`, newest update first, following every page, or
+    /// stopping after the first fresh page that reaches below `updated_since`.
+    pub async fn list_pull_requests(
+        &self,
+        installation: Option<i64>,
+        repo: &str,
+        state: PullState,
+        updated_since: Option<DateTime<Utc>>,
+        purpose: Purpose,
+    ) -> Result<Listing<PullRequest>, GitHubError> {
+        let path = format!(
+            "/repos/{}/pulls?state={}&sort=updated&direction=desc&per_page={PER_PAGE}",
+            repo_path(repo)?,
+            state.as_str()
+        );
+        let stop = |items: &[PullRequest]| match (updated_since, items.last()) {
+            (Some(since), Some(oldest)) => oldest.updated_at < since,
+            _ => false,
+        };
+        self.list(self.who(installation)?, purpose, &path, stop).await
+    }
+
+    /// `GET /repos/{repo}/pulls/{number}`.
+    pub async fn get_pull_request(
+        &self,
+        installation: Option<i64>,
+        repo: &str,
+        number: i64,
+        purpose: Purpose,
+    ) -> Result<Fetched<PullRequest>, GitHubError> {
+        let path = format!("/repos/{}/pulls/{number}", repo_path(repo)?);
+        self.get(self.who(installation)?, purpose, &path).await
+    }
+
+    /// `GET /repos/{repo}/commits/{sha}/check-runs`, every page.
+    pub async fn list_check_runs(
+        &self,
+        installation: Option<i64>,
+        repo: &str,
+        head_sha: &str,
+        purpose: Purpose,
+    ) -> Result<Listing<CheckRun>, GitHubError> {
+        if head_sha.is_empty() || !head_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(GitHubError::Config(format!("'{head_sha}' is not a commit SHA")));
+        }
+        let path = format!("/repos/{}/commits/{head_sha}/check-runs?per_page={PER_PAGE}", repo_path(repo)?);
+        self.list(self.who(installation)?, purpose, &path, |_: &[CheckRun]| false).await
+    }
+
+    /// `GET /installation/repositories`: what an installation may read.
+    pub async fn list_installation_repositories(
+        &self,
+        installation: Option<i64>,
+    ) -> Result<Listing<Repository>, GitHubError> {
+        let path = format!("/installation/repositories?per_page={PER_PAGE}");
+        self.list(self.who(installation)?, Purpose::Installation, &path, |_: &[Repository]| false).await
+    }
+
+    /// `GET /app/installations`, as the App (JWT).
+    pub async fn list_installations(&self) -> Result<Listing<Installation>, GitHubError> {
+        if !matches!(self.inner.auth, Auth::App { .. }) {
+            return Err(GitHubError::Config("listing installations needs GitHub App credentials".into()));
+        }
+        let path = format!("/app/installations?per_page={PER_PAGE}");
+        self.list(Who::App, Purpose::Installation, &path, |_: &[Installation]| false).await
+    }
+
+    fn who(&self, installation: Option<i64>) -> Result<Who, GitHubError> {
+        match (&self.inner.auth, installation) {
+            (Auth::Token(_), _) => Ok(Who::Token),
+            (Auth::App { .. }, Some(id)) if id > 0 => Ok(Who::Installation(id)),
+            (Auth::App { .. }, _) => {
+                Err(GitHubError::Config("a GitHub App call needs the repository's installation id".into()))
+            }
+        }
+    }
+
+    fn octocrab(&self, who: Who) -> Result<Octocrab, GitHubError> {
+        match (&self.inner.auth, who) {
+            (Auth::Token(octo), _) => Ok(octo.clone()),
+            (Auth::App { app, .. }, Who::App) => Ok(app.clone()),
+            (Auth::App { app, installations }, Who::Installation(id)) => {
+                let mut clients = installations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(client) = clients.get(&id) {
+                    return Ok(client.clone());
+                }
+                let id_u64 = u64::try_from(id)
+                    .map_err(|_| GitHubError::Config(format!("bad installation id {id}")))?;
+                let client =
+                    app.installation(InstallationId(id_u64)).map_err(|e| GitHubError::Auth(e.to_string()))?;
+                clients.insert(id, client.clone());
+                Ok(client)
+            }
+            (Auth::App { .. }, Who::Token) => Err(GitHubError::Config("no token configured".into())),
+        }
+    }
+
+    async fn cache_lookup(&self, who: Who, url: &str) -> Result<Option<Validator>, GitHubError> {
+        let mut conn = self.inner.pool.get().await.map_err(|e| GitHubError::Cache(e.to_string()))?;
+        cache::lookup(&mut conn, who.key(), url, self.inner.settings.cache_ttl)
+            .await
+            .map_err(|e| GitHubError::Cache(e.to_string()))
+    }
+
+    async fn cache_touch(&self, who: Who, url: &str) -> Result<(), GitHubError> {
+        let mut conn = self.inner.pool.get().await.map_err(|e| GitHubError::Cache(e.to_string()))?;
+        cache::touch(&mut conn, who.key(), url).await.map_err(|e| GitHubError::Cache(e.to_string()))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        who: Who,
+        purpose: Purpose,
+        path: &str,
+    ) -> Result<Fetched<T>, GitHubError> {
+        let url = format!("{}{path}", self.inner.base_path);
+        let validator = self.cache_lookup(who, &url).await?;
+        match self.send(who, purpose, &url, validator.as_ref()).await? {
+            Answer::Body { headers, body } => {
+                let data = decode(&body)?;
+                Ok(Fetched::Fresh { data, validator: Some(validator_from(who, &url, &headers, None)) })
+            }
+            Answer::NotModified { .. } => {
+                self.cache_touch(who, &url).await?;
+                Ok(Fetched::Unchanged)
+            }
+            Answer::Gone => Ok(Fetched::Gone),
+        }
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        who: Who,
+        purpose: Purpose,
+        path: &str,
+        stop_after: impl Fn(&[T]) -> bool,
+    ) -> Result<Listing<T>, GitHubError> {
+        let mut pages = Vec::new();
+        let mut next = Some(format!("{}{path}", self.inner.base_path));
+        while let Some(url) = next.take() {
+            let validator = self.cache_lookup(who, &url).await?;
+            match self.send(who, purpose, &url, validator.as_ref()).await? {
+                Answer::Body { headers, body } => {
+                    let items = decode_items::<T>(&body)?;
+                    next = self.next_page(&headers)?;
+                    let stop = stop_after(&items);
+                    let validator = validator_from(who, &url, &headers, next.clone());
+                    pages.push(Page { url, items: PageItems::Fresh { items, validator: Some(validator) } });
+                    if stop {
+                        break;
+                    }
+                }
+                Answer::NotModified { headers } => {
+                    self.cache_touch(who, &url).await?;
+                    // GitHub may leave the Link header off a 304: the stored one leads on.
+                    next = match self.next_page(&headers)? {
+                        Some(link) => Some(link),
+                        None => validator.and_then(|v| v.next_url),
+                    };
+                    pages.push(Page { url, items: PageItems::Unchanged });
+                }
+                Answer::Gone if pages.is_empty() => return Ok(Listing::Gone),
+                // A later page vanishing means the listing shifted under us.
+                Answer::Gone => {
+                    return Err(GitHubError::Exhausted {
+                        attempts: 1,
+                        last: format!("{url} vanished mid-listing"),
+                    })
+                }
+            }
+        }
+        Ok(Listing::Pages(pages))
+    }
+
+    /// The next page's path and query, checked to stay on the API's host.
+    fn next_page(&self, headers: &http::HeaderMap) -> Result<Option<String>, GitHubError> {
+        let Some(header) = headers.get(http::header::LINK).and_then(|v| v.to_str().ok()) else {
+            return Ok(None);
+        };
+        let Some(target) = link::next_link(header) else {
+            return Ok(None);
+        };
+        let url = url::Url::parse(&target)
+            .map_err(|e| GitHubError::Decode(format!("bad next link {target}: {e}")))?;
+        let base = &self.inner.settings.api_url;
+        if url.origin() != base.origin() || !url.path().starts_with(&self.inner.base_path) {
+            return Err(GitHubError::Decode(format!("next link {target} leaves {base}")));
+        }
+        Ok(Some(match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        }))
+    }
+
+    /// One logical GET: paced, timed out, retried.
+    async fn send(
+        &self,
+        who: Who,
+        purpose: Purpose,
+        url: &str,
+        validator: Option<&Validator>,
+    ) -> Result<Answer, GitHubError> {
+        let octo = self.octocrab(who)?;
+        let lane = self.inner.pacer.lane(who.key());
+        let settings = &self.inner.settings;
+        let attempts = settings.retry_attempts + 1;
+        let mut last_failure = String::new();
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                self.inner.counters.add(purpose, "retried");
+            }
+            let permit = lane.turn(purpose).await;
+            let exchange =
+                tokio::time::timeout(settings.request_timeout, exchange(&octo, url, validator)).await;
+            drop(permit);
+            let (status, headers, body) = match exchange {
+                Err(_) => {
+                    self.inner.counters.add(purpose, "error");
+                    last_failure = format!("no answer within {:?}", settings.request_timeout);
+                    self.pause(attempt, attempts).await;
+                    continue;
+                }
+                Ok(Err(ExchangeError::Auth(message))) => {
+                    self.inner.counters.add(purpose, "error");
+                    return Err(GitHubError::Auth(message));
+                }
+                Ok(Err(ExchangeError::Transport(message))) => {
+                    self.inner.counters.add(purpose, "error");
+                    last_failure = message;
+                    self.pause(attempt, attempts).await;
+                    continue;
+                }
+                Ok(Ok(answer)) => answer,
+            };
+            self.inner.counters.add(purpose, outcome_label(status));
+            let limits = LimitHeaders::parse(|name| {
+                headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+            });
+            lane.observe(&limits);
+            let message = github_message(&body);
+            match policy::classify(status, &limits, &message, SystemTime::now()) {
+                Verdict::Success => return Ok(Answer::Body { headers, body }),
+                Verdict::NotModified if validator.is_some() => return Ok(Answer::NotModified { headers }),
+                Verdict::NotModified => {
+                    return Err(GitHubError::Api {
+                        status,
+                        message: "304 to an unconditional request".into(),
+                    })
+                }
+                Verdict::Gone => return Ok(Answer::Gone),
+                Verdict::Fatal => return Err(GitHubError::Api { status, message }),
+                Verdict::RateLimited { wait } => {
+                    // Rate limits are per installation: hold the whole lane, not just this call.
+                    let wait = wait.max(self.backoff(attempt.saturating_sub(1)));
+                    tracing::warn!(status, wait_ms = wait.as_millis() as u64, %message, "rate limited by GitHub");
+                    if attempt < attempts {
+                        lane.block_for(wait);
+                    }
+                    last_failure = format!("{status}: {message}");
+                }
+                Verdict::Retryable => {
+                    last_failure = format!("{status}: {message}");
+                    self.pause(attempt, attempts).await;
+                }
+            }
+        }
+        Err(GitHubError::Exhausted { attempts, last: last_failure })
+    }
+
+    fn backoff(&self, retry: u32) -> std::time::Duration {
+        if retry == 0 {
+            return std::time::Duration::ZERO;
+        }
+        policy::backoff(self.inner.settings.retry_base_delay, retry, self.inner.jitter.next_f64())
+    }
+
+    /// Sleeps before the next attempt, unless there is none.
+    async fn pause(&self, attempt: u32, attempts: u32) {
+        if attempt < attempts {
+            tokio::time::sleep(self.backoff(attempt)).await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Token,
+    App,
+    Installation(i64),
+}
+
+impl Who {
+    /// The rate-limit bucket and cache namespace.
+    fn key(self) -> i64 {
+        match self {
+            Self::Token => TOKEN_KEY,
+            Self::App => APP_KEY,
+            Self::Installation(id) => id,
+        }
+    }
+}
+
+fn builder(
+    settings: &GitHubSettings,
+) -> Result<
+    octocrab::OctocrabBuilder<
+        octocrab::NoSvc,
+        octocrab::DefaultOctocrabBuilderConfig,
+        octocrab::NoAuth,
+        octocrab::NotLayerReady,
+    >,
+    GitHubError,
+> {
+    // No retry layer is compiled in (octocrab's `retry` feature is off): this module retries.
+    octocrab::Octocrab::builder()
+        .base_uri(settings.api_url.as_str())
+        .map_err(|e| GitHubError::Config(format!("PRMONITOR_GITHUB_API_URL: {e}")))
+        .map(|b| {
+            b.set_connect_timeout(Some(settings.request_timeout))
+                .set_read_timeout(Some(settings.request_timeout))
+        })
+}
+
+enum ExchangeError {
+    /// The installation token could not be obtained: not worth retrying.
+    Auth(String),
+    /// Connection refused, reset, or a broken body: worth retrying.
+    Transport(String),
+}
+
+async fn exchange(
+    octo: &Octocrab,
+    url: &str,
+    validator: Option<&Validator>,
+) -> Result<(u16, http::HeaderMap, bytes::Bytes), ExchangeError> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/vnd.github+json"));
+    headers.insert("x-github-api-version", http::HeaderValue::from_static("2022-11-28"));
+    if let Some(validator) = validator {
+        if let Some(value) = validator.etag.as_deref().and_then(|e| http::HeaderValue::from_str(e).ok()) {
+            headers.insert(http::header::IF_NONE_MATCH, value);
+        }
+        if let Some(value) =
+            validator.last_modified.as_deref().and_then(|e| http::HeaderValue::from_str(e).ok())
+        {
+            headers.insert(http::header::IF_MODIFIED_SINCE, value);
+        }
+    }
+    let response = octo._get_with_headers(url, Some(headers)).await.map_err(|e| match e {
+        // octocrab reports a failed token exchange as GitHub's own error: a
+        // refusal is final, GitHub being down is worth another try.
+        octocrab::Error::GitHub { source, .. } if source.status_code.is_server_error() => {
+            ExchangeError::Transport(format!("token exchange: {} ({})", source.message, source.status_code))
+        }
+        octocrab::Error::GitHub { source, .. } => {
+            ExchangeError::Auth(format!("{} ({})", source.message, source.status_code))
+        }
+        octocrab::Error::JWT { source, .. } => ExchangeError::Auth(source.to_string()),
+        other => ExchangeError::Transport(other.to_string()),
+    })?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| ExchangeError::Transport(e.to_string()))?.to_bytes();
+    Ok((parts.status.as_u16(), parts.headers, body))
+}
+
+fn validator_from(who: Who, url: &str, headers: &http::HeaderMap, next_url: Option<String>) -> Validator {
+    let header =
+        |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Validator {
+        installation_id: who.key(),
+        url: url.to_owned(),
+        etag: header(http::header::ETAG),
+        last_modified: header(http::header::LAST_MODIFIED),
+        next_url,
+    }
+}
+
+/// GitHub's `message` field of an error body, or the start of the body.
+fn github_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        message: String,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(error) => error.message,
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, GitHubError> {
+    serde_json::from_slice(body).map_err(|e| GitHubError::Decode(e.to_string()))
+}
+
+/// A page is either a JSON array or an object wrapping one.
+fn decode_items<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, GitHubError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        decode(body)
+    } else {
+        decode::<Wrapped<T>>(body).map(|w| w.items)
+    }
+}
+
+/// `owner/name`, checked to be a plain repository name (it goes into a URL path).
+fn repo_path(full_name: &str) -> Result<&str, GitHubError> {
+    let valid_part = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match full_name.split_once('/') {
+        Some((owner, name)) if valid_part(owner) && valid_part(name) => Ok(full_name),
+        _ => Err(GitHubError::Config(format!("'{full_name}' is not an owner/name repository"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_cannot_escape_the_path() {
+        assert!(repo_path("octocat/Hello-World").is_ok());
+        assert!(repo_path("o/r.js").is_ok());
+        for bad in ["octocat", "o/r/x", "../r", "o/..", "o/r?x=1", "o/r#", "o /r", "/r", "o/"] {
+            assert!(repo_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pages_decode_from_arrays_and_wrappers() {
+        let wrapped = br#"{"total_count":1,"check_runs":[{"id":16354767716,"head_sha":"a","name":"ci","status":"queued"}]}"#;
+        let runs: Vec<CheckRun> = decode_items(wrapped).expect("wrapped");
+        assert_eq!(runs[0].id, 16_354_767_716);
+        let repos: Vec<Repository> =
+            decode_items(br#"{"total_count":0,"repositories":[]}"#).expect("wrapped repositories");
+        assert!(repos.is_empty());
+        let installations: Vec<Installation> = decode_items(br#"[{"id":1,"account":null}]"#).expect("array");
+        assert_eq!(installations[0].id, 1);
+        assert!(decode_items::<Installation>(b"{\"message\":\"x\"}").is_err());
+    }
+
+    #[test]
+    fn error_messages_come_from_githubs_body() {
+        assert_eq!(
+            github_message(br#"{"message":"Bad credentials","documentation_url":"x"}"#),
+            "Bad credentials"
+        );
+        assert_eq!(github_message(b"<html>502</html>"), "<html>502</html>");
+    }
+}

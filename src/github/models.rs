@@ -1,0 +1,130 @@
+//! GitHub's JSON, as far as prmonitor reads it. The same structs read the REST
+//! API and the objects embedded in webhook payloads. Unknown fields are
+//! ignored; fields GitHub may omit have defaults.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct User {
+    pub login: String,
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Label {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct GitRef {
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub sha: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PullRequest {
+    pub id: i64,
+    pub number: i64,
+    pub title: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// `open` or `closed`; merged is `closed` with `merged_at` set.
+    pub state: String,
+    #[serde(default)]
+    pub draft: bool,
+    pub html_url: String,
+    /// Null for a deleted account.
+    #[serde(default)]
+    pub user: Option<User>,
+    #[serde(default)]
+    pub labels: Vec<Label>,
+    #[serde(default)]
+    pub assignees: Vec<User>,
+    pub head: GitRef,
+    pub base: GitRef,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub closed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub merged_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CheckOutput {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct IdOnly {
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct App {
+    #[serde(default)]
+    pub slug: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CheckRunPullRequest {
+    pub number: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CheckRun {
+    pub id: i64,
+    pub head_sha: String,
+    pub name: String,
+    pub status: String,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub details_url: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub output: Option<CheckOutput>,
+    #[serde(default)]
+    pub check_suite: Option<IdOnly>,
+    #[serde(default)]
+    pub app: Option<App>,
+    /// Empty for forks: match by head SHA instead.
+    #[serde(default)]
+    pub pull_requests: Vec<CheckRunPullRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Repository {
+    pub id: i64,
+    pub name: String,
+    pub full_name: String,
+    pub owner: User,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Installation {
+    pub id: i64,
+    #[serde(default)]
+    pub account: Option<User>,
+    #[serde(default)]
+    pub suspended_at: Option<DateTime<Utc>>,
+}
+
+/// The list endpoints that wrap their items in an object (`total_count` + items).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Wrapped<T> {
+    #[serde(alias = "check_runs", alias = "repositories", alias = "installations")]
+    pub items: Vec<T>,
+}

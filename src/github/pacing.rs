@@ -1,0 +1,269 @@
+//! Pacing by GitHub's rate-limit headers, per installation.
+//!
+//! Each installation (its own rate-limit bucket) gets a lane: a semaphore
+//! bounding the calls in flight, the last rate-limit headers seen, and a
+//! "blocked until" set by a rate-limit answer so that every call of that
+//! installation waits, not only the one that was refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::policy::LimitHeaders;
+
+/// Why a call is made: decides whether it may dip into the reserve, and labels its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Targeted discovery after a webhook: may use the reserve.
+    Webhook,
+    /// A periodic or manual full re-read: stops at the reserve.
+    Sweep,
+    /// The first full read of a repository: stops at the reserve.
+    Backfill,
+    /// Registering installations and their repositories: may use the reserve.
+    Installation,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Sweep => "sweep",
+            Self::Backfill => "backfill",
+            Self::Installation => "installation",
+        }
+    }
+
+    /// Work that keeps data fresh now may spend the reserve; bulk work may not.
+    pub fn may_use_reserve(self) -> bool {
+        matches!(self, Self::Webhook | Self::Installation)
+    }
+}
+
+/// What the last response said about the budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Epoch seconds.
+    pub reset: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct LaneState {
+    budget: Budget,
+    blocked_until: Option<Instant>,
+}
+
+/// How long a call of `purpose` must wait before it may be sent (pure).
+fn wait_needed(
+    budget: &Budget,
+    blocked_until: Option<Instant>,
+    purpose: Purpose,
+    reserve_percent: u32,
+    now: Instant,
+    wall: SystemTime,
+) -> Option<Duration> {
+    if let Some(until) = blocked_until.filter(|until| *until > now) {
+        return Some(until - now);
+    }
+    let (limit, remaining, reset) = (budget.limit?, budget.remaining?, budget.reset?);
+    let until_reset = (UNIX_EPOCH + Duration::from_secs(reset)).duration_since(wall).ok()?;
+    // The reserve rounds up: with any reserve configured, at least one call is kept back.
+    let reserve = (limit * u64::from(reserve_percent)).div_ceil(100);
+    let exhausted = remaining == 0;
+    let in_reserve = !purpose.may_use_reserve() && remaining <= reserve;
+    // A second past the reset, so the new window has surely begun.
+    (exhausted || in_reserve).then_some(until_reset + Duration::from_secs(1))
+}
+
+pub struct Lane {
+    semaphore: Semaphore,
+    state: Mutex<LaneState>,
+    reserve_percent: u32,
+}
+
+impl Lane {
+    fn new(max_concurrent: usize, reserve_percent: u32) -> Self {
+        Self { semaphore: Semaphore::new(max_concurrent), state: Mutex::default(), reserve_percent }
+    }
+
+    /// Waits until a call of `purpose` may go, then takes one of the lane's
+    /// slots. Waits again if the budget changed while it waited for a slot.
+    pub async fn turn(&self, purpose: Purpose) -> SemaphorePermit<'_> {
+        loop {
+            self.wait_for_budget(purpose).await;
+            // The semaphore is never closed, so acquire cannot fail.
+            let Ok(permit) = self.semaphore.acquire().await else { continue };
+            let mut state = self.lock();
+            if wait_needed(
+                &state.budget,
+                state.blocked_until,
+                purpose,
+                self.reserve_percent,
+                Instant::now(),
+                SystemTime::now(),
+            )
+            .is_none()
+            {
+                // Counted as spent now, so concurrent calls do not all see the same last unit.
+                if let Some(remaining) = state.budget.remaining.as_mut() {
+                    *remaining = remaining.saturating_sub(1);
+                }
+                return permit;
+            }
+        }
+    }
+
+    async fn wait_for_budget(&self, purpose: Purpose) {
+        loop {
+            let wait = {
+                let state = self.lock();
+                wait_needed(
+                    &state.budget,
+                    state.blocked_until,
+                    purpose,
+                    self.reserve_percent,
+                    Instant::now(),
+                    SystemTime::now(),
+                )
+            };
+            match wait {
+                None => return,
+                Some(wait) => {
+                    tracing::debug!(
+                        purpose = purpose.as_str(),
+                        wait_ms = wait.as_millis() as u64,
+                        "waiting for the rate limit"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Records the rate-limit headers of a response.
+    pub fn observe(&self, headers: &LimitHeaders) {
+        let mut state = self.lock();
+        if headers.limit.is_some() {
+            state.budget.limit = headers.limit;
+        }
+        if headers.remaining.is_some() {
+            state.budget.remaining = headers.remaining;
+        }
+        if headers.reset.is_some() {
+            state.budget.reset = headers.reset;
+        }
+    }
+
+    /// Holds every call of this lane for `wait` (a rate-limit answer).
+    pub fn block_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut state = self.lock();
+        if state.blocked_until.is_none_or(|current| current < until) {
+            state.blocked_until = Some(until);
+        }
+    }
+
+    pub fn budget(&self) -> Budget {
+        self.lock().budget
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        // A panic while holding this lock leaves plain numbers behind: still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The lanes, created on first use.
+pub struct Pacer {
+    lanes: Mutex<HashMap<i64, Arc<Lane>>>,
+    max_concurrent: usize,
+    reserve_percent: u32,
+}
+
+impl Pacer {
+    pub fn new(max_concurrent: usize, reserve_percent: u32) -> Self {
+        Self { lanes: Mutex::default(), max_concurrent: max_concurrent.max(1), reserve_percent }
+    }
+
+    pub fn lane(&self, key: i64) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        lanes
+            .entry(key)
+            .or_insert_with(|| Arc::new(Lane::new(self.max_concurrent, self.reserve_percent)))
+            .clone()
+    }
+
+    /// The last known budget of every lane, by key.
+    pub fn budgets(&self) -> Vec<(i64, Budget)> {
+        let lanes = self.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<(i64, Budget)> = lanes.iter().map(|(key, lane)| (*key, lane.budget())).collect();
+        out.sort_by_key(|(key, _)| *key);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(limit: u64, remaining: u64, reset: u64) -> Budget {
+        Budget { limit: Some(limit), remaining: Some(remaining), reset: Some(reset) }
+    }
+
+    #[test]
+    fn sweeps_stop_at_the_reserve_while_webhooks_go_on() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        let low = budget(5_000, 500, 1_030);
+        assert_eq!(wait_needed(&low, None, Purpose::Sweep, 10, now, wall), Some(Duration::from_secs(31)));
+        assert_eq!(wait_needed(&low, None, Purpose::Backfill, 10, now, wall), Some(Duration::from_secs(31)));
+        assert_eq!(wait_needed(&low, None, Purpose::Webhook, 10, now, wall), None);
+        assert_eq!(wait_needed(&low, None, Purpose::Installation, 10, now, wall), None);
+        let plenty = budget(5_000, 501, 1_030);
+        assert_eq!(wait_needed(&plenty, None, Purpose::Sweep, 10, now, wall), None);
+    }
+
+    #[test]
+    fn an_empty_budget_holds_everyone_until_the_reset() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        let empty = budget(5_000, 0, 1_010);
+        assert_eq!(wait_needed(&empty, None, Purpose::Webhook, 10, now, wall), Some(Duration::from_secs(11)));
+        // Past the reset the old numbers no longer bind.
+        let stale = budget(5_000, 0, 900);
+        assert_eq!(wait_needed(&stale, None, Purpose::Sweep, 10, now, wall), None);
+        // Unknown budget: go.
+        assert_eq!(wait_needed(&Budget::default(), None, Purpose::Sweep, 10, now, wall), None);
+    }
+
+    #[test]
+    fn a_block_holds_every_purpose() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        let blocked = Some(now + Duration::from_secs(2));
+        assert_eq!(
+            wait_needed(&Budget::default(), blocked, Purpose::Webhook, 10, now, wall),
+            Some(Duration::from_secs(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn observed_headers_update_the_lane() {
+        let pacer = Pacer::new(2, 10);
+        let lane = pacer.lane(7);
+        lane.observe(&LimitHeaders {
+            limit: Some(100),
+            remaining: Some(50),
+            reset: Some(9),
+            retry_after: None,
+        });
+        drop(lane.turn(Purpose::Sweep).await);
+        assert_eq!(pacer.budgets(), vec![(7, budget(100, 49, 9))]);
+    }
+}

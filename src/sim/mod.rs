@@ -1,0 +1,321 @@
+//! A GitHub simulator: an in-memory GitHub served over real HTTP, for the
+//! tests, `prmonitor demo` and the benchmarks (these machines cannot reach
+//! GitHub). It serves the REST endpoints prmonitor calls with GitHub's JSON
+//! shapes, `Link` pagination, ETags and 304s, `x-ratelimit-*` budgets, App JWT
+//! verification and installation tokens; injects faults; counts every
+//! request; and sends signed webhooks when its model changes.
+
+pub mod generate;
+pub mod model;
+pub mod render;
+mod server;
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+
+pub use generate::{Fixture, Generate};
+pub use model::{Event, ModelError, NewPr, World};
+pub use server::{Bucket, Faults, LoggedRequest, Stats};
+pub use webhooks::{DeliveryRecord, WebhookTarget};
+
+use crate::prng::SplitMix64;
+use render::Urls;
+use server::Shared;
+use webhooks::{Dispatcher, Outgoing};
+
+/// The simulated App's id.
+pub const SIM_APP_ID: u64 = 4242;
+/// The App key pair the simulator ships with (test material, see fixtures/sim/README.md).
+pub const SIM_APP_PRIVATE_KEY: &str = include_str!("../../fixtures/sim/app-private-key.pem");
+pub const SIM_APP_PUBLIC_KEY: &str = include_str!("../../fixtures/sim/app-public-key.pem");
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    /// Mount the API under this path, e.g. `/api/v3` as GitHub Enterprise does.
+    pub path_prefix: String,
+    pub app_id: u64,
+    pub app_public_key: String,
+    /// A token that reads every repository (for `PRMONITOR_GITHUB_TOKEN` setups).
+    pub static_token: Option<String>,
+    pub token_lifetime: Duration,
+    pub rate_limit: u64,
+    pub rate_window: Duration,
+    pub seed: u64,
+    pub faults: Faults,
+    pub webhook: Option<WebhookTarget>,
+    pub generate: Option<Generate>,
+    pub fixture: Option<Fixture>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            path_prefix: String::new(),
+            app_id: SIM_APP_ID,
+            app_public_key: SIM_APP_PUBLIC_KEY.to_owned(),
+            static_token: None,
+            token_lifetime: Duration::from_secs(3600),
+            rate_limit: 5000,
+            rate_window: Duration::from_secs(3600),
+            seed: 1,
+            faults: Faults::default(),
+            webhook: None,
+            generate: None,
+            fixture: None,
+        }
+    }
+}
+
+/// A running simulator. Dropping it does not stop the server; call [`Simulator::stop`].
+pub struct Simulator {
+    shared: web::Data<Shared>,
+    address: SocketAddr,
+    handle: ServerHandle,
+}
+
+impl Simulator {
+    /// Binds, fills the world and starts serving on the current Tokio runtime.
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        let listener = TcpListener::bind(config.listen)?;
+        let address = listener.local_addr()?;
+        let prefix = config.path_prefix.trim_end_matches('/').to_owned();
+        let urls = Urls { api: format!("http://{address}{prefix}"), html: format!("http://{address}/web") };
+        let mut world = World::new(config.app_id, config.seed);
+        if let Some(spec) = config.generate {
+            generate::generate(&mut world, spec)?;
+        }
+        if let Some(fixture) = &config.fixture {
+            generate::load_fixture(&mut world, fixture)?;
+        }
+        let rng = Arc::new(SplitMix64::new(config.seed ^ 0x5eed));
+        let webhook = Arc::new(Mutex::new(config.webhook.clone()));
+        let shared = web::Data::new(Shared {
+            world: Mutex::new(world),
+            faults: Mutex::new(config.faults.clone()),
+            webhook: webhook.clone(),
+            tokens: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            stats: Mutex::default(),
+            urls,
+            prefix: prefix.clone(),
+            app_public_key: config.app_public_key.clone(),
+            static_token: config.static_token.clone(),
+            token_lifetime: config.token_lifetime,
+            rate_limit: config.rate_limit,
+            rate_window: config.rate_window,
+            rng: rng.clone(),
+            dispatcher: Dispatcher::start(webhook, rng),
+        });
+        let data = shared.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(server::admin_routes)
+                .configure(server::routes(&prefix))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self { shared, address, handle })
+    }
+
+    /// `http://127.0.0.1:PORT` plus the path prefix: what `PRMONITOR_GITHUB_API_URL` should be.
+    pub fn api_url(&self) -> String {
+        self.shared.urls.api.clone()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Reads the world.
+    pub fn world<T>(&self, read: impl FnOnce(&World) -> T) -> T {
+        read(&self.lock_world())
+    }
+
+    fn lock_world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.shared.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the world and sends the webhooks the change causes.
+    pub fn mutate<T>(
+        &self,
+        change: impl FnOnce(&mut World) -> Result<(T, Vec<Event>), ModelError>,
+    ) -> Result<T, ModelError> {
+        let mut world = self.lock_world();
+        let (value, events) = change(&mut world)?;
+        self.dispatch(&world, &events)?;
+        Ok(value)
+    }
+
+    /// Changes the world without any webhook, as when GitHub loses the delivery.
+    pub fn mutate_silently<T>(
+        &self,
+        change: impl FnOnce(&mut World) -> Result<T, ModelError>,
+    ) -> Result<T, ModelError> {
+        change(&mut self.lock_world())
+    }
+
+    fn dispatch(&self, world: &World, events: &[Event]) -> Result<(), ModelError> {
+        let configured =
+            self.shared.webhook.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+        if !configured {
+            return Ok(());
+        }
+        for event in events {
+            // The payload is rendered now: it shows the world as it was when the event happened.
+            let payload = webhooks::payload(world, &self.shared.urls, event)?;
+            self.shared.dispatcher.enqueue(Outgoing {
+                delivery_id: webhooks::delivery_id(&self.shared.rng),
+                event: event.name,
+                action: event.action,
+                body: serde_json::to_vec(&payload).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn repo_id(&self, full_name: &str) -> Result<i64, ModelError> {
+        self.world(|w| w.repo_id(full_name))
+    }
+
+    pub fn open_pr(&self, repo: &str, pr: NewPr) -> Result<i64, ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.open_pr(repo_id, pr).map(|(n, e)| (n, vec![e])))
+    }
+
+    pub fn edit_pr(
+        &self,
+        repo: &str,
+        number: i64,
+        title: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<(), ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| {
+            w.edit_pr(repo_id, number, title.map(str::to_owned), body.map(str::to_owned))
+                .map(|e| ((), vec![e]))
+        })
+    }
+
+    pub fn label(&self, repo: &str, number: i64, label: &str) -> Result<(), ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.add_label(repo_id, number, label).map(|e| ((), vec![e])))
+    }
+
+    pub fn unlabel(&self, repo: &str, number: i64, label: &str) -> Result<(), ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.remove_label(repo_id, number, label).map(|e| ((), vec![e])))
+    }
+
+    pub fn set_draft(&self, repo: &str, number: i64, draft: bool) -> Result<(), ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.set_draft(repo_id, number, draft).map(|e| ((), vec![e])))
+    }
+
+    /// Pushes a new head; returns its SHA.
+    pub fn push(&self, repo: &str, number: i64) -> Result<String, ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.push(repo_id, number).map(|(sha, e)| (sha, vec![e])))
+    }
+
+    pub fn close(&self, repo: &str, number: i64) -> Result<(), ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.close_pr(repo_id, number, false).map(|e| ((), vec![e])))
+    }
+
+    pub fn merge(&self, repo: &str, number: i64) -> Result<(), ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.close_pr(repo_id, number, true).map(|e| ((), vec![e])))
+    }
+
+    pub fn reopen(&self, repo: &str, number: i64) -> Result<(), ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.reopen_pr(repo_id, number).map(|e| ((), vec![e])))
+    }
+
+    /// Creates a queued check run on a commit; returns its id.
+    pub fn create_check_run(&self, repo: &str, head_sha: &str, name: &str) -> Result<i64, ModelError> {
+        let repo_id = self.repo_id(repo)?;
+        self.mutate(|w| w.create_check_run(repo_id, head_sha, name).map(|(id, e)| (id, vec![e])))
+    }
+
+    pub fn start_check_run(&self, run_id: i64) -> Result<(), ModelError> {
+        self.mutate(|w| w.start_check_run(run_id).map(|()| ((), Vec::new())))
+    }
+
+    pub fn complete_check_run(&self, run_id: i64, conclusion: &str) -> Result<(), ModelError> {
+        self.mutate(|w| w.complete_check_run(run_id, conclusion).map(|e| ((), e)))
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.shared.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = faults;
+    }
+
+    pub fn set_webhook(&self, target: Option<WebhookTarget>) {
+        *self.shared.webhook.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = target;
+    }
+
+    /// Sets an installation's rate-limit window (0: the static token, -1: the App).
+    pub fn set_budget(
+        &self,
+        bucket: i64,
+        limit: Option<u64>,
+        remaining: Option<u64>,
+        reset_in: Option<Duration>,
+    ) -> Bucket {
+        server::set_budget(&self.shared, bucket, limit, remaining, reset_in)
+    }
+
+    /// An installation's current rate-limit window, if it was used or set.
+    pub fn budget(&self, bucket: i64) -> Option<Bucket> {
+        self.shared.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&bucket).copied()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn reset_stats(&self) {
+        *self.shared.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Stats::default();
+    }
+
+    /// Resolves once every webhook caused so far was sent or lost.
+    pub async fn wait_for_deliveries(&self) {
+        self.shared.dispatcher.wait_idle().await;
+    }
+
+    /// What happened to each webhook so far.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.shared.dispatcher.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The JSON payload `event` would carry now (for tests of payload shapes).
+    pub fn render_event(&self, event: &Event) -> Result<serde_json::Value, ModelError> {
+        webhooks::payload(&self.lock_world(), &self.shared.urls, event)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot build the world: {0}")]
+    Model(#[from] ModelError),
+}

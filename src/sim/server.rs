@@ -1,0 +1,747 @@
+//! The simulator's HTTP side: GitHub's REST endpoints that prmonitor calls,
+//! with auth, ETags, pagination, rate limits, fault injection and accounting;
+//! plus a small admin API under `/_sim`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::model::{PrState, World};
+use super::render::{self, Urls};
+use super::webhooks::{Dispatcher, WebhookTarget};
+use crate::prng::SplitMix64;
+
+/// Faults to inject into the REST endpoints (not the App token route).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Share of requests answered with a 5xx.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Added to every request.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// The next this-many requests get a secondary rate limit (403 + Retry-After).
+    #[serde(default)]
+    pub secondary_limits: u32,
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: u64,
+    /// Request paths (below the API prefix, without query) answered 404.
+    #[serde(default)]
+    pub not_found: Vec<String>,
+}
+
+fn default_retry_after() -> u64 {
+    60
+}
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoggedRequest {
+    /// Seconds since the Unix epoch, with fractions.
+    pub at: f64,
+    pub route: &'static str,
+    pub path: String,
+    pub status: u16,
+    pub installation: Option<i64>,
+}
+
+/// Every request, and counts by route and status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub requests: Vec<LoggedRequest>,
+}
+
+impl Stats {
+    /// `"GET /repos/{owner}/{repo}/pulls 304"` → count.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for request in &self.requests {
+            *counts.entry(format!("{} {}", request.route, request.status)).or_default() += 1;
+        }
+        counts
+    }
+
+    pub fn count(&self, route: &str, status: u16) -> u64 {
+        self.requests.iter().filter(|r| r.route == route && r.status == status).count() as u64
+    }
+
+    pub fn count_route(&self, route: &str) -> u64 {
+        self.requests.iter().filter(|r| r.route == route).count() as u64
+    }
+}
+
+/// A rate-limit window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Epoch seconds.
+    pub reset: u64,
+}
+
+pub(crate) struct Shared {
+    pub world: Mutex<World>,
+    pub faults: Mutex<Faults>,
+    pub webhook: Arc<Mutex<Option<WebhookTarget>>>,
+    pub tokens: Mutex<HashMap<String, (i64, SystemTime)>>,
+    pub buckets: Mutex<HashMap<i64, Bucket>>,
+    pub stats: Mutex<Stats>,
+    pub urls: Urls,
+    pub prefix: String,
+    pub app_public_key: String,
+    pub static_token: Option<String>,
+    pub token_lifetime: Duration,
+    pub rate_limit: u64,
+    pub rate_window: Duration,
+    pub rng: Arc<SplitMix64>,
+    pub dispatcher: Dispatcher,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn epoch_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The App itself, with a JWT.
+    App,
+    /// An installation token.
+    Installation(i64),
+    /// The static token: sees every repository. Bucket 0.
+    Static,
+}
+
+impl Caller {
+    fn bucket(self) -> i64 {
+        match self {
+            Self::App => -1,
+            Self::Installation(id) => id,
+            Self::Static => 0,
+        }
+    }
+
+    fn installation(self) -> Option<i64> {
+        match self {
+            Self::Installation(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn may_read(self, repo_installation: i64) -> bool {
+        match self {
+            Self::Static => true,
+            Self::Installation(id) => id == repo_installation,
+            Self::App => false,
+        }
+    }
+}
+
+pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.service(
+            web::scope(prefix)
+                .route("/app/installations/{id}/access_tokens", web::post().to(create_token))
+                .route("/app/installations", web::get().to(list_installations))
+                .route("/installation/repositories", web::get().to(installation_repositories))
+                .route("/repos/{owner}/{repo}/pulls", web::get().to(list_pulls))
+                .route("/repos/{owner}/{repo}/pulls/{number}", web::get().to(get_pull))
+                .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", web::get().to(list_check_runs)),
+        );
+    }
+}
+
+pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/_sim/stats", web::get().to(admin_stats))
+        .route("/_sim/faults", web::post().to(admin_faults))
+        .route("/_sim/budget/{bucket}", web::post().to(admin_budget));
+}
+
+/// An error answer in GitHub's shape, before it becomes a response.
+#[derive(Debug, Clone)]
+struct GhError {
+    status: StatusCode,
+    message: String,
+}
+
+impl GhError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn response(&self) -> HttpResponse {
+        error(self.status, &self.message)
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({
+        "message": message,
+        "documentation_url": "https://docs.github.com/rest",
+        "status": status.as_u16().to_string(),
+    }))
+}
+
+impl Shared {
+    fn log(&self, route: &'static str, req: &HttpRequest, status: u16, caller: Option<Caller>) {
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        lock(&self.stats).requests.push(LoggedRequest {
+            at,
+            route,
+            path: req.uri().to_string(),
+            status,
+            installation: caller.and_then(Caller::installation),
+        });
+    }
+
+    fn bearer(req: &HttpRequest) -> Option<String> {
+        let value = req.headers().get("authorization")?.to_str().ok()?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("token "))?;
+        Some(token.trim().to_owned())
+    }
+
+    fn authenticate_token(&self, req: &HttpRequest) -> Result<Caller, GhError> {
+        let token = Self::bearer(req)
+            .ok_or_else(|| GhError::new(StatusCode::UNAUTHORIZED, "Requires authentication"))?;
+        if self.static_token.as_deref() == Some(token.as_str()) {
+            return Ok(Caller::Static);
+        }
+        match lock(&self.tokens).get(&token) {
+            Some((installation, expires)) if *expires > SystemTime::now() => {
+                Ok(Caller::Installation(*installation))
+            }
+            _ => Err(GhError::new(StatusCode::UNAUTHORIZED, "Bad credentials")),
+        }
+    }
+
+    fn authenticate_app(&self, req: &HttpRequest, app_id: u64) -> Result<Caller, GhError> {
+        let jwt = Self::bearer(req)
+            .ok_or_else(|| GhError::new(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded"))?;
+        verify_jwt(&jwt, &self.app_public_key, app_id)
+            .map(|()| Caller::App)
+            .map_err(|reason| GhError::new(StatusCode::UNAUTHORIZED, reason))
+    }
+
+    /// Injected faults for one REST request, after auth.
+    async fn faults(&self, req: &HttpRequest) -> Option<HttpResponse> {
+        let faults = lock(&self.faults).clone();
+        if faults.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+        }
+        let path = req.path().strip_prefix(self.prefix.as_str()).unwrap_or(req.path());
+        if faults.not_found.iter().any(|p| p == path) {
+            return Some(error(StatusCode::NOT_FOUND, "Not Found"));
+        }
+        if faults.secondary_limits > 0 {
+            lock(&self.faults).secondary_limits -= 1;
+            let mut response = error(
+                StatusCode::FORBIDDEN,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            );
+            if let Ok(value) =
+                actix_web::http::header::HeaderValue::from_str(&faults.retry_after_secs.to_string())
+            {
+                response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+            }
+            return Some(response);
+        }
+        if self.rng.chance(faults.error_rate) {
+            let status = if self.rng.chance(0.5) {
+                StatusCode::BAD_GATEWAY
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            return Some(error(status, "Server Error"));
+        }
+        None
+    }
+
+    /// The caller's bucket, renewed when its window has passed.
+    fn bucket(&self, caller: Caller) -> Bucket {
+        let now = epoch_now();
+        let mut buckets = lock(&self.buckets);
+        let bucket = buckets.entry(caller.bucket()).or_insert(Bucket {
+            limit: self.rate_limit,
+            remaining: self.rate_limit,
+            reset: now + self.rate_window.as_secs(),
+        });
+        if bucket.reset <= now {
+            bucket.remaining = bucket.limit;
+            bucket.reset = now + self.rate_window.as_secs();
+        }
+        *bucket
+    }
+
+    fn spend(&self, caller: Caller) {
+        if let Some(bucket) = lock(&self.buckets).get_mut(&caller.bucket()) {
+            bucket.remaining = bucket.remaining.saturating_sub(1);
+        }
+    }
+
+    fn with_limits(&self, mut response: HttpResponse, bucket: Bucket) -> HttpResponse {
+        let headers = response.headers_mut();
+        let pairs = [
+            ("x-ratelimit-limit", bucket.limit.to_string()),
+            ("x-ratelimit-remaining", bucket.remaining.to_string()),
+            ("x-ratelimit-used", (bucket.limit - bucket.remaining.min(bucket.limit)).to_string()),
+            ("x-ratelimit-reset", bucket.reset.to_string()),
+            ("x-ratelimit-resource", "core".to_owned()),
+        ];
+        for (name, value) in pairs {
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+                headers.insert(actix_web::http::header::HeaderName::from_static(name), value);
+            }
+        }
+        response
+    }
+
+    /// The REST pipeline around a handler's data: auth, faults, budget, ETag, headers, accounting.
+    async fn serve_rest(
+        &self,
+        req: &HttpRequest,
+        route: &'static str,
+        body: impl FnOnce(Caller, &World) -> Result<(Value, Option<PageLinks>), GhError>,
+    ) -> HttpResponse {
+        let caller = match self.authenticate_token(req) {
+            Ok(caller) => caller,
+            Err(refusal) => {
+                self.log(route, req, refusal.status.as_u16(), None);
+                return refusal.response();
+            }
+        };
+        if let Some(response) = self.faults(req).await {
+            let bucket = self.bucket(caller);
+            let response = self.with_limits(response, bucket);
+            self.log(route, req, response.status().as_u16(), Some(caller));
+            return response;
+        }
+        let bucket = self.bucket(caller);
+        if bucket.remaining == 0 {
+            let response = self.with_limits(
+                error(
+                    StatusCode::FORBIDDEN,
+                    &format!("API rate limit exceeded for installation ID {}.", caller.bucket()),
+                ),
+                bucket,
+            );
+            self.log(route, req, 403, Some(caller));
+            return response;
+        }
+        let result = {
+            let world = lock(&self.world);
+            body(caller, &world)
+        };
+        let (value, links) = match result {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                self.spend(caller);
+                let response = self.with_limits(refusal.response(), self.bucket(caller));
+                self.log(route, req, response.status().as_u16(), Some(caller));
+                return response;
+            }
+        };
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        let etag = format!("W/\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
+        let link = links.map(|l| l.header(&self.urls, req));
+        let matches = req
+            .headers()
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|candidate| candidate.trim() == etag));
+        // A 304 costs nothing from the budget, as on GitHub.
+        let (mut response, bucket) = if matches {
+            (HttpResponse::NotModified().finish(), bucket)
+        } else {
+            self.spend(caller);
+            (
+                HttpResponse::Ok().content_type("application/json; charset=utf-8").body(bytes),
+                self.bucket(caller),
+            )
+        };
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&etag) {
+            response.headers_mut().insert(actix_web::http::header::ETAG, value);
+        }
+        if let Some(value) = link.and_then(|l| actix_web::http::header::HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(actix_web::http::header::LINK, value);
+        }
+        let response = self.with_limits(response, bucket);
+        self.log(route, req, response.status().as_u16(), Some(caller));
+        response
+    }
+}
+
+/// Pagination of one listing.
+struct PageLinks {
+    page: usize,
+    last: usize,
+}
+
+impl PageLinks {
+    fn header(&self, urls: &Urls, req: &HttpRequest) -> String {
+        let base = urls.api.trim_end_matches('/');
+        // The API root already carries the prefix; the request path does too.
+        let origin = base
+            .find("://")
+            .and_then(|i| base[i + 3..].find('/').map(|j| &base[..i + 3 + j]))
+            .unwrap_or(base);
+        let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+            .filter(|(k, _)| k != "page")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let link = |page: usize, rel: &str| {
+            let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &query {
+                serializer.append_pair(k, v);
+            }
+            serializer.append_pair("page", &page.to_string());
+            format!("<{origin}{}?{}>; rel=\"{rel}\"", req.path(), serializer.finish())
+        };
+        let mut parts = Vec::new();
+        if self.page > 1 {
+            parts.push(link(self.page - 1, "prev"));
+        }
+        if self.page < self.last {
+            parts.push(link(self.page + 1, "next"));
+            parts.push(link(self.last, "last"));
+        }
+        if self.page > 1 {
+            parts.push(link(1, "first"));
+        }
+        parts.join(", ")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+/// Cuts `items` to the requested page; GitHub's defaults: 30 a page, at most 100.
+fn paginate<T>(items: Vec<T>, query: &PageQuery) -> (Vec<T>, Option<PageLinks>) {
+    let per_page = query.per_page.unwrap_or(30).clamp(1, 100);
+    let page = query.page.unwrap_or(1).max(1);
+    let last = items.len().div_ceil(per_page).max(1);
+    let items: Vec<T> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let links = (last > 1).then_some(PageLinks { page, last });
+    (items, links)
+}
+
+type Data = web::Data<Shared>;
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    iss: Value,
+    iat: i64,
+    exp: i64,
+}
+
+/// RS256 against the App's public key; `iss` is the App id (number or string).
+fn verify_jwt(jwt: &str, public_key_pem: &str, app_id: u64) -> Result<(), String> {
+    use octocrab::jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+    let key =
+        DecodingKey::from_rsa_pem(public_key_pem.as_bytes()).map_err(|e| format!("bad app key: {e}"))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.leeway = 60;
+    // `iss` is checked below: jsonwebtoken's own check expects a string, and
+    // GitHub Apps send the numeric App id.
+    validation.set_required_spec_claims(&["exp", "iat"]);
+    let claims = decode::<Claims>(jwt, &key, &validation)
+        .map_err(|e| format!("A JSON web token could not be decoded: {e}"))?
+        .claims;
+    let issuer_ok = match &claims.iss {
+        Value::Number(n) => n.as_u64() == Some(app_id),
+        Value::String(s) => s == &app_id.to_string(),
+        _ => false,
+    };
+    if !issuer_ok {
+        return Err("'Issuer' claim ('iss') must be the App's id".into());
+    }
+    if claims.exp - claims.iat > 660 {
+        return Err("'Expiration time' claim ('exp') is too far in the future".into());
+    }
+    Ok(())
+}
+
+async fn create_token(req: HttpRequest, path: web::Path<i64>, shared: Data) -> HttpResponse {
+    const ROUTE: &str = "POST /app/installations/{id}/access_tokens";
+    let installation_id = path.into_inner();
+    let app_id = lock(&shared.world).app_id;
+    if let Err(refusal) = shared.authenticate_app(&req, app_id) {
+        shared.log(ROUTE, &req, 401, None);
+        return refusal.response();
+    }
+    let known = lock(&shared.world).installations.get(&installation_id).map(|i| i.suspended);
+    let response = match known {
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+        Some(true) => error(StatusCode::FORBIDDEN, "This installation has been suspended"),
+        Some(false) => {
+            let token = format!("ghs_sim{:016x}{:016x}", shared.rng.next_u64(), shared.rng.next_u64());
+            let expires = SystemTime::now() + shared.token_lifetime;
+            lock(&shared.tokens).insert(token.clone(), (installation_id, expires));
+            let expires_at: chrono::DateTime<chrono::Utc> = expires.into();
+            HttpResponse::Created().json(json!({
+                "token": token,
+                "expires_at": expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "permissions": { "pull_requests": "read", "checks": "read", "metadata": "read" },
+                "repository_selection": "all",
+            }))
+        }
+    };
+    shared.log(ROUTE, &req, response.status().as_u16(), Some(Caller::Installation(installation_id)));
+    response
+}
+
+async fn list_installations(req: HttpRequest, query: web::Query<PageQuery>, shared: Data) -> HttpResponse {
+    const ROUTE: &str = "GET /app/installations";
+    let app_id = lock(&shared.world).app_id;
+    if let Err(refusal) = shared.authenticate_app(&req, app_id) {
+        shared.log(ROUTE, &req, 401, None);
+        return refusal.response();
+    }
+    let items: Vec<Value> = {
+        let world = lock(&shared.world);
+        world.installations.values().map(|i| render::installation(&shared.urls, app_id, i)).collect()
+    };
+    let (items, links) = paginate(items, &query);
+    let mut response = HttpResponse::Ok().json(items);
+    if let Some(value) =
+        links.and_then(|l| actix_web::http::header::HeaderValue::from_str(&l.header(&shared.urls, &req)).ok())
+    {
+        response.headers_mut().insert(actix_web::http::header::LINK, value);
+    }
+    shared.log(ROUTE, &req, 200, Some(Caller::App));
+    response
+}
+
+async fn installation_repositories(
+    req: HttpRequest,
+    query: web::Query<PageQuery>,
+    shared: Data,
+) -> HttpResponse {
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(&req, "GET /installation/repositories", |caller, world| {
+            let repos: Vec<Value> = world
+                .repos
+                .values()
+                .filter(|r| caller.may_read(r.installation_id))
+                .map(|r| render::repository(&urls, r))
+                .collect();
+            let total = repos.len();
+            let (items, links) = paginate(repos, &query);
+            Ok((json!({ "total_count": total, "repository_selection": "all", "repositories": items }), links))
+        })
+        .await
+}
+
+/// The repository at `owner/repo` if the caller may read it; GitHub says 404 otherwise.
+fn find_repo<'w>(
+    world: &'w World,
+    caller: Caller,
+    owner: &str,
+    name: &str,
+) -> Result<&'w super::model::SimRepo, GhError> {
+    world
+        .repos
+        .values()
+        .find(|r| r.owner.eq_ignore_ascii_case(owner) && r.name.eq_ignore_ascii_case(name))
+        .filter(|r| caller.may_read(r.installation_id))
+        .ok_or_else(|| GhError::new(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+#[derive(Debug, Deserialize)]
+struct PullsQuery {
+    state: Option<String>,
+    sort: Option<String>,
+    direction: Option<String>,
+}
+
+// Two query extractors rather than `#[serde(flatten)]`, which turns numbers in
+// query strings into strings and fails on them.
+async fn list_pulls(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<PullsQuery>,
+    pages: web::Query<PageQuery>,
+    shared: Data,
+) -> HttpResponse {
+    let (owner, name) = path.into_inner();
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(&req, "GET /repos/{owner}/{repo}/pulls", |caller, world| {
+            let repo = find_repo(world, caller, &owner, &name)?;
+            let state = query.state.as_deref().unwrap_or("open");
+            let mut pulls: Vec<&super::model::SimPr> = repo
+                .pulls
+                .values()
+                .filter(|pr| match state {
+                    "open" => pr.state == PrState::Open,
+                    "closed" => pr.state != PrState::Open,
+                    _ => true,
+                })
+                .collect();
+            let sort = query.sort.as_deref().unwrap_or("created");
+            // GitHub: desc by default when sorting by creation, asc otherwise.
+            let descending = match query.direction.as_deref() {
+                Some(direction) => direction == "desc",
+                None => sort == "created",
+            };
+            if sort == "updated" {
+                pulls.sort_by_key(|pr| (pr.updated_at, pr.number));
+            } else {
+                pulls.sort_by_key(|pr| (pr.created_at, pr.number));
+            }
+            if descending {
+                pulls.reverse();
+            }
+            let (page, links) = paginate(pulls, &pages);
+            let items: Vec<Value> =
+                page.into_iter().map(|pr| render::pull_request(&urls, repo, pr)).collect();
+            Ok((Value::Array(items), links))
+        })
+        .await
+}
+
+async fn get_pull(req: HttpRequest, path: web::Path<(String, String, String)>, shared: Data) -> HttpResponse {
+    let (owner, name, number) = path.into_inner();
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(&req, "GET /repos/{owner}/{repo}/pulls/{number}", |caller, world| {
+            let repo = find_repo(world, caller, &owner, &name)?;
+            let pr = number
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| repo.pulls.get(&n))
+                .ok_or_else(|| GhError::new(StatusCode::NOT_FOUND, "Not Found"))?;
+            Ok((render::pull_request(&urls, repo, pr), None))
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+struct ChecksQuery {
+    filter: Option<String>,
+}
+
+async fn list_check_runs(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<ChecksQuery>,
+    pages: web::Query<PageQuery>,
+    shared: Data,
+) -> HttpResponse {
+    let (owner, name, sha) = path.into_inner();
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(&req, "GET /repos/{owner}/{repo}/commits/{ref}/check-runs", |caller, world| {
+            let repo = find_repo(world, caller, &owner, &name)?;
+            if !repo.commits.contains(&sha) {
+                return Err(GhError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("No commit found for SHA: {sha}"),
+                ));
+            }
+            let mut runs: Vec<&super::model::SimCheckRun> = repo.runs_for(&sha).collect();
+            if query.filter.as_deref() != Some("all") {
+                // `latest`: the newest run of each name.
+                let mut newest: BTreeMap<&str, &super::model::SimCheckRun> = BTreeMap::new();
+                for run in runs {
+                    newest.insert(run.name.as_str(), run);
+                }
+                runs = newest.into_values().collect();
+            }
+            runs.sort_by_key(|run| std::cmp::Reverse(run.id));
+            let total = runs.len();
+            let (page, links) = paginate(runs, &pages);
+            let items: Vec<Value> = page.into_iter().map(|run| render::check_run(&urls, repo, run)).collect();
+            Ok((json!({ "total_count": total, "check_runs": items }), links))
+        })
+        .await
+}
+
+async fn admin_stats(shared: Data) -> HttpResponse {
+    let stats = lock(&shared.stats).clone();
+    HttpResponse::Ok().json(json!({ "counts": stats.counts(), "requests": stats.requests.len() }))
+}
+
+async fn admin_faults(faults: web::Json<Faults>, shared: Data) -> HttpResponse {
+    *lock(&shared.faults) = faults.into_inner();
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Deserialize)]
+struct BudgetChange {
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset_in_secs: Option<u64>,
+}
+
+async fn admin_budget(path: web::Path<i64>, change: web::Json<BudgetChange>, shared: Data) -> HttpResponse {
+    let bucket = set_budget(
+        &shared,
+        path.into_inner(),
+        change.limit,
+        change.remaining,
+        change.reset_in_secs.map(Duration::from_secs),
+    );
+    HttpResponse::Ok().json(bucket)
+}
+
+/// Sets a bucket's numbers (tests and the admin API).
+pub(crate) fn set_budget(
+    shared: &Shared,
+    bucket_key: i64,
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset_in: Option<Duration>,
+) -> Bucket {
+    let now = epoch_now();
+    let mut buckets = lock(&shared.buckets);
+    let bucket = buckets.entry(bucket_key).or_insert(Bucket {
+        limit: shared.rate_limit,
+        remaining: shared.rate_limit,
+        reset: now + shared.rate_window.as_secs(),
+    });
+    if let Some(limit) = limit {
+        bucket.limit = limit;
+    }
+    if let Some(remaining) = remaining {
+        bucket.remaining = remaining.min(bucket.limit);
+    }
+    if let Some(reset_in) = reset_in {
+        bucket.reset = now + reset_in.as_secs();
+    }
+    *bucket
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_githubs_defaults_and_bounds() {
+        let items: Vec<u32> = (0..250).collect();
+        let (page, links) = paginate(items.clone(), &PageQuery { page: None, per_page: None });
+        assert_eq!(page.len(), 30);
+        assert_eq!(links.map(|l| l.last), Some(9));
+        let (page, links) = paginate(items.clone(), &PageQuery { page: Some(3), per_page: Some(1000) });
+        assert_eq!(page, (200..250).collect::<Vec<_>>());
+        assert_eq!(links.map(|l| (l.page, l.last)), Some((3, 3)));
+        let (page, links) = paginate(items, &PageQuery { page: Some(9), per_page: Some(100) });
+        assert!(page.is_empty());
+        assert!(links.is_some());
+        let (_, links) = paginate(vec![1], &PageQuery { page: None, per_page: None });
+        assert!(links.is_none(), "one page: no Link header");
+    }
+}

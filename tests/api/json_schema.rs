@@ -1,0 +1,203 @@
+//! A JSON Schema (draft-07) checker for the subset GitHub's webhook schemas
+//! use: type, enum, const, properties, required, additionalProperties, items,
+//! oneOf, anyOf, allOf, $ref to sibling files, min/max items and length,
+//! minimum/maximum, and the date-time and uri formats.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub struct Schemas {
+    root: PathBuf,
+    cache: HashMap<PathBuf, Value>,
+}
+
+impl Schemas {
+    pub fn new() -> Self {
+        Self {
+            root: Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github/schemas"),
+            cache: HashMap::new(),
+        }
+    }
+
+    fn load(&mut self, path: &Path) -> Value {
+        if let Some(schema) = self.cache.get(path) {
+            return schema.clone();
+        }
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let schema: Value = serde_json::from_str(&text).expect("schema JSON");
+        self.cache.insert(path.to_owned(), schema.clone());
+        schema
+    }
+
+    /// Every violation of `event/action.schema.json` by `value`, as "path: problem".
+    pub fn validate(&mut self, event: &str, action: &str, value: &Value) -> Vec<String> {
+        let path = self.root.join(event).join(format!("{action}.schema.json"));
+        let schema = self.load(&path);
+        let mut errors = Vec::new();
+        self.check(&schema, &path, value, "$", &mut errors);
+        errors
+    }
+
+    fn resolve(&self, reference: &str, from: &Path) -> PathBuf {
+        let sibling = from.parent().map(|dir| dir.join(reference));
+        match sibling {
+            Some(path) if path.exists() => path,
+            _ => self.root.join(reference),
+        }
+    }
+
+    fn check(&mut self, schema: &Value, file: &Path, value: &Value, at: &str, errors: &mut Vec<String>) {
+        let Some(schema) = schema.as_object() else { return };
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            let path = self.resolve(reference, file);
+            let target = self.load(&path);
+            self.check(&target, &path, value, at, errors);
+        }
+        if let Some(types) = schema.get("type") {
+            let allowed: Vec<&str> = match types {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            if !allowed.iter().any(|t| type_matches(t, value)) {
+                errors.push(format!("{at}: expected {allowed:?}, got {}", short(value)));
+                return;
+            }
+        }
+        if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+            if !options.contains(value) {
+                errors.push(format!("{at}: {} is not one of {options:?}", short(value)));
+            }
+        }
+        if let Some(constant) = schema.get("const") {
+            if constant != value {
+                errors.push(format!("{at}: {} is not {constant}", short(value)));
+            }
+        }
+        if let (Some(format), Some(text)) = (schema.get("format").and_then(Value::as_str), value.as_str()) {
+            let ok = match format {
+                "date-time" => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+                "uri" => url::Url::parse(text).is_ok(),
+                _ => true,
+            };
+            if !ok {
+                errors.push(format!("{at}: '{text}' is not a {format}"));
+            }
+        }
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            for sub in all {
+                self.check(sub, file, value, at, errors);
+            }
+        }
+        for (keyword, exactly_one) in [("oneOf", true), ("anyOf", false)] {
+            if let Some(options) = schema.get(keyword).and_then(Value::as_array) {
+                let passing = options
+                    .iter()
+                    .filter(|sub| {
+                        let mut sub_errors = Vec::new();
+                        self.check(sub, file, value, at, &mut sub_errors);
+                        sub_errors.is_empty()
+                    })
+                    .count();
+                if passing == 0 || (exactly_one && passing > 1) {
+                    errors.push(format!("{at}: {passing} of the {keyword} options match {}", short(value)));
+                }
+            }
+        }
+        if let Some(object) = value.as_object() {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            if let Some(required) = schema.get("required").and_then(Value::as_array) {
+                for key in required.iter().filter_map(Value::as_str) {
+                    if !object.contains_key(key) {
+                        errors.push(format!("{at}: missing required '{key}'"));
+                    }
+                }
+            }
+            for (key, item) in object {
+                let child = format!("{at}.{key}");
+                match properties.and_then(|p| p.get(key)) {
+                    Some(sub) => self.check(sub, file, item, &child, errors),
+                    None => match schema.get("additionalProperties") {
+                        Some(Value::Bool(false)) if properties.is_some() => {
+                            errors.push(format!("{at}: '{key}' is not allowed"))
+                        }
+                        Some(sub @ Value::Object(_)) => self.check(sub, file, item, &child, errors),
+                        _ => {}
+                    },
+                }
+            }
+        }
+        if let Some(items) = value.as_array() {
+            if let Some(sub) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    self.check(sub, file, item, &format!("{at}[{i}]"), errors);
+                }
+            }
+            let len = items.len() as u64;
+            if schema.get("minItems").and_then(Value::as_u64).is_some_and(|min| len < min) {
+                errors.push(format!("{at}: too few items"));
+            }
+            if schema.get("maxItems").and_then(Value::as_u64).is_some_and(|max| len > max) {
+                errors.push(format!("{at}: too many items"));
+            }
+        }
+        if let (Some(text), Some(max)) = (value.as_str(), schema.get("maxLength").and_then(Value::as_u64)) {
+            if text.chars().count() as u64 > max {
+                errors.push(format!("{at}: longer than {max}"));
+            }
+        }
+        if let Some(number) = value.as_f64() {
+            if schema.get("minimum").and_then(Value::as_f64).is_some_and(|min| number < min) {
+                errors.push(format!("{at}: below the minimum"));
+            }
+            if schema.get("maximum").and_then(Value::as_f64).is_some_and(|max| number > max) {
+                errors.push(format!("{at}: above the maximum"));
+            }
+        }
+    }
+}
+
+fn type_matches(name: &str, value: &Value) -> bool {
+    match name {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    }
+}
+
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 80 {
+        format!("{}…", &text[..text.char_indices().nth(77).map_or(text.len(), |(i, _)| i)])
+    } else {
+        text
+    }
+}
+
+#[test]
+fn githubs_own_examples_pass_and_broken_ones_fail() {
+    let mut schemas = Schemas::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github/payloads");
+    for (event, action) in
+        [("pull_request", "opened"), ("pull_request", "closed"), ("check_run", "completed")]
+    {
+        let text = std::fs::read_to_string(root.join(event).join(format!("{action}.json"))).expect("example");
+        let mut example: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(schemas.validate(event, action, &example), Vec::<String>::new(), "{event}/{action}");
+        // The checker is not a rubber stamp: breaking the example breaks validation.
+        example["action"] = Value::String("bogus".into());
+        example.as_object_mut().expect("object").remove("repository");
+        example["sender"]["id"] = Value::String("1".into());
+        let errors = schemas.validate(event, action, &example);
+        assert!(errors.iter().any(|e| e.contains("bogus")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("missing required 'repository'")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("$.sender.id")), "{errors:?}");
+    }
+}

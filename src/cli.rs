@@ -86,12 +86,8 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("prmonitor: cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(EXIT_FAILED);
     };
     let result = runtime.block_on(async {
         match cli.command {
@@ -148,6 +144,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("prmonitor: cannot start the async runtime: {error}");
+            None
+        }
+    }
+}
+
 /// `prmonitor sim`: the simulator in the foreground until Ctrl-C or SIGTERM.
 fn run_sim(args: &SimArgs) -> ExitCode {
     telemetry::init(crate::config::LogFormat::Text);
@@ -184,12 +190,8 @@ fn run_sim(args: &SimArgs) -> ExitCode {
         }),
         ..crate::sim::SimConfig::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("prmonitor: cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(EXIT_FAILED);
     };
     let result = runtime.block_on(async {
         let sim = crate::sim::Simulator::start(config).await?;

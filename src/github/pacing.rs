@@ -100,16 +100,7 @@ impl Lane {
             // The semaphore is never closed, so acquire cannot fail.
             let Ok(permit) = self.semaphore.acquire().await else { continue };
             let mut state = self.lock();
-            if wait_needed(
-                &state.budget,
-                state.blocked_until,
-                purpose,
-                self.reserve_percent,
-                Instant::now(),
-                SystemTime::now(),
-            )
-            .is_none()
-            {
+            if self.wait_now(&state, purpose).is_none() {
                 // Counted as spent now, so concurrent calls do not all see the same last unit.
                 if let Some(remaining) = state.budget.remaining.as_mut() {
                     *remaining = remaining.saturating_sub(1);
@@ -119,19 +110,20 @@ impl Lane {
         }
     }
 
+    fn wait_now(&self, state: &LaneState, purpose: Purpose) -> Option<Duration> {
+        wait_needed(
+            &state.budget,
+            state.blocked_until,
+            purpose,
+            self.reserve_percent,
+            Instant::now(),
+            SystemTime::now(),
+        )
+    }
+
     async fn wait_for_budget(&self, purpose: Purpose) {
         loop {
-            let wait = {
-                let state = self.lock();
-                wait_needed(
-                    &state.budget,
-                    state.blocked_until,
-                    purpose,
-                    self.reserve_percent,
-                    Instant::now(),
-                    SystemTime::now(),
-                )
-            };
+            let wait = self.wait_now(&self.lock(), purpose);
             match wait {
                 None => return,
                 Some(wait) => {

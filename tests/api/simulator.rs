@@ -152,3 +152,37 @@ async fn loss_and_duplication_happen_at_their_rates() {
         .collect();
     assert!(order.windows(2).any(|w| w[0] > w[1]), "nothing was reordered: {order:?}");
 }
+
+#[tokio::test]
+async fn faults_and_budgets_can_be_set_over_the_admin_api_while_running() {
+    let sim = Simulator::start(SimConfig { static_token: Some("t".into()), ..SimConfig::default() })
+        .await
+        .expect("simulator");
+    let base = format!("http://{}", sim.address());
+    let http = reqwest::Client::new();
+    let pulls = |http: &reqwest::Client| {
+        http.get(format!("{base}/repos/octo-org/api/pulls")).header("authorization", "Bearer t").send()
+    };
+    // No such repository in an empty world: 404, counted.
+    assert_eq!(pulls(&http).await.expect("sent").status(), 404);
+
+    let faults = serde_json::json!({ "secondary_limits": 1, "retry_after_secs": 7 });
+    let set = http.post(format!("{base}/_sim/faults")).json(&faults).send().await.expect("sent");
+    assert_eq!(set.status(), 200);
+    let limited = pulls(&http).await.expect("sent");
+    assert_eq!(limited.status(), 403);
+    assert_eq!(limited.headers()["retry-after"], "7");
+
+    let budget = serde_json::json!({ "limit": 10, "remaining": 0, "reset_in_secs": 60 });
+    let set = http.post(format!("{base}/_sim/budget/0")).json(&budget).send().await.expect("sent");
+    assert_eq!(set.status(), 200);
+    let exhausted = pulls(&http).await.expect("sent");
+    assert_eq!(exhausted.status(), 403);
+    assert_eq!(exhausted.headers()["x-ratelimit-remaining"], "0");
+
+    let stats: Value =
+        http.get(format!("{base}/_sim/stats")).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(stats["counts"]["GET /repos/{owner}/{repo}/pulls 404"], 1);
+    assert_eq!(stats["counts"]["GET /repos/{owner}/{repo}/pulls 403"], 2);
+    assert_eq!(stats["requests"], 3);
+}

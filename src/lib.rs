@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod github;
 pub mod http;
+pub mod monitor;
 pub mod prng;
 pub mod queue;
 pub mod sim;

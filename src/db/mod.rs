@@ -4,6 +4,8 @@
 //! caller decides which transaction they run in.
 
 pub mod deliveries;
+pub mod pull_requests;
+pub mod repositories;
 pub mod schema;
 
 use std::time::Duration;

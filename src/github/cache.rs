@@ -52,16 +52,29 @@ pub async fn lookup(
         .optional()
 }
 
-/// Marks a validator as used (a 304 answered it), so it is not purged.
-pub async fn touch(conn: &mut AsyncPgConnection, installation_id: i64, url: &str) -> QueryResult<()> {
-    diesel::update(http_cache::table.find((installation_id, url)))
-        .set(http_cache::last_used_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?;
-    Ok(())
+/// The validators of many URLs with one query, by URL.
+pub async fn lookup_many(
+    conn: &mut AsyncPgConnection,
+    installation_id: i64,
+    urls: &[String],
+    ttl: Duration,
+) -> QueryResult<std::collections::HashMap<String, Validator>> {
+    let mut found = std::collections::HashMap::with_capacity(urls.len());
+    for chunk in urls.chunks(10_000) {
+        let rows: Vec<Validator> = http_cache::table
+            .filter(http_cache::installation_id.eq(installation_id))
+            .filter(http_cache::url.eq_any(chunk))
+            .filter(http_cache::last_used_at.gt(cutoff(ttl)))
+            .select(Validator::as_select())
+            .load(conn)
+            .await?;
+        found.extend(rows.into_iter().map(|v| (v.url.clone(), v)));
+    }
+    Ok(found)
 }
 
-/// Stores validators; call it in the transaction that stored their data.
+/// Stores validators (new ones, and those a 304 confirmed, which refreshes
+/// their `last_used_at`); call it in the transaction that stored their data.
 pub async fn save(conn: &mut AsyncPgConnection, validators: &[Validator]) -> QueryResult<usize> {
     let useful: Vec<&Validator> = validators.iter().filter(|v| v.is_useful()).collect();
     if useful.is_empty() {

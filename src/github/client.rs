@@ -48,8 +48,9 @@ pub enum GitHubError {
 pub enum Fetched<T> {
     /// New data; store it, then save the validator in the same transaction.
     Fresh { data: T, validator: Option<Validator> },
-    /// 304: what was stored with the last saved validator is current.
-    Unchanged,
+    /// 304: what was stored with `validator` is current. Saving the validator
+    /// again (in the caller's transaction) keeps it from expiring.
+    Unchanged { validator: Validator },
     /// 404 or 410.
     Gone,
 }
@@ -68,23 +69,30 @@ pub enum PageItems<T> {
         items: Vec<T>,
         validator: Option<Validator>,
     },
-    /// 304: unchanged since its validator was saved.
-    Unchanged,
+    /// 304: unchanged since `validator` was saved.
+    Unchanged {
+        validator: Validator,
+    },
 }
 
 impl<T> Page<T> {
     pub fn fresh_items(&self) -> &[T] {
         match &self.items {
             PageItems::Fresh { items, .. } => items,
-            PageItems::Unchanged => &[],
+            PageItems::Unchanged { .. } => &[],
         }
     }
 
+    /// The validator to save for this page: the new one, or the one a 304 confirmed.
     pub fn validator(&self) -> Option<&Validator> {
         match &self.items {
             PageItems::Fresh { validator, .. } => validator.as_ref(),
-            PageItems::Unchanged => None,
+            PageItems::Unchanged { validator } => Some(validator),
         }
+    }
+
+    pub fn is_unchanged(&self) -> bool {
+        matches!(self.items, PageItems::Unchanged { .. })
     }
 }
 
@@ -110,6 +118,25 @@ impl<T> Listing<T> {
 
     pub fn validators(&self) -> Vec<Validator> {
         self.pages().iter().filter_map(|p| p.validator().cloned()).collect()
+    }
+}
+
+/// How far to list pull requests (always newest update first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullQuery {
+    pub state: PullState,
+    /// Stop after the first fresh page that reaches below this time.
+    pub updated_since: Option<DateTime<Utc>>,
+    /// Stop at the first page that is unchanged (304). With `state=all` this
+    /// is exact: any update moves a PR to the top of the first page, so an
+    /// unchanged first page means no PR changed at all.
+    pub stop_at_unchanged: bool,
+}
+
+impl PullQuery {
+    /// Every page, all states.
+    pub fn all() -> Self {
+        Self { state: PullState::All, updated_since: None, stop_at_unchanged: false }
     }
 }
 
@@ -156,15 +183,24 @@ fn outcome_label(status: u16) -> &'static str {
     }
 }
 
-/// How requests authenticate.
+/// How requests authenticate. Clients are shared, never cloned: cloning an
+/// `Octocrab` copies its token cache, and the copy's new tokens would be lost.
 enum Auth {
     /// The App's own client (JWT) and one client per installation, each
     /// caching its installation token and renewing it 30 s before it expires.
     App {
-        app: Octocrab,
-        installations: Mutex<HashMap<i64, Octocrab>>,
+        app: Arc<Octocrab>,
+        installations: Mutex<HashMap<i64, InstallationClient>>,
     },
-    Token(Octocrab),
+    Token(Arc<Octocrab>),
+}
+
+/// An installation's client, and the lock that lets one caller at a time
+/// renew its token (so a burst of calls does not mint a token each).
+#[derive(Clone)]
+struct InstallationClient {
+    octocrab: Arc<Octocrab>,
+    renewal: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A successful exchange, before decoding.
@@ -208,14 +244,14 @@ impl GitHubClient {
                     .app(AppId(*app_id), key)
                     .build()
                     .map_err(|e| GitHubError::Config(e.to_string()))?;
-                Auth::App { app, installations: Mutex::default() }
+                Auth::App { app: Arc::new(app), installations: Mutex::default() }
             }
-            Some(GitHubAuth::Token(token)) => Auth::Token(
+            Some(GitHubAuth::Token(token)) => Auth::Token(Arc::new(
                 builder(settings)?
                     .personal_token(token.expose().to_owned())
                     .build()
                     .map_err(|e| GitHubError::Config(e.to_string()))?,
-            ),
+            )),
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -240,26 +276,25 @@ impl GitHubClient {
         self.inner.pacer.budgets()
     }
 
-    /// `GET /repos/{repo}/pulls`, newest update first, following every page, or
-    /// stopping after the first fresh page that reaches below `updated_since`.
+    /// `GET /repos/{repo}/pulls`, newest update first, following the pages as
+    /// `query` says.
     pub async fn list_pull_requests(
         &self,
         installation: Option<i64>,
         repo: &str,
-        state: PullState,
-        updated_since: Option<DateTime<Utc>>,
+        query: PullQuery,
         purpose: Purpose,
     ) -> Result<Listing<PullRequest>, GitHubError> {
         let path = format!(
             "/repos/{}/pulls?state={}&sort=updated&direction=desc&per_page={PER_PAGE}",
             repo_path(repo)?,
-            state.as_str()
+            query.state.as_str()
         );
-        let stop = |items: &[PullRequest]| match (updated_since, items.last()) {
+        let stop = |items: &[PullRequest]| match (query.updated_since, items.last()) {
             (Some(since), Some(oldest)) => oldest.updated_at < since,
             _ => false,
         };
-        self.list(self.who(installation)?, purpose, &path, stop).await
+        self.list(self.who(installation)?, purpose, &path, stop, query.stop_at_unchanged).await
     }
 
     /// `GET /repos/{repo}/pulls/{number}`.
@@ -274,7 +309,9 @@ impl GitHubClient {
         self.get(self.who(installation)?, purpose, &path).await
     }
 
-    /// `GET /repos/{repo}/commits/{sha}/check-runs`, every page.
+    /// `GET /repos/{repo}/commits/{sha}/check-runs?filter=all`, every page:
+    /// re-runs too, so the stored runs mirror GitHub's (readers pick the
+    /// newest run of each name).
     pub async fn list_check_runs(
         &self,
         installation: Option<i64>,
@@ -285,8 +322,56 @@ impl GitHubClient {
         if head_sha.is_empty() || !head_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(GitHubError::Config(format!("'{head_sha}' is not a commit SHA")));
         }
-        let path = format!("/repos/{}/commits/{head_sha}/check-runs?per_page={PER_PAGE}", repo_path(repo)?);
-        self.list(self.who(installation)?, purpose, &path, |_: &[CheckRun]| false).await
+        let path = format!(
+            "/repos/{}/commits/{head_sha}/check-runs?filter=all&per_page={PER_PAGE}",
+            repo_path(repo)?
+        );
+        self.list(self.who(installation)?, purpose, &path, |_: &[CheckRun]| false, false).await
+    }
+
+    /// The check runs of many commits, at most `concurrency` requests at once.
+    /// The stored validators of all of them are read with one query.
+    pub async fn list_check_runs_for_heads(
+        &self,
+        installation: Option<i64>,
+        repo: &str,
+        head_shas: &[String],
+        purpose: Purpose,
+        concurrency: usize,
+    ) -> Result<Vec<(String, Result<Listing<CheckRun>, GitHubError>)>, GitHubError> {
+        use futures_util::StreamExt as _;
+        let who = self.who(installation)?;
+        let repo = repo_path(repo)?;
+        let mut firsts = Vec::with_capacity(head_shas.len());
+        for sha in head_shas {
+            if sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(GitHubError::Config(format!("'{sha}' is not a commit SHA")));
+            }
+            let url = format!(
+                "{}/repos/{repo}/commits/{sha}/check-runs?filter=all&per_page={PER_PAGE}",
+                self.inner.base_path
+            );
+            firsts.push((sha.clone(), url));
+        }
+        let urls: Vec<String> = firsts.iter().map(|(_, url)| url.clone()).collect();
+        let mut known = {
+            let mut conn = self.inner.pool.get().await.map_err(|e| GitHubError::Cache(e.to_string()))?;
+            cache::lookup_many(&mut conn, who.key(), &urls, self.inner.settings.cache_ttl)
+                .await
+                .map_err(|e| GitHubError::Cache(e.to_string()))?
+        };
+        let results = futures_util::stream::iter(firsts.into_iter().map(|(sha, url)| {
+            let validator = known.remove(&url);
+            async move {
+                let listing =
+                    self.list_from(who, purpose, url, validator, |_: &[CheckRun]| false, false).await;
+                (sha, listing)
+            }
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+        Ok(results)
     }
 
     /// `GET /installation/repositories`: what an installation may read.
@@ -295,7 +380,8 @@ impl GitHubClient {
         installation: Option<i64>,
     ) -> Result<Listing<Repository>, GitHubError> {
         let path = format!("/installation/repositories?per_page={PER_PAGE}");
-        self.list(self.who(installation)?, Purpose::Installation, &path, |_: &[Repository]| false).await
+        self.list(self.who(installation)?, Purpose::Installation, &path, |_: &[Repository]| false, false)
+            .await
     }
 
     /// `GET /app/installations`, as the App (JWT).
@@ -304,7 +390,7 @@ impl GitHubClient {
             return Err(GitHubError::Config("listing installations needs GitHub App credentials".into()));
         }
         let path = format!("/app/installations?per_page={PER_PAGE}");
-        self.list(Who::App, Purpose::Installation, &path, |_: &[Installation]| false).await
+        self.list(Who::App, Purpose::Installation, &path, |_: &[Installation]| false, false).await
     }
 
     fn who(&self, installation: Option<i64>) -> Result<Who, GitHubError> {
@@ -317,24 +403,41 @@ impl GitHubClient {
         }
     }
 
-    fn octocrab(&self, who: Who) -> Result<Octocrab, GitHubError> {
-        match (&self.inner.auth, who) {
-            (Auth::Token(octo), _) => Ok(octo.clone()),
-            (Auth::App { app, .. }, Who::App) => Ok(app.clone()),
+    /// The client for `who`; for an installation, with a current token.
+    async fn octocrab(&self, who: Who) -> Result<Arc<Octocrab>, GitHubError> {
+        let installation = match (&self.inner.auth, who) {
+            (Auth::Token(octo), _) => return Ok(octo.clone()),
+            (Auth::App { app, .. }, Who::App) => return Ok(app.clone()),
+            (Auth::App { .. }, Who::Token) => return Err(GitHubError::Config("no token configured".into())),
             (Auth::App { app, installations }, Who::Installation(id)) => {
                 let mut clients = installations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(client) = clients.get(&id) {
-                    return Ok(client.clone());
+                match clients.get(&id) {
+                    Some(client) => client.clone(),
+                    None => {
+                        let id_u64 = u64::try_from(id)
+                            .map_err(|_| GitHubError::Config(format!("bad installation id {id}")))?;
+                        let octocrab = app
+                            .installation(InstallationId(id_u64))
+                            .map_err(|e| GitHubError::Auth(e.to_string()))?;
+                        let client = InstallationClient {
+                            octocrab: Arc::new(octocrab),
+                            renewal: Arc::new(tokio::sync::Mutex::new(())),
+                        };
+                        clients.insert(id, client.clone());
+                        client
+                    }
                 }
-                let id_u64 = u64::try_from(id)
-                    .map_err(|_| GitHubError::Config(format!("bad installation id {id}")))?;
-                let client =
-                    app.installation(InstallationId(id_u64)).map_err(|e| GitHubError::Auth(e.to_string()))?;
-                clients.insert(id, client.clone());
-                Ok(client)
             }
-            (Auth::App { .. }, Who::Token) => Err(GitHubError::Config("no token configured".into())),
-        }
+        };
+        // One renewal at a time; the others find the fresh token cached.
+        let _turn = installation.renewal.lock().await;
+        installation.octocrab.installation_token().await.map_err(|e| match e {
+            octocrab::Error::GitHub { source, .. } if source.status_code.is_server_error() => {
+                GitHubError::Exhausted { attempts: 1, last: format!("token exchange: {}", source.message) }
+            }
+            other => GitHubError::Auth(token_error(other)),
+        })?;
+        Ok(installation.octocrab)
     }
 
     async fn cache_lookup(&self, who: Who, url: &str) -> Result<Option<Validator>, GitHubError> {
@@ -342,11 +445,6 @@ impl GitHubClient {
         cache::lookup(&mut conn, who.key(), url, self.inner.settings.cache_ttl)
             .await
             .map_err(|e| GitHubError::Cache(e.to_string()))
-    }
-
-    async fn cache_touch(&self, who: Who, url: &str) -> Result<(), GitHubError> {
-        let mut conn = self.inner.pool.get().await.map_err(|e| GitHubError::Cache(e.to_string()))?;
-        cache::touch(&mut conn, who.key(), url).await.map_err(|e| GitHubError::Cache(e.to_string()))
     }
 
     async fn get<T: DeserializeOwned>(
@@ -362,10 +460,12 @@ impl GitHubClient {
                 let data = decode(&body)?;
                 Ok(Fetched::Fresh { data, validator: Some(validator_from(who, &url, &headers, None)) })
             }
-            Answer::NotModified { .. } => {
-                self.cache_touch(who, &url).await?;
-                Ok(Fetched::Unchanged)
-            }
+            Answer::NotModified { .. } => match validator {
+                Some(validator) => Ok(Fetched::Unchanged { validator }),
+                None => {
+                    Err(GitHubError::Api { status: 304, message: "304 to an unconditional request".into() })
+                }
+            },
             Answer::Gone => Ok(Fetched::Gone),
         }
     }
@@ -376,11 +476,31 @@ impl GitHubClient {
         purpose: Purpose,
         path: &str,
         stop_after: impl Fn(&[T]) -> bool,
+        stop_at_unchanged: bool,
+    ) -> Result<Listing<T>, GitHubError> {
+        let first = format!("{}{path}", self.inner.base_path);
+        let known = self.cache_lookup(who, &first).await?;
+        self.list_from(who, purpose, first, known, stop_after, stop_at_unchanged).await
+    }
+
+    /// Follows a listing from `first`, whose validator the caller looked up.
+    async fn list_from<T: DeserializeOwned>(
+        &self,
+        who: Who,
+        purpose: Purpose,
+        first: String,
+        first_validator: Option<Validator>,
+        stop_after: impl Fn(&[T]) -> bool,
+        stop_at_unchanged: bool,
     ) -> Result<Listing<T>, GitHubError> {
         let mut pages = Vec::new();
-        let mut next = Some(format!("{}{path}", self.inner.base_path));
+        let mut known = Some(first_validator);
+        let mut next = Some(first);
         while let Some(url) = next.take() {
-            let validator = self.cache_lookup(who, &url).await?;
+            let validator = match known.take() {
+                Some(validator) => validator,
+                None => self.cache_lookup(who, &url).await?,
+            };
             match self.send(who, purpose, &url, validator.as_ref()).await? {
                 Answer::Body { headers, body } => {
                     let items = decode_items::<T>(&body)?;
@@ -393,13 +513,21 @@ impl GitHubClient {
                     }
                 }
                 Answer::NotModified { headers } => {
-                    self.cache_touch(who, &url).await?;
+                    let Some(validator) = validator else {
+                        return Err(GitHubError::Api {
+                            status: 304,
+                            message: "304 to an unconditional request".into(),
+                        });
+                    };
                     // GitHub may leave the Link header off a 304: the stored one leads on.
                     next = match self.next_page(&headers)? {
                         Some(link) => Some(link),
-                        None => validator.and_then(|v| v.next_url),
+                        None => validator.next_url.clone(),
                     };
-                    pages.push(Page { url, items: PageItems::Unchanged });
+                    pages.push(Page { url, items: PageItems::Unchanged { validator } });
+                    if stop_at_unchanged {
+                        break;
+                    }
                 }
                 Answer::Gone if pages.is_empty() => return Ok(Listing::Gone),
                 // A later page vanishing means the listing shifted under us.
@@ -442,7 +570,7 @@ impl GitHubClient {
         url: &str,
         validator: Option<&Validator>,
     ) -> Result<Answer, GitHubError> {
-        let octo = self.octocrab(who)?;
+        let octo = self.octocrab(who).await?;
         let lane = self.inner.pacer.lane(who.key());
         let settings = &self.inner.settings;
         let attempts = settings.retry_attempts + 1;
@@ -603,6 +731,13 @@ async fn exchange(
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| ExchangeError::Transport(e.to_string()))?.to_bytes();
     Ok((parts.status.as_u16(), parts.headers, body))
+}
+
+fn token_error(error: octocrab::Error) -> String {
+    match error {
+        octocrab::Error::GitHub { source, .. } => format!("{} ({})", source.message, source.status_code),
+        other => other.to_string(),
+    }
 }
 
 fn validator_from(who: Who, url: &str, headers: &http::HeaderMap, next_url: Option<String>) -> Validator {

@@ -9,5 +9,5 @@ pub mod models;
 pub mod pacing;
 pub mod policy;
 
-pub use client::{Fetched, GitHubClient, GitHubError, Listing, Page, PageItems, PullState};
+pub use client::{Fetched, GitHubClient, GitHubError, Listing, Page, PageItems, PullQuery, PullState};
 pub use pacing::{Budget, Purpose};

@@ -59,6 +59,7 @@ pub fn generate(world: &mut World, spec: Generate) -> Result<(), ModelError> {
             }
             match roll {
                 0 | 1 => {
+                    world.set_draft(repo_id, number, false)?;
                     world.close_pr(repo_id, number, true)?;
                 }
                 2 => {

@@ -325,6 +325,9 @@ impl World {
         if pr.state != PrState::Open {
             return Err(ModelError::Invalid(format!("#{number} is not open")));
         }
+        if merge && pr.draft {
+            return Err(ModelError::Invalid(format!("#{number} is a draft: drafts cannot be merged")));
+        }
         let at = now();
         pr.updated_at = at;
         pr.closed_at = Some(at);
@@ -332,7 +335,6 @@ impl World {
             pr.state = PrState::Merged;
             pr.merged_at = Some(at);
             pr.merge_commit_sha = merge_sha;
-            pr.draft = false;
         } else {
             pr.state = PrState::Closed;
         }

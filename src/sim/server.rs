@@ -34,6 +34,9 @@ pub struct Faults {
     /// Request paths (below the API prefix, without query) answered 404.
     #[serde(default)]
     pub not_found: Vec<String>,
+    /// Path prefixes (below the API prefix) always answered 500: a repository having a bad day.
+    #[serde(default)]
+    pub failing_paths: Vec<String>,
 }
 
 fn default_retry_after() -> u64 {
@@ -241,6 +244,9 @@ impl Shared {
         let path = req.path().strip_prefix(self.prefix.as_str()).unwrap_or(req.path());
         if faults.not_found.iter().any(|p| p == path) {
             return Some(error(StatusCode::NOT_FOUND, "Not Found"));
+        }
+        if faults.failing_paths.iter().any(|p| path.starts_with(p.as_str())) {
+            return Some(error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"));
         }
         if faults.secondary_limits > 0 {
             lock(&self.faults).secondary_limits -= 1;

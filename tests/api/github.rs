@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use prmonitor::config::{parse_api_url, GitHubAuth, GitHubSettings, Secret};
-use prmonitor::github::{self, Fetched, GitHubClient, Listing, PageItems, PullState, Purpose};
+use prmonitor::github::{self, Fetched, GitHubClient, Listing, PageItems, PullQuery, PullState, Purpose};
 use prmonitor::sim::{Faults, Generate, NewPr, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
 
 use crate::helpers::{connect, TestDatabase};
@@ -51,7 +51,7 @@ fn statuses<T>(listing: &Listing<T>) -> Vec<&'static str> {
         .iter()
         .map(|page| match page.items {
             PageItems::Fresh { .. } => "200",
-            PageItems::Unchanged => "304",
+            PageItems::Unchanged { .. } => "304",
         })
         .collect()
 }
@@ -63,12 +63,15 @@ async fn the_github_app_path_works_and_renews_an_expired_token() {
     let client = client(&db, &app_settings(&sim.api_url())).await;
 
     let listing = client
-        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::All, None, Purpose::Webhook)
+        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullQuery::all(), Purpose::Webhook)
         .await
         .expect("JWT → installation token → API call");
     assert_eq!(listing.fresh_items().count(), 3);
     let stats = sim.stats();
-    assert_eq!(stats.count(TOKENS, 201), 1, "{:?}", stats.counts());
+    // octocrab renews a token 30 s before it expires: a 2-second token is
+    // renewed on every call. (Real tokens last an hour: one per hour.)
+    let first_tokens = stats.count(TOKENS, 201);
+    assert!(first_tokens >= 1, "{:?}", stats.counts());
     assert_eq!(stats.count(PULLS, 200), 1);
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -78,7 +81,7 @@ async fn the_github_app_path_works_and_renews_an_expired_token() {
         .expect("renewed");
     assert!(matches!(fetched, Fetched::Fresh { ref data, .. } if data.number == 1));
     let stats = sim.stats();
-    assert_eq!(stats.count(TOKENS, 201), 2, "the expired token was replaced: {:?}", stats.counts());
+    assert!(stats.count(TOKENS, 201) > first_tokens, "the expired token was replaced: {:?}", stats.counts());
     assert_eq!(stats.count(PULL, 401), 0, "no call went out with the expired token");
 
     // The App's own endpoint takes the JWT, not an installation token.
@@ -110,7 +113,7 @@ async fn listing_500_prs_is_5_requests_then_5_free_304s_then_only_the_changed_pa
     let db = TestDatabase::migrated().await;
     let client = client(&db, &app_settings(&sim.api_url())).await;
     let list =
-        || client.list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::All, None, Purpose::Sweep);
+        || client.list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullQuery::all(), Purpose::Sweep);
 
     let first = list().await.expect("first listing");
     assert_eq!(first.fresh_items().count(), 500);
@@ -149,7 +152,7 @@ async fn without_stored_validators_nothing_is_conditional() {
     let client = client(&db, &app_settings(&sim.api_url())).await;
     for _ in 0..2 {
         let listing = client
-            .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::All, None, Purpose::Sweep)
+            .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullQuery::all(), Purpose::Sweep)
             .await
             .expect("listing");
         assert_eq!(statuses(&listing), ["200", "200"]);
@@ -164,7 +167,12 @@ async fn a_listing_stops_at_the_watermark() {
     sim.edit_pr("acme/repo-0", 10, Some("recently changed"), None).expect("edit");
     let since = chrono::Utc::now() - chrono::Duration::minutes(5);
     let listing = client
-        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::All, Some(since), Purpose::Sweep)
+        .list_pull_requests(
+            Some(INSTALLATION),
+            "acme/repo-0",
+            PullQuery { updated_since: Some(since), ..PullQuery::all() },
+            Purpose::Sweep,
+        )
         .await
         .expect("listing");
     assert_eq!(listing.pages().len(), 1, "the first page already reaches below the watermark");
@@ -181,7 +189,7 @@ async fn with_30_percent_5xx_and_a_secondary_limit_all_500_prs_arrive_and_the_wa
     let client = client(&db, &settings).await;
 
     let listing = client
-        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::All, None, Purpose::Sweep)
+        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullQuery::all(), Purpose::Sweep)
         .await
         .expect("the listing survives the faults");
     let numbers: BTreeSet<i64> = listing.fresh_items().map(|pr| pr.number).collect();
@@ -245,7 +253,12 @@ async fn gone_is_an_answer_and_other_4xx_fail_at_once() {
     let forced = client.get_pull_request(Some(INSTALLATION), "acme/repo-0", 1, Purpose::Webhook).await;
     assert!(matches!(forced, Ok(Fetched::Gone)), "{forced:?}");
     let unknown_repo = client
-        .list_pull_requests(Some(INSTALLATION), "acme/nope", PullState::Open, None, Purpose::Webhook)
+        .list_pull_requests(
+            Some(INSTALLATION),
+            "acme/nope",
+            PullQuery { state: PullState::Open, ..PullQuery::all() },
+            Purpose::Webhook,
+        )
         .await;
     assert!(matches!(unknown_repo, Ok(Listing::Gone)), "{unknown_repo:?}");
     let bad_sha = client
@@ -271,7 +284,7 @@ async fn an_enterprise_base_url_reaches_the_simulator_under_its_prefix() {
     let db = TestDatabase::migrated().await;
     let client = client(&db, &app_settings(&sim.api_url())).await;
     let listing = client
-        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::All, None, Purpose::Backfill)
+        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullQuery::all(), Purpose::Backfill)
         .await
         .expect("listing under the prefix");
     assert_eq!(listing.fresh_items().count(), 130, "the next link kept the prefix");
@@ -307,7 +320,12 @@ async fn a_plain_token_reads_everything_it_is_given() {
     settings.auth = Some(GitHubAuth::Token(Secret::new("ghp_simulated")));
     let client = client(&db, &settings).await;
     let listing = client
-        .list_pull_requests(None, "acme/repo-0", PullState::Open, None, Purpose::Webhook)
+        .list_pull_requests(
+            None,
+            "acme/repo-0",
+            PullQuery { state: PullState::Open, ..PullQuery::all() },
+            Purpose::Webhook,
+        )
         .await
         .expect("token listing");
     assert!(listing.fresh_items().count() >= 1);
@@ -325,14 +343,24 @@ async fn new_prs_appear_on_the_next_listing() {
     let db = TestDatabase::migrated().await;
     let client = client(&db, &app_settings(&sim.api_url())).await;
     let empty = client
-        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::Open, None, Purpose::Webhook)
+        .list_pull_requests(
+            Some(INSTALLATION),
+            "acme/repo-0",
+            PullQuery { state: PullState::Open, ..PullQuery::all() },
+            Purpose::Webhook,
+        )
         .await
         .expect("listing");
     assert_eq!(empty.fresh_items().count(), 0);
     store_validators(&db, &empty).await;
     sim.open_pr("acme/repo-0", NewPr::new("First", "alice")).expect("open");
     let one = client
-        .list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::Open, None, Purpose::Webhook)
+        .list_pull_requests(
+            Some(INSTALLATION),
+            "acme/repo-0",
+            PullQuery { state: PullState::Open, ..PullQuery::all() },
+            Purpose::Webhook,
+        )
         .await
         .expect("listing");
     assert_eq!(statuses(&one), ["200"], "the ETag changed with the content");
@@ -347,7 +375,7 @@ async fn validators_unused_past_the_ttl_are_ignored_and_purged() {
     settings.cache_ttl = Duration::from_secs(1);
     let client = client(&db, &settings).await;
     let list =
-        || client.list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullState::All, None, Purpose::Sweep);
+        || client.list_pull_requests(Some(INSTALLATION), "acme/repo-0", PullQuery::all(), Purpose::Sweep);
     let first = list().await.expect("listing");
     store_validators(&db, &first).await;
     assert_eq!(statuses(&list().await.expect("listing")), ["304"]);
@@ -358,4 +386,16 @@ async fn validators_unused_past_the_ttl_are_ignored_and_purged() {
     let purged = github::cache::purge(&mut conn, settings.cache_ttl).await.expect("purge");
     assert_eq!(purged, 1);
     assert_eq!(crate::helpers::count(&db.url, "SELECT count(*) FROM http_cache").await, 0);
+}
+
+#[tokio::test]
+async fn a_burst_of_calls_shares_one_installation_token() {
+    let sim = sim(one_repo(30)).await;
+    let db = TestDatabase::migrated().await;
+    let client = client(&db, &app_settings(&sim.api_url())).await;
+    let calls =
+        (1..=30).map(|n| client.get_pull_request(Some(INSTALLATION), "acme/repo-0", n, Purpose::Webhook));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))));
+    assert_eq!(sim.stats().count(TOKENS, 201), 1, "{:?}", sim.stats().counts());
 }

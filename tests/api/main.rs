@@ -6,6 +6,7 @@ mod health;
 mod helpers;
 mod intake;
 mod json_schema;
+mod pipeline;
 mod process;
 mod schema_drift;
 mod simulator;

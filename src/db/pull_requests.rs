@@ -1,0 +1,166 @@
+//! Rows of `pull_requests`, `check_runs` and `pr_state_history`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::{check_runs, pr_state_history, pull_requests};
+
+/// A stored pull request, as change detection compares it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = pull_requests)]
+pub struct StoredPr {
+    pub id: i64,
+    pub github_id: i64,
+    pub number: i32,
+    pub title: String,
+    pub author: String,
+    pub state: String,
+    pub draft: bool,
+    pub base_branch: String,
+    pub base_sha: String,
+    pub head_branch: String,
+    pub head_sha: String,
+    pub html_url: String,
+    pub body: Option<String>,
+    pub labels: Vec<String>,
+    pub assignees: Vec<String>,
+    pub gh_created_at: DateTime<Utc>,
+    pub gh_updated_at: DateTime<Utc>,
+    pub gh_closed_at: Option<DateTime<Utc>>,
+    pub gh_merged_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = pull_requests)]
+pub struct PrRow {
+    pub repository_id: i64,
+    pub github_id: i64,
+    pub number: i32,
+    pub title: String,
+    pub author: String,
+    pub state: String,
+    pub draft: bool,
+    pub base_branch: String,
+    pub base_sha: String,
+    pub head_branch: String,
+    pub head_sha: String,
+    pub html_url: String,
+    pub body: Option<String>,
+    pub labels: Vec<String>,
+    pub assignees: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub gh_created_at: DateTime<Utc>,
+    pub gh_updated_at: DateTime<Utc>,
+    pub gh_closed_at: Option<DateTime<Utc>>,
+    pub gh_merged_at: Option<DateTime<Utc>>,
+}
+
+/// Bound parameters of one `PrRow`: keeps chunks under PostgreSQL's 65,535.
+pub const PR_ROW_COLUMNS: usize = 20;
+
+/// A stored check run, as change detection compares it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = check_runs)]
+pub struct StoredCheckRun {
+    pub id: i64,
+    pub github_id: i64,
+    pub check_suite_id: Option<i64>,
+    pub head_sha: String,
+    pub name: String,
+    pub app_slug: Option<String>,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub details_url: Option<String>,
+    pub html_url: Option<String>,
+    pub output_title: Option<String>,
+    pub output_summary: Option<String>,
+    pub gh_started_at: Option<DateTime<Utc>>,
+    pub gh_completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = check_runs)]
+pub struct CheckRunRow {
+    pub repository_id: i64,
+    pub github_id: i64,
+    pub check_suite_id: Option<i64>,
+    pub head_sha: String,
+    pub name: String,
+    pub app_slug: Option<String>,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub details_url: Option<String>,
+    pub html_url: Option<String>,
+    pub output_title: Option<String>,
+    pub output_summary: Option<String>,
+    pub gh_started_at: Option<DateTime<Utc>>,
+    pub gh_completed_at: Option<DateTime<Utc>>,
+}
+
+pub const CHECK_RUN_ROW_COLUMNS: usize = 14;
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = pr_state_history)]
+pub struct HistoryRow {
+    pub pull_request_id: i64,
+    pub field: &'static str,
+    pub old_value: Option<String>,
+    pub new_value: String,
+    pub gh_changed_at: DateTime<Utc>,
+    pub cause: &'static str,
+    pub delivery_id: Option<String>,
+}
+
+pub const HISTORY_ROW_COLUMNS: usize = 7;
+
+/// The stored PRs of `repository_id` among `numbers`: one query for a whole batch.
+pub async fn load_by_numbers(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    numbers: &[i32],
+) -> QueryResult<Vec<StoredPr>> {
+    let mut rows = Vec::with_capacity(numbers.len());
+    // One array parameter per chunk: large batches stay far from any limit.
+    for chunk in numbers.chunks(10_000) {
+        rows.extend(
+            pull_requests::table
+                .filter(pull_requests::repository_id.eq(repository_id))
+                .filter(pull_requests::number.eq_any(chunk))
+                .select(StoredPr::as_select())
+                .load(conn)
+                .await?,
+        );
+    }
+    Ok(rows)
+}
+
+/// The stored check runs with these GitHub ids: one query for a whole batch.
+pub async fn load_check_runs(
+    conn: &mut AsyncPgConnection,
+    github_ids: &[i64],
+) -> QueryResult<Vec<StoredCheckRun>> {
+    let mut rows = Vec::with_capacity(github_ids.len());
+    for chunk in github_ids.chunks(10_000) {
+        rows.extend(
+            check_runs::table
+                .filter(check_runs::github_id.eq_any(chunk))
+                .select(StoredCheckRun::as_select())
+                .load(conn)
+                .await?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Head SHAs of the repository's open PRs: the commits whose checks may still change.
+pub async fn open_heads(conn: &mut AsyncPgConnection, repository_id: i64) -> QueryResult<Vec<(i32, String)>> {
+    pull_requests::table
+        .filter(pull_requests::repository_id.eq(repository_id))
+        .filter(pull_requests::state.eq("open"))
+        .filter(pull_requests::deleted_at.is_null())
+        .order(pull_requests::number)
+        .select((pull_requests::number, pull_requests::head_sha))
+        .load(conn)
+        .await
+}

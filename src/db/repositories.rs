@@ -1,0 +1,103 @@
+//! The `repositories` table: what prmonitor watches, and how syncing it went.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+
+use super::schema::repositories;
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = repositories)]
+pub struct Repository {
+    pub id: i64,
+    pub github_id: i64,
+    pub owner: String,
+    pub name: String,
+    pub installation_id: Option<i64>,
+    pub active: bool,
+    pub consecutive_failures: i32,
+    pub last_failure_reason: Option<String>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub last_swept_at: Option<DateTime<Utc>>,
+    pub sweep_watermark: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Repository {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = repositories)]
+pub struct NewRepository<'a> {
+    pub github_id: i64,
+    pub owner: &'a str,
+    pub name: &'a str,
+    pub installation_id: Option<i64>,
+}
+
+/// Registers a repository, or refreshes its name and installation (renames,
+/// transfers) and reactivates it.
+pub async fn upsert(conn: &mut AsyncPgConnection, repo: &NewRepository<'_>) -> QueryResult<Repository> {
+    diesel::insert_into(repositories::table)
+        .values(repo)
+        .on_conflict(repositories::github_id)
+        .do_update()
+        .set((
+            repositories::owner.eq(excluded(repositories::owner)),
+            repositories::name.eq(excluded(repositories::name)),
+            repositories::installation_id.eq(excluded(repositories::installation_id)),
+            repositories::active.eq(true),
+            repositories::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Repository::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Repository> {
+    repositories::table.find(id).select(Repository::as_select()).first(conn).await
+}
+
+pub async fn list_active(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Repository>> {
+    repositories::table
+        .filter(repositories::active.eq(true))
+        .order(repositories::id)
+        .select(Repository::as_select())
+        .load(conn)
+        .await
+}
+
+/// One more consecutive failure, with its reason.
+pub async fn record_failure(conn: &mut AsyncPgConnection, id: i64, reason: &str) -> QueryResult<()> {
+    diesel::update(repositories::table.find(id))
+        .set((
+            repositories::consecutive_failures.eq(repositories::consecutive_failures + 1),
+            repositories::last_failure_reason.eq(reason),
+            repositories::last_failure_at.eq(diesel::dsl::now),
+            repositories::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// A successful sync: stamps the time and clears the failure streak.
+pub async fn record_success(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+    diesel::update(repositories::table.find(id))
+        .set((
+            repositories::last_synced_at.eq(diesel::dsl::now),
+            repositories::consecutive_failures.eq(0),
+            repositories::last_failure_reason.eq(None::<String>),
+            repositories::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,587 @@
+//! Change detection: what discovery found, compared with what is stored.
+//!
+//! The comparison is pure ([`diff_pr`], [`diff_check_run`]); the
+//! [`DatabaseChangeDetector`] only loads the stored rows of a whole batch
+//! with one query per table and applies it.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::data::{CheckRunData, CheckStatus, PrData, PrState};
+use crate::db::pull_requests::{self, StoredCheckRun, StoredPr};
+use crate::db::DbPool;
+use crate::github::cache::Validator;
+
+/// What caused a unit of work; recorded with every history row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Webhook,
+    #[default]
+    Sweep,
+    Backfill,
+    Manual,
+}
+
+impl Cause {
+    /// The API budget class of the calls this work makes.
+    pub fn purpose(self) -> crate::github::Purpose {
+        match self {
+            Self::Webhook => crate::github::Purpose::Webhook,
+            // An operator's reconcile is a sweep: it leaves the reserve to webhooks.
+            Self::Sweep | Self::Manual => crate::github::Purpose::Sweep,
+            Self::Backfill => crate::github::Purpose::Backfill,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Sweep => "sweep",
+            Self::Backfill => "backfill",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    New,
+    Updated,
+}
+
+/// A pull-request field whose change is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrField {
+    Title,
+    State,
+    Draft,
+    Labels,
+    Assignees,
+    Body,
+    BaseBranch,
+    HeadSha,
+    HeadBranch,
+    BaseSha,
+    Author,
+    Url,
+    /// Reported only when the state itself did not change (a close is one change, not two).
+    ClosedAt,
+    MergedAt,
+}
+
+impl PrField {
+    /// The transitions `pr_state_history` keeps.
+    pub fn history_name(self) -> Option<&'static str> {
+        match self {
+            Self::State => Some("state"),
+            Self::Draft => Some("draft"),
+            Self::HeadSha => Some("head_sha"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckField {
+    Status,
+    Conclusion,
+    StartedAt,
+    CompletedAt,
+    Name,
+    DetailsUrl,
+    HtmlUrl,
+    Output,
+    Suite,
+}
+
+/// One changed field, old and new, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange<F> {
+    pub field: F,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrChangeRecord {
+    pub kind: ChangeKind,
+    pub data: PrData,
+    /// Empty for a new pull request.
+    pub changes: Vec<FieldChange<PrField>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRunChangeRecord {
+    pub kind: ChangeKind,
+    pub data: CheckRunData,
+    pub changes: Vec<FieldChange<CheckField>>,
+}
+
+/// Everything one unit of work will write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChangeSet {
+    pub prs: Vec<PrChangeRecord>,
+    pub check_runs: Vec<CheckRunChangeRecord>,
+    /// ETags of the answers these changes came from: saved in the same
+    /// transaction, so a later 304 means "what is stored is current".
+    #[serde(skip)]
+    pub validators: Vec<Validator>,
+    /// Pull requests GitHub no longer knows (404 on a direct read).
+    pub gone_prs: Vec<i32>,
+    pub cause: Cause,
+    /// The delivery that caused it, for the history trail.
+    pub delivery_id: Option<String>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.prs.is_empty() && self.check_runs.is_empty() && self.gone_prs.is_empty()
+    }
+
+    pub fn new_prs(&self) -> usize {
+        self.prs.iter().filter(|r| r.kind == ChangeKind::New).count()
+    }
+
+    pub fn updated_prs(&self) -> usize {
+        self.prs.iter().filter(|r| r.kind == ChangeKind::Updated).count()
+    }
+
+    pub fn new_check_runs(&self) -> usize {
+        self.check_runs.iter().filter(|r| r.kind == ChangeKind::New).count()
+    }
+
+    pub fn updated_check_runs(&self) -> usize {
+        self.check_runs.iter().filter(|r| r.kind == ChangeKind::Updated).count()
+    }
+}
+
+fn text<T: ToString>(value: &Option<T>) -> Option<String> {
+    value.as_ref().map(ToString::to_string)
+}
+
+fn push_if<F, T: PartialEq + ToString>(changes: &mut Vec<FieldChange<F>>, field: F, old: &T, new: &T) {
+    if old != new {
+        changes.push(FieldChange { field, old: Some(old.to_string()), new: Some(new.to_string()) });
+    }
+}
+
+fn push_opt<F, T: PartialEq + ToString>(
+    changes: &mut Vec<FieldChange<F>>,
+    field: F,
+    old: &Option<T>,
+    new: &Option<T>,
+) {
+    if old != new {
+        changes.push(FieldChange { field, old: text(old), new: text(new) });
+    }
+}
+
+/// The changed fields of a stored PR, or `None` when `incoming` is older than
+/// what is stored (rule 4: never backwards). Ties in `updated_at` are settled
+/// by the data: a merged PR is never replaced by an unmerged snapshot.
+pub fn diff_pr(stored: &StoredPr, incoming: &PrData) -> Option<Vec<FieldChange<PrField>>> {
+    if incoming.updated_at < stored.gh_updated_at {
+        return None;
+    }
+    let stored_state = PrState::parse(&stored.state);
+    let new_state = incoming.to_pr_state();
+    if stored_state == Some(PrState::Merged) && new_state != PrState::Merged {
+        return None;
+    }
+    let mut changes = Vec::new();
+    push_if(&mut changes, PrField::Title, &stored.title, &incoming.title);
+    push_if(&mut changes, PrField::State, &stored.state, &new_state.as_str().to_owned());
+    push_if(&mut changes, PrField::Draft, &stored.draft, &incoming.draft);
+    if stored.labels != incoming.labels {
+        changes.push(FieldChange {
+            field: PrField::Labels,
+            old: Some(stored.labels.join(",")),
+            new: Some(incoming.labels.join(",")),
+        });
+    }
+    if stored.assignees != incoming.assignees {
+        changes.push(FieldChange {
+            field: PrField::Assignees,
+            old: Some(stored.assignees.join(",")),
+            new: Some(incoming.assignees.join(",")),
+        });
+    }
+    push_opt(&mut changes, PrField::Body, &stored.body, &incoming.body);
+    push_if(&mut changes, PrField::BaseBranch, &stored.base_branch, &incoming.base_branch);
+    push_if(&mut changes, PrField::HeadSha, &stored.head_sha, &incoming.head_sha);
+    push_if(&mut changes, PrField::HeadBranch, &stored.head_branch, &incoming.head_branch);
+    push_if(&mut changes, PrField::BaseSha, &stored.base_sha, &incoming.base_sha);
+    push_if(&mut changes, PrField::Author, &stored.author, &incoming.author);
+    push_if(&mut changes, PrField::Url, &stored.html_url, &incoming.html_url);
+    if stored_state == Some(new_state) {
+        push_opt(&mut changes, PrField::ClosedAt, &stored.gh_closed_at, &incoming.closed_at);
+        push_opt(&mut changes, PrField::MergedAt, &stored.gh_merged_at, &incoming.merged_at);
+    }
+    Some(changes)
+}
+
+/// The changed fields of a stored check run, or `None` when `incoming` would
+/// move it backwards (a completed run never returns to queued or in progress;
+/// an in-progress one never to queued; an older completion never replaces a newer one).
+pub fn diff_check_run(
+    stored: &StoredCheckRun,
+    incoming: &CheckRunData,
+) -> Option<Vec<FieldChange<CheckField>>> {
+    let stored_rank = CheckStatus::parse(&stored.status).rank();
+    let new_rank = incoming.to_check_status().rank();
+    if new_rank < stored_rank {
+        return None;
+    }
+    if stored_rank == 2 && new_rank == 2 {
+        if let (Some(old), Some(new)) = (stored.gh_completed_at, incoming.completed_at) {
+            if new < old {
+                return None;
+            }
+        }
+    }
+    let mut changes = Vec::new();
+    push_if(&mut changes, CheckField::Status, &stored.status, &incoming.status);
+    push_opt(&mut changes, CheckField::Conclusion, &stored.conclusion, &incoming.conclusion);
+    push_opt(&mut changes, CheckField::StartedAt, &stored.gh_started_at, &incoming.started_at);
+    push_opt(&mut changes, CheckField::CompletedAt, &stored.gh_completed_at, &incoming.completed_at);
+    push_if(&mut changes, CheckField::Name, &stored.name, &incoming.name);
+    push_opt(&mut changes, CheckField::DetailsUrl, &stored.details_url, &incoming.details_url);
+    push_opt(&mut changes, CheckField::HtmlUrl, &stored.html_url, &incoming.html_url);
+    let old_output = (&stored.output_title, &stored.output_summary);
+    let new_output = (&incoming.output_title, &incoming.output_summary);
+    if old_output != new_output {
+        changes.push(FieldChange {
+            field: CheckField::Output,
+            old: stored.output_title.clone(),
+            new: incoming.output_title.clone(),
+        });
+    }
+    if (stored.check_suite_id, &stored.app_slug) != (incoming.check_suite_id, &incoming.app_slug) {
+        changes.push(FieldChange {
+            field: CheckField::Suite,
+            old: text(&stored.check_suite_id),
+            new: text(&incoming.check_suite_id),
+        });
+    }
+    Some(changes)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("change detection failed: {0}")]
+pub struct DetectionError(pub String);
+
+/// Compares discovered data with stored rows.
+#[async_trait]
+pub trait ChangeDetector: Send + Sync {
+    async fn detect_pr_changes(
+        &self,
+        repository_id: i64,
+        prs: &[PrData],
+    ) -> Result<Vec<PrChangeRecord>, DetectionError>;
+
+    async fn detect_check_run_changes(
+        &self,
+        repository_id: i64,
+        check_runs: &[CheckRunData],
+    ) -> Result<Vec<CheckRunChangeRecord>, DetectionError>;
+}
+
+pub struct DatabaseChangeDetector {
+    pool: DbPool,
+}
+
+impl DatabaseChangeDetector {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl ChangeDetector for DatabaseChangeDetector {
+    async fn detect_pr_changes(
+        &self,
+        repository_id: i64,
+        prs: &[PrData],
+    ) -> Result<Vec<PrChangeRecord>, DetectionError> {
+        if prs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prs = newest_per_key(prs, |pr| pr.number, |pr| pr.updated_at);
+        let numbers: Vec<i32> = prs.iter().map(|pr| pr.number).collect();
+        let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
+        let stored: HashMap<i32, StoredPr> =
+            pull_requests::load_by_numbers(&mut conn, repository_id, &numbers)
+                .await
+                .map_err(|e| DetectionError(e.to_string()))?
+                .into_iter()
+                .map(|row| (row.number, row))
+                .collect();
+        Ok(prs
+            .into_iter()
+            .filter_map(|pr| match stored.get(&pr.number) {
+                None => Some(PrChangeRecord { kind: ChangeKind::New, data: pr.clone(), changes: Vec::new() }),
+                Some(row) => diff_pr(row, pr)
+                    .filter(|changes| !changes.is_empty())
+                    .map(|changes| PrChangeRecord { kind: ChangeKind::Updated, data: pr.clone(), changes }),
+            })
+            .collect())
+    }
+
+    async fn detect_check_run_changes(
+        &self,
+        _repository_id: i64,
+        check_runs: &[CheckRunData],
+    ) -> Result<Vec<CheckRunChangeRecord>, DetectionError> {
+        if check_runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let runs = newest_per_key(
+            check_runs,
+            |run| run.github_id,
+            |run| (run.to_check_status().rank(), run.completed_at),
+        );
+        let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
+        let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
+        let stored: HashMap<i64, StoredCheckRun> = pull_requests::load_check_runs(&mut conn, &ids)
+            .await
+            .map_err(|e| DetectionError(e.to_string()))?
+            .into_iter()
+            .map(|row| (row.github_id, row))
+            .collect();
+        Ok(runs
+            .into_iter()
+            .filter_map(|run| match stored.get(&run.github_id) {
+                None => Some(CheckRunChangeRecord {
+                    kind: ChangeKind::New,
+                    data: run.clone(),
+                    changes: Vec::new(),
+                }),
+                Some(row) => diff_check_run(row, run).filter(|changes| !changes.is_empty()).map(|changes| {
+                    CheckRunChangeRecord { kind: ChangeKind::Updated, data: run.clone(), changes }
+                }),
+            })
+            .collect())
+    }
+}
+
+/// One item per key, the most advanced one: a batch may hold the same PR
+/// twice (two pages shifted under us), and one statement may touch a row once.
+fn newest_per_key<'a, T, K: std::hash::Hash + Eq, O: Ord>(
+    items: &'a [T],
+    key: impl Fn(&T) -> K,
+    order: impl Fn(&T) -> O,
+) -> Vec<&'a T> {
+    let mut best: HashMap<K, &'a T> = HashMap::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for item in items {
+        let k = key(item);
+        match best.get(&k) {
+            Some(current) if order(current) >= order(item) => {}
+            Some(_) => {
+                best.insert(k, item);
+            }
+            None => {
+                keys.push(key(item));
+                best.insert(k, item);
+            }
+        }
+    }
+    keys.into_iter().filter_map(|k| best.remove(&k)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn pr() -> PrData {
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("time");
+        PrData {
+            github_id: 1,
+            number: 7,
+            title: "Title".into(),
+            author: "alice".into(),
+            author_id: Some(1),
+            state: "open".into(),
+            draft: false,
+            base_branch: "main".into(),
+            base_sha: "b".repeat(40),
+            head_branch: "feature".into(),
+            head_sha: "a".repeat(40),
+            html_url: "https://github.com/o/r/pull/7".into(),
+            body: None,
+            labels: vec!["bug".into()],
+            assignees: vec![],
+            created_at: at,
+            updated_at: at,
+            closed_at: None,
+            merged_at: None,
+        }
+    }
+
+    fn stored(pr: &PrData) -> StoredPr {
+        StoredPr {
+            id: 100,
+            github_id: pr.github_id,
+            number: pr.number,
+            title: pr.title.clone(),
+            author: pr.author.clone(),
+            state: pr.to_pr_state().as_str().into(),
+            draft: pr.draft,
+            base_branch: pr.base_branch.clone(),
+            base_sha: pr.base_sha.clone(),
+            head_branch: pr.head_branch.clone(),
+            head_sha: pr.head_sha.clone(),
+            html_url: pr.html_url.clone(),
+            body: pr.body.clone(),
+            labels: pr.labels.clone(),
+            assignees: pr.assignees.clone(),
+            gh_created_at: pr.created_at,
+            gh_updated_at: pr.updated_at,
+            gh_closed_at: pr.closed_at,
+            gh_merged_at: pr.merged_at,
+        }
+    }
+
+    #[test]
+    fn an_identical_snapshot_has_no_changes() {
+        let pr = pr();
+        assert_eq!(diff_pr(&stored(&pr), &pr), Some(vec![]));
+    }
+
+    #[test]
+    fn each_field_change_is_reported_alone_with_old_and_new() {
+        let base = pr();
+        let later = base.updated_at + Duration::seconds(5);
+        type Case = (PrField, Box<dyn Fn(&mut PrData)>, Option<&'static str>, Option<&'static str>);
+        let cases: Vec<Case> = vec![
+            (PrField::Title, Box::new(|p| p.title = "New".into()), Some("Title"), Some("New")),
+            (PrField::Draft, Box::new(|p| p.draft = true), Some("false"), Some("true")),
+            (
+                PrField::Labels,
+                Box::new(|p| p.labels = vec!["bug".into(), "ui".into()]),
+                Some("bug"),
+                Some("bug,ui"),
+            ),
+            (PrField::Body, Box::new(|p| p.body = Some("text".into())), None, Some("text")),
+            (
+                PrField::BaseBranch,
+                Box::new(|p| p.base_branch = "release".into()),
+                Some("main"),
+                Some("release"),
+            ),
+            (
+                PrField::State,
+                Box::new(move |p| {
+                    p.state = "closed".into();
+                    p.closed_at = Some(later);
+                }),
+                Some("open"),
+                Some("closed"),
+            ),
+            (
+                PrField::State,
+                Box::new(move |p| {
+                    p.state = "closed".into();
+                    p.closed_at = Some(later);
+                    p.merged_at = Some(later);
+                }),
+                Some("open"),
+                Some("merged"),
+            ),
+        ];
+        for (field, change, old, new) in cases {
+            let mut incoming = base.clone();
+            change(&mut incoming);
+            incoming.updated_at = later;
+            let changes = diff_pr(&stored(&base), &incoming).expect("newer");
+            assert_eq!(changes.len(), 1, "{field:?}: {changes:?}");
+            assert_eq!(changes[0].field, field);
+            assert_eq!(changes[0].old.as_deref(), old);
+            assert_eq!(changes[0].new.as_deref(), new);
+        }
+    }
+
+    #[test]
+    fn older_snapshots_and_unmerging_are_refused() {
+        let base = pr();
+        let mut older = base.clone();
+        older.title = "Old title".into();
+        older.updated_at = base.updated_at - Duration::seconds(1);
+        assert_eq!(diff_pr(&stored(&base), &older), None);
+
+        let mut merged = base.clone();
+        merged.state = "closed".into();
+        merged.merged_at = Some(base.updated_at);
+        merged.closed_at = Some(base.updated_at);
+        let mut reopened_same_second = base.clone();
+        reopened_same_second.title = "x".into();
+        assert_eq!(diff_pr(&stored(&merged), &reopened_same_second), None, "merged never reverts");
+    }
+
+    fn run(status: &str, conclusion: Option<&str>) -> CheckRunData {
+        CheckRunData {
+            github_id: 16_354_767_716,
+            check_suite_id: Some(1),
+            head_sha: "a".repeat(40),
+            name: "build".into(),
+            app_slug: None,
+            status: status.into(),
+            conclusion: conclusion.map(Into::into),
+            details_url: None,
+            html_url: None,
+            output_title: None,
+            output_summary: None,
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    fn stored_run(run: &CheckRunData) -> StoredCheckRun {
+        StoredCheckRun {
+            id: 1,
+            github_id: run.github_id,
+            check_suite_id: run.check_suite_id,
+            head_sha: run.head_sha.clone(),
+            name: run.name.clone(),
+            app_slug: run.app_slug.clone(),
+            status: run.status.clone(),
+            conclusion: run.conclusion.clone(),
+            details_url: run.details_url.clone(),
+            html_url: run.html_url.clone(),
+            output_title: run.output_title.clone(),
+            output_summary: run.output_summary.clone(),
+            gh_started_at: run.started_at,
+            gh_completed_at: run.completed_at,
+        }
+    }
+
+    #[test]
+    fn a_completed_run_never_goes_back() {
+        let done = run("completed", Some("success"));
+        assert_eq!(diff_check_run(&stored_run(&done), &run("in_progress", None)), None);
+        assert_eq!(diff_check_run(&stored_run(&done), &run("queued", None)), None);
+        assert_eq!(diff_check_run(&stored_run(&run("in_progress", None)), &run("queued", None)), None);
+        let forward = diff_check_run(&stored_run(&run("queued", None)), &done).expect("forward");
+        let fields: Vec<CheckField> = forward.iter().map(|c| c.field).collect();
+        assert_eq!(fields, [CheckField::Status, CheckField::Conclusion]);
+    }
+
+    #[test]
+    fn duplicates_in_a_batch_keep_the_newest() {
+        let a = pr();
+        let mut b = pr();
+        b.updated_at += Duration::seconds(1);
+        b.title = "newer".into();
+        let batch = [a.clone(), b.clone(), a];
+        let kept = newest_per_key(&batch, |p| p.number, |p| p.updated_at);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].title, "newer");
+    }
+}

@@ -1,0 +1,208 @@
+//! Discovery: what GitHub says is true now, for a repository, one PR, or the
+//! check runs of a set of heads.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::data::{CheckRunData, PrData};
+use super::processor::{ErrorKind, ProcessingError};
+use crate::db::repositories::Repository;
+use crate::github::cache::Validator;
+use crate::github::{Fetched, GitHubClient, Listing, PullQuery, PullState, Purpose};
+
+/// What a discovery found: fresh items, the validators to save with them,
+/// how many resources were unchanged (304), and per-item failures.
+#[derive(Debug, Clone)]
+pub struct Discovered<T> {
+    pub items: Vec<T>,
+    pub validators: Vec<Validator>,
+    pub unchanged: usize,
+    pub errors: Vec<ProcessingError>,
+}
+
+impl<T> Default for Discovered<T> {
+    fn default() -> Self {
+        Self { items: Vec::new(), validators: Vec::new(), unchanged: 0, errors: Vec::new() }
+    }
+}
+
+/// One PR read on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PrLookup {
+    Fresh {
+        pr: Box<PrData>,
+        validator: Option<Validator>,
+    },
+    /// 304: stored data is current; save `validator` again to keep it fresh.
+    Unchanged {
+        validator: Validator,
+    },
+    Gone,
+}
+
+/// A PR's head: the commit whose check runs are the PR's checks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PrHead {
+    pub number: i32,
+    pub head_sha: String,
+}
+
+impl From<&PrData> for PrHead {
+    fn from(pr: &PrData) -> Self {
+        Self { number: pr.number, head_sha: pr.head_sha.clone() }
+    }
+}
+
+#[async_trait]
+pub trait PrDiscovery: Send + Sync {
+    /// The repository's PRs updated since `since` (all when `None`), newest first.
+    async fn discover_prs(
+        &self,
+        repo: &Repository,
+        since: Option<DateTime<Utc>>,
+        purpose: Purpose,
+    ) -> Result<Discovered<PrData>, ProcessingError>;
+
+    async fn discover_pr(
+        &self,
+        repo: &Repository,
+        number: i32,
+        purpose: Purpose,
+    ) -> Result<PrLookup, ProcessingError>;
+
+    /// The check runs of every head; one head's failure is an error in the
+    /// result, not a failure of the batch.
+    async fn discover_check_runs_batch(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<CheckRunData>;
+}
+
+/// Discovery through the `github` module.
+pub struct GitHubPrDiscovery {
+    client: GitHubClient,
+    max_concurrent_requests: usize,
+}
+
+impl GitHubPrDiscovery {
+    pub fn new(client: GitHubClient, max_concurrent_requests: usize) -> Self {
+        Self { client, max_concurrent_requests: max_concurrent_requests.max(1) }
+    }
+}
+
+fn discovery_error(repo: &Repository, number: Option<i32>, error: impl std::fmt::Display) -> ProcessingError {
+    ProcessingError {
+        kind: ErrorKind::DiscoveryFailure,
+        repository: repo.full_name(),
+        pr_number: number,
+        check_run_id: None,
+        context: error.to_string(),
+    }
+}
+
+#[async_trait]
+impl PrDiscovery for GitHubPrDiscovery {
+    async fn discover_prs(
+        &self,
+        repo: &Repository,
+        since: Option<DateTime<Utc>>,
+        purpose: Purpose,
+    ) -> Result<Discovered<PrData>, ProcessingError> {
+        let query = PullQuery { state: PullState::All, updated_since: since, stop_at_unchanged: true };
+        let listing = self
+            .client
+            .list_pull_requests(repo.installation_id, &repo.full_name(), query, purpose)
+            .await
+            .map_err(|e| discovery_error(repo, None, e))?;
+        let Listing::Pages(pages) = &listing else {
+            return Err(discovery_error(repo, None, "the repository is gone (404)"));
+        };
+        let mut discovered = Discovered {
+            validators: listing.validators(),
+            unchanged: pages.iter().filter(|p| p.is_unchanged()).count(),
+            ..Discovered::default()
+        };
+        for pr in listing.fresh_items() {
+            match PrData::from_github(pr) {
+                Ok(pr) if since.is_none_or(|since| pr.updated_at >= since) => discovered.items.push(pr),
+                Ok(_) => {}
+                Err(e) => discovered.errors.push(discovery_error(repo, i32::try_from(e.number).ok(), e)),
+            }
+        }
+        Ok(discovered)
+    }
+
+    async fn discover_pr(
+        &self,
+        repo: &Repository,
+        number: i32,
+        purpose: Purpose,
+    ) -> Result<PrLookup, ProcessingError> {
+        let fetched = self
+            .client
+            .get_pull_request(repo.installation_id, &repo.full_name(), i64::from(number), purpose)
+            .await
+            .map_err(|e| discovery_error(repo, Some(number), e))?;
+        Ok(match fetched {
+            Fetched::Fresh { data, validator } => {
+                let pr = PrData::from_github(&data).map_err(|e| discovery_error(repo, Some(number), e))?;
+                PrLookup::Fresh { pr: Box::new(pr), validator }
+            }
+            Fetched::Unchanged { validator } => PrLookup::Unchanged { validator },
+            Fetched::Gone => PrLookup::Gone,
+        })
+    }
+
+    async fn discover_check_runs_batch(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<CheckRunData> {
+        // Several PRs may share a head: ask once per commit.
+        let shas: Vec<String> =
+            heads.iter().map(|h| h.head_sha.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let results = match self
+            .client
+            .list_check_runs_for_heads(
+                repo.installation_id,
+                &repo.full_name(),
+                &shas,
+                purpose,
+                self.max_concurrent_requests,
+            )
+            .await
+        {
+            Ok(results) => results,
+            Err(error) => {
+                return Discovered {
+                    errors: vec![discovery_error(repo, None, error)],
+                    ..Discovered::default()
+                };
+            }
+        };
+        let mut discovered = Discovered::default();
+        for (sha, result) in results {
+            match result {
+                Ok(listing) => {
+                    discovered.validators.extend(listing.validators());
+                    discovered.unchanged += listing.pages().iter().filter(|p| p.is_unchanged()).count();
+                    discovered.items.extend(listing.fresh_items().map(CheckRunData::from_github));
+                }
+                Err(error) => {
+                    let number = heads.iter().find(|h| h.head_sha == sha).map(|h| h.number);
+                    discovered.errors.push(discovery_error(
+                        repo,
+                        number,
+                        format!("check runs of {sha}: {error}"),
+                    ));
+                }
+            }
+        }
+        discovered
+    }
+}

@@ -1,0 +1,22 @@
+//! The sync pipeline: discovery (what GitHub says now) → change detection
+//! (what differs from the stored rows) → synchronization (one transaction),
+//! driven per repository by the processor.
+//!
+//! The traits are the extension points: wrap a [`PrDiscovery`] to filter what
+//! is discovered, or a [`ChangeDetector`] / [`Synchronizer`] to add behaviour,
+//! and hand the wrappers to [`PrProcessor`].
+
+pub mod data;
+pub mod detect;
+pub mod discovery;
+pub mod processor;
+pub mod sync;
+
+pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState};
+pub use detect::{
+    Cause, ChangeDetector, ChangeKind, ChangeSet, CheckField, CheckRunChangeRecord, DatabaseChangeDetector,
+    DetectionError, FieldChange, PrChangeRecord, PrField,
+};
+pub use discovery::{Discovered, GitHubPrDiscovery, PrDiscovery, PrHead, PrLookup};
+pub use processor::{BatchProcessingResult, ErrorKind, PrProcessor, ProcessingError, ProcessingResult};
+pub use sync::{DatabaseSynchronizer, SyncError, Synchronizer};

@@ -1,0 +1,244 @@
+//! The processor: discovery → change detection → synchronization for one
+//! repository, or many at once, with failure tracking per repository.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+
+use super::detect::{Cause, ChangeDetector, ChangeSet};
+use super::discovery::{PrDiscovery, PrHead};
+use super::sync::Synchronizer;
+use crate::db::repositories::{self, Repository};
+use crate::db::{pull_requests, DbPool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    DiscoveryFailure,
+    ChangeDetectionFailure,
+    SynchronizationFailure,
+}
+
+/// What went wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{kind:?} in {repository}{}: {context}", pr_number.map(|n| format!(" #{n}")).unwrap_or_default())]
+pub struct ProcessingError {
+    pub kind: ErrorKind,
+    pub repository: String,
+    pub pr_number: Option<i32>,
+    pub check_run_id: Option<i64>,
+    pub context: String,
+}
+
+/// The outcome of processing one repository.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessingResult {
+    pub repository: String,
+    pub prs_discovered: usize,
+    pub check_runs_discovered: usize,
+    /// Resources GitHub answered with 304 (nothing to detect).
+    pub unchanged_resources: usize,
+    pub new_prs: usize,
+    pub updated_prs: usize,
+    pub new_check_runs: usize,
+    pub updated_check_runs: usize,
+    /// Rows written by the synchronization.
+    pub changes_synchronized: usize,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub errors: Vec<ProcessingError>,
+    /// No step failed for the repository as a whole; per-PR errors are listed
+    /// in `errors` without making it a failure.
+    pub success: bool,
+}
+
+impl ProcessingResult {
+    fn start(repo: &Repository) -> Self {
+        let now = Utc::now();
+        Self {
+            repository: repo.full_name(),
+            prs_discovered: 0,
+            check_runs_discovered: 0,
+            unchanged_resources: 0,
+            new_prs: 0,
+            updated_prs: 0,
+            new_check_runs: 0,
+            updated_check_runs: 0,
+            changes_synchronized: 0,
+            started_at: now,
+            finished_at: now,
+            errors: Vec::new(),
+            success: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchProcessingResult {
+    pub repositories_processed: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub results: Vec<ProcessingResult>,
+}
+
+impl BatchProcessingResult {
+    /// Share of repositories processed successfully, 0.0 to 1.0 (1.0 for an empty batch).
+    pub fn success_rate(&self) -> f64 {
+        if self.repositories_processed == 0 {
+            1.0
+        } else {
+            self.succeeded as f64 / self.repositories_processed as f64
+        }
+    }
+}
+
+pub const DEFAULT_MAX_CONCURRENT_REPOS: usize = 10;
+
+pub struct PrProcessor {
+    discovery: Arc<dyn PrDiscovery>,
+    detector: Arc<dyn ChangeDetector>,
+    synchronizer: Arc<dyn Synchronizer>,
+    pool: DbPool,
+    max_concurrent_repos: usize,
+}
+
+impl PrProcessor {
+    pub fn new(
+        discovery: Arc<dyn PrDiscovery>,
+        detector: Arc<dyn ChangeDetector>,
+        synchronizer: Arc<dyn Synchronizer>,
+        pool: DbPool,
+    ) -> Self {
+        Self { discovery, detector, synchronizer, pool, max_concurrent_repos: DEFAULT_MAX_CONCURRENT_REPOS }
+    }
+
+    pub fn with_max_concurrent_repos(mut self, max: usize) -> Self {
+        self.max_concurrent_repos = max.max(1);
+        self
+    }
+
+    /// Reads the repository from GitHub and writes what changed in one
+    /// transaction. Reads PRs newest update first, stopping where GitHub says
+    /// nothing changed, then the checks of every fresh PR's head and every
+    /// stored open PR's head.
+    #[tracing::instrument(skip_all, fields(repository = %repo.full_name(), cause = cause.as_str()))]
+    pub async fn process_repository(&self, repo: &Repository, cause: Cause) -> ProcessingResult {
+        let mut result = ProcessingResult::start(repo);
+        let outcome = self.run(repo, cause, &mut result).await;
+        result.finished_at = Utc::now();
+        match outcome {
+            Ok(()) => result.success = true,
+            Err(error) => {
+                tracing::warn!(%error, "repository processing failed");
+                let reason = error.to_string();
+                result.errors.insert(0, error);
+                if let Err(e) = self.record_failure(repo.id, &reason).await {
+                    tracing::error!(error = %e, "could not record the failure");
+                }
+            }
+        }
+        tracing::info!(
+            prs = result.prs_discovered,
+            check_runs = result.check_runs_discovered,
+            unchanged = result.unchanged_resources,
+            written = result.changes_synchronized,
+            errors = result.errors.len(),
+            "repository processed"
+        );
+        result
+    }
+
+    async fn run(
+        &self,
+        repo: &Repository,
+        cause: Cause,
+        result: &mut ProcessingResult,
+    ) -> Result<(), ProcessingError> {
+        let purpose = cause.purpose();
+        let prs = self.discovery.discover_prs(repo, None, purpose).await?;
+        result.prs_discovered = prs.items.len();
+        result.unchanged_resources += prs.unchanged;
+        result.errors.extend(prs.errors);
+
+        let failure = |kind: ErrorKind, context: String| ProcessingError {
+            kind,
+            repository: repo.full_name(),
+            pr_number: None,
+            check_run_id: None,
+            context,
+        };
+        let stored_heads = {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?;
+            pull_requests::open_heads(&mut conn, repo.id)
+                .await
+                .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?
+        };
+        let mut heads: Vec<PrHead> = prs.items.iter().map(PrHead::from).collect();
+        heads.extend(stored_heads.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
+        heads.sort();
+        heads.dedup();
+        let runs = self.discovery.discover_check_runs_batch(repo, &heads, purpose).await;
+        result.check_runs_discovered = runs.items.len();
+        result.unchanged_resources += runs.unchanged;
+        result.errors.extend(runs.errors);
+
+        let pr_changes = self
+            .detector
+            .detect_pr_changes(repo.id, &prs.items)
+            .await
+            .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?;
+        let run_changes = self
+            .detector
+            .detect_check_run_changes(repo.id, &runs.items)
+            .await
+            .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?;
+        let mut validators = prs.validators;
+        validators.extend(runs.validators);
+        let changes = ChangeSet {
+            prs: pr_changes,
+            check_runs: run_changes,
+            validators,
+            gone_prs: Vec::new(),
+            cause,
+            delivery_id: None,
+        };
+        result.new_prs = changes.new_prs();
+        result.updated_prs = changes.updated_prs();
+        result.new_check_runs = changes.new_check_runs();
+        result.updated_check_runs = changes.updated_check_runs();
+        result.changes_synchronized = self
+            .synchronizer
+            .synchronize_changes(repo.id, &changes)
+            .await
+            .map_err(|e| failure(ErrorKind::SynchronizationFailure, e.to_string()))?;
+        Ok(())
+    }
+
+    async fn record_failure(&self, repository_id: i64, reason: &str) -> Result<(), String> {
+        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+        repositories::record_failure(&mut conn, repository_id, reason).await.map_err(|e| e.to_string())
+    }
+
+    /// Processes repositories, at most `max_concurrent_repos` at once; one
+    /// repository's failure never stops the others.
+    pub async fn process_repositories(&self, repos: &[Repository], cause: Cause) -> BatchProcessingResult {
+        let results: Vec<ProcessingResult> = futures_util::stream::iter(repos)
+            .map(|repo| self.process_repository(repo, cause))
+            .buffered(self.max_concurrent_repos)
+            .collect()
+            .await;
+        let succeeded = results.iter().filter(|r| r.success).count();
+        BatchProcessingResult {
+            repositories_processed: results.len(),
+            succeeded,
+            failed: results.len() - succeeded,
+            results,
+        }
+    }
+}

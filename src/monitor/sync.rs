@@ -1,0 +1,287 @@
+//! Synchronization: one change set, one transaction (DESIGN.md §5 rules 4–5).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+use diesel::upsert::excluded;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+
+use super::detect::{ChangeKind, ChangeSet, PrChangeRecord};
+use crate::db::pull_requests::{
+    CheckRunRow, HistoryRow, PrRow, CHECK_RUN_ROW_COLUMNS, HISTORY_ROW_COLUMNS, PR_ROW_COLUMNS,
+};
+use crate::db::schema::{check_runs, pr_state_history, pull_requests};
+use crate::db::{repositories, DbPool};
+use crate::github::cache;
+
+/// PostgreSQL's limit of bound parameters in one statement.
+pub const MAX_BIND_PARAMETERS: usize = 65_535;
+/// Namespace of the per-repository advisory locks ("prsync" in ASCII, shifted).
+const REPOSITORY_LOCK_SPACE: i64 = 0x7072_7379_6e63 << 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("synchronization failed and was rolled back: {0}")]
+    Failed(#[from] diesel::result::Error),
+}
+
+/// Writes a change set.
+#[async_trait]
+pub trait Synchronizer: Send + Sync {
+    /// Writes everything in `changes` or nothing; returns the rows written.
+    async fn synchronize_changes(&self, repository_id: i64, changes: &ChangeSet) -> Result<usize, SyncError>;
+}
+
+pub struct DatabaseSynchronizer {
+    pool: DbPool,
+}
+
+impl DatabaseSynchronizer {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl Synchronizer for DatabaseSynchronizer {
+    async fn synchronize_changes(&self, repository_id: i64, changes: &ChangeSet) -> Result<usize, SyncError> {
+        let mut conn = self.pool.get().await.map_err(|e| SyncError::Unavailable(e.to_string()))?;
+        let written = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                write_change_set(conn, repository_id, changes).await
+            })
+            .await?;
+        Ok(written)
+    }
+}
+
+/// The body of the synchronization transaction; callers may run it inside a
+/// larger one (a job's completion commits with its rows).
+pub async fn write_change_set(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    changes: &ChangeSet,
+) -> diesel::QueryResult<usize> {
+    // One writer per repository at a time; released at commit or rollback.
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<BigInt, _>(REPOSITORY_LOCK_SPACE + repository_id)
+        .execute(conn)
+        .await?;
+    let mut written = 0;
+    let pr_ids = upsert_prs(conn, repository_id, &changes.prs).await?;
+    written += pr_ids.len();
+    written += upsert_check_runs(conn, repository_id, changes).await?;
+    written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
+    insert_history(conn, changes, &pr_ids).await?;
+    cache::save(conn, &changes.validators).await?;
+    repositories::record_success(conn, repository_id).await?;
+    Ok(written)
+}
+
+fn pr_row(repository_id: i64, record: &PrChangeRecord) -> PrRow {
+    let pr = &record.data;
+    PrRow {
+        repository_id,
+        github_id: pr.github_id,
+        number: pr.number,
+        title: pr.title.clone(),
+        author: pr.author.clone(),
+        state: pr.to_pr_state().as_str().to_owned(),
+        draft: pr.draft,
+        base_branch: pr.base_branch.clone(),
+        base_sha: pr.base_sha.clone(),
+        head_branch: pr.head_branch.clone(),
+        head_sha: pr.head_sha.clone(),
+        html_url: pr.html_url.clone(),
+        body: pr.body.clone(),
+        labels: pr.labels.clone(),
+        assignees: pr.assignees.clone(),
+        metadata: pr.metadata(),
+        gh_created_at: pr.created_at,
+        gh_updated_at: pr.updated_at,
+        gh_closed_at: pr.closed_at,
+        gh_merged_at: pr.merged_at,
+    }
+}
+
+/// Bulk upsert, guarded so stored state only moves forward: an older
+/// `updated_at` never replaces a newer one and a merged PR never reverts.
+/// Returns the ids of the rows written, by number.
+async fn upsert_prs(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    records: &[PrChangeRecord],
+) -> diesel::QueryResult<HashMap<i32, i64>> {
+    let rows: Vec<PrRow> = records.iter().map(|r| pr_row(repository_id, r)).collect();
+    let mut ids = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(MAX_BIND_PARAMETERS / PR_ROW_COLUMNS) {
+        use pull_requests as p;
+        let upsert = diesel::insert_into(p::table)
+            .values(chunk)
+            .on_conflict((p::repository_id, p::number))
+            .do_update()
+            .set((
+                p::github_id.eq(excluded(p::github_id)),
+                p::title.eq(excluded(p::title)),
+                p::author.eq(excluded(p::author)),
+                p::state.eq(excluded(p::state)),
+                p::draft.eq(excluded(p::draft)),
+                p::base_branch.eq(excluded(p::base_branch)),
+                p::base_sha.eq(excluded(p::base_sha)),
+                p::head_branch.eq(excluded(p::head_branch)),
+                p::head_sha.eq(excluded(p::head_sha)),
+                p::html_url.eq(excluded(p::html_url)),
+                p::body.eq(excluded(p::body)),
+                p::labels.eq(excluded(p::labels)),
+                p::assignees.eq(excluded(p::assignees)),
+                p::metadata.eq(excluded(p::metadata)),
+                p::gh_created_at.eq(excluded(p::gh_created_at)),
+                p::gh_updated_at.eq(excluded(p::gh_updated_at)),
+                p::gh_closed_at.eq(excluded(p::gh_closed_at)),
+                p::gh_merged_at.eq(excluded(p::gh_merged_at)),
+                p::deleted_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                p::last_changed_at.eq(diesel::dsl::now),
+            ));
+        // The guard is the upsert's WHERE: checked against the row as stored
+        // at write time, so a concurrent newer write is never undone.
+        let guarded = diesel::query_dsl::methods::FilterDsl::filter(
+            upsert,
+            p::gh_updated_at
+                .le(excluded(p::gh_updated_at))
+                .and(p::state.ne("merged").or(excluded(p::state).eq("merged"))),
+        );
+        let written: Vec<(i64, i32)> = guarded.returning((p::id, p::number)).get_results(conn).await?;
+        ids.extend(written.into_iter().map(|(id, number)| (number, id)));
+    }
+    Ok(ids)
+}
+
+async fn upsert_check_runs(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    changes: &ChangeSet,
+) -> diesel::QueryResult<usize> {
+    let rows: Vec<CheckRunRow> = changes
+        .check_runs
+        .iter()
+        .map(|record| {
+            let run = &record.data;
+            CheckRunRow {
+                repository_id,
+                github_id: run.github_id,
+                check_suite_id: run.check_suite_id,
+                head_sha: run.head_sha.clone(),
+                name: run.name.clone(),
+                app_slug: run.app_slug.clone(),
+                status: run.status.clone(),
+                conclusion: run.conclusion.clone(),
+                details_url: run.details_url.clone(),
+                html_url: run.html_url.clone(),
+                output_title: run.output_title.clone(),
+                output_summary: run.output_summary.clone(),
+                gh_started_at: run.started_at,
+                gh_completed_at: run.completed_at,
+            }
+        })
+        .collect();
+    let mut written = 0;
+    for chunk in rows.chunks(MAX_BIND_PARAMETERS / CHECK_RUN_ROW_COLUMNS) {
+        use check_runs as c;
+        let upsert = diesel::insert_into(c::table).values(chunk).on_conflict(c::github_id).do_update().set((
+            c::check_suite_id.eq(excluded(c::check_suite_id)),
+            c::head_sha.eq(excluded(c::head_sha)),
+            c::name.eq(excluded(c::name)),
+            c::app_slug.eq(excluded(c::app_slug)),
+            c::status.eq(excluded(c::status)),
+            c::conclusion.eq(excluded(c::conclusion)),
+            c::details_url.eq(excluded(c::details_url)),
+            c::html_url.eq(excluded(c::html_url)),
+            c::output_title.eq(excluded(c::output_title)),
+            c::output_summary.eq(excluded(c::output_summary)),
+            c::gh_started_at.eq(excluded(c::gh_started_at)),
+            c::gh_completed_at.eq(excluded(c::gh_completed_at)),
+            c::last_changed_at.eq(diesel::dsl::now),
+        ));
+        // Rule 4 for check runs, in the statement itself so that a
+        // concurrent newer write is never undone: status only moves forward
+        // (queued < in_progress < completed), and an older completion never
+        // replaces a newer one.
+        let guarded = diesel::query_dsl::methods::FilterDsl::filter(
+            upsert,
+            sql::<Bool>(
+                "(CASE check_runs.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
+                 <= (CASE excluded.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
+                 AND (check_runs.gh_completed_at IS NULL OR excluded.gh_completed_at IS NULL \
+                      OR excluded.gh_completed_at >= check_runs.gh_completed_at)",
+            ),
+        );
+        written += guarded.execute(conn).await?;
+    }
+    Ok(written)
+}
+
+async fn mark_gone(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    numbers: &[i32],
+) -> diesel::QueryResult<usize> {
+    if numbers.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(
+        pull_requests::table
+            .filter(pull_requests::repository_id.eq(repository_id))
+            .filter(pull_requests::number.eq_any(numbers))
+            .filter(pull_requests::deleted_at.is_null()),
+    )
+    .set((
+        pull_requests::deleted_at.eq(diesel::dsl::now),
+        pull_requests::last_changed_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// One row per state, draft or head-SHA transition of a PR that was written;
+/// a new PR starts its history with its first state.
+async fn insert_history(
+    conn: &mut AsyncPgConnection,
+    changes: &ChangeSet,
+    pr_ids: &HashMap<i32, i64>,
+) -> diesel::QueryResult<()> {
+    let mut rows = Vec::new();
+    for record in &changes.prs {
+        let Some(&pull_request_id) = pr_ids.get(&record.data.number) else {
+            // Refused by the never-backwards guard: nothing changed, nothing to record.
+            continue;
+        };
+        let row = |field: &'static str, old: Option<String>, new: String| HistoryRow {
+            pull_request_id,
+            field,
+            old_value: old,
+            new_value: new,
+            gh_changed_at: record.data.updated_at,
+            cause: changes.cause.as_str(),
+            delivery_id: changes.delivery_id.clone(),
+        };
+        match record.kind {
+            ChangeKind::New => rows.push(row("state", None, record.data.to_pr_state().as_str().to_owned())),
+            ChangeKind::Updated => {
+                for change in &record.changes {
+                    if let (Some(field), Some(new)) = (change.field.history_name(), change.new.clone()) {
+                        rows.push(row(field, change.old.clone(), new));
+                    }
+                }
+            }
+        }
+    }
+    for chunk in rows.chunks(MAX_BIND_PARAMETERS / HISTORY_ROW_COLUMNS) {
+        diesel::insert_into(pr_state_history::table).values(chunk).execute(conn).await?;
+    }
+    Ok(())
+}

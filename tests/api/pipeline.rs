@@ -1,0 +1,701 @@
+//! The sync pipeline against the simulator and a real PostgreSQL: discovery,
+//! change detection, synchronization and the processor.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::connection::InstrumentationEvent;
+use diesel::prelude::*;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use prmonitor::config::{parse_api_url, GitHubAuth, GitHubSettings, Secret};
+use prmonitor::db::repositories::{self, NewRepository, Repository};
+use prmonitor::db::schema::{check_runs, pr_state_history, pull_requests};
+use prmonitor::db::DbPool;
+use prmonitor::github::{GitHubClient, Purpose};
+use prmonitor::monitor::{
+    Cause, ChangeDetector, ChangeKind, ChangeSet, CheckRunChangeRecord, CheckRunData, DatabaseChangeDetector,
+    DatabaseSynchronizer, Discovered, GitHubPrDiscovery, PrChangeRecord, PrData, PrDiscovery, PrField,
+    PrHead, PrLookup, PrProcessor, ProcessingError, ProcessingResult, Synchronizer,
+};
+use prmonitor::sim::model::PrState as SimState;
+use prmonitor::sim::{Faults, Generate, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
+
+use crate::helpers::{count, TestDatabase};
+
+const INSTALLATION: i64 = prmonitor::sim::generate::GENERATED_INSTALLATION;
+const PULLS: &str = "GET /repos/{owner}/{repo}/pulls";
+const CHECKS: &str = "GET /repos/{owner}/{repo}/commits/{ref}/check-runs";
+
+/// A pool whose connections count the SQL statements they run (pool
+/// health checks excepted): bulk work must not grow with the row count.
+fn counting_pool(url: &str) -> (DbPool, Arc<AtomicUsize>) {
+    let statements = Arc::new(AtomicUsize::new(0));
+    let counter = statements.clone();
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(move |url| {
+        let counter = counter.clone();
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = event {
+                    if !query.to_string().starts_with("SELECT 1") {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    let pool = diesel_async::pooled_connection::deadpool::Pool::builder(manager)
+        .max_size(8)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .expect("pool");
+    (pool, statements)
+}
+
+struct Harness {
+    sim: Simulator,
+    db: TestDatabase,
+    pool: DbPool,
+    statements: Arc<AtomicUsize>,
+    discovery: Arc<GitHubPrDiscovery>,
+    detector: Arc<DatabaseChangeDetector>,
+    synchronizer: Arc<DatabaseSynchronizer>,
+    processor: PrProcessor,
+}
+
+async fn harness(config: SimConfig) -> Harness {
+    harness_with(config, |_| {}).await
+}
+
+async fn harness_with(config: SimConfig, tune: impl FnOnce(&mut GitHubSettings)) -> Harness {
+    let sim = Simulator::start(config).await.expect("simulator");
+    let db = TestDatabase::migrated().await;
+    let (pool, statements) = counting_pool(&db.url);
+    let auth = GitHubAuth::App { app_id: SIM_APP_ID, private_key: Secret::new(SIM_APP_PRIVATE_KEY) };
+    let mut settings = GitHubSettings::new(parse_api_url(&sim.api_url()).expect("url"), Some(auth));
+    settings.retry_base_delay = Duration::from_millis(10);
+    tune(&mut settings);
+    let client = GitHubClient::new(&settings, pool.clone()).expect("client");
+    let discovery = Arc::new(GitHubPrDiscovery::new(client, 10));
+    let detector = Arc::new(DatabaseChangeDetector::new(pool.clone()));
+    let synchronizer = Arc::new(DatabaseSynchronizer::new(pool.clone()));
+    let processor = PrProcessor::new(discovery.clone(), detector.clone(), synchronizer.clone(), pool.clone());
+    Harness { sim, db, pool, statements, discovery, detector, synchronizer, processor }
+}
+
+fn generated(repositories: usize, pull_requests: usize, check_runs: usize) -> SimConfig {
+    SimConfig { generate: Some(Generate { repositories, pull_requests, check_runs }), ..SimConfig::default() }
+}
+
+impl Harness {
+    async fn register(&self, full_name: &str) -> Repository {
+        let (id, owner, name, installation) = self.sim.world(|w| {
+            let repo = w.repo(w.repo_id(full_name).expect("repo")).expect("repo");
+            (repo.id, repo.owner.clone(), repo.name.clone(), repo.installation_id)
+        });
+        let mut conn = self.pool.get().await.expect("conn");
+        repositories::upsert(
+            &mut conn,
+            &NewRepository { github_id: id, owner: &owner, name: &name, installation_id: Some(installation) },
+        )
+        .await
+        .expect("register")
+    }
+
+    async fn reload(&self, repo: &Repository) -> Repository {
+        let mut conn = self.pool.get().await.expect("conn");
+        repositories::find(&mut conn, repo.id).await.expect("repository")
+    }
+
+    /// Discovery → detection of the PR listing, by hand, then synchronization.
+    async fn step(&self, repo: &Repository, cause: Cause) -> ChangeSet {
+        let prs = self.discovery.discover_prs(repo, None, cause.purpose()).await.expect("discover");
+        let heads: Vec<PrHead> = prs.items.iter().map(PrHead::from).collect();
+        let runs = self.discovery.discover_check_runs_batch(repo, &heads, cause.purpose()).await;
+        assert!(runs.errors.is_empty(), "{:?}", runs.errors);
+        let mut changes = ChangeSet {
+            prs: self.detector.detect_pr_changes(repo.id, &prs.items).await.expect("detect"),
+            check_runs: self.detector.detect_check_run_changes(repo.id, &runs.items).await.expect("detect"),
+            validators: prs.validators,
+            cause,
+            ..ChangeSet::default()
+        };
+        changes.validators.extend(runs.validators);
+        self.synchronizer.synchronize_changes(repo.id, &changes).await.expect("synchronize");
+        changes
+    }
+
+    /// The stored PRs and check runs equal the simulator's model, field by field.
+    async fn assert_matches_sim(&self, repo: &Repository) {
+        let (sim_prs, sim_runs, html) = self.sim.world(|w| {
+            let r = w.repo(repo.github_id).expect("repo");
+            (
+                r.pulls.clone(),
+                r.check_runs.clone(),
+                format!("http://{}/web/{}", self.sim.address(), r.full_name()),
+            )
+        });
+        let mut conn = self.pool.get().await.expect("conn");
+        type PrRow = (
+            i64,
+            i32,
+            String,
+            String,
+            String,
+            bool,
+            (String, String, String, String),
+            String,
+            Option<String>,
+            (Vec<String>, Vec<String>),
+            (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+        );
+        let rows: Vec<PrRow> = pull_requests::table
+            .filter(pull_requests::repository_id.eq(repo.id))
+            .order(pull_requests::number)
+            .select((
+                pull_requests::github_id,
+                pull_requests::number,
+                pull_requests::title,
+                pull_requests::author,
+                pull_requests::state,
+                pull_requests::draft,
+                (
+                    pull_requests::base_branch,
+                    pull_requests::base_sha,
+                    pull_requests::head_branch,
+                    pull_requests::head_sha,
+                ),
+                pull_requests::html_url,
+                pull_requests::body,
+                (pull_requests::labels, pull_requests::assignees),
+                (
+                    pull_requests::gh_created_at,
+                    pull_requests::gh_updated_at,
+                    pull_requests::gh_closed_at,
+                    pull_requests::gh_merged_at,
+                ),
+            ))
+            .load(&mut conn)
+            .await
+            .expect("load PRs");
+        assert_eq!(rows.len(), sim_prs.len(), "every PR is stored");
+        for (row, pr) in rows.iter().zip(sim_prs.values()) {
+            let state = match pr.state {
+                SimState::Open => "open",
+                SimState::Closed => "closed",
+                SimState::Merged => "merged",
+            };
+            let mut labels = pr.labels.clone();
+            labels.sort();
+            let mut assignees = pr.assignees.clone();
+            assignees.sort();
+            let expected: PrRow = (
+                pr.id,
+                pr.number as i32,
+                pr.title.clone(),
+                pr.author.clone(),
+                state.to_owned(),
+                pr.draft,
+                (pr.base_ref.clone(), pr.base_sha.clone(), pr.head_ref.clone(), pr.head_sha.clone()),
+                format!("{html}/pull/{}", pr.number),
+                pr.body.clone(),
+                (labels, assignees),
+                (pr.created_at, pr.updated_at, pr.closed_at, pr.merged_at),
+            );
+            assert_eq!(row, &expected, "PR #{}", pr.number);
+        }
+
+        type RunRow = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+            (Option<String>, Option<String>),
+        );
+        let runs: Vec<RunRow> = check_runs::table
+            .filter(check_runs::repository_id.eq(repo.id))
+            .order(check_runs::github_id)
+            .select((
+                check_runs::github_id,
+                check_runs::check_suite_id.assume_not_null(),
+                check_runs::head_sha,
+                check_runs::name,
+                check_runs::status,
+                check_runs::conclusion,
+                (check_runs::gh_started_at, check_runs::gh_completed_at),
+                (check_runs::output_title, check_runs::output_summary),
+            ))
+            .load(&mut conn)
+            .await
+            .expect("load check runs");
+        let expected: Vec<RunRow> = sim_runs
+            .values()
+            .map(|r| {
+                (
+                    r.id,
+                    r.check_suite_id,
+                    r.head_sha.clone(),
+                    r.name.clone(),
+                    r.status.clone(),
+                    r.conclusion.clone(),
+                    (r.started_at, r.completed_at),
+                    (r.output_title.clone(), r.output_summary.clone()),
+                )
+            })
+            .collect();
+        assert_eq!(runs.len(), expected.len(), "every check run is stored");
+        assert_eq!(runs, expected);
+    }
+
+    async fn history(&self, number: i32) -> Vec<(String, Option<String>, String, String)> {
+        let mut conn = self.pool.get().await.expect("conn");
+        pr_state_history::table
+            .inner_join(pull_requests::table)
+            .filter(pull_requests::number.eq(number))
+            .order(pr_state_history::id)
+            .select((
+                pr_state_history::field,
+                pr_state_history::old_value,
+                pr_state_history::new_value,
+                pr_state_history::cause,
+            ))
+            .load(&mut conn)
+            .await
+            .expect("history")
+    }
+}
+
+/// Backfills a generated repository and returns the statements it took.
+async fn backfill_statements(prs: usize) -> (usize, ProcessingResult, Harness, Repository) {
+    let h = harness(generated(1, prs, 10)).await;
+    let repo = h.register("acme/repo-0").await;
+    h.sim.reset_stats();
+    h.statements.store(0, Ordering::Relaxed);
+    let result = h.processor.process_repository(&repo, Cause::Backfill).await;
+    let statements = AtomicUsize::load(&h.statements, Ordering::Relaxed);
+    (statements, result, h, repo)
+}
+
+#[tokio::test]
+async fn a_backfill_of_1000_prs_and_10000_check_runs_is_exact_bulk_and_frugal() {
+    let (small_statements, small, _small_h, _) = backfill_statements(100).await;
+    assert!(small.success, "{:?}", small.errors);
+    let (statements, result, h, repo) = backfill_statements(1000).await;
+    assert!(result.success, "{:?}", result.errors);
+    assert_eq!((result.prs_discovered, result.new_prs), (1000, 1000));
+    assert_eq!((result.check_runs_discovered, result.new_check_runs), (10_000, 10_000));
+    assert_eq!(result.changes_synchronized, 11_000);
+    h.assert_matches_sim(&repo).await;
+
+    // API calls: the PR list pages and one check-run page per head, nothing more.
+    let stats = h.sim.stats();
+    assert_eq!(stats.count(PULLS, 200), 10, "{:?}", stats.counts());
+    assert_eq!(stats.count(CHECKS, 200), 1000, "{:?}", stats.counts());
+    let api_calls = stats.requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
+    assert_eq!(api_calls, 1010);
+
+    // Bulk: ten times the rows, a handful more statements (one ETag look-up per
+    // PR list page, a few more chunks), never one per row.
+    println!("SQL statements: {small_statements} for 100 PRs, {statements} for 1000 PRs");
+    assert!(statements < 60, "{statements} statements for 1000 PRs");
+    assert!(statements <= small_statements + 20, "{small_statements} → {statements}");
+
+    // Processing it again: nothing changed, nothing written, nothing spent.
+    let budget = h.sim.budget(INSTALLATION).expect("bucket");
+    h.sim.reset_stats();
+    let again = h.processor.process_repository(&repo, Cause::Sweep).await;
+    assert!(again.success, "{:?}", again.errors);
+    assert_eq!(
+        (
+            again.new_prs,
+            again.updated_prs,
+            again.new_check_runs,
+            again.updated_check_runs,
+            again.changes_synchronized
+        ),
+        (0, 0, 0, 0, 0)
+    );
+    assert_eq!(h.sim.budget(INSTALLATION).expect("bucket").remaining, budget.remaining, "0 budget spent");
+    let stats = h.sim.stats();
+    assert!(stats.requests.iter().all(|r| r.status == 304), "{:?}", stats.counts());
+    assert_eq!(stats.count(PULLS, 304), 1, "an unchanged first page ends the listing");
+
+    // Ids above 2^31 round-trip unchanged.
+    let max_id: i64 = h
+        .sim
+        .world(|w| w.repo(repo.github_id).expect("repo").check_runs.keys().max().copied().expect("runs"));
+    assert!(max_id > i64::from(i32::MAX));
+    let stored =
+        count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE github_id = {max_id}")).await;
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn each_single_field_change_is_one_update_with_old_and_new_and_transitions_have_history() {
+    let h = harness(generated(1, 3, 2)).await;
+    let repo = h.register("acme/repo-0").await;
+    let backfill = h.step(&repo, Cause::Backfill).await;
+    assert_eq!(backfill.new_prs(), 3);
+    let full = "acme/repo-0";
+    // A PR that is open in the generated world.
+    let n = h.sim.world(|w| {
+        w.repo(repo.github_id)
+            .expect("repo")
+            .pulls
+            .values()
+            .find(|p| p.state == SimState::Open)
+            .map(|p| p.number)
+    });
+    let n = match n {
+        Some(n) => n,
+        None => h.sim.open_pr(full, prmonitor::sim::NewPr::new("fresh", "zoe")).expect("open"),
+    };
+    let number = n as i32;
+    if backfill.prs.iter().all(|r| r.data.number != number) {
+        h.step(&repo, Cause::Sweep).await;
+    }
+    // Start from a draft, so that the draft change below (ready for review)
+    // leaves a PR that can be merged at the end.
+    if !h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].draft) {
+        h.sim.mutate_silently(|w| w.set_draft(repo.github_id, n, true)).expect("draft");
+        h.step(&repo, Cause::Sweep).await;
+    }
+    let before = h.history(number).await.len();
+    let old_title = h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].title.clone());
+    let old_head = h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].head_sha.clone());
+
+    type Change = (PrField, Option<String>, Option<String>, Option<&'static str>);
+    let expect = |changes: ChangeSet, field: PrField, old: Option<&str>, new: Option<&str>| -> Change {
+        assert_eq!(changes.prs.len(), 1, "{field:?}: {:?}", changes.prs);
+        let record = &changes.prs[0];
+        assert_eq!(record.kind, ChangeKind::Updated);
+        let relevant: Vec<_> = record.changes.iter().collect();
+        assert_eq!(relevant.len(), 1, "{field:?}: {relevant:?}");
+        assert_eq!(
+            (relevant[0].field, relevant[0].old.as_deref(), relevant[0].new.as_deref()),
+            (field, old, new)
+        );
+        (field, relevant[0].old.clone(), relevant[0].new.clone(), field.history_name())
+    };
+
+    h.sim.mutate_silently(|w| w.edit_pr(repo.github_id, n, Some("Retitled".into()), None)).expect("edit");
+    let changes = h.step(&repo, Cause::Sweep).await;
+    expect(changes, PrField::Title, Some(&old_title), Some("Retitled"));
+
+    let old_labels = h.sim.world(|w| {
+        let mut l = w.repo(repo.github_id).expect("repo").pulls[&n].labels.clone();
+        l.sort();
+        l.join(",")
+    });
+    h.sim.mutate_silently(|w| w.add_label(repo.github_id, n, "zz-urgent")).expect("label");
+    let changes = h.step(&repo, Cause::Sweep).await;
+    let new_labels =
+        if old_labels.is_empty() { "zz-urgent".to_owned() } else { format!("{old_labels},zz-urgent") };
+    expect(changes, PrField::Labels, Some(&old_labels), Some(&new_labels));
+
+    let draft = h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].draft);
+    h.sim.mutate_silently(|w| w.set_draft(repo.github_id, n, !draft)).expect("draft");
+    let changes = h.step(&repo, Cause::Sweep).await;
+    expect(changes, PrField::Draft, Some(&draft.to_string()), Some(&(!draft).to_string()));
+
+    // A force-push: the PR's checks become those of the new head.
+    let (new_head, _) = h.sim.mutate_silently(|w| w.push(repo.github_id, n)).expect("push");
+    let new_run =
+        h.sim.mutate_silently(|w| w.create_check_run(repo.github_id, &new_head, "build")).expect("run").0;
+    let changes = h.step(&repo, Cause::Sweep).await;
+    assert_eq!(changes.new_check_runs(), 1);
+    expect(changes, PrField::HeadSha, Some(&old_head), Some(&new_head));
+    let current: Vec<i64> = {
+        let mut conn = h.pool.get().await.expect("conn");
+        check_runs::table
+            .inner_join(pull_requests::table.on(pull_requests::head_sha.eq(check_runs::head_sha)))
+            .filter(pull_requests::number.eq(number))
+            .select(check_runs::github_id)
+            .load(&mut conn)
+            .await
+            .expect("current checks")
+    };
+    assert_eq!(current, [new_run], "the PR's checks are the new head's");
+    let old_runs =
+        count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE head_sha = '{old_head}'")).await;
+    assert_eq!(old_runs, 2, "the old head keeps its runs");
+
+    h.sim.mutate_silently(|w| w.close_pr(repo.github_id, n, false)).expect("close");
+    let changes = h.step(&repo, Cause::Sweep).await;
+    expect(changes, PrField::State, Some("open"), Some("closed"));
+    h.sim.mutate_silently(|w| w.reopen_pr(repo.github_id, n)).expect("reopen");
+    h.step(&repo, Cause::Sweep).await;
+    h.sim.mutate_silently(|w| w.close_pr(repo.github_id, n, true)).expect("merge");
+    let changes = h.step(&repo, Cause::Sweep).await;
+    expect(changes, PrField::State, Some("open"), Some("merged"));
+
+    // History: exactly one row per transition, none for title or labels.
+    let history = h.history(number).await;
+    let added: Vec<(String, Option<String>, String)> =
+        history[before..].iter().map(|(f, o, n, _)| (f.clone(), o.clone(), n.clone())).collect();
+    assert_eq!(
+        added,
+        [
+            ("draft".to_owned(), Some(draft.to_string()), (!draft).to_string()),
+            ("head_sha".to_owned(), Some(old_head.clone()), new_head.clone()),
+            ("state".to_owned(), Some("open".to_owned()), "closed".to_owned()),
+            ("state".to_owned(), Some("closed".to_owned()), "open".to_owned()),
+            ("state".to_owned(), Some("open".to_owned()), "merged".to_owned()),
+        ]
+    );
+    assert!(history[before..].iter().all(|(_, _, _, cause)| cause == "sweep"));
+    h.assert_matches_sim(&repo).await;
+}
+
+#[tokio::test]
+async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
+    let h = harness(generated(1, 1, 0)).await;
+    let repo = h.register("acme/repo-0").await;
+    let n = h.sim.open_pr("acme/repo-0", prmonitor::sim::NewPr::new("Order", "amy")).expect("open");
+    let older = h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read");
+    let PrLookup::Fresh { pr: older, .. } = older else { panic!("fresh") };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sim.mutate_silently(|w| w.edit_pr(repo.github_id, n, Some("Newer title".into()), None)).expect("edit");
+    let PrLookup::Fresh { pr: newer, .. } =
+        h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read")
+    else {
+        panic!("fresh")
+    };
+    assert!(newer.updated_at > older.updated_at);
+
+    let apply = |pr: PrData, kind: ChangeKind| ChangeSet {
+        prs: vec![PrChangeRecord { kind, data: pr, changes: vec![] }],
+        ..ChangeSet::default()
+    };
+    let changes = h.detector.detect_pr_changes(repo.id, &[(*newer).clone()]).await.expect("detect");
+    h.synchronizer
+        .synchronize_changes(repo.id, &ChangeSet { prs: changes, ..ChangeSet::default() })
+        .await
+        .expect("sync");
+    // The older snapshot arrives late: detection sees nothing to do...
+    assert!(h.detector.detect_pr_changes(repo.id, &[(*older).clone()]).await.expect("detect").is_empty());
+    // ...and even forced through, the upsert's guard refuses it.
+    let written =
+        h.synchronizer.synchronize_changes(repo.id, &apply(*older, ChangeKind::Updated)).await.expect("sync");
+    assert_eq!(written, 0);
+    let title = count(
+        &h.db.url,
+        &format!("SELECT count(*) FROM pull_requests WHERE title = 'Newer title' AND number = {n}"),
+    )
+    .await;
+    assert_eq!(title, 1);
+
+    // Check runs: a completed run fed an older in-progress snapshot stays completed.
+    let sha = newer.head_sha.clone();
+    let run_id = h.sim.mutate_silently(|w| w.create_check_run(repo.github_id, &sha, "ci")).expect("run").0;
+    h.sim.start_check_run(run_id).expect("start");
+    let head = [PrHead { number: n as i32, head_sha: sha.clone() }];
+    let snapshot = || async {
+        let runs = h.discovery.discover_check_runs_batch(&repo, &head, Purpose::Webhook).await;
+        runs.items.into_iter().find(|r| r.github_id == run_id).expect("run")
+    };
+    let in_progress = snapshot().await;
+    h.sim.complete_check_run(run_id, "success").expect("complete");
+    let completed = snapshot().await;
+    let runs = |run: CheckRunData| ChangeSet {
+        check_runs: vec![CheckRunChangeRecord { kind: ChangeKind::Updated, data: run, changes: vec![] }],
+        ..ChangeSet::default()
+    };
+    h.synchronizer.synchronize_changes(repo.id, &runs(completed)).await.expect("sync");
+    assert!(h
+        .detector
+        .detect_check_run_changes(repo.id, std::slice::from_ref(&in_progress))
+        .await
+        .expect("detect")
+        .is_empty());
+    assert_eq!(h.synchronizer.synchronize_changes(repo.id, &runs(in_progress)).await.expect("sync"), 0);
+    let status = count(
+        &h.db.url,
+        &format!("SELECT count(*) FROM check_runs WHERE github_id = {run_id} AND status = 'completed' AND conclusion = 'success'"),
+    )
+    .await;
+    assert_eq!(status, 1);
+}
+
+#[tokio::test]
+async fn a_failure_in_the_last_chunk_leaves_the_database_as_it_was() {
+    let h = harness(generated(1, 5, 2)).await;
+    let repo = h.register("acme/repo-0").await;
+    h.step(&repo, Cause::Backfill).await;
+    let fingerprint = |url: String| async move {
+        let mut parts = Vec::new();
+        for table in ["pull_requests", "check_runs", "pr_state_history", "http_cache", "repositories"] {
+            let sql = format!("SELECT count(*) + coalesce(sum(hashtext(t::text)::bigint), 0) FROM {table} t");
+            parts.push(count(&url, &sql).await);
+        }
+        parts
+    };
+    let before = fingerprint(h.db.url.clone()).await;
+
+    // 3,300 new PRs: two chunks of the bulk upsert. The very last row breaks
+    // a constraint (a PR number must be positive), so the second chunk fails.
+    let PrLookup::Fresh { pr: template, .. } =
+        h.discovery.discover_pr(&repo, 1, Purpose::Sweep).await.expect("read")
+    else {
+        panic!("PR #1 is fresh")
+    };
+    let mut records: Vec<PrChangeRecord> = (0..3300)
+        .map(|i| {
+            let mut pr = (*template).clone();
+            pr.number = 10_000 + i;
+            pr.github_id = 90_000_000 + i64::from(i);
+            PrChangeRecord { kind: ChangeKind::New, data: pr, changes: vec![] }
+        })
+        .collect();
+    records.last_mut().expect("last").data.number = 0;
+    let check_run = CheckRunData {
+        github_id: 5_000_000_000,
+        check_suite_id: None,
+        head_sha: template.head_sha.clone(),
+        name: "extra".into(),
+        app_slug: None,
+        status: "queued".into(),
+        conclusion: None,
+        details_url: None,
+        html_url: None,
+        output_title: None,
+        output_summary: None,
+        started_at: None,
+        completed_at: None,
+    };
+    let changes = ChangeSet {
+        prs: records,
+        check_runs: vec![CheckRunChangeRecord { kind: ChangeKind::New, data: check_run, changes: vec![] }],
+        ..ChangeSet::default()
+    };
+    let error =
+        h.synchronizer.synchronize_changes(repo.id, &changes).await.expect_err("the last chunk fails");
+    assert!(error.to_string().contains("check"), "{error}");
+    assert_eq!(fingerprint(h.db.url.clone()).await, before, "nothing of the change set remains");
+}
+
+#[tokio::test]
+async fn a_failing_repository_is_counted_and_does_not_stop_the_batch() {
+    let h = harness_with(generated(5, 3, 1), |s| s.retry_attempts = 1).await;
+    let mut repos = Vec::new();
+    for i in 0..5 {
+        repos.push(h.register(&format!("acme/repo-{i}")).await);
+    }
+    h.sim.set_faults(Faults { failing_paths: vec!["/repos/acme/repo-2/".into()], ..Faults::default() });
+    let batch = h.processor.process_repositories(&repos, Cause::Sweep).await;
+    assert_eq!((batch.repositories_processed, batch.succeeded, batch.failed), (5, 4, 1));
+    assert!((batch.success_rate() - 0.8).abs() < 1e-9);
+    let failed = h.reload(&repos[2]).await;
+    assert_eq!(failed.consecutive_failures, 1);
+    let reason = failed.last_failure_reason.clone().expect("reason");
+    assert!(reason.contains("500"), "{reason}");
+    assert_eq!(batch.results[2].errors[0].kind, prmonitor::monitor::ErrorKind::DiscoveryFailure);
+    for ok in [0, 1, 3, 4] {
+        let repo = h.reload(&repos[ok]).await;
+        assert_eq!(repo.consecutive_failures, 0);
+        assert!(repo.last_synced_at.is_some());
+    }
+
+    // A second failure counts up; the next success resets the count.
+    h.processor.process_repository(&repos[2], Cause::Sweep).await;
+    assert_eq!(h.reload(&repos[2]).await.consecutive_failures, 2);
+    h.sim.set_faults(Faults::default());
+    let healed = h.processor.process_repository(&repos[2], Cause::Sweep).await;
+    assert!(healed.success, "{:?}", healed.errors);
+    let repo = h.reload(&repos[2]).await;
+    assert_eq!((repo.consecutive_failures, repo.last_failure_reason.clone()), (0, None));
+    h.assert_matches_sim(&repo).await;
+}
+
+/// An extension point: a discovery that drops PRs carrying excluded labels.
+struct ExcludeLabels {
+    inner: Arc<dyn PrDiscovery>,
+    excluded: Vec<String>,
+}
+
+#[async_trait]
+impl PrDiscovery for ExcludeLabels {
+    async fn discover_prs(
+        &self,
+        repo: &Repository,
+        since: Option<DateTime<Utc>>,
+        purpose: Purpose,
+    ) -> Result<Discovered<PrData>, ProcessingError> {
+        let mut found = self.inner.discover_prs(repo, since, purpose).await?;
+        found.items.retain(|pr| !pr.labels.iter().any(|l| self.excluded.contains(l)));
+        Ok(found)
+    }
+
+    async fn discover_pr(
+        &self,
+        repo: &Repository,
+        number: i32,
+        purpose: Purpose,
+    ) -> Result<PrLookup, ProcessingError> {
+        self.inner.discover_pr(repo, number, purpose).await
+    }
+
+    async fn discover_check_runs_batch(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<CheckRunData> {
+        self.inner.discover_check_runs_batch(repo, heads, purpose).await
+    }
+}
+
+/// An extension point: a processor that records per-repository metrics.
+struct MeteredProcessor {
+    inner: PrProcessor,
+    metrics: Mutex<BTreeMap<String, (usize, usize)>>,
+}
+
+impl MeteredProcessor {
+    async fn process_repository(&self, repo: &Repository, cause: Cause) -> ProcessingResult {
+        let result = self.inner.process_repository(repo, cause).await;
+        let mut metrics = self.metrics.lock().expect("metrics");
+        let entry = metrics.entry(result.repository.clone()).or_default();
+        *entry = (entry.0 + 1, entry.1 + result.changes_synchronized);
+        result
+    }
+}
+
+#[tokio::test]
+async fn the_traits_take_a_label_filter_and_a_metrics_wrapper_in_a_few_lines() {
+    let h = harness(generated(1, 40, 1)).await;
+    let repo = h.register("acme/repo-0").await;
+    let wip = h.sim.world(|w| {
+        w.repo(repo.github_id)
+            .expect("repo")
+            .pulls
+            .values()
+            .filter(|p| p.labels.contains(&"wip".to_owned()))
+            .count()
+    });
+    assert!(wip > 0, "the generated world has WIP PRs");
+    let filtered = Arc::new(ExcludeLabels { inner: h.discovery.clone(), excluded: vec!["wip".into()] });
+    let processor = MeteredProcessor {
+        inner: PrProcessor::new(filtered, h.detector.clone(), h.synchronizer.clone(), h.pool.clone()),
+        metrics: Mutex::default(),
+    };
+    let result = processor.process_repository(&repo, Cause::Backfill).await;
+    assert!(result.success, "{:?}", result.errors);
+    assert_eq!(result.new_prs, 40 - wip);
+    assert_eq!(count(&h.db.url, "SELECT count(*) FROM pull_requests WHERE 'wip' = ANY(labels)").await, 0);
+    processor.process_repository(&repo, Cause::Sweep).await;
+    let metrics = processor.metrics.lock().expect("metrics").clone();
+    assert_eq!(metrics.get("acme/repo-0").map(|m| m.0), Some(2));
+    assert_eq!(metrics["acme/repo-0"].1, result.changes_synchronized);
+}

@@ -309,7 +309,9 @@ async fn a_backfill_of_1000_prs_and_10000_check_runs_is_exact_bulk_and_frugal() 
     // PR list page, a few more chunks), never one per row.
     println!("SQL statements: {small_statements} for 100 PRs, {statements} for 1000 PRs");
     assert!(statements < 60, "{statements} statements for 1000 PRs");
-    assert!(statements <= small_statements + 20, "{small_statements} → {statements}");
+    // 100 → 1000 PRs adds 9 list pages (one ETag look-up each) and a few chunks;
+    // per-row statements would add thousands.
+    assert!(statements <= small_statements + 30, "{small_statements} → {statements}");
 
     // Processing it again: nothing changed, nothing written, nothing spent.
     let budget = h.sim.budget(INSTALLATION).expect("bucket");

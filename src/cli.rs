@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, Settings};
-use crate::startup::Application;
+use crate::startup::{Components, Service};
 use crate::{db, telemetry};
 
 #[derive(Debug, Parser)]
@@ -27,12 +27,62 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the service: webhook intake, health and readiness.
-    Serve,
+    /// Run the service: webhook intake, worker and scheduler (flags turn parts off).
+    Serve(ServeArgs),
+    /// Run only the worker (any number may share the database).
+    Worker,
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Sweep a repository (or all) now: enqueue, or run it here with --wait.
+    Reconcile(ReconcileArgs),
+    /// Inspect the job queue and bring dead letters back.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Run the GitHub simulator (for trying prmonitor without GitHub).
     Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Do not run the worker in this process.
+    #[arg(long)]
+    no_worker: bool,
+    /// Do not schedule sweeps from this process.
+    #[arg(long)]
+    no_scheduler: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReconcileArgs {
+    /// The repository, as owner/name.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    repository: Option<String>,
+    /// Every active repository.
+    #[arg(long)]
+    all: bool,
+    /// Run the sweep in this process and print its result, instead of enqueueing it.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// The newest jobs, optionally in one state (pending, running, done, dead).
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Bring dead jobs back to pending, with fresh attempts.
+    Retry {
+        /// Job ids.
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        ids: Vec<i64>,
+        /// Every dead job.
+        #[arg(long)]
+        all_dead: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,8 +141,17 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => serve(settings).await,
+            Command::Serve(args) => {
+                let components =
+                    Components { http: true, worker: !args.no_worker, scheduler: !args.no_scheduler };
+                serve(settings, components).await
+            }
+            Command::Worker => {
+                serve(settings, Components { http: false, worker: true, scheduler: false }).await
+            }
             Command::Migrate => migrate(settings).await,
+            Command::Reconcile(args) => reconcile(settings, args).await,
+            Command::Jobs(command) => jobs(settings, command).await,
             Command::Sim(_) => Ok(()),
         }
     });
@@ -108,8 +167,17 @@ pub fn main() -> ExitCode {
 
 fn load_settings(cli: &Cli) -> Result<Settings, ConfigError> {
     let settings = Settings::load(cli.config.as_deref())?;
-    if matches!(cli.command, Command::Serve) {
+    if matches!(cli.command, Command::Serve(_)) {
         settings.require_webhook_secrets()?;
+    }
+    let needs_github = match &cli.command {
+        Command::Serve(args) => !args.no_worker,
+        Command::Worker => true,
+        Command::Reconcile(args) => args.wait,
+        _ => false,
+    };
+    if needs_github {
+        settings.require_github()?;
     }
     Ok(settings)
 }
@@ -126,21 +194,104 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     prepare_database(&settings).await
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, components: Components) -> anyhow::Result<()> {
     prepare_database(&settings).await?;
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
-    let app = Application::build(&settings, pool)
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    tracing::info!(address = %app.address(), "listening");
-
-    let handle = app.handle();
-    tokio::spawn(async move {
-        let signal = shutdown_signal().await;
-        tracing::info!(signal, "stopping: finishing in-flight requests");
-        handle.stop(true).await;
-    });
-    app.run_until_stopped().await.context("the HTTP server failed")?;
+    let service = Service::start(&settings, pool, components)?;
+    match service.address() {
+        Some(address) => {
+            tracing::info!(%address, worker = components.worker, scheduler = components.scheduler, "listening")
+        }
+        None => tracing::info!(worker = components.worker, scheduler = components.scheduler, "running"),
+    }
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, "stopping: finishing in-flight requests and jobs");
+    service.stop().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()> {
+    use crate::db::repositories;
+    use crate::queue::{JobKind, NewJob, RepositoryJob};
+    let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
+    let mut conn = pool.get().await.context("the database is unavailable")?;
+    let repos = match &args.repository {
+        Some(name) => vec![repositories::find_by_full_name(&mut conn, name)
+            .await?
+            .with_context(|| format!("{name} is not a watched repository"))?],
+        None => repositories::list_active(&mut conn).await?,
+    };
+    if !args.wait {
+        for repo in &repos {
+            let mut job =
+                NewJob::repository(JobKind::Sweep, &RepositoryJob { repository_id: repo.id, manual: true });
+            job.max_attempts = settings.worker.max_attempts;
+            let enqueued = crate::queue::enqueue(&mut conn, &job).await?;
+            println!("{}\tjob {}", repo.full_name(), enqueued.id);
+        }
+        return Ok(());
+    }
+    drop(conn);
+    let github = crate::github::GitHubClient::new(&settings.github, pool.clone())?;
+    let processor = crate::startup::processor(&github, &pool, &settings);
+    let progress = crate::progress::Progress::new("repositories", repos.len());
+    let mut failed = 0;
+    for repo in &repos {
+        let ctx = crate::monitor::WorkContext { cause: crate::monitor::Cause::Manual, ..Default::default() };
+        let result = processor.process(repo, crate::monitor::Target::Sweep, ctx).await;
+        failed += usize::from(!result.success);
+        progress.advance(&repo.full_name());
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    }
+    progress.finish();
+    anyhow::ensure!(failed == 0, "{failed} of {} repositories failed", repos.len());
+    Ok(())
+}
+
+async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
+    let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
+    let mut conn = pool.get().await.context("the database is unavailable")?;
+    match command {
+        JobsCommand::List { state, limit } => {
+            println!(
+                "{:>8}  {:<8}  {:<8}  {:>8}  {:<24}  last error",
+                "id", "kind", "state", "attempts", "key"
+            );
+            for job in crate::queue::list(&mut conn, state.as_deref(), limit).await? {
+                println!(
+                    "{:>8}  {:<8}  {:<8}  {:>4}/{:<3}  {:<24}  {}",
+                    job.id,
+                    job.kind,
+                    job.state,
+                    job.attempts,
+                    job.max_attempts,
+                    job.coalesce_key.unwrap_or_default(),
+                    job.last_error.unwrap_or_default()
+                );
+            }
+        }
+        JobsCommand::Retry { ids, all_dead } => {
+            let ids = if all_dead {
+                crate::queue::list(&mut conn, Some("dead"), i64::MAX)
+                    .await?
+                    .into_iter()
+                    .map(|j| j.id)
+                    .collect()
+            } else {
+                ids
+            };
+            let mut missing = Vec::new();
+            for id in ids {
+                if crate::queue::retry_dead(&mut conn, id).await? {
+                    println!("job {id}: pending again");
+                } else {
+                    missing.push(id);
+                }
+            }
+            anyhow::ensure!(missing.is_empty(), "not dead letters: {missing:?}");
+        }
+    }
     Ok(())
 }
 

@@ -110,6 +110,58 @@ pub struct Settings {
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
     pub github: GitHubSettings,
+    pub worker: WorkerSettings,
+}
+
+/// The worker and the scheduler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSettings {
+    /// Jobs run at once by one process.
+    pub concurrency: usize,
+    /// How often each active repository is swept (the backstop for lost webhooks).
+    pub sweep_interval: Duration,
+    /// How long a claimed job is held before another worker may take it over
+    /// (renewed while the job runs; matters only when a worker dies).
+    pub lease: Duration,
+    /// How often an idle worker looks for due jobs when no notification came.
+    pub poll_interval: Duration,
+    /// The first retry's delay; each further attempt doubles it (with jitter).
+    pub retry_delay: Duration,
+    /// Attempts before a job is dead-lettered.
+    pub max_attempts: i32,
+    /// How long raw webhook payloads are kept.
+    pub payload_retention: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            sweep_interval: Duration::from_secs(6 * 3600),
+            lease: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(1),
+            retry_delay: Duration::from_secs(5),
+            max_attempts: 10,
+            payload_retention: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// `90`, `90s`, `15m`, `6h`, `7d` or `250ms`.
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => return Some(Duration::from_millis(number)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(seconds).map(Duration::from_secs)
 }
 
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -152,7 +204,9 @@ impl GitHubSettings {
             retry_attempts: 3,
             retry_base_delay: Duration::from_secs(1),
             max_concurrent_requests: 10,
-            cache_ttl: Duration::from_secs(300),
+            // Longer than the sweep interval: a sweep of an unchanged repository
+            // is then all 304s. (The seed's 300 s would make every sweep pay.)
+            cache_ttl: Duration::from_secs(86_400),
             rate_limit_reserve_percent: 10,
         }
     }
@@ -183,6 +237,13 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_LOG_FORMAT", secret: false },
     Key { env: "PRMONITOR_HTTP_WORKERS", secret: false },
     Key { env: "PRMONITOR_SHUTDOWN_TIMEOUT_SECS", secret: false },
+    Key { env: "PRMONITOR_WORKER_CONCURRENCY", secret: false },
+    Key { env: "PRMONITOR_SWEEP_INTERVAL", secret: false },
+    Key { env: "PRMONITOR_JOB_LEASE", secret: false },
+    Key { env: "PRMONITOR_JOB_POLL_INTERVAL", secret: false },
+    Key { env: "PRMONITOR_JOB_RETRY_DELAY", secret: false },
+    Key { env: "PRMONITOR_JOB_MAX_ATTEMPTS", secret: false },
+    Key { env: "PRMONITOR_PAYLOAD_RETENTION", secret: false },
     Key { env: "PRMONITOR_GITHUB_API_URL", secret: false },
     Key { env: "PRMONITOR_GITHUB_APP_ID", secret: false },
     Key { env: "PRMONITOR_GITHUB_PRIVATE_KEY", secret: true },
@@ -374,7 +435,20 @@ impl Settings {
                 0..=3600,
             )?),
             github: github_settings(&raw)?,
+            worker: worker_settings(&raw)?,
         })
+    }
+
+    /// The worker reads GitHub: it needs an App or a token.
+    pub fn require_github(&self) -> Result<(), ConfigError> {
+        if self.github.auth.is_none() {
+            return Err(ConfigError::Missing {
+                key: "PRMONITOR_GITHUB_APP_ID",
+                hint: "the worker reads GitHub: set PRMONITOR_GITHUB_APP_ID with PRMONITOR_GITHUB_PRIVATE_KEY(_FILE), \
+                       or PRMONITOR_GITHUB_TOKEN (or run serve --no-worker)",
+            });
+        }
+        Ok(())
     }
 
     /// `serve` cannot verify deliveries without at least one secret.
@@ -387,6 +461,42 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
+    let defaults = WorkerSettings::default();
+    let duration = |key: &'static str, default: Duration, min: Duration| -> Result<Duration, ConfigError> {
+        match raw.string(key)? {
+            None => Ok(default),
+            Some(text) => parse_duration(&text).filter(|d| *d >= min).ok_or_else(|| ConfigError::Invalid {
+                key,
+                reason: format!(
+                    "expected a duration of at least {min:?} such as 90s, 15m, 6h or 7d, got '{text}'"
+                ),
+            }),
+        }
+    };
+    Ok(WorkerSettings {
+        concurrency: raw.number("PRMONITOR_WORKER_CONCURRENCY", defaults.concurrency, 1..=256)?,
+        sweep_interval: duration(
+            "PRMONITOR_SWEEP_INTERVAL",
+            defaults.sweep_interval,
+            Duration::from_secs(1),
+        )?,
+        lease: duration("PRMONITOR_JOB_LEASE", defaults.lease, Duration::from_secs(1))?,
+        poll_interval: duration(
+            "PRMONITOR_JOB_POLL_INTERVAL",
+            defaults.poll_interval,
+            Duration::from_millis(10),
+        )?,
+        retry_delay: duration("PRMONITOR_JOB_RETRY_DELAY", defaults.retry_delay, Duration::ZERO)?,
+        max_attempts: raw.number("PRMONITOR_JOB_MAX_ATTEMPTS", defaults.max_attempts, 1..=100)?,
+        payload_retention: duration(
+            "PRMONITOR_PAYLOAD_RETENTION",
+            defaults.payload_retention,
+            Duration::ZERO,
+        )?,
+    })
 }
 
 fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
@@ -584,6 +694,22 @@ mod tests {
             assert!(err.to_string().starts_with(key), "{err}");
             assert!(!err.to_string().contains("secret-ish"), "{err}");
         }
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("6h"), Some(Duration::from_secs(21_600)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        for bad in ["", "h", "6 hours", "-1s", "1.5h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        let settings = load(&[("PRMONITOR_SWEEP_INTERVAL", "30m")]).expect("valid");
+        assert_eq!(settings.worker.sweep_interval, Duration::from_secs(1800));
+        let err = load(&[("PRMONITOR_JOB_LEASE", "soon")]).unwrap_err();
+        assert!(err.to_string().starts_with("PRMONITOR_JOB_LEASE"), "{err}");
     }
 
     #[test]

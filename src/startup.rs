@@ -1,16 +1,25 @@
-//! Builds the HTTP application on a bound socket. `serve` and the tests both
-//! use [`Application`], so the tests run exactly what production runs.
+//! Wires the parts into a running service: the HTTP application, the worker
+//! and the scheduler, each optional. `serve`, `worker` and the tests all use
+//! [`Service`], so the tests run exactly what production runs.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::config::Settings;
 use crate::db::DbPool;
-use crate::http;
+use crate::github::GitHubClient;
+use crate::http::{self, AdminConfig, Readiness};
+use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
+use crate::scheduler::Scheduler;
 use crate::webhook::intake::IntakeConfig;
+use crate::worker::{Heartbeat, Worker, WorkerDeps};
 
+/// The HTTP application on a bound socket.
 pub struct Application {
     address: SocketAddr,
     server: Server,
@@ -19,12 +28,29 @@ pub struct Application {
 impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and prepares the server.
     pub fn build(settings: &Settings, pool: DbPool) -> std::io::Result<Self> {
+        Self::build_with(settings, pool, None)
+    }
+
+    fn build_with(
+        settings: &Settings,
+        pool: DbPool,
+        heartbeat: Option<Arc<Heartbeat>>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
         let pool = web::Data::new(pool);
-        let intake = web::Data::new(IntakeConfig::new(settings.webhook_secrets.clone()));
+        let intake =
+            web::Data::new(IntakeConfig::new(settings.webhook_secrets.clone(), settings.worker.max_attempts));
+        let admin =
+            web::Data::new(AdminConfig::new(settings.admin_token.clone(), settings.worker.max_attempts));
+        let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));
         let server = HttpServer::new(move || {
-            App::new().app_data(pool.clone()).app_data(intake.clone()).configure(http::routes)
+            App::new()
+                .app_data(pool.clone())
+                .app_data(intake.clone())
+                .app_data(admin.clone())
+                .app_data(readiness.clone())
+                .configure(http::routes)
         })
         .workers(settings.http_workers)
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
@@ -50,5 +76,100 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Which parts a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Components {
+    pub http: bool,
+    pub worker: bool,
+    pub scheduler: bool,
+}
+
+impl Components {
+    pub const ALL: Self = Self { http: true, worker: true, scheduler: true };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: SocketAddr, source: std::io::Error },
+    #[error("the worker needs GitHub access: {0}")]
+    GitHub(String),
+}
+
+/// The pipeline with the database-backed detector and synchronizer.
+pub fn processor(github: &GitHubClient, pool: &DbPool, settings: &Settings) -> PrProcessor {
+    PrProcessor::new(
+        Arc::new(GitHubPrDiscovery::new(github.clone(), settings.github.max_concurrent_requests)),
+        Arc::new(DatabaseChangeDetector::new(pool.clone())),
+        Arc::new(DatabaseSynchronizer::new(pool.clone())),
+        pool.clone(),
+    )
+}
+
+/// A running service.
+pub struct Service {
+    address: Option<SocketAddr>,
+    http: Option<ServerHandle>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Service {
+    /// Starts the chosen parts on a prepared (migrated) database.
+    pub fn start(settings: &Settings, pool: DbPool, components: Components) -> Result<Self, StartError> {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut heartbeat = None;
+        if components.worker {
+            let github = GitHubClient::new(&settings.github, pool.clone())
+                .map_err(|e| StartError::GitHub(e.to_string()))?;
+            let worker = Worker::new(WorkerDeps {
+                pool: pool.clone(),
+                database_url: settings.database_url.clone(),
+                processor: Arc::new(processor(&github, &pool, settings)),
+                github,
+                settings: settings.worker.clone(),
+            });
+            heartbeat = Some(worker.heartbeat());
+            let grace = settings.shutdown_timeout;
+            let stopped = stopped.clone();
+            tasks.spawn(async move { worker.run(stopped, grace).await });
+        }
+        if components.scheduler {
+            let scheduler = Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github);
+            let stopped = stopped.clone();
+            tasks.spawn(async move { scheduler.run(stopped).await });
+        }
+        let (mut address, mut http) = (None, None);
+        if components.http {
+            let app = Application::build_with(settings, pool, heartbeat)
+                .map_err(|source| StartError::Listen { address: settings.listen, source })?;
+            address = Some(app.address());
+            http = Some(app.handle());
+            tasks.spawn(async move {
+                if let Err(error) = app.run_until_stopped().await {
+                    tracing::error!(%error, "the HTTP server failed");
+                }
+            });
+        }
+        Ok(Self { address, http, stop, tasks })
+    }
+
+    /// The HTTP address, when HTTP runs.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
+    }
+
+    /// Graceful stop: HTTP finishes in-flight requests, the worker finishes its
+    /// jobs (or gives their leases back), the scheduler ends its tick.
+    pub async fn stop(mut self) {
+        if let Some(http) = &self.http {
+            http.stop(true).await;
+        }
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
     }
 }

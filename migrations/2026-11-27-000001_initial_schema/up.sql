@@ -153,3 +153,13 @@ CREATE TABLE http_cache (
     PRIMARY KEY (installation_id, url)
 );
 CREATE INDEX http_cache_last_used_idx ON http_cache (last_used_at);
+
+-- Wake idle workers as soon as a job is committed (NOTIFY is delivered at
+-- commit). Workers also poll, for retries whose time has come.
+CREATE FUNCTION prmonitor_jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('prmonitor_jobs', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_notify AFTER INSERT ON jobs FOR EACH STATEMENT EXECUTE FUNCTION prmonitor_jobs_notify();

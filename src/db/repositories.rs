@@ -101,3 +101,100 @@ pub async fn record_success(conn: &mut AsyncPgConnection, id: i64) -> QueryResul
         .await
         .map(|_| ())
 }
+
+/// A full read finished: stamps it and moves the watermark forward (never back).
+pub async fn record_sweep(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    watermark: Option<DateTime<Utc>>,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE repositories SET last_swept_at = now(), \
+                sweep_watermark = GREATEST(sweep_watermark, $2), updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(id)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(watermark)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn find_by_github_id(
+    conn: &mut AsyncPgConnection,
+    github_id: i64,
+) -> QueryResult<Option<Repository>> {
+    repositories::table
+        .filter(repositories::github_id.eq(github_id))
+        .select(Repository::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// By `owner/name`, case-insensitively as GitHub compares them (the active one first).
+pub async fn find_by_full_name(
+    conn: &mut AsyncPgConnection,
+    full_name: &str,
+) -> QueryResult<Option<Repository>> {
+    let Some((owner, name)) = full_name.split_once('/') else { return Ok(None) };
+    repositories::table
+        .filter(lower(repositories::owner).eq(owner.to_lowercase()))
+        .filter(lower(repositories::name).eq(name.to_lowercase()))
+        .order((repositories::active.desc(), repositories::id.desc()))
+        .select(Repository::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Stops sweeping repositories (data kept): the installation is gone or
+/// suspended, or the repositories left it. Returns how many were active.
+pub async fn deactivate(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
+    diesel::update(
+        repositories::table.filter(repositories::id.eq_any(ids)).filter(repositories::active.eq(true)),
+    )
+    .set((repositories::active.eq(false), repositories::updated_at.eq(diesel::dsl::now)))
+    .execute(conn)
+    .await
+}
+
+pub async fn of_installation(
+    conn: &mut AsyncPgConnection,
+    installation_id: i64,
+) -> QueryResult<Vec<Repository>> {
+    repositories::table
+        .filter(repositories::installation_id.eq(installation_id))
+        .order(repositories::id)
+        .select(Repository::as_select())
+        .load(conn)
+        .await
+}
+
+/// Active repositories whose last full read is older than `interval` (or
+/// never happened) and that have no sweep or backfill waiting or running.
+pub async fn due_for_sweep(
+    conn: &mut AsyncPgConnection,
+    interval: std::time::Duration,
+) -> QueryResult<Vec<i64>> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    let rows: Vec<Id> = diesel::sql_query(
+        "SELECT r.id FROM repositories r \
+         WHERE r.active AND (r.last_swept_at IS NULL OR r.last_swept_at < $1) \
+           AND NOT EXISTS (SELECT 1 FROM jobs j \
+                           WHERE j.state IN ('pending', 'running') \
+                             AND j.coalesce_key IN ('sweep:' || r.id, 'backfill:' || r.id)) \
+         ORDER BY r.id",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}

@@ -2,10 +2,30 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::db::{self, DbPool};
+use crate::queue;
+use crate::worker::Heartbeat;
+
+/// What readiness looks at besides the database.
+pub struct Readiness {
+    /// The worker's heartbeat, when this process runs one.
+    heartbeat: Option<Arc<Heartbeat>>,
+    /// Older than this, the worker is considered stuck.
+    max_heartbeat_age: Duration,
+}
+
+impl Readiness {
+    pub fn new(heartbeat: Option<Arc<Heartbeat>>, poll_interval: Duration) -> Self {
+        // A job may run long; its slot beats again only when it ends. Other
+        // slots keep beating, so a few poll intervals (at least 30 s) is ample.
+        Self { heartbeat, max_heartbeat_age: (poll_interval * 5).max(Duration::from_secs(30)) }
+    }
+}
 
 /// Readiness must answer even when the database hangs.
 const READY_DEADLINE: Duration = Duration::from_secs(2);
@@ -15,25 +35,41 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready to take traffic: the database answers and its schema is this binary's.
-pub async fn readyz(pool: web::Data<DbPool>) -> HttpResponse {
-    match tokio::time::timeout(READY_DEADLINE, check(&pool)).await {
-        Ok(Ok(())) => {
-            HttpResponse::Ok().json(json!({ "status": "ready", "database": "ok", "schema": "current" }))
-        }
+/// Ready to take traffic: the database answers, its schema is this binary's,
+/// and the worker (when this process runs one) is going round its loop.
+/// Also reports the queue's backlog and the age of its oldest due job.
+pub async fn readyz(pool: web::Data<DbPool>, readiness: web::Data<Readiness>) -> HttpResponse {
+    match tokio::time::timeout(READY_DEADLINE, check(&pool, &readiness)).await {
+        Ok(Ok(report)) => HttpResponse::Ok().json(report),
         Ok(Err(reason)) => not_ready(reason),
         Err(_) => not_ready(format!("database: no answer within {READY_DEADLINE:?}")),
     }
 }
 
-async fn check(pool: &DbPool) -> Result<(), String> {
+async fn check(pool: &DbPool, readiness: &Readiness) -> Result<serde_json::Value, String> {
     let mut conn = pool.get().await.map_err(|e| format!("database: {e}"))?;
     let pending = db::pending_migrations(&mut conn).await.map_err(|e| format!("database: {e}"))?;
-    if pending.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("schema: migrations not applied: {}", pending.join(", ")))
+    if !pending.is_empty() {
+        return Err(format!("schema: migrations not applied: {}", pending.join(", ")));
     }
+    let (due, oldest) = queue::backlog(&mut conn).await.map_err(|e| format!("database: {e}"))?;
+    let worker = match &readiness.heartbeat {
+        None => json!("not running in this process"),
+        Some(heartbeat) => {
+            let age = heartbeat.age().ok_or("worker: not started yet")?;
+            if age > readiness.max_heartbeat_age {
+                return Err(format!("worker: no heartbeat for {} s", age.as_secs()));
+            }
+            json!({ "heartbeat_age_secs": age.as_secs_f64() })
+        }
+    };
+    Ok(json!({
+        "status": "ready",
+        "database": "ok",
+        "schema": "current",
+        "worker": worker,
+        "queue": { "due_jobs": due, "oldest_due_job_age_secs": oldest },
+    }))
 }
 
 fn not_ready(reason: String) -> HttpResponse {

@@ -72,6 +72,9 @@ pub enum PrField {
     /// Reported only when the state itself did not change (a close is one change, not two).
     ClosedAt,
     MergedAt,
+    /// GitHub's `updated_at` moved and nothing above changed (a comment, a
+    /// review): reported alone, so the stored time stays GitHub's.
+    UpdatedAt,
 }
 
 impl PrField {
@@ -137,6 +140,17 @@ pub struct ChangeSet {
     pub cause: Cause,
     /// The delivery that caused it, for the history trail.
     pub delivery_id: Option<String>,
+    /// The job this work completes, in the same transaction.
+    #[serde(skip)]
+    pub job: Option<crate::queue::JobRef>,
+    /// A full read of the repository finished: stamp the sweep and move the
+    /// watermark (GitHub's newest `updated_at` seen).
+    pub sweep: Option<SweepMark>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SweepMark {
+    pub watermark: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ChangeSet {
@@ -222,6 +236,9 @@ pub fn diff_pr(stored: &StoredPr, incoming: &PrData) -> Option<Vec<FieldChange<P
     if stored_state == Some(new_state) {
         push_opt(&mut changes, PrField::ClosedAt, &stored.gh_closed_at, &incoming.closed_at);
         push_opt(&mut changes, PrField::MergedAt, &stored.gh_merged_at, &incoming.merged_at);
+    }
+    if changes.is_empty() {
+        push_if(&mut changes, PrField::UpdatedAt, &stored.gh_updated_at, &incoming.updated_at);
     }
     Some(changes)
 }
@@ -506,6 +523,22 @@ mod tests {
             assert_eq!(changes[0].old.as_deref(), old);
             assert_eq!(changes[0].new.as_deref(), new);
         }
+    }
+
+    #[test]
+    fn a_touch_without_field_changes_moves_updated_at_alone() {
+        let base = pr();
+        let mut touched = base.clone();
+        touched.updated_at = base.updated_at + Duration::seconds(9);
+        let changes = diff_pr(&stored(&base), &touched).expect("newer");
+        assert_eq!(changes.iter().map(|c| c.field).collect::<Vec<_>>(), [PrField::UpdatedAt]);
+        touched.title = "x".into();
+        let changes = diff_pr(&stored(&base), &touched).expect("newer");
+        assert_eq!(
+            changes.iter().map(|c| c.field).collect::<Vec<_>>(),
+            [PrField::Title],
+            "not reported beside a real change"
+        );
     }
 
     #[test]

@@ -28,6 +28,13 @@ impl<T> Default for Discovered<T> {
     }
 }
 
+/// The open PRs of a repository, and whether the listing was complete.
+#[derive(Debug, Clone, Default)]
+pub struct OpenPrs {
+    pub prs: Discovered<PrData>,
+    pub complete: bool,
+}
+
 /// One PR read on its own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PrLookup {
@@ -71,6 +78,19 @@ pub trait PrDiscovery: Send + Sync {
         number: i32,
         purpose: Purpose,
     ) -> Result<PrLookup, ProcessingError>;
+
+    /// The repository's open PRs. `complete` is true when every page was
+    /// fresh, so that `items` is the whole open set (a PR stored as open but
+    /// missing from it changed or vanished). The default reads every PR.
+    async fn discover_open_prs(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+    ) -> Result<OpenPrs, ProcessingError> {
+        let mut all = self.discover_prs(repo, None, purpose).await?;
+        all.items.retain(|pr| pr.state == "open");
+        Ok(OpenPrs { prs: all, complete: false })
+    }
 
     /// The check runs of every head; one head's failure is an error in the
     /// result, not a failure of the batch.
@@ -134,6 +154,35 @@ impl PrDiscovery for GitHubPrDiscovery {
             }
         }
         Ok(discovered)
+    }
+
+    async fn discover_open_prs(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+    ) -> Result<OpenPrs, ProcessingError> {
+        let query = PullQuery { state: PullState::Open, updated_since: None, stop_at_unchanged: false };
+        let listing = self
+            .client
+            .list_pull_requests(repo.installation_id, &repo.full_name(), query, purpose)
+            .await
+            .map_err(|e| discovery_error(repo, None, e))?;
+        let Listing::Pages(pages) = &listing else {
+            return Err(discovery_error(repo, None, "the repository is gone (404)"));
+        };
+        let complete = pages.iter().all(|p| !p.is_unchanged());
+        let mut prs = Discovered {
+            validators: listing.validators(),
+            unchanged: pages.iter().filter(|p| p.is_unchanged()).count(),
+            ..Discovered::default()
+        };
+        for pr in listing.fresh_items() {
+            match PrData::from_github(pr) {
+                Ok(pr) => prs.items.push(pr),
+                Err(e) => prs.errors.push(discovery_error(repo, i32::try_from(e.number).ok(), e)),
+            }
+        }
+        Ok(OpenPrs { prs, complete })
     }
 
     async fn discover_pr(

@@ -15,8 +15,10 @@ pub mod sync;
 pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState};
 pub use detect::{
     Cause, ChangeDetector, ChangeKind, ChangeSet, CheckField, CheckRunChangeRecord, DatabaseChangeDetector,
-    DetectionError, FieldChange, PrChangeRecord, PrField,
+    DetectionError, FieldChange, PrChangeRecord, PrField, SweepMark,
 };
-pub use discovery::{Discovered, GitHubPrDiscovery, PrDiscovery, PrHead, PrLookup};
-pub use processor::{BatchProcessingResult, ErrorKind, PrProcessor, ProcessingError, ProcessingResult};
+pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead, PrLookup};
+pub use processor::{
+    BatchProcessingResult, ErrorKind, PrProcessor, ProcessingError, ProcessingResult, Target, WorkContext,
+};
 pub use sync::{DatabaseSynchronizer, SyncError, Synchronizer};

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::detect::{Cause, ChangeDetector, ChangeSet};
-use super::discovery::{PrDiscovery, PrHead};
+use super::data::PrData;
+use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, SweepMark};
+use super::discovery::{PrDiscovery, PrHead, PrLookup};
 use super::sync::Synchronizer;
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
@@ -96,6 +97,39 @@ impl BatchProcessingResult {
 
 pub const DEFAULT_MAX_CONCURRENT_REPOS: usize = 10;
 
+/// What to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Everything: a backfill.
+    Full,
+    /// PRs updated since the watermark, the open PRs, and the checks of open heads.
+    Sweep,
+    /// One PR (after a webhook); its head's checks when asked or when the head is new.
+    PullRequest { number: i32, with_checks: bool },
+    /// The check runs of one commit.
+    Commit { head_sha: String },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Sweep => "sweep",
+            Self::PullRequest { .. } => "pull_request",
+            Self::Commit { .. } => "commit",
+        }
+    }
+}
+
+/// Why the work runs and what it completes.
+#[derive(Debug, Clone, Default)]
+pub struct WorkContext {
+    pub cause: Cause,
+    /// The job to complete in the work's transaction.
+    pub job: Option<crate::queue::JobRef>,
+    pub delivery_id: Option<String>,
+}
+
 pub struct PrProcessor {
     discovery: Arc<dyn PrDiscovery>,
     detector: Arc<dyn ChangeDetector>,
@@ -119,14 +153,19 @@ impl PrProcessor {
         self
     }
 
-    /// Reads the repository from GitHub and writes what changed in one
-    /// transaction. Reads PRs newest update first, stopping where GitHub says
+    /// Reads the whole repository from GitHub and writes what changed in one
+    /// transaction: PRs newest update first, stopping where GitHub says
     /// nothing changed, then the checks of every fresh PR's head and every
     /// stored open PR's head.
-    #[tracing::instrument(skip_all, fields(repository = %repo.full_name(), cause = cause.as_str()))]
     pub async fn process_repository(&self, repo: &Repository, cause: Cause) -> ProcessingResult {
+        self.process(repo, Target::Full, WorkContext { cause, ..WorkContext::default() }).await
+    }
+
+    /// Runs one unit of work on `repo` and records its success or failure.
+    #[tracing::instrument(skip_all, fields(repository = %repo.full_name(), cause = ctx.cause.as_str(), target = target.name()))]
+    pub async fn process(&self, repo: &Repository, target: Target, ctx: WorkContext) -> ProcessingResult {
         let mut result = ProcessingResult::start(repo);
-        let outcome = self.run(repo, cause, &mut result).await;
+        let outcome = self.run(repo, &target, &ctx, &mut result).await;
         result.finished_at = Utc::now();
         match outcome {
             Ok(()) => result.success = true,
@@ -153,15 +192,11 @@ impl PrProcessor {
     async fn run(
         &self,
         repo: &Repository,
-        cause: Cause,
+        target: &Target,
+        ctx: &WorkContext,
         result: &mut ProcessingResult,
     ) -> Result<(), ProcessingError> {
-        let purpose = cause.purpose();
-        let prs = self.discovery.discover_prs(repo, None, purpose).await?;
-        result.prs_discovered = prs.items.len();
-        result.unchanged_resources += prs.unchanged;
-        result.errors.extend(prs.errors);
-
+        let purpose = ctx.cause.purpose();
         let failure = |kind: ErrorKind, context: String| ProcessingError {
             kind,
             repository: repo.full_name(),
@@ -169,45 +204,102 @@ impl PrProcessor {
             check_run_id: None,
             context,
         };
-        let stored_heads = {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?;
-            pull_requests::open_heads(&mut conn, repo.id)
-                .await
-                .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?
+        let detection =
+            |e: super::detect::DetectionError| failure(ErrorKind::ChangeDetectionFailure, e.to_string());
+        let mut changes = ChangeSet {
+            cause: ctx.cause,
+            delivery_id: ctx.delivery_id.clone(),
+            job: ctx.job.clone(),
+            ..ChangeSet::default()
         };
-        let mut heads: Vec<PrHead> = prs.items.iter().map(PrHead::from).collect();
-        heads.extend(stored_heads.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
+        let mut prs: Vec<PrData> = Vec::new();
+        // Heads whose check runs to read.
+        let mut heads: Vec<PrHead> = Vec::new();
+        match target {
+            Target::Full | Target::Sweep => {
+                let since = if matches!(target, Target::Sweep) { repo.sweep_watermark } else { None };
+                let updated = self.discovery.discover_prs(repo, since, purpose).await?;
+                result.unchanged_resources += updated.unchanged;
+                result.errors.extend(updated.errors);
+                changes.validators.extend(updated.validators);
+                prs.extend(updated.items);
+                if matches!(target, Target::Sweep) {
+                    let open = self.discovery.discover_open_prs(repo, purpose).await?;
+                    result.unchanged_resources += open.prs.unchanged;
+                    result.errors.extend(open.prs.errors);
+                    changes.validators.extend(open.prs.validators);
+                    let listed: std::collections::HashSet<i32> =
+                        open.prs.items.iter().chain(prs.iter()).map(|pr| pr.number).collect();
+                    prs.extend(open.prs.items);
+                    if open.complete {
+                        // Open here, absent from GitHub's open list: closed, merged or gone.
+                        for (number, _) in self.stored_open_heads(repo).await? {
+                            if listed.contains(&number) {
+                                continue;
+                            }
+                            match self.discovery.discover_pr(repo, number, purpose).await {
+                                Ok(PrLookup::Fresh { pr, validator }) => {
+                                    prs.push(*pr);
+                                    changes.validators.extend(validator);
+                                }
+                                Ok(PrLookup::Unchanged { validator }) => changes.validators.push(validator),
+                                Ok(PrLookup::Gone) => changes.gone_prs.push(number),
+                                Err(error) => result.errors.push(error),
+                            }
+                        }
+                    }
+                }
+                let watermark = prs.iter().map(|pr| pr.updated_at).max();
+                changes.sweep = Some(SweepMark { watermark });
+                // Every PR that changed, whatever its state: a lost check-run
+                // event before a merge is healed here too.
+                heads.extend(prs.iter().map(PrHead::from));
+                heads.extend(
+                    self.stored_open_heads(repo)
+                        .await?
+                        .into_iter()
+                        .map(|(number, head_sha)| PrHead { number, head_sha }),
+                );
+            }
+            Target::PullRequest { number, with_checks } => {
+                match self.discovery.discover_pr(repo, *number, purpose).await? {
+                    PrLookup::Fresh { pr, validator } => {
+                        changes.validators.extend(validator);
+                        prs.push(*pr);
+                        let _ = with_checks;
+                    }
+                    PrLookup::Unchanged { validator } => {
+                        result.unchanged_resources += 1;
+                        changes.validators.push(validator);
+                    }
+                    PrLookup::Gone => changes.gone_prs.push(*number),
+                }
+            }
+            Target::Commit { head_sha } => heads.push(PrHead { number: 0, head_sha: head_sha.clone() }),
+        }
+        result.prs_discovered = prs.len();
+        changes.prs = self.detector.detect_pr_changes(repo.id, &prs).await.map_err(detection)?;
+        if let Target::PullRequest { with_checks, .. } = target {
+            // A new PR or a new head brings new checks; so do the actions that ask for them.
+            let new_head = changes.prs.iter().any(|r| {
+                r.kind == ChangeKind::New
+                    || r.changes.iter().any(|c| c.field == super::detect::PrField::HeadSha)
+            });
+            if *with_checks || new_head {
+                heads.extend(prs.iter().map(PrHead::from));
+            }
+        }
         heads.sort();
         heads.dedup();
-        let runs = self.discovery.discover_check_runs_batch(repo, &heads, purpose).await;
-        result.check_runs_discovered = runs.items.len();
-        result.unchanged_resources += runs.unchanged;
-        result.errors.extend(runs.errors);
-
-        let pr_changes = self
-            .detector
-            .detect_pr_changes(repo.id, &prs.items)
-            .await
-            .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?;
-        let run_changes = self
-            .detector
-            .detect_check_run_changes(repo.id, &runs.items)
-            .await
-            .map_err(|e| failure(ErrorKind::ChangeDetectionFailure, e.to_string()))?;
-        let mut validators = prs.validators;
-        validators.extend(runs.validators);
-        let changes = ChangeSet {
-            prs: pr_changes,
-            check_runs: run_changes,
-            validators,
-            gone_prs: Vec::new(),
-            cause,
-            delivery_id: None,
-        };
+        if !heads.is_empty() {
+            let runs = self.discovery.discover_check_runs_batch(repo, &heads, purpose).await;
+            result.check_runs_discovered = runs.items.len();
+            result.unchanged_resources += runs.unchanged;
+            result.errors.extend(runs.errors);
+            changes.validators.extend(runs.validators);
+            changes.check_runs =
+                self.detector.detect_check_run_changes(repo.id, &runs.items).await.map_err(detection)?;
+        }
         result.new_prs = changes.new_prs();
         result.updated_prs = changes.updated_prs();
         result.new_check_runs = changes.new_check_runs();
@@ -218,6 +310,18 @@ impl PrProcessor {
             .await
             .map_err(|e| failure(ErrorKind::SynchronizationFailure, e.to_string()))?;
         Ok(())
+    }
+
+    async fn stored_open_heads(&self, repo: &Repository) -> Result<Vec<(i32, String)>, ProcessingError> {
+        let failure = |context: String| ProcessingError {
+            kind: ErrorKind::ChangeDetectionFailure,
+            repository: repo.full_name(),
+            pr_number: None,
+            check_run_id: None,
+            context,
+        };
+        let mut conn = self.pool.get().await.map_err(|e| failure(e.to_string()))?;
+        pull_requests::open_heads(&mut conn, repo.id).await.map_err(|e| failure(e.to_string()))
     }
 
     async fn record_failure(&self, repository_id: i64, reason: &str) -> Result<(), String> {

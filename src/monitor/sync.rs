@@ -80,6 +80,12 @@ pub async fn write_change_set(
     insert_history(conn, changes, &pr_ids).await?;
     cache::save(conn, &changes.validators).await?;
     repositories::record_success(conn, repository_id).await?;
+    if let Some(sweep) = changes.sweep {
+        repositories::record_sweep(conn, repository_id, sweep.watermark).await?;
+    }
+    if let Some(job) = &changes.job {
+        crate::queue::complete(conn, job).await?;
+    }
     Ok(written)
 }
 

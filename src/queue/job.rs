@@ -19,6 +19,16 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "event" => Some(Self::Event),
+            "install" => Some(Self::Install),
+            "sweep" => Some(Self::Sweep),
+            "backfill" => Some(Self::Backfill),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Event => "event",
@@ -84,6 +94,16 @@ pub struct InstallationTarget {
     pub action: Option<String>,
 }
 
+/// A sweep or backfill of one stored repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryJob {
+    /// `repositories.id`.
+    pub repository_id: i64,
+    /// Operator-requested (reconcile): recorded as the cause in the history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
+}
+
 /// A job to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -98,6 +118,16 @@ impl NewJob {
         Self {
             kind: JobKind::Event,
             coalesce_key: Some(target.coalesce_key()),
+            payload: to_payload(target),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// A full re-read of one repository (`Sweep`, `Backfill`), one pending per repository and kind.
+    pub fn repository(kind: JobKind, target: &RepositoryJob) -> Self {
+        Self {
+            kind,
+            coalesce_key: Some(format!("{}:{}", kind.as_str(), target.repository_id)),
             payload: to_payload(target),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }

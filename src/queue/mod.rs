@@ -7,7 +7,9 @@
 
 mod job;
 
-pub use job::{EventTarget, InstallationTarget, JobKind, NewJob, RepoRef, DEFAULT_MAX_ATTEMPTS};
+pub use job::{
+    EventTarget, InstallationTarget, JobKind, NewJob, RepoRef, RepositoryJob, DEFAULT_MAX_ATTEMPTS,
+};
 
 use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
 use diesel::QueryableByName;
@@ -52,4 +54,379 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> diesel::Quer
     .bind::<Integer, _>(job.max_attempts)
     .get_result(conn)
     .await
+}
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{jobs, webhook_deliveries};
+
+/// The job a worker holds: its id and the lease owner that must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRef {
+    pub id: i64,
+    pub worker: String,
+}
+
+/// A claimed job, ready to run.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct ClaimedJob {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: serde_json::Value,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Integer)]
+    pub max_attempts: i32,
+}
+
+/// A job as operators see it.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = jobs)]
+pub struct JobView {
+    pub id: i64,
+    pub kind: String,
+    pub coalesce_key: Option<String>,
+    pub payload: serde_json::Value,
+    pub state: String,
+    pub coalesced_count: i32,
+    pub run_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn seconds(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// Claims up to `limit` due jobs for `worker`: pending jobs whose time has
+/// come, and running jobs whose lease expired (their worker died). Concurrent
+/// claimers skip each other's rows instead of waiting.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    lease: std::time::Duration,
+    limit: i64,
+) -> QueryResult<Vec<ClaimedJob>> {
+    diesel::sql_query(
+        "UPDATE jobs SET state = 'running', lease_owner = $1, \
+                lease_expires_at = now() + make_interval(secs => $2), \
+                attempts = attempts + 1, updated_at = now() \
+         WHERE id IN ( \
+             SELECT id FROM jobs \
+             WHERE (state = 'pending' AND run_at <= now()) \
+                OR (state = 'running' AND lease_expires_at < now()) \
+             ORDER BY run_at, id \
+             LIMIT $3 \
+             FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, payload, attempts, max_attempts",
+    )
+    .bind::<Text, _>(worker)
+    .bind::<diesel::sql_types::Double, _>(seconds(lease))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Extends a held lease; false when the lease is no longer this worker's.
+pub async fn extend_lease(
+    conn: &mut AsyncPgConnection,
+    job: &JobRef,
+    lease: std::time::Duration,
+) -> QueryResult<bool> {
+    let updated = diesel::sql_query(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+    )
+    .bind::<BigInt, _>(job.id)
+    .bind::<Text, _>(&job.worker)
+    .bind::<diesel::sql_types::Double, _>(seconds(lease))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Marks a job done and its deliveries processed. Run it in the transaction
+/// that wrote the job's results. False when the lease was lost meanwhile (the
+/// work is idempotent; the new holder finishes the job).
+pub async fn complete(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<bool> {
+    let updated = diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(job.id))
+            .filter(jobs::lease_owner.eq(&job.worker))
+            .filter(jobs::state.eq("running")),
+    )
+    // lease_owner stays: it records which worker completed the job.
+    .set((
+        jobs::state.eq("done"),
+        jobs::finished_at.eq(diesel::dsl::now),
+        jobs::updated_at.eq(diesel::dsl::now),
+        jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        jobs::last_error.eq(None::<String>),
+    ))
+    .execute(conn)
+    .await?;
+    if updated == 1 {
+        diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(job.id)))
+            .set((
+                webhook_deliveries::outcome.eq("processed"),
+                webhook_deliveries::processed_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(updated == 1)
+}
+
+/// What became of a failed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Back to pending, to run again at this time.
+    Retrying,
+    /// Out of attempts: kept as a dead letter.
+    Dead,
+    /// Merged into a newer pending job for the same key, which will redo the work.
+    Merged,
+    /// The lease was no longer this worker's.
+    LeaseLost,
+}
+
+/// Records a failed attempt: pending again after `backoff`, or dead after
+/// `max_attempts`. A newer pending job with the same key absorbs it.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    job: &JobRef,
+    error: &str,
+    backoff: std::time::Duration,
+) -> QueryResult<FailOutcome> {
+    use diesel_async::AsyncConnection as _;
+    let error = truncate(error, 2000);
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let held: Option<(i32, i32, Option<String>)> = jobs::table
+            .filter(jobs::id.eq(job.id))
+            .filter(jobs::lease_owner.eq(&job.worker))
+            .filter(jobs::state.eq("running"))
+            .select((jobs::attempts, jobs::max_attempts, jobs::coalesce_key))
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((attempts, max_attempts, key)) = held else {
+            return Ok(FailOutcome::LeaseLost);
+        };
+        if attempts >= max_attempts {
+            diesel::update(jobs::table.find(job.id))
+                .set((
+                    jobs::state.eq("dead"),
+                    jobs::last_error.eq(&error),
+                    jobs::lease_owner.eq(None::<String>),
+                    jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
+                    jobs::finished_at.eq(diesel::dsl::now),
+                    jobs::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(job.id)))
+                .set((
+                    webhook_deliveries::outcome.eq("failed"),
+                    webhook_deliveries::processed_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            return Ok(FailOutcome::Dead);
+        }
+        if let Some(newer) = pending_with_key(conn, key.as_deref()).await? {
+            absorb(conn, job.id, newer, &format!("superseded by job {newer} after: {error}")).await?;
+            return Ok(FailOutcome::Merged);
+        }
+        let run_at = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::MAX);
+        diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::state.eq("pending"),
+                jobs::run_at.eq(run_at),
+                jobs::last_error.eq(&error),
+                jobs::lease_owner.eq(None::<String>),
+                jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
+                jobs::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(FailOutcome::Retrying)
+    })
+    .await
+}
+
+/// Gives a running job back (graceful shutdown): pending again, now, without
+/// counting the attempt.
+pub async fn release(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<()> {
+    use diesel_async::AsyncConnection as _;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let key: Option<Option<String>> = jobs::table
+            .filter(jobs::id.eq(job.id))
+            .filter(jobs::lease_owner.eq(&job.worker))
+            .filter(jobs::state.eq("running"))
+            .select(jobs::coalesce_key)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let Some(key) = key else { return Ok(()) };
+        if let Some(newer) = pending_with_key(conn, key.as_deref()).await? {
+            return absorb(conn, job.id, newer, "released at shutdown into a newer job").await;
+        }
+        diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::state.eq("pending"),
+                jobs::run_at.eq(diesel::dsl::now),
+                jobs::attempts.eq(jobs::attempts - 1),
+                jobs::lease_owner.eq(None::<String>),
+                jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
+                jobs::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+async fn pending_with_key(conn: &mut AsyncPgConnection, key: Option<&str>) -> QueryResult<Option<i64>> {
+    let Some(key) = key else { return Ok(None) };
+    jobs::table
+        .filter(jobs::coalesce_key.eq(key))
+        .filter(jobs::state.eq("pending"))
+        .select(jobs::id)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Folds job `old` into the pending job `newer`: its payload (the newer's
+/// keys win), its count and its deliveries move over; `old` is closed.
+async fn absorb(conn: &mut AsyncPgConnection, old: i64, newer: i64, note: &str) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE jobs AS n SET payload = o.payload || n.payload, \
+                coalesced_count = n.coalesced_count + o.coalesced_count, updated_at = now() \
+         FROM jobs AS o WHERE n.id = $1 AND o.id = $2",
+    )
+    .bind::<BigInt, _>(newer)
+    .bind::<BigInt, _>(old)
+    .execute(conn)
+    .await?;
+    diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(old)))
+        .set(webhook_deliveries::job_id.eq(newer))
+        .execute(conn)
+        .await?;
+    diesel::update(jobs::table.find(old))
+        .set((
+            jobs::state.eq("done"),
+            jobs::last_error.eq(note),
+            jobs::lease_owner.eq(None::<String>),
+            jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
+            jobs::finished_at.eq(diesel::dsl::now),
+            jobs::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+pub async fn get(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<JobView>> {
+    jobs::table.find(id).select(JobView::as_select()).first(conn).await.optional()
+}
+
+/// Jobs, newest first, optionally in one state.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    state: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<JobView>> {
+    let mut query = jobs::table.select(JobView::as_select()).order(jobs::id.desc()).limit(limit).into_boxed();
+    if let Some(state) = state {
+        query = query.filter(jobs::state.eq(state.to_owned()));
+    }
+    query.load(conn).await
+}
+
+/// Brings a dead letter back: pending now, with fresh attempts. Returns false
+/// when the job is not dead. A pending job with the same key absorbs it.
+pub async fn retry_dead(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
+    use diesel_async::AsyncConnection as _;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let key: Option<Option<String>> = jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::state.eq("dead"))
+            .select(jobs::coalesce_key)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let Some(key) = key else { return Ok(false) };
+        if let Some(newer) = pending_with_key(conn, key.as_deref()).await? {
+            absorb(conn, id, newer, "retried into a pending job").await?;
+            return Ok(true);
+        }
+        diesel::update(jobs::table.find(id))
+            .set((
+                jobs::state.eq("pending"),
+                jobs::attempts.eq(0),
+                jobs::run_at.eq(diesel::dsl::now),
+                jobs::finished_at.eq(None::<DateTime<Utc>>),
+                jobs::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::sql_query("SELECT pg_notify('prmonitor_jobs', '')").execute(conn).await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Pending jobs and the age of the oldest one, for readiness and metrics.
+pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<f64>)> {
+    #[derive(QueryableByName)]
+    struct Backlog {
+        #[diesel(sql_type = BigInt)]
+        pending: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+        oldest: Option<f64>,
+    }
+    let row: Backlog = diesel::sql_query(
+        "SELECT count(*) AS pending, \
+                EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest \
+         FROM jobs WHERE state = 'pending' AND run_at <= now()",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((row.pending, row.oldest))
+}
+
+/// Deletes finished jobs older than `keep` (done only: dead letters stay).
+pub async fn purge_done(conn: &mut AsyncPgConnection, keep: std::time::Duration) -> QueryResult<usize> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+    diesel::delete(jobs::table.filter(jobs::state.eq("done")).filter(jobs::finished_at.lt(cutoff)))
+        .execute(conn)
+        .await
 }

@@ -297,6 +297,12 @@ impl Simulator {
         self.shared.dispatcher.wait_idle().await;
     }
 
+    /// Sends the deliveries that were not acknowledged again, with the same
+    /// delivery ids (GitHub's "Redeliver"). Returns how many.
+    pub fn redeliver_failed(&self) -> usize {
+        self.shared.dispatcher.redeliver_failed()
+    }
+
     /// What happened to each webhook so far.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.shared.dispatcher.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()

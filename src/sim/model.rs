@@ -287,6 +287,9 @@ impl World {
 
     pub fn remove_label(&mut self, repo_id: i64, number: i64, label: &str) -> Result<Event, ModelError> {
         let pr = self.pr_mut(repo_id, number)?;
+        if !pr.labels.iter().any(|l| l == label) {
+            return Err(ModelError::Invalid(format!("#{number} has no label '{label}'")));
+        }
         pr.labels.retain(|l| l != label);
         pr.updated_at = now();
         Ok(pr_event(repo_id, number, "unlabeled", json!({ "label_name": label })))

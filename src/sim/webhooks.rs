@@ -111,6 +111,8 @@ pub struct Dispatcher {
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
     pub records: Arc<Mutex<Vec<DeliveryRecord>>>,
+    /// Sent but not answered with a 2xx: what GitHub lists as failed deliveries.
+    failed: Arc<Mutex<Vec<Outgoing>>>,
 }
 
 impl Dispatcher {
@@ -120,6 +122,7 @@ impl Dispatcher {
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
         let records = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(Vec::new()));
         let task = SenderTask {
             receiver,
             target,
@@ -127,9 +130,22 @@ impl Dispatcher {
             pending: pending.clone(),
             idle: idle.clone(),
             records: records.clone(),
+            failed: failed.clone(),
         };
         tokio::spawn(task.run());
-        Self { sender, pending, idle, records }
+        Self { sender, pending, idle, records, failed }
+    }
+
+    /// Sends every failed delivery again, with its original delivery id (an
+    /// operator pressing "Redeliver" on GitHub). Returns how many.
+    pub fn redeliver_failed(&self) -> usize {
+        let failed: Vec<Outgoing> =
+            std::mem::take(&mut *self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let count = failed.len();
+        for outgoing in failed {
+            self.enqueue(outgoing);
+        }
+        count
     }
 
     pub fn enqueue(&self, outgoing: Outgoing) {
@@ -158,6 +174,7 @@ struct SenderTask {
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
     records: Arc<Mutex<Vec<DeliveryRecord>>>,
+    failed: Arc<Mutex<Vec<Outgoing>>>,
 }
 
 impl SenderTask {
@@ -214,6 +231,7 @@ impl SenderTask {
         }
         let copies = if self.rng.chance(target.duplicate_rate) { 2 } else { 1 };
         let signature = signature::sign(&Secret::new(target.secret.clone()), &outgoing.body);
+        let mut delivered = false;
         for _ in 0..copies {
             let response = client
                 .post(&target.url)
@@ -227,7 +245,12 @@ impl SenderTask {
                 .body(outgoing.body.clone())
                 .send()
                 .await;
-            record.statuses.push(response.map_or(0, |r| r.status().as_u16()));
+            let status = response.map_or(0, |r| r.status().as_u16());
+            delivered |= (200..300).contains(&status);
+            record.statuses.push(status);
+        }
+        if !delivered {
+            self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(outgoing);
         }
         record
     }

@@ -35,11 +35,13 @@ const MAX_PREALLOCATION: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct IntakeConfig {
     secrets: Arc<[Secret]>,
+    /// Attempts of the jobs deliveries become, before they are dead-lettered.
+    max_attempts: i32,
 }
 
 impl IntakeConfig {
-    pub fn new(secrets: Vec<Secret>) -> Self {
-        Self { secrets: secrets.into() }
+    pub fn new(secrets: Vec<Secret>, max_attempts: i32) -> Self {
+        Self { secrets: secrets.into(), max_attempts }
     }
 }
 
@@ -204,7 +206,10 @@ async fn handle(
         headers.get("x-github-event").map(|v| v.as_bytes()),
         headers.get("x-github-delivery").map(|v| v.as_bytes()),
     )?;
-    let envelope = envelope::parse_payload(&delivery.event, &body)?;
+    let mut envelope = envelope::parse_payload(&delivery.event, &body)?;
+    if let Disposition::Enqueue(job) = &mut envelope.disposition {
+        job.max_attempts = config.max_attempts;
+    }
     let stored = tokio::time::timeout(
         STORE_DEADLINE,
         store(pool, &delivery.delivery_id, &delivery.event, &envelope, &body),

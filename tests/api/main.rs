@@ -1,6 +1,7 @@
 //! Integration tests: one binary, the real service over real HTTP, a real
 //! PostgreSQL database per test.
 
+mod compare;
 mod github;
 mod health;
 mod helpers;
@@ -10,3 +11,4 @@ mod pipeline;
 mod process;
 mod schema_drift;
 mod simulator;
+mod worker;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
 use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -135,127 +136,9 @@ impl Harness {
 
     /// The stored PRs and check runs equal the simulator's model, field by field.
     async fn assert_matches_sim(&self, repo: &Repository) {
-        let (sim_prs, sim_runs, html) = self.sim.world(|w| {
-            let r = w.repo(repo.github_id).expect("repo");
-            (
-                r.pulls.clone(),
-                r.check_runs.clone(),
-                format!("http://{}/web/{}", self.sim.address(), r.full_name()),
-            )
-        });
-        let mut conn = self.pool.get().await.expect("conn");
-        type PrRow = (
-            i64,
-            i32,
-            String,
-            String,
-            String,
-            bool,
-            (String, String, String, String),
-            String,
-            Option<String>,
-            (Vec<String>, Vec<String>),
-            (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>),
-        );
-        let rows: Vec<PrRow> = pull_requests::table
-            .filter(pull_requests::repository_id.eq(repo.id))
-            .order(pull_requests::number)
-            .select((
-                pull_requests::github_id,
-                pull_requests::number,
-                pull_requests::title,
-                pull_requests::author,
-                pull_requests::state,
-                pull_requests::draft,
-                (
-                    pull_requests::base_branch,
-                    pull_requests::base_sha,
-                    pull_requests::head_branch,
-                    pull_requests::head_sha,
-                ),
-                pull_requests::html_url,
-                pull_requests::body,
-                (pull_requests::labels, pull_requests::assignees),
-                (
-                    pull_requests::gh_created_at,
-                    pull_requests::gh_updated_at,
-                    pull_requests::gh_closed_at,
-                    pull_requests::gh_merged_at,
-                ),
-            ))
-            .load(&mut conn)
-            .await
-            .expect("load PRs");
-        assert_eq!(rows.len(), sim_prs.len(), "every PR is stored");
-        for (row, pr) in rows.iter().zip(sim_prs.values()) {
-            let state = match pr.state {
-                SimState::Open => "open",
-                SimState::Closed => "closed",
-                SimState::Merged => "merged",
-            };
-            let mut labels = pr.labels.clone();
-            labels.sort();
-            let mut assignees = pr.assignees.clone();
-            assignees.sort();
-            let expected: PrRow = (
-                pr.id,
-                pr.number as i32,
-                pr.title.clone(),
-                pr.author.clone(),
-                state.to_owned(),
-                pr.draft,
-                (pr.base_ref.clone(), pr.base_sha.clone(), pr.head_ref.clone(), pr.head_sha.clone()),
-                format!("{html}/pull/{}", pr.number),
-                pr.body.clone(),
-                (labels, assignees),
-                (pr.created_at, pr.updated_at, pr.closed_at, pr.merged_at),
-            );
-            assert_eq!(row, &expected, "PR #{}", pr.number);
+        if let Err(difference) = crate::compare::diff(&self.db.url, &self.sim, repo.github_id).await {
+            panic!("{difference}");
         }
-
-        type RunRow = (
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
-            (Option<String>, Option<String>),
-        );
-        let runs: Vec<RunRow> = check_runs::table
-            .filter(check_runs::repository_id.eq(repo.id))
-            .order(check_runs::github_id)
-            .select((
-                check_runs::github_id,
-                check_runs::check_suite_id.assume_not_null(),
-                check_runs::head_sha,
-                check_runs::name,
-                check_runs::status,
-                check_runs::conclusion,
-                (check_runs::gh_started_at, check_runs::gh_completed_at),
-                (check_runs::output_title, check_runs::output_summary),
-            ))
-            .load(&mut conn)
-            .await
-            .expect("load check runs");
-        let expected: Vec<RunRow> = sim_runs
-            .values()
-            .map(|r| {
-                (
-                    r.id,
-                    r.check_suite_id,
-                    r.head_sha.clone(),
-                    r.name.clone(),
-                    r.status.clone(),
-                    r.conclusion.clone(),
-                    (r.started_at, r.completed_at),
-                    (r.output_title.clone(), r.output_summary.clone()),
-                )
-            })
-            .collect();
-        assert_eq!(runs.len(), expected.len(), "every check run is stored");
-        assert_eq!(runs, expected);
     }
 
     async fn history(&self, number: i32) -> Vec<(String, Option<String>, String, String)> {

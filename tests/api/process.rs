@@ -14,7 +14,7 @@ use crate::helpers::{count, sign, TestDatabase, TEST_SECRET};
 const BINARY: &str = env!("CARGO_BIN_EXE_prmonitor");
 
 /// The binary with a clean environment: only what the test gives it.
-fn prmonitor(args: &[&str], env: &[(&str, &str)]) -> Command {
+pub(crate) fn prmonitor(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BINARY);
     command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (key, value) in env {
@@ -25,55 +25,65 @@ fn prmonitor(args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 /// A running `prmonitor serve` and the log lines it has written so far.
-struct Serve {
-    child: Child,
-    address: String,
-    logs: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    /// The HTTP address; empty for `prmonitor worker`.
+    pub(crate) address: String,
+    pub(crate) logs: Arc<Mutex<Vec<Value>>>,
 }
 
 async fn start_serve(db: &TestDatabase) -> Serve {
-    let mut child = prmonitor(
-        &["serve"],
-        &[
-            ("DATABASE_URL", &db.url),
-            ("PRMONITOR_LISTEN", "127.0.0.1:0"),
-            ("PRMONITOR_WEBHOOK_SECRETS", TEST_SECRET),
-            ("PRMONITOR_LOG_FORMAT", "json"),
-            ("PRMONITOR_HTTP_WORKERS", "1"),
-            ("PRMONITOR_DB_POOL_SIZE", "2"),
-        ],
-    )
-    .spawn()
-    .expect("start prmonitor serve");
+    start_process(&["serve", "--no-worker"], db, &[]).await
+}
+
+/// Starts `prmonitor ARGS` on `db` with JSON logs and `extra` settings, and
+/// waits until it listens (`serve`) or its worker runs (`worker`).
+pub(crate) async fn start_process(args: &[&str], db: &TestDatabase, extra: &[(&str, &str)]) -> Serve {
+    let mut env = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("PRMONITOR_LISTEN", "127.0.0.1:0"),
+        ("PRMONITOR_WEBHOOK_SECRETS", TEST_SECRET),
+        ("PRMONITOR_LOG_FORMAT", "json"),
+        ("PRMONITOR_HTTP_WORKERS", "1"),
+        ("PRMONITOR_DB_POOL_SIZE", "4"),
+    ];
+    env.extend_from_slice(extra);
+    let mut child = prmonitor(args, &env).spawn().expect("start prmonitor");
     let stderr = child.stderr.take().expect("stderr");
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let sink = logs.clone();
+    let worker_only = args.first() == Some(&"worker");
     tokio::spawn(async move {
-        let mut address_tx = Some(address_tx);
+        let mut ready_tx = Some(ready_tx);
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let Ok(entry) = serde_json::from_str::<Value>(&line) else {
                 sink.lock().expect("lock").push(Value::String(line));
                 continue;
             };
-            if entry["message"] == "listening" {
-                if let (Some(tx), Some(address)) = (address_tx.take(), entry["address"].as_str()) {
-                    let _ = tx.send(address.to_owned());
+            let ready = match entry["message"].as_str() {
+                Some("listening") if !worker_only => entry["address"].as_str().map(str::to_owned),
+                Some("worker started") if worker_only => Some(String::new()),
+                _ => None,
+            };
+            if let Some(address) = ready {
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(address);
                 }
             }
             sink.lock().expect("lock").push(entry);
         }
     });
-    let address = tokio::time::timeout(Duration::from_secs(60), address_rx)
+    let address = tokio::time::timeout(Duration::from_secs(60), ready_rx)
         .await
-        .unwrap_or_else(|_| panic!("serve did not start listening: {:?}", logs.lock().expect("lock")))
-        .unwrap_or_else(|_| panic!("serve exited before listening: {:?}", logs.lock().expect("lock")));
+        .unwrap_or_else(|_| panic!("prmonitor did not start: {:?}", logs.lock().expect("lock")))
+        .unwrap_or_else(|_| panic!("prmonitor exited before starting: {:?}", logs.lock().expect("lock")));
     Serve { child, address, logs }
 }
 
 impl Serve {
-    async fn wait_ready(&self, client: &reqwest::Client) {
+    pub(crate) async fn wait_ready(&self, client: &reqwest::Client) {
         let url = format!("http://{}/readyz", self.address);
         for _ in 0..300 {
             if client.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
@@ -84,13 +94,18 @@ impl Serve {
         panic!("{} never became ready: {:?}", self.address, self.logs.lock().expect("lock"));
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let pid = self.child.id().expect("running").to_string();
         let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(status.success());
     }
 
-    async fn exit_code(&mut self) -> Option<i32> {
+    /// SIGKILL: no goodbye, no lease given back.
+    pub(crate) async fn kill(&mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+
+    pub(crate) async fn exit_code(&mut self) -> Option<i32> {
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("exits after SIGTERM")
@@ -210,7 +225,7 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     assert_eq!(serve.exit_code().await, Some(0));
     assert_eq!(count(&db.url, "SELECT count(*) FROM webhook_deliveries").await, 1);
     let logs = serve.logs.lock().expect("lock");
-    assert!(logs.iter().any(|l| l["message"] == "stopping: finishing in-flight requests"), "{logs:?}");
+    assert!(logs.iter().any(|l| l["message"] == "stopping: finishing in-flight requests and jobs"), "{logs:?}");
     // Each delivery logs one line with its id, event, action, repository, outcome and latency.
     let line = logs.iter().find(|l| l["message"] == "delivery accepted").expect("delivery line");
     for field in ["event", "action", "repository", "outcome", "latency_ms"] {

@@ -1,0 +1,101 @@
+//! The scheduler: a sweep for every active repository whose last full read is
+//! older than the sweep interval, and housekeeping. It needs no leader: the
+//! decision is made from the database each tick, and the queue's coalescing
+//! keeps concurrent schedulers from doubling a sweep.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use tokio::sync::watch;
+
+use crate::config::{GitHubSettings, WorkerSettings};
+use crate::db::schema::webhook_deliveries;
+use crate::db::{repositories, DbPool};
+use crate::github::cache;
+use crate::prng::SplitMix64;
+use crate::queue::{self, JobKind, NewJob, RepositoryJob};
+
+/// Finished jobs stay this long for `GET /api/v1/jobs/{id}` and `jobs list`.
+const KEEP_DONE_JOBS: Duration = Duration::from_secs(86_400);
+
+pub struct Scheduler {
+    pool: DbPool,
+    settings: WorkerSettings,
+    cache_ttl: Duration,
+    jitter: SplitMix64,
+}
+
+impl Scheduler {
+    pub fn new(pool: DbPool, settings: WorkerSettings, github: &GitHubSettings) -> Self {
+        Self { pool, settings, cache_ttl: github.cache_ttl, jitter: SplitMix64::from_time() }
+    }
+
+    /// How often it looks: a tenth of the interval, between 1 s and a minute.
+    fn tick(&self) -> Duration {
+        (self.settings.sweep_interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Runs until `shutdown` turns true. The first tick is immediate: the
+    /// catch-up for repositories whose last sweep is older than the interval.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(interval_secs = self.settings.sweep_interval.as_secs(), "scheduler started");
+        loop {
+            match self.schedule_due_sweeps().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sweeps = n, "sweeps scheduled"),
+                Err(error) => tracing::warn!(%error, "could not schedule sweeps"),
+            }
+            if let Err(error) = self.housekeeping().await {
+                tracing::warn!(%error, "housekeeping failed");
+            }
+            // Spread instances' ticks so they do not query in lockstep.
+            let pause = self.tick().mul_f64(0.8 + self.jitter.next_f64() * 0.4);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+        tracing::info!("scheduler stopped");
+    }
+
+    /// Enqueues a sweep for each repository that is due; returns how many.
+    pub async fn schedule_due_sweeps(&self) -> Result<usize, diesel::result::Error> {
+        let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
+        let due = repositories::due_for_sweep(&mut conn, self.settings.sweep_interval).await?;
+        for repository_id in &due {
+            let mut job = NewJob::repository(
+                JobKind::Sweep,
+                &RepositoryJob { repository_id: *repository_id, manual: false },
+            );
+            job.max_attempts = self.settings.max_attempts;
+            queue::enqueue(&mut conn, &job).await?;
+        }
+        Ok(due.len())
+    }
+
+    /// Expired ETags, old finished jobs, payloads past their retention.
+    pub async fn housekeeping(&self) -> Result<(), diesel::result::Error> {
+        let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
+        cache::purge(&mut conn, self.cache_ttl).await?;
+        queue::purge_done(&mut conn, KEEP_DONE_JOBS).await?;
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(self.settings.payload_retention).unwrap_or(chrono::Duration::MAX);
+        diesel::update(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::received_at.lt(cutoff))
+                .filter(webhook_deliveries::payload.is_not_null()),
+        )
+        .set(webhook_deliveries::payload.eq(None::<Vec<u8>>))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+}
+
+fn pool_error(error: &impl std::fmt::Display) -> diesel::result::Error {
+    diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::ClosedConnection,
+        Box::new(error.to_string()),
+    )
+}

@@ -1,0 +1,246 @@
+//! What each kind of job does. Errors are strings for the job's `last_error`.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection as _, RunQueryDsl};
+
+use super::WorkerDeps;
+use crate::db::repositories::{self, NewRepository, Repository};
+use crate::db::schema::webhook_deliveries;
+use crate::db::DbPool;
+use crate::github::{GitHubError, Listing};
+use crate::monitor::{Cause, Target, WorkContext};
+use crate::queue::{
+    self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob,
+};
+
+/// The deliveries folded into a job, oldest first (for logs and history).
+pub async fn delivery_ids(pool: &DbPool, job_id: i64) -> Vec<String> {
+    let Ok(mut conn) = pool.get().await else { return Vec::new() };
+    webhook_deliveries::table
+        .filter(webhook_deliveries::job_id.eq(job_id))
+        .order(webhook_deliveries::received_at)
+        .select(webhook_deliveries::delivery_id)
+        .limit(20)
+        .load(&mut conn)
+        .await
+        .unwrap_or_default()
+}
+
+pub async fn run(
+    deps: &WorkerDeps,
+    job: &ClaimedJob,
+    job_ref: &JobRef,
+    delivery_id: Option<String>,
+) -> Result<(), String> {
+    let kind = JobKind::parse(&job.kind).ok_or_else(|| format!("unknown job kind '{}'", job.kind))?;
+    match kind {
+        JobKind::Event => {
+            let target: EventTarget =
+                serde_json::from_value(job.payload.clone()).map_err(|e| format!("bad event payload: {e}"))?;
+            run_event(deps, target, job_ref, delivery_id).await
+        }
+        JobKind::Install => {
+            let target: InstallationTarget = serde_json::from_value(job.payload.clone())
+                .map_err(|e| format!("bad install payload: {e}"))?;
+            run_installation(deps, &target, job_ref).await
+        }
+        JobKind::Sweep | JobKind::Backfill => {
+            let target: RepositoryJob = serde_json::from_value(job.payload.clone())
+                .map_err(|e| format!("bad repository payload: {e}"))?;
+            let cause = match (kind, target.manual) {
+                (_, true) => Cause::Manual,
+                (JobKind::Backfill, false) => Cause::Backfill,
+                _ => Cause::Sweep,
+            };
+            let repo = {
+                let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+                repositories::find(&mut conn, target.repository_id)
+                    .await
+                    .optional()
+                    .map_err(|e| e.to_string())?
+            };
+            match repo {
+                Some(repo) if repo.active => {
+                    let scope = if kind == JobKind::Backfill { Target::Full } else { Target::Sweep };
+                    process(deps, &repo, scope, cause, job_ref, None).await
+                }
+                // Deleted or deactivated since: nothing to read.
+                _ => complete(deps, job_ref).await,
+            }
+        }
+    }
+}
+
+async fn process(
+    deps: &WorkerDeps,
+    repo: &Repository,
+    target: Target,
+    cause: Cause,
+    job: &JobRef,
+    delivery_id: Option<String>,
+) -> Result<(), String> {
+    let ctx = WorkContext { cause, job: Some(job.clone()), delivery_id };
+    let result = deps.processor.process(repo, target, ctx).await;
+    if result.success {
+        Ok(())
+    } else {
+        Err(<[_]>::first(&result.errors).map_or_else(|| "processing failed".to_owned(), ToString::to_string))
+    }
+}
+
+async fn complete(deps: &WorkerDeps, job: &JobRef) -> Result<(), String> {
+    super::complete_now(&deps.pool, job).await.map(|_| ())
+}
+
+/// The stored repository a webhook names, registered on first sight (the
+/// webhook proves the App is installed there). `None` when it was deactivated.
+async fn known_repository(deps: &WorkerDeps, repo: &RepoRef) -> Result<Option<Repository>, String> {
+    let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+    match repositories::find_by_github_id(&mut conn, repo.github_id).await.map_err(|e| e.to_string())? {
+        Some(stored) if !stored.active => Ok(None),
+        Some(stored) if stored.full_name() == repo.full_name => Ok(Some(stored)),
+        _ => {
+            let (owner, name) = repo.full_name.split_once('/').ok_or("a repository without owner/name")?;
+            let new = NewRepository {
+                github_id: repo.github_id,
+                owner,
+                name,
+                installation_id: repo.installation_id,
+            };
+            repositories::upsert(&mut conn, &new).await.map(Some).map_err(|e| e.to_string())
+        }
+    }
+}
+
+async fn run_event(
+    deps: &WorkerDeps,
+    target: EventTarget,
+    job: &JobRef,
+    delivery_id: Option<String>,
+) -> Result<(), String> {
+    match target {
+        EventTarget::PullRequest { repository, number, with_checks } => {
+            let Some(repo) = known_repository(deps, &repository).await? else {
+                return complete(deps, job).await;
+            };
+            let number = i32::try_from(number).map_err(|_| format!("PR number {number} out of range"))?;
+            process(
+                deps,
+                &repo,
+                Target::PullRequest { number, with_checks },
+                Cause::Webhook,
+                job,
+                delivery_id,
+            )
+            .await
+        }
+        EventTarget::CommitChecks { repository, head_sha } => {
+            let Some(repo) = known_repository(deps, &repository).await? else {
+                return complete(deps, job).await;
+            };
+            process(deps, &repo, Target::Commit { head_sha }, Cause::Webhook, job, delivery_id).await
+        }
+        EventTarget::Repository { repository, action } => {
+            let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+            let job = job.clone();
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let stored = repositories::find_by_github_id(conn, repository.github_id).await?;
+                match (action.as_deref(), stored) {
+                    (Some("deleted"), Some(stored)) => {
+                        repositories::deactivate(conn, &[stored.id]).await?;
+                    }
+                    (Some("deleted"), None) => {}
+                    // Renamed, transferred, archived...: keep the name and installation current.
+                    (_, Some(stored)) if stored.active => {
+                        if let Some((owner, name)) = repository.full_name.split_once('/') {
+                            let installation_id = repository.installation_id.or(stored.installation_id);
+                            let new = NewRepository {
+                                github_id: repository.github_id,
+                                owner,
+                                name,
+                                installation_id,
+                            };
+                            repositories::upsert(conn, &new).await?;
+                        }
+                    }
+                    // Unknown or inactive: installation events decide what is watched.
+                    _ => {}
+                }
+                queue::complete(conn, &job).await?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Registers an installation's repositories (backfilling the new ones) and
+/// deactivates those it no longer has; deactivates all when it is gone or suspended.
+async fn run_installation(
+    deps: &WorkerDeps,
+    target: &InstallationTarget,
+    job: &JobRef,
+) -> Result<(), String> {
+    let gone = matches!(target.action.as_deref(), Some("deleted" | "suspend"));
+    let listing = if gone {
+        None
+    } else {
+        match deps.github.list_installation_repositories(Some(target.installation_id)).await {
+            Ok(listing @ Listing::Pages(_)) => Some(listing),
+            Ok(Listing::Gone) => None,
+            // The installation refuses us: treat it as gone; the next event will say otherwise.
+            Err(GitHubError::Api { status: 401 | 403 | 404, .. }) | Err(GitHubError::Auth(_)) => None,
+            Err(error) => return Err(error.to_string()),
+        }
+    };
+    let max_attempts = deps.settings.max_attempts;
+    let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+    let job = job.clone();
+    let installation_id = target.installation_id;
+    let (registered, deactivated) = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let known = repositories::of_installation(conn, installation_id).await?;
+            let mut keep = std::collections::HashSet::new();
+            let mut registered = 0;
+            if let Some(listing) = &listing {
+                for repo in listing.fresh_items() {
+                    let was_active = known.iter().any(|k| k.github_id == repo.id && k.active);
+                    let stored = repositories::upsert(
+                        conn,
+                        &NewRepository {
+                            github_id: repo.id,
+                            owner: &repo.owner.login,
+                            name: &repo.name,
+                            installation_id: Some(installation_id),
+                        },
+                    )
+                    .await?;
+                    keep.insert(stored.id);
+                    if !was_active {
+                        let mut backfill = NewJob::repository(
+                            JobKind::Backfill,
+                            &RepositoryJob { repository_id: stored.id, manual: false },
+                        );
+                        backfill.max_attempts = max_attempts;
+                        queue::enqueue(conn, &backfill).await?;
+                        registered += 1;
+                    }
+                }
+            }
+            let stale: Vec<i64> = known.iter().filter(|k| !keep.contains(&k.id)).map(|k| k.id).collect();
+            let deactivated = repositories::deactivate(conn, &stale).await?;
+            queue::complete(conn, &job).await?;
+            Ok((registered, deactivated))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        installation_id,
+        registered,
+        deactivated,
+        action = target.action.as_deref().unwrap_or(""),
+        "installation synced"
+    );
+    Ok(())
+}

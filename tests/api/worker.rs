@@ -1,0 +1,539 @@
+//! The living system: the simulator sends signed webhooks to the running
+//! service, whose worker turns them into rows. Real PostgreSQL, real HTTP.
+
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use prmonitor::config::Settings;
+use prmonitor::db::repositories::{self, NewRepository};
+use prmonitor::prng::SplitMix64;
+use prmonitor::sim::{Generate, NewPr, SimConfig, Simulator, WebhookTarget, SIM_APP_PRIVATE_KEY};
+use prmonitor::startup::{Components, Service};
+use serde_json::Value;
+
+use crate::compare::converge;
+use crate::helpers::{connect, count, sign, test_settings, TestDatabase, TEST_SECRET};
+use crate::process::start_process;
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
+const REPO: &str = "acme/repo-0";
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn key_file() -> String {
+    format!("{}/fixtures/sim/app-private-key.pem", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Settings of a service that reads the simulator as its GitHub.
+fn live_settings(db: &TestDatabase, sim: &Simulator, extra: &[(&str, &str)]) -> Settings {
+    let api = sim.api_url();
+    let app_id = prmonitor::sim::SIM_APP_ID.to_string();
+    let mut overrides = vec![
+        ("PRMONITOR_GITHUB_API_URL", api.as_str()),
+        ("PRMONITOR_GITHUB_APP_ID", app_id.as_str()),
+        ("PRMONITOR_GITHUB_PRIVATE_KEY", SIM_APP_PRIVATE_KEY),
+        ("PRMONITOR_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("PRMONITOR_JOB_POLL_INTERVAL", "100ms"),
+        ("PRMONITOR_JOB_LEASE", "5s"),
+        ("PRMONITOR_JOB_RETRY_DELAY", "100ms"),
+        ("PRMONITOR_SWEEP_INTERVAL", "1h"),
+        ("PRMONITOR_DB_POOL_SIZE", "10"),
+        ("PRMONITOR_HTTP_WORKERS", "2"),
+    ];
+    overrides.extend_from_slice(extra);
+    let mut settings = test_settings(db, &overrides);
+    settings.github.retry_base_delay = Duration::from_millis(20);
+    settings
+}
+
+fn child_env(sim: &Simulator) -> Vec<(&'static str, String)> {
+    vec![
+        ("PRMONITOR_GITHUB_API_URL", sim.api_url()),
+        ("PRMONITOR_GITHUB_APP_ID", prmonitor::sim::SIM_APP_ID.to_string()),
+        ("PRMONITOR_GITHUB_PRIVATE_KEY_FILE", key_file()),
+        ("PRMONITOR_JOB_POLL_INTERVAL", "100ms".into()),
+        ("PRMONITOR_JOB_LEASE", "3s".into()),
+        ("PRMONITOR_JOB_RETRY_DELAY", "100ms".into()),
+        ("PRMONITOR_SWEEP_INTERVAL", "1h".into()),
+        ("PRMONITOR_DB_POOL_SIZE", "8".into()),
+        ("RUST_LOG", "warn,prmonitor=info".into()),
+    ]
+}
+
+fn target(address: &str) -> WebhookTarget {
+    WebhookTarget {
+        url: format!("http://{address}/webhooks/github"),
+        secret: TEST_SECRET.to_owned(),
+        loss_rate: 0.0,
+        duplicate_rate: 0.0,
+        reorder_rate: 0.0,
+    }
+}
+
+/// A simulator with empty repositories, all registered and just swept, so
+/// that webhooks alone drive what happens.
+async fn world(repositories: usize) -> (Simulator, TestDatabase) {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories, pull_requests: 0, check_runs: 0 }),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let db = TestDatabase::migrated().await;
+    let repos: Vec<(i64, String, String, i64)> = sim.world(|w| {
+        w.repos.values().map(|r| (r.id, r.owner.clone(), r.name.clone(), r.installation_id)).collect()
+    });
+    let mut conn = connect(&db.url).await;
+    for (github_id, owner, name, installation) in repos {
+        let repo = repositories::upsert(
+            &mut conn,
+            &NewRepository { github_id, owner: &owner, name: &name, installation_id: Some(installation) },
+        )
+        .await
+        .expect("register");
+        repositories::record_sweep(&mut conn, repo.id, None).await.expect("stamp");
+    }
+    (sim, db)
+}
+
+async fn start(db: &TestDatabase, settings: &Settings) -> Service {
+    let pool = prmonitor::db::build_pool(&db.database_url(), settings.db_pool_size).expect("pool");
+    Service::start(settings, pool, Components::ALL).expect("service")
+}
+
+/// GitHub activity on `prs` new PRs: pushes, labels, check runs created,
+/// started and completed, closes and merges.
+fn play_script(sim: &Simulator, repo: &str, prs: usize) {
+    let authors = ["alice", "bob", "carol"];
+    let mut numbers = Vec::new();
+    for i in 0..prs {
+        let mut pr = NewPr::new(&format!("Change {i}"), authors[i % 3]);
+        pr.body = Some(format!("Body {i}"));
+        numbers.push(sim.open_pr(repo, pr).expect("open"));
+    }
+    for (i, n) in numbers.iter().enumerate() {
+        if i % 3 == 0 {
+            sim.push(repo, *n).expect("push");
+        }
+        if i % 4 == 0 {
+            sim.label(repo, *n, "bug").expect("label");
+        }
+        let head =
+            sim.world(|w| w.repo(w.repo_id(repo).expect("repo")).expect("repo").pulls[n].head_sha.clone());
+        let build = sim.create_check_run(repo, &head, "build").expect("build");
+        let test = sim.create_check_run(repo, &head, "test").expect("test");
+        sim.start_check_run(build).expect("start");
+        sim.complete_check_run(build, if i % 5 == 0 { "failure" } else { "success" }).expect("complete");
+        if i % 2 == 0 {
+            sim.start_check_run(test).expect("start");
+            sim.complete_check_run(test, "success").expect("complete");
+        }
+    }
+    for (i, n) in numbers.iter().enumerate() {
+        match i % 10 {
+            1 => sim.close(repo, *n).expect("close"),
+            2 => sim.merge(repo, *n).expect("merge"),
+            3 => sim.edit_pr(repo, *n, Some(&format!("Change {i}, retitled")), None).expect("edit"),
+            _ => {}
+        }
+    }
+}
+
+/// Random activity on the open PRs of `repo`: `events` mutations.
+fn churn(sim: &Simulator, repo: &str, events: usize, seed: u64) {
+    let rng = SplitMix64::new(seed);
+    let mut done = 0;
+    while done < events {
+        let (numbers, heads): (Vec<i64>, Vec<String>) = sim.world(|w| {
+            let r = w.repo(w.repo_id(repo).expect("repo")).expect("repo");
+            r.pulls
+                .values()
+                .filter(|p| p.state == prmonitor::sim::model::PrState::Open)
+                .map(|p| (p.number, p.head_sha.clone()))
+                .unzip()
+        });
+        if numbers.len() < 5 {
+            sim.open_pr(repo, NewPr::new(&format!("Churn {done}"), "dave")).expect("open");
+            done += 1;
+            continue;
+        }
+        let pick = rng.below(numbers.len() as u64) as usize;
+        let (n, head) = (numbers[pick], &heads[pick]);
+        let ok = match rng.below(8) {
+            0 => sim.push(repo, n).map(|_| ()),
+            1 => sim.label(repo, n, &format!("l{}", rng.below(4))),
+            2 => sim.edit_pr(repo, n, Some(&format!("Title {done}")), None),
+            3 => sim.create_check_run(repo, head, &format!("job-{}", rng.below(3))).map(|_| ()),
+            4 => {
+                let queued: Option<i64> = sim.world(|w| {
+                    w.repo(w.repo_id(repo).expect("repo"))
+                        .expect("repo")
+                        .check_runs
+                        .values()
+                        .find(|r| &r.head_sha == head && r.status != "completed")
+                        .map(|r| r.id)
+                });
+                match queued {
+                    Some(run) => sim.complete_check_run(run, "success"),
+                    None => sim.create_check_run(repo, head, "late").map(|_| ()),
+                }
+            }
+            5 if rng.chance(0.3) => sim.close(repo, n),
+            6 => sim.open_pr(repo, NewPr::new(&format!("New {done}"), "erin")).map(|_| ()),
+            _ => sim.unlabel(repo, n, &format!("l{}", rng.below(4))),
+        };
+        if ok.is_ok() {
+            done += 1;
+        }
+    }
+}
+
+/// Waits until no job is pending or running.
+async fn drain(db_url: &str, timeout: Duration) {
+    let started = std::time::Instant::now();
+    while count(db_url, "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").await > 0 {
+        assert!(started.elapsed() < timeout, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn webhooks_become_exact_rows_within_seconds() {
+    let (sim, db) = world(1).await;
+    let service = start(&db, &live_settings(&db, &sim, &[])).await;
+    sim.set_webhook(Some(target(&service.address().expect("http").to_string())));
+    play_script(&sim, REPO, 50);
+    sim.wait_for_deliveries().await;
+    let took = converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("never converged: {d}"));
+    let events = sim.deliveries().len();
+    println!(
+        "{events} events; the database equalled the simulator {:.2} s after the last delivery",
+        took.as_secs_f64()
+    );
+    assert!(events > 200, "{events} events");
+    assert!(sim.deliveries().iter().all(|d| d.statuses == [202]));
+    drain(&db.url, CONVERGE).await;
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM webhook_deliveries WHERE outcome <> 'processed'").await,
+        0
+    );
+    assert_eq!(count(&db.url, "SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NULL").await, 0);
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn lost_webhooks_are_healed_by_a_reconcile_through_the_endpoint() {
+    let (sim, db) = world(1).await;
+    let service = start(&db, &live_settings(&db, &sim, &[])).await;
+    let address = service.address().expect("http").to_string();
+    let mut lossy = target(&address);
+    lossy.loss_rate = 0.3;
+    sim.set_webhook(Some(lossy));
+    play_script(&sim, REPO, 50);
+    sim.wait_for_deliveries().await;
+    let lost = sim.deliveries().iter().filter(|d| d.lost).count();
+    assert!(lost > 10, "only {lost} deliveries were dropped");
+    drain(&db.url, CONVERGE).await;
+    assert!(
+        crate::compare::diff_all(&db.url, &sim).await.is_err(),
+        "lost webhooks leave a gap before the sweep"
+    );
+
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://{address}/api/v1/reconcile"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "all": true }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    let answer: Value = response.json().await.expect("json");
+    let job_id = answer["jobs"][0]["job_id"].as_i64().expect("a job id");
+    converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("the sweep did not heal: {d}"));
+    drain(&db.url, CONVERGE).await;
+    let job: Value = client
+        .get(format!("http://{address}/api/v1/jobs/{job_id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["kind"], "sweep");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn duplicated_and_shuffled_webhooks_end_in_the_exact_truth() {
+    let (sim, db) = world(1).await;
+    let service = start(&db, &live_settings(&db, &sim, &[])).await;
+    let mut chaos = target(&service.address().expect("http").to_string());
+    chaos.duplicate_rate = 1.0;
+    chaos.reorder_rate = 0.5;
+    sim.set_webhook(Some(chaos));
+    sim.reset_stats();
+    play_script(&sim, REPO, 30);
+    sim.wait_for_deliveries().await;
+    converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("never converged: {d}"));
+    drain(&db.url, CONVERGE).await;
+    let deliveries = sim.deliveries();
+    assert!(
+        deliveries.iter().all(|d| d.statuses == [202, 200]),
+        "every copy after the first is a 200 duplicate"
+    );
+    let stats = sim.stats();
+    let api_calls = stats.requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
+    let events = deliveries.len();
+    println!(
+        "{events} events (each delivered twice, shuffled): {api_calls} GitHub API calls, {:.2} per event; {:?}",
+        api_calls as f64 / events as f64,
+        stats.counts()
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn terminated_database_connections_lose_nothing() {
+    let (sim, db) = world(1).await;
+    let service = start(&db, &live_settings(&db, &sim, &[])).await;
+    sim.set_webhook(Some(target(&service.address().expect("http").to_string())));
+    let name = db.name.clone();
+    let killer = tokio::spawn(async move {
+        let mut terminated = 0;
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let mut conn = connect(&crate::helpers::url_for("postgres")).await;
+            let sql = format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            );
+            terminated += diesel::sql_query(sql).execute(&mut conn).await.unwrap_or(0);
+        }
+        terminated
+    });
+    play_script(&sim, REPO, 40);
+    sim.wait_for_deliveries().await;
+    let terminated = killer.await.expect("killer");
+    assert!(terminated > 0, "no connection was terminated");
+    // Deliveries refused while the database was away are GitHub's failed
+    // deliveries: redelivered, as an operator would.
+    for _ in 0..5 {
+        if sim.redeliver_failed() == 0 {
+            break;
+        }
+        sim.wait_for_deliveries().await;
+    }
+    converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("never converged: {d}"));
+    drain(&db.url, CONVERGE).await;
+    println!("{terminated} connections terminated during the run");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_is_dead_lettered_and_jobs_retry_brings_it_back() {
+    let (sim, db) = world(1).await;
+    let settings = live_settings(&db, &sim, &[]);
+    let service = start(&db, &settings).await;
+    let id = {
+        let mut conn = connect(&db.url).await;
+        let job = prmonitor::queue::NewJob {
+            kind: prmonitor::queue::JobKind::Event,
+            coalesce_key: None,
+            payload: serde_json::json!({ "target": "no_such_target" }),
+            max_attempts: 3,
+        };
+        prmonitor::queue::enqueue(&mut conn, &job).await.expect("enqueue").id
+    };
+    let started = std::time::Instant::now();
+    while count(&db.url, &format!("SELECT count(*) FROM jobs WHERE id = {id} AND state = 'dead'")).await == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "the job never died");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    service.stop().await;
+    let attempts = count(&db.url, &format!("SELECT attempts FROM jobs WHERE id = {id}")).await;
+    assert_eq!(attempts, 3);
+    let mut conn = connect(&db.url).await;
+    let job = prmonitor::queue::get(&mut conn, id).await.expect("get").expect("job");
+    assert!(job.last_error.as_deref().is_some_and(|e| e.contains("bad event payload")), "{job:?}");
+
+    let output = crate::process::prmonitor(&["jobs", "retry", &id.to_string()], &[("DATABASE_URL", &db.url)])
+        .output()
+        .await
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let job = prmonitor::queue::get(&mut conn, id).await.expect("get").expect("job");
+    assert_eq!((job.state.as_str(), job.attempts), ("pending", 0));
+    let listed =
+        crate::process::prmonitor(&["jobs", "list", "--state", "pending"], &[("DATABASE_URL", &db.url)])
+            .output()
+            .await
+            .expect("run");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id.to_string()));
+}
+
+#[tokio::test]
+async fn an_installation_is_registered_and_backfilled_then_suspended_and_left_alone() {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 3, pull_requests: 12, check_runs: 2 }),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let db = TestDatabase::migrated().await;
+    let settings = live_settings(&db, &sim, &[("PRMONITOR_SWEEP_INTERVAL", "2s")]);
+    let service = start(&db, &settings).await;
+    let address = service.address().expect("http").to_string();
+    let client = reqwest::Client::new();
+    let send = |action: &str| {
+        let mut payload: Value =
+            serde_json::from_slice(&crate::helpers::fixture("installation/created.json")).expect("json");
+        payload["action"] = Value::String(action.to_owned());
+        payload["installation"]["id"] = Value::from(prmonitor::sim::generate::GENERATED_INSTALLATION);
+        let body = serde_json::to_vec(&payload).expect("json");
+        client
+            .post(format!("http://{address}/webhooks/github"))
+            .header("x-github-event", "installation")
+            .header("x-github-delivery", crate::helpers::new_delivery_id())
+            .header("x-hub-signature-256", sign(&body))
+            .body(body)
+            .send()
+    };
+    assert_eq!(send("created").await.expect("sent").status(), 202);
+    converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("the backfill did not complete: {d}"));
+    assert_eq!(count(&db.url, "SELECT count(*) FROM repositories WHERE active").await, 3);
+    drain(&db.url, CONVERGE).await;
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'backfill' AND state = 'done'").await,
+        3
+    );
+
+    assert_eq!(send("suspend").await.expect("sent").status(), 202);
+    let started = std::time::Instant::now();
+    while count(&db.url, "SELECT count(*) FROM repositories WHERE active").await > 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never deactivated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sweeps_before = count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'sweep'").await;
+    // Several sweep intervals pass: nothing is scheduled for suspended repositories.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'sweep'").await, sweeps_before);
+    assert_eq!(count(&db.url, "SELECT count(*) FROM pull_requests").await, 36, "data is kept");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_reconcile_endpoint_wants_the_admin_token() {
+    let (sim, db) = world(1).await;
+    let service = start(&db, &live_settings(&db, &sim, &[])).await;
+    let address = service.address().expect("http").to_string();
+    let client = reqwest::Client::new();
+    let url = format!("http://{address}/api/v1/reconcile");
+    let body = serde_json::json!({ "repository": REPO });
+    assert_eq!(client.post(&url).json(&body).send().await.expect("sent").status(), 401);
+    let wrong = client.post(&url).bearer_auth("not-the-token").json(&body).send().await.expect("sent");
+    assert_eq!(wrong.status(), 401);
+    let unknown =
+        client.post(&url).bearer_auth(ADMIN_TOKEN).json(&serde_json::json!({ "repository": "no/such" }));
+    assert_eq!(unknown.send().await.expect("sent").status(), 404);
+    let malformed = client.post(&url).bearer_auth(ADMIN_TOKEN).body("{\"repository\": 5}");
+    assert_eq!(malformed.send().await.expect("sent").status(), 400);
+
+    sim.open_pr(REPO, NewPr::new("Made while nobody listened", "zed")).expect("open");
+    let accepted = client.post(&url).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("sent");
+    assert_eq!(accepted.status(), 202);
+    let answer: Value = accepted.json().await.expect("json");
+    let job_id = answer["jobs"][0]["job_id"].as_i64().expect("job id");
+    converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("the reconcile did not run: {d}"));
+    drain(&db.url, CONVERGE).await;
+    let job_url = format!("http://{address}/api/v1/jobs/{job_id}");
+    assert_eq!(client.get(&job_url).send().await.expect("sent").status(), 401);
+    let job: Value =
+        client.get(&job_url).bearer_auth(ADMIN_TOKEN).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(job["state"], "done", "{job}");
+    let ready: Value = client
+        .get(format!("http://{address}/readyz"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(ready["worker"]["heartbeat_age_secs"].as_f64().is_some(), "{ready}");
+    assert_eq!(ready["queue"]["due_jobs"], 0, "{ready}");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_sigkilled_service_restarts_and_loses_nothing() {
+    let (sim, db) = world(1).await;
+    let env = child_env(&sim);
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = start_process(&["serve"], &db, &env_refs).await;
+    sim.set_webhook(Some(target(&first.address)));
+    // A slow GitHub keeps the worker behind the webhooks, so jobs are in flight at the kill.
+    sim.set_faults(prmonitor::sim::Faults { latency_ms: 40, ..Default::default() });
+    churn(&sim, REPO, 500, 11);
+    sim.wait_for_deliveries().await;
+    // Mid-stream: acknowledged jobs are pending or running right now.
+    first.kill().await;
+    let in_flight = count(&db.url, "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").await;
+    println!("{in_flight} jobs pending or running at the kill");
+
+    assert!(in_flight > 0, "the kill came after all the work");
+    sim.set_faults(prmonitor::sim::Faults::default());
+    let second = start_process(&["serve"], &db, &env_refs).await;
+    sim.set_webhook(Some(target(&second.address)));
+    churn(&sim, REPO, 500, 12);
+    sim.wait_for_deliveries().await;
+    assert!(sim.deliveries().iter().all(|d| d.statuses == [202]), "every delivery was acknowledged");
+    converge(&db.url, &sim, Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|d| panic!("never converged: {d}"));
+    drain(&db.url, Duration::from_secs(60)).await;
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM webhook_deliveries WHERE outcome <> 'processed'").await,
+        0,
+        "no job lost"
+    );
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM jobs WHERE state NOT IN ('done')").await,
+        0,
+        "none stuck"
+    );
+    second.terminate();
+}
+
+#[tokio::test]
+async fn two_worker_processes_complete_every_job_exactly_once() {
+    let (sim, db) = world(2).await;
+    let env = child_env(&sim);
+    let mut env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Long leases: no job is taken over, so each runs exactly once.
+    env_refs.retain(|(k, _)| *k != "PRMONITOR_JOB_LEASE");
+    env_refs.push(("PRMONITOR_JOB_LEASE", "120s"));
+    env_refs.push(("PRMONITOR_WORKER_CONCURRENCY", "2"));
+    let serve = start_process(&["serve"], &db, &env_refs).await;
+    let worker = start_process(&["worker"], &db, &env_refs).await;
+    sim.set_webhook(Some(target(&serve.address)));
+    churn(&sim, "acme/repo-0", 1000, 21);
+    churn(&sim, "acme/repo-1", 1000, 22);
+    sim.wait_for_deliveries().await;
+    assert!(sim.deliveries().len() >= 2000, "{} deliveries", sim.deliveries().len());
+    converge(&db.url, &sim, Duration::from_secs(180))
+        .await
+        .unwrap_or_else(|d| panic!("never converged: {d}"));
+    drain(&db.url, Duration::from_secs(60)).await;
+    let jobs = count(&db.url, "SELECT count(*) FROM jobs").await;
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM jobs WHERE state = 'done' AND attempts = 1").await,
+        jobs,
+        "each job ran once"
+    );
+    let owners = count(&db.url, "SELECT count(DISTINCT lease_owner) FROM jobs").await;
+    println!("{jobs} jobs for {} deliveries, completed by {owners} workers", sim.deliveries().len());
+    assert_eq!(owners, 2, "both processes worked");
+    serve.terminate();
+    worker.terminate();
+}

@@ -40,6 +40,15 @@ enum Command {
     Jobs(JobsCommand),
     /// Run the GitHub simulator (for trying prmonitor without GitHub).
     Sim(SimArgs),
+    /// The service against the simulator, a scripted stretch of activity, a table.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Stop after printing the table, instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,7 +144,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(settings.log_format);
+    if matches!(cli.command, Command::Demo(_)) {
+        // The demo talks through its own lines; the service's logs would drown them.
+        telemetry::init_with_default(settings.log_format, "warn");
+    } else {
+        telemetry::init(settings.log_format);
+    }
     let Some(runtime) = runtime() else {
         return ExitCode::from(EXIT_FAILED);
     };
@@ -152,6 +166,10 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::Reconcile(args) => reconcile(settings, args).await,
             Command::Jobs(command) => jobs(settings, command).await,
+            Command::Demo(args) => {
+                let database_given = std::env::var_os("DATABASE_URL").is_some() || cli.config.is_some();
+                crate::demo::run(settings, crate::demo::DemoOptions { exit: args.exit, database_given }).await
+            }
             Command::Sim(_) => Ok(()),
         }
     });

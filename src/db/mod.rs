@@ -5,6 +5,7 @@
 
 pub mod deliveries;
 pub mod pull_requests;
+pub mod reads;
 pub mod repositories;
 pub mod schema;
 

@@ -225,11 +225,30 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     assert_eq!(serve.exit_code().await, Some(0));
     assert_eq!(count(&db.url, "SELECT count(*) FROM webhook_deliveries").await, 1);
     let logs = serve.logs.lock().expect("lock");
-    assert!(logs.iter().any(|l| l["message"] == "stopping: finishing in-flight requests and jobs"), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l["message"] == "stopping: finishing in-flight requests and jobs"),
+        "{logs:?}"
+    );
     // Each delivery logs one line with its id, event, action, repository, outcome and latency.
     let line = logs.iter().find(|l| l["message"] == "delivery accepted").expect("delivery line");
     for field in ["event", "action", "repository", "outcome", "latency_ms"] {
         assert!(!line[field].is_null(), "{field} missing from {line}");
     }
     assert!(line["span"]["delivery_id"].is_string(), "{line}");
+}
+
+#[tokio::test]
+async fn the_demo_prints_its_table_and_exits_0() {
+    let db = TestDatabase::unique();
+    let output =
+        prmonitor(&["demo", "--exit"], &[("DATABASE_URL", &db.url), ("PRMONITOR_LISTEN", "127.0.0.1:0")])
+            .output()
+            .await
+            .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("Retitled while the webhook was lost"), "the lost webhook was healed: {stdout}");
+    assert!(stdout.contains("failing") && stdout.contains("passing"), "{stdout}");
+    assert!(stdout.contains("GitHub API calls:"), "{stdout}");
+    assert_eq!(count(&db.url, "SELECT count(*) FROM repositories").await, 2);
 }

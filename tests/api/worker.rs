@@ -537,3 +537,27 @@ async fn two_worker_processes_complete_every_job_exactly_once() {
     serve.terminate();
     worker.terminate();
 }
+
+#[tokio::test]
+async fn reconcile_wait_runs_the_sweep_here_and_prints_its_result() {
+    let (sim, db) = world(1).await;
+    sim.open_pr(REPO, NewPr::new("Seen only by the sweep", "yan")).expect("open");
+    let env = child_env(&sim);
+    let mut env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env_refs.push(("DATABASE_URL", &db.url));
+    let output =
+        crate::process::prmonitor(&["reconcile", REPO, "--wait"], &env_refs).output().await.expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let result: Value = serde_json::from_slice(&output.stdout).expect("a ProcessingResult as JSON");
+    assert_eq!(result["repository"], REPO);
+    assert_eq!(result["success"], true);
+    assert_eq!(result["new_prs"], 1);
+    crate::compare::diff_all(&db.url, &sim).await.unwrap_or_else(|d| panic!("{d}"));
+
+    let unknown = crate::process::prmonitor(&["reconcile", "no/such", "--wait"], &env_refs)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no/such is not a watched repository"));
+}

@@ -234,8 +234,8 @@ async fn print_table(pool: &DbPool, sim: &Simulator) -> anyhow::Result<()> {
     let mut conn = pool.get().await?;
     println!("\nPull requests in PostgreSQL, with the CI state of their head commit:\n");
     println!(
-        "  {:<14} {:>4}  {:<38} {:<7} {:<6} {:<14} {:<8} {}",
-        "repository", "#", "title", "state", "draft", "labels", "checks", "pass/fail/pend"
+        "  {:<14} {:>4}  {:<38} {:<7} {:<6} {:<14} {:<8} pass/fail/pend",
+        "repository", "#", "title", "state", "draft", "labels", "checks"
     );
     for repo in repositories::list_active(&mut conn).await? {
         for pr in reads::pulls_with_checks(&mut conn, repo.id).await? {

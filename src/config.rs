@@ -103,6 +103,8 @@ pub struct Settings {
     /// Any of them verifies a delivery, so a secret can be rotated without downtime.
     pub webhook_secrets: Vec<Secret>,
     pub admin_token: Option<Secret>,
+    /// Bearer token of the read API (the admin token works there too).
+    pub read_token: Option<Secret>,
     pub db_pool_size: usize,
     pub log_format: LogFormat,
     /// HTTP worker threads; each runs its own event loop.
@@ -233,6 +235,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_LISTEN", secret: false },
     Key { env: "PRMONITOR_WEBHOOK_SECRETS", secret: true },
     Key { env: "PRMONITOR_ADMIN_TOKEN", secret: true },
+    Key { env: "PRMONITOR_READ_TOKEN", secret: true },
     Key { env: "PRMONITOR_DB_POOL_SIZE", secret: false },
     Key { env: "PRMONITOR_LOG_FORMAT", secret: false },
     Key { env: "PRMONITOR_HTTP_WORKERS", secret: false },
@@ -409,6 +412,17 @@ impl Settings {
             Some(token) => Some(Secret::new(token)),
         };
 
+        let read_token = match raw.string("PRMONITOR_READ_TOKEN")? {
+            None => None,
+            Some(token) if token.trim().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    key: "PRMONITOR_READ_TOKEN",
+                    reason: "is empty (unset it to use only the admin token)".into(),
+                })
+            }
+            Some(token) => Some(Secret::new(token)),
+        };
+
         let log_format = match raw.string("PRMONITOR_LOG_FORMAT")?.as_deref().map(str::trim) {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -426,6 +440,7 @@ impl Settings {
             listen,
             webhook_secrets,
             admin_token,
+            read_token,
             db_pool_size: raw.number("PRMONITOR_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1..=1000)?,
             log_format,
             http_workers: raw.number("PRMONITOR_HTTP_WORKERS", default_workers, 1..=256)?,

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::github::GitHubClient;
-use crate::http::{self, AdminConfig, Readiness};
+use crate::http::{self, AdminConfig, ReadConfig, Readiness};
 use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
 use crate::scheduler::Scheduler;
 use crate::webhook::intake::IntakeConfig;
@@ -44,12 +44,14 @@ impl Application {
         let admin =
             web::Data::new(AdminConfig::new(settings.admin_token.clone(), settings.worker.max_attempts));
         let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));
+        let read = web::Data::new(ReadConfig::new(settings.read_token.clone(), settings.admin_token.clone()));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(pool.clone())
                 .app_data(intake.clone())
                 .app_data(admin.clone())
                 .app_data(readiness.clone())
+                .app_data(read.clone())
                 .configure(http::routes)
         })
         .workers(settings.http_workers)
@@ -120,6 +122,8 @@ pub struct Service {
 impl Service {
     /// Starts the chosen parts on a prepared (migrated) database.
     pub fn start(settings: &Settings, pool: DbPool, components: Components) -> Result<Self, StartError> {
+        // Installed before any part records a metric.
+        crate::telemetry::metrics();
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut heartbeat = None;

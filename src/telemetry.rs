@@ -26,3 +26,17 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
 }
+
+/// The process's Prometheus recorder, installed on first use. Metrics are
+/// process-wide: every part records into it, `/metrics` renders it.
+pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; ours then renders nothing, which tests would show.
+        let _ = ::metrics::set_global_recorder(recorder);
+        handle
+    })
+}

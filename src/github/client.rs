@@ -164,8 +164,20 @@ struct Counters(Mutex<BTreeMap<(Purpose, &'static str), u64>>);
 
 impl Counters {
     fn add(&self, purpose: Purpose, outcome: &'static str) {
+        metrics::counter!("prmonitor_github_calls_total", "purpose" => purpose.as_str(), "outcome" => outcome)
+            .increment(1);
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *map.entry((purpose, outcome)).or_default() += 1;
+        // The share of answers that were free 304s, over this client's life.
+        let answers: u64 = map
+            .iter()
+            .filter(|((_, o), _)| matches!(*o, "2xx" | "304" | "4xx" | "5xx"))
+            .map(|(_, n)| n)
+            .sum();
+        let free: u64 = map.iter().filter(|((_, o), _)| *o == "304").map(|(_, n)| n).sum();
+        if answers > 0 {
+            metrics::gauge!("prmonitor_github_not_modified_share").set(free as f64 / answers as f64);
+        }
     }
 
     fn snapshot(&self) -> BTreeMap<(Purpose, &'static str), u64> {
@@ -607,6 +619,10 @@ impl GitHubClient {
                 headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
             });
             lane.observe(&limits);
+            if let Some(remaining) = limits.remaining {
+                metrics::gauge!("prmonitor_github_rate_limit_remaining", "installation" => who.key().to_string())
+                    .set(remaining as f64);
+            }
             let message = github_message(&body);
             match policy::classify(status, &limits, &message, SystemTime::now()) {
                 Verdict::Success => return Ok(Answer::Body { headers, body }),

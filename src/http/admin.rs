@@ -53,6 +53,30 @@ pub fn authorize(request: &HttpRequest, token: Option<&Secret>) -> Result<(), Bo
     }
 }
 
+/// `Authorization: Bearer <any of tokens>`, or a 401.
+pub fn authorize_any(request: &HttpRequest, tokens: &[Secret]) -> Result<(), Box<HttpResponse>> {
+    if tokens.is_empty() {
+        return Err(Box::new(json_error(
+            StatusCode::UNAUTHORIZED,
+            "the read API is disabled: set PRMONITOR_READ_TOKEN or PRMONITOR_ADMIN_TOKEN",
+        )));
+    }
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Every token is compared, so the time taken does not tell which matched.
+    let matched =
+        given.is_some_and(|given| tokens.iter().fold(false, |any, token| any | token_matches(given, token)));
+    if matched {
+        Ok(())
+    } else {
+        Err(Box::new(json_error(StatusCode::UNAUTHORIZED, "a valid bearer token is required")))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {

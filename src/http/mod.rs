@@ -2,26 +2,90 @@
 
 mod admin;
 mod health;
+mod metrics;
+mod read;
 
 pub use admin::AdminConfig;
 pub use health::Readiness;
+pub use read::ReadConfig;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpResponse, Route};
 use serde_json::json;
 
 use crate::webhook::intake;
 
-/// Every route of the service. The app data (`DbPool`, `IntakeConfig`) is
-/// added by the caller, so tests and `serve` build the same app.
+/// Every route of the service, as (method, path). `routes` registers exactly
+/// these, and a test checks each is in the OpenAPI document.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/webhooks/github"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/api/v1/reconcile"),
+    ("GET", "/api/v1/jobs/{id}"),
+    ("GET", "/api/v1/repositories"),
+    ("GET", "/api/v1/repositories/{owner}/{name}/pulls"),
+    ("GET", "/api/v1/repositories/{owner}/{name}/pulls/{number}"),
+    ("GET", "/api/v1/openapi.json"),
+];
+
+/// The OpenAPI 3 description of [`ROUTES`].
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+fn route(method: &str, path: &str) -> Route {
+    match (method, path) {
+        ("POST", "/webhooks/github") => web::post().to(intake::receive),
+        ("GET", "/healthz") => web::get().to(health::healthz),
+        ("GET", "/readyz") => web::get().to(health::readyz),
+        ("GET", "/metrics") => web::get().to(metrics::metrics),
+        ("POST", "/api/v1/reconcile") => web::post().to(admin::reconcile),
+        ("GET", "/api/v1/jobs/{id}") => web::get().to(admin::job),
+        ("GET", "/api/v1/repositories") => web::get().to(read::list_repositories),
+        ("GET", "/api/v1/repositories/{owner}/{name}/pulls") => web::get().to(read::list_pulls),
+        ("GET", "/api/v1/repositories/{owner}/{name}/pulls/{number}") => web::get().to(read::get_pull),
+        ("GET", "/api/v1/openapi.json") => web::get().to(openapi),
+        // A table entry without a handler answers like an unknown route.
+        _ => web::route().to(not_found),
+    }
+}
+
+/// Every route of the service. The app data (`DbPool`, `IntakeConfig`, ...)
+/// is added by the caller, so tests and `serve` build the same app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/github", web::post().to(intake::receive))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/api/v1/reconcile", web::post().to(admin::reconcile))
-        .route("/api/v1/jobs/{id}", web::get().to(admin::job))
-        .default_service(web::to(not_found));
+    for (method, path) in ROUTES {
+        cfg.route(path, route(method, path));
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(json!({ "error": "no such route" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let document: serde_json::Value =
+            serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON");
+        assert_eq!(document["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+        for (method, path) in ROUTES {
+            let operation = &document["paths"][*path][method.to_lowercase()];
+            assert!(operation.is_object(), "{method} {path} is not documented");
+            assert!(operation["responses"].is_object(), "{method} {path} documents no responses");
+        }
+        let documented: usize = document["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .map(|p| p.as_object().map_or(0, |o| o.len()))
+            .sum();
+        assert_eq!(documented, ROUTES.len(), "the document describes routes the service does not have");
+    }
 }

@@ -319,6 +319,66 @@ impl DatabaseChangeDetector {
     }
 }
 
+/// Compares PRs with the stored rows of their repository, on `conn` (the
+/// synchronizer runs it again under the repository's lock, where it is final).
+pub async fn detect_prs_on(
+    conn: &mut diesel_async::AsyncPgConnection,
+    repository_id: i64,
+    prs: &[PrData],
+) -> diesel::QueryResult<Vec<PrChangeRecord>> {
+    if prs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prs = newest_per_key(prs, |pr| pr.number, |pr| pr.updated_at);
+    let numbers: Vec<i32> = prs.iter().map(|pr| pr.number).collect();
+    let stored: HashMap<i32, StoredPr> = pull_requests::load_by_numbers(conn, repository_id, &numbers)
+        .await?
+        .into_iter()
+        .map(|row| (row.number, row))
+        .collect();
+    Ok(prs
+        .into_iter()
+        .filter_map(|pr| match stored.get(&pr.number) {
+            None => Some(PrChangeRecord { kind: ChangeKind::New, data: pr.clone(), changes: Vec::new() }),
+            Some(row) => diff_pr(row, pr)
+                .filter(|changes| !changes.is_empty())
+                .map(|changes| PrChangeRecord { kind: ChangeKind::Updated, data: pr.clone(), changes }),
+        })
+        .collect())
+}
+
+/// Compares check runs with the stored rows, on `conn`.
+pub async fn detect_check_runs_on(
+    conn: &mut diesel_async::AsyncPgConnection,
+    check_runs: &[CheckRunData],
+) -> diesel::QueryResult<Vec<CheckRunChangeRecord>> {
+    if check_runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runs = newest_per_key(
+        check_runs,
+        |run| run.github_id,
+        |run| (run.to_check_status().rank(), run.completed_at),
+    );
+    let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
+    let stored: HashMap<i64, StoredCheckRun> = pull_requests::load_check_runs(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|row| (row.github_id, row))
+        .collect();
+    Ok(runs
+        .into_iter()
+        .filter_map(|run| match stored.get(&run.github_id) {
+            None => {
+                Some(CheckRunChangeRecord { kind: ChangeKind::New, data: run.clone(), changes: Vec::new() })
+            }
+            Some(row) => diff_check_run(row, run).filter(|changes| !changes.is_empty()).map(|changes| {
+                CheckRunChangeRecord { kind: ChangeKind::Updated, data: run.clone(), changes }
+            }),
+        })
+        .collect())
+}
+
 #[async_trait]
 impl ChangeDetector for DatabaseChangeDetector {
     async fn detect_pr_changes(
@@ -329,25 +389,8 @@ impl ChangeDetector for DatabaseChangeDetector {
         if prs.is_empty() {
             return Ok(Vec::new());
         }
-        let prs = newest_per_key(prs, |pr| pr.number, |pr| pr.updated_at);
-        let numbers: Vec<i32> = prs.iter().map(|pr| pr.number).collect();
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        let stored: HashMap<i32, StoredPr> =
-            pull_requests::load_by_numbers(&mut conn, repository_id, &numbers)
-                .await
-                .map_err(|e| DetectionError(e.to_string()))?
-                .into_iter()
-                .map(|row| (row.number, row))
-                .collect();
-        Ok(prs
-            .into_iter()
-            .filter_map(|pr| match stored.get(&pr.number) {
-                None => Some(PrChangeRecord { kind: ChangeKind::New, data: pr.clone(), changes: Vec::new() }),
-                Some(row) => diff_pr(row, pr)
-                    .filter(|changes| !changes.is_empty())
-                    .map(|changes| PrChangeRecord { kind: ChangeKind::Updated, data: pr.clone(), changes }),
-            })
-            .collect())
+        detect_prs_on(&mut conn, repository_id, prs).await.map_err(|e| DetectionError(e.to_string()))
     }
 
     async fn detect_check_run_changes(
@@ -358,32 +401,8 @@ impl ChangeDetector for DatabaseChangeDetector {
         if check_runs.is_empty() {
             return Ok(Vec::new());
         }
-        let runs = newest_per_key(
-            check_runs,
-            |run| run.github_id,
-            |run| (run.to_check_status().rank(), run.completed_at),
-        );
-        let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        let stored: HashMap<i64, StoredCheckRun> = pull_requests::load_check_runs(&mut conn, &ids)
-            .await
-            .map_err(|e| DetectionError(e.to_string()))?
-            .into_iter()
-            .map(|row| (row.github_id, row))
-            .collect();
-        Ok(runs
-            .into_iter()
-            .filter_map(|run| match stored.get(&run.github_id) {
-                None => Some(CheckRunChangeRecord {
-                    kind: ChangeKind::New,
-                    data: run.clone(),
-                    changes: Vec::new(),
-                }),
-                Some(row) => diff_check_run(row, run).filter(|changes| !changes.is_empty()).map(|changes| {
-                    CheckRunChangeRecord { kind: ChangeKind::Updated, data: run.clone(), changes }
-                }),
-            })
-            .collect())
+        detect_check_runs_on(&mut conn, check_runs).await.map_err(|e| DetectionError(e.to_string()))
     }
 }
 

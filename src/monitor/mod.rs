@@ -21,4 +21,4 @@ pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead,
 pub use processor::{
     BatchProcessingResult, ErrorKind, PrProcessor, ProcessingError, ProcessingResult, Target, WorkContext,
 };
-pub use sync::{DatabaseSynchronizer, SyncError, Synchronizer};
+pub use sync::{DatabaseSynchronizer, SyncError, SyncReport, Synchronizer};

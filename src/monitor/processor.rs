@@ -300,15 +300,27 @@ impl PrProcessor {
             changes.check_runs =
                 self.detector.detect_check_run_changes(repo.id, &runs.items).await.map_err(detection)?;
         }
-        result.new_prs = changes.new_prs();
-        result.updated_prs = changes.updated_prs();
-        result.new_check_runs = changes.new_check_runs();
-        result.updated_check_runs = changes.updated_check_runs();
-        result.changes_synchronized = self
+        let report = self
             .synchronizer
             .synchronize_changes(repo.id, &changes)
             .await
             .map_err(|e| failure(ErrorKind::SynchronizationFailure, e.to_string()))?;
+        result.new_prs = report.new_prs;
+        result.updated_prs = report.updated_prs;
+        result.new_check_runs = report.new_check_runs;
+        result.updated_check_runs = report.updated_check_runs;
+        result.changes_synchronized = report.written;
+        for (kind, n) in [
+            ("pr_new", result.new_prs),
+            ("pr_updated", result.updated_prs),
+            ("check_run_new", result.new_check_runs),
+            ("check_run_updated", result.updated_check_runs),
+            ("pr_gone", changes.gone_prs.len()),
+        ] {
+            if n > 0 {
+                metrics::counter!("prmonitor_sync_changes_total", "kind" => kind).increment(n as u64);
+            }
+        }
         Ok(())
     }
 
@@ -332,8 +344,15 @@ impl PrProcessor {
     /// Processes repositories, at most `max_concurrent_repos` at once; one
     /// repository's failure never stops the others.
     pub async fn process_repositories(&self, repos: &[Repository], cause: Cause) -> BatchProcessingResult {
+        let total = repos.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<ProcessingResult> = futures_util::stream::iter(repos)
-            .map(|repo| self.process_repository(repo, cause))
+            .map(|repo| async {
+                let result = self.process_repository(repo, cause).await;
+                let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::info!(done, total, repository = %result.repository, prs = result.prs_discovered, written = result.changes_synchronized, "batch progress");
+                result
+            })
             .buffered(self.max_concurrent_repos)
             .collect()
             .await;

@@ -9,7 +9,8 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
-use super::detect::{ChangeKind, ChangeSet, PrChangeRecord};
+use super::data::{CheckRunData, PrData};
+use super::detect::{self, ChangeKind, ChangeSet, PrChangeRecord};
 use crate::db::pull_requests::{
     CheckRunRow, HistoryRow, PrRow, CHECK_RUN_ROW_COLUMNS, HISTORY_ROW_COLUMNS, PR_ROW_COLUMNS,
 };
@@ -30,11 +31,26 @@ pub enum SyncError {
     Failed(#[from] diesel::result::Error),
 }
 
+/// What a synchronization wrote, as decided under the repository's lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncReport {
+    /// Rows written (PRs, check runs, PRs marked gone).
+    pub written: usize,
+    pub new_prs: usize,
+    pub updated_prs: usize,
+    pub new_check_runs: usize,
+    pub updated_check_runs: usize,
+}
+
 /// Writes a change set.
 #[async_trait]
 pub trait Synchronizer: Send + Sync {
-    /// Writes everything in `changes` or nothing; returns the rows written.
-    async fn synchronize_changes(&self, repository_id: i64, changes: &ChangeSet) -> Result<usize, SyncError>;
+    /// Writes everything in `changes` or nothing.
+    async fn synchronize_changes(
+        &self,
+        repository_id: i64,
+        changes: &ChangeSet,
+    ) -> Result<SyncReport, SyncError>;
 }
 
 pub struct DatabaseSynchronizer {
@@ -49,7 +65,11 @@ impl DatabaseSynchronizer {
 
 #[async_trait]
 impl Synchronizer for DatabaseSynchronizer {
-    async fn synchronize_changes(&self, repository_id: i64, changes: &ChangeSet) -> Result<usize, SyncError> {
+    async fn synchronize_changes(
+        &self,
+        repository_id: i64,
+        changes: &ChangeSet,
+    ) -> Result<SyncReport, SyncError> {
         let mut conn = self.pool.get().await.map_err(|e| SyncError::Unavailable(e.to_string()))?;
         let written = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -66,17 +86,34 @@ pub async fn write_change_set(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
     changes: &ChangeSet,
-) -> diesel::QueryResult<usize> {
+) -> diesel::QueryResult<SyncReport> {
     // One writer per repository at a time; released at commit or rollback.
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(REPOSITORY_LOCK_SPACE + repository_id)
         .execute(conn)
         .await?;
-    let mut written = 0;
+    // Detection ran before the lock; another worker may have written since.
+    // Decided again here, it is final: a PR is "new" once, its history
+    // records each transition once.
+    let prs: Vec<PrData> = changes.prs.iter().map(|r| r.data.clone()).collect();
+    let runs: Vec<CheckRunData> = changes.check_runs.iter().map(|r| r.data.clone()).collect();
+    let current = ChangeSet {
+        prs: detect::detect_prs_on(conn, repository_id, &prs).await?,
+        check_runs: detect::detect_check_runs_on(conn, &runs).await?,
+        ..changes.clone()
+    };
+    let changes = &current;
+    let mut report = SyncReport {
+        new_prs: changes.new_prs(),
+        updated_prs: changes.updated_prs(),
+        new_check_runs: changes.new_check_runs(),
+        updated_check_runs: changes.updated_check_runs(),
+        ..SyncReport::default()
+    };
     let pr_ids = upsert_prs(conn, repository_id, &changes.prs).await?;
-    written += pr_ids.len();
-    written += upsert_check_runs(conn, repository_id, changes).await?;
-    written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
+    report.written += pr_ids.len();
+    report.written += upsert_check_runs(conn, repository_id, changes).await?;
+    report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
     insert_history(conn, changes, &pr_ids).await?;
     cache::save(conn, &changes.validators).await?;
     repositories::record_success(conn, repository_id).await?;
@@ -86,7 +123,7 @@ pub async fn write_change_set(
     if let Some(job) = &changes.job {
         crate::queue::complete(conn, job).await?;
     }
-    Ok(written)
+    Ok(report)
 }
 
 fn pr_row(repository_id: i64, record: &PrChangeRecord) -> PrRow {

@@ -123,6 +123,7 @@ pub async fn receive(
     async move {
         let result = handle(headers, payload, &pool, &config).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        record_metrics(headers, &result);
         match &result {
             Ok(accepted) => tracing::info!(
                 event = %accepted.event,
@@ -295,6 +296,36 @@ async fn store(
         Ok(job) => Ok(Stored::New { outcome, job }),
         Err(StoreError::Duplicate) => Ok(Stored::Duplicate),
         Err(StoreError::Db(e)) => Err(classify_db_error(e)),
+    }
+}
+
+/// Events are labelled by name only when prmonitor knows them: a header is
+/// not allowed to create unbounded label values.
+fn event_label(headers: &HeaderMap) -> &'static str {
+    const KNOWN: [&str; 8] = [
+        "pull_request",
+        "check_run",
+        "check_suite",
+        "installation",
+        "installation_repositories",
+        "repository",
+        "ping",
+        "push",
+    ];
+    let event = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or("");
+    KNOWN.into_iter().find(|known| *known == event).unwrap_or("other")
+}
+
+fn record_metrics(headers: &HeaderMap, result: &Result<Accepted, IntakeError>) {
+    let event = event_label(headers);
+    let outcome = match result {
+        Ok(accepted) => accepted.outcome(),
+        Err(error) => error.outcome(),
+    };
+    metrics::counter!("prmonitor_webhook_deliveries_total", "event" => event, "outcome" => outcome)
+        .increment(1);
+    if matches!(result, Err(IntakeError::Unsigned(_))) {
+        metrics::counter!("prmonitor_webhook_signature_failures_total").increment(1);
     }
 }
 

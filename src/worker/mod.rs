@@ -225,8 +225,14 @@ impl SlotWorker {
         let run = jobs::run(&self.deps, &job, &job_ref, <[String]>::first(&deliveries).cloned());
         let outcome = with_lease(&self.deps, &job_ref, run).instrument(span.clone()).await;
         let _entered = span.enter();
+        let kind = crate::queue::JobKind::parse(&job.kind).map_or("unknown", |k| k.as_str());
+        metrics::histogram!("prmonitor_job_duration_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
         match outcome {
-            Ok(()) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "job done"),
+            Ok(()) => {
+                metrics::counter!("prmonitor_jobs_completed_total", "kind" => kind).increment(1);
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "job done")
+            }
             Err(error) => {
                 let backoff = crate::github::policy::backoff(
                     self.deps.settings.retry_delay,
@@ -235,7 +241,17 @@ impl SlotWorker {
                 );
                 match self.deps.pool.get().await {
                     Ok(mut conn) => match queue::fail(&mut conn, &job_ref, &error, backoff).await {
-                        Ok(outcome) => tracing::warn!(%error, ?outcome, "job failed"),
+                        Ok(outcome) => {
+                            let outcome_label = match outcome {
+                                queue::FailOutcome::Retrying => "retrying",
+                                queue::FailOutcome::Dead => "dead",
+                                queue::FailOutcome::Merged => "merged",
+                                queue::FailOutcome::LeaseLost => "lease_lost",
+                            };
+                            metrics::counter!("prmonitor_jobs_failed_total", "kind" => kind, "outcome" => outcome_label)
+                                .increment(1);
+                            tracing::warn!(%error, ?outcome, "job failed")
+                        }
                         Err(db_error) => {
                             tracing::error!(%error, %db_error, "job failed and the failure was not recorded")
                         }

@@ -373,7 +373,7 @@ async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
     // ...and even forced through, the upsert's guard refuses it.
     let written =
         h.synchronizer.synchronize_changes(repo.id, &apply(*older, ChangeKind::Updated)).await.expect("sync");
-    assert_eq!(written, 0);
+    assert_eq!(written.written, 0);
     let title = count(
         &h.db.url,
         &format!("SELECT count(*) FROM pull_requests WHERE title = 'Newer title' AND number = {n}"),
@@ -404,7 +404,10 @@ async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
         .await
         .expect("detect")
         .is_empty());
-    assert_eq!(h.synchronizer.synchronize_changes(repo.id, &runs(in_progress)).await.expect("sync"), 0);
+    assert_eq!(
+        h.synchronizer.synchronize_changes(repo.id, &runs(in_progress)).await.expect("sync").written,
+        0
+    );
     let status = count(
         &h.db.url,
         &format!("SELECT count(*) FROM check_runs WHERE github_id = {run_id} AND status = 'completed' AND conclusion = 'success'"),

@@ -1,0 +1,73 @@
+//! `GET /metrics`: Prometheus text format. Counters and histograms are
+//! recorded where things happen; the queue and repository gauges are read
+//! from the database at scrape time, so every instance reports the same truth.
+
+use actix_web::{web, HttpResponse};
+use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+
+use crate::db::DbPool;
+use crate::queue::JobKind;
+
+#[derive(QueryableByName)]
+struct KindRow {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = BigInt)]
+    pending: i64,
+    #[diesel(sql_type = BigInt)]
+    running: i64,
+    #[diesel(sql_type = BigInt)]
+    dead: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    oldest: Option<f64>,
+}
+
+#[derive(QueryableByName)]
+struct Failing {
+    #[diesel(sql_type = BigInt)]
+    failing: i64,
+}
+
+async fn record_database_gauges(pool: &DbPool) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let rows: Vec<KindRow> = diesel::sql_query(
+        "SELECT kind, \
+                count(*) FILTER (WHERE state = 'pending') AS pending, \
+                count(*) FILTER (WHERE state = 'running') AS running, \
+                count(*) FILTER (WHERE state = 'dead') AS dead, \
+                EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE state = 'pending'))::float8 AS oldest \
+         FROM jobs GROUP BY kind",
+    )
+    .load(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    for kind in [JobKind::Event, JobKind::Install, JobKind::Sweep, JobKind::Backfill] {
+        let row = rows.iter().find(|r| r.kind == kind.as_str());
+        let label = kind.as_str();
+        metrics::gauge!("prmonitor_jobs_pending", "kind" => label).set(row.map_or(0.0, |r| r.pending as f64));
+        metrics::gauge!("prmonitor_jobs_running", "kind" => label).set(row.map_or(0.0, |r| r.running as f64));
+        metrics::gauge!("prmonitor_jobs_dead", "kind" => label).set(row.map_or(0.0, |r| r.dead as f64));
+        metrics::gauge!("prmonitor_jobs_oldest_pending_age_seconds", "kind" => label)
+            .set(row.and_then(|r| r.oldest).unwrap_or(0.0));
+    }
+    let failing: Failing = diesel::sql_query(
+        "SELECT count(*) AS failing FROM repositories WHERE active AND consecutive_failures > 0",
+    )
+    .get_result(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    metrics::gauge!("prmonitor_repositories_failing").set(failing.failing as f64);
+    Ok(())
+}
+
+pub async fn metrics(pool: web::Data<DbPool>) -> HttpResponse {
+    let handle = crate::telemetry::metrics();
+    let database = record_database_gauges(&pool).await;
+    metrics::gauge!("prmonitor_metrics_database_up").set(if database.is_ok() { 1.0 } else { 0.0 });
+    if let Err(error) = database {
+        tracing::warn!(%error, "metrics: the database gauges are stale");
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(handle.render())
+}

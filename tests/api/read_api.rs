@@ -1,0 +1,280 @@
+//! The read API over a backfilled fixture world, and `/metrics` of a real
+//! `prmonitor serve` process after a small scenario.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prmonitor::db::repositories::{self, NewRepository};
+use prmonitor::monitor::Cause;
+use prmonitor::sim::{NewPr, SimConfig, Simulator, WebhookTarget};
+use serde_json::Value;
+
+use crate::helpers::{connect, count, sign, spawn_app_on, test_settings, TestDatabase, TEST_SECRET};
+
+const READ_TOKEN: &str = "read-token-for-tests";
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// The fixture world (fixtures/sim/small.json) backfilled into a database,
+/// and the HTTP app serving it.
+async fn backfilled() -> (crate::helpers::TestApp, Simulator) {
+    let fixture = serde_json::from_str(include_str!("../../fixtures/sim/small.json")).expect("fixture");
+    let sim =
+        Simulator::start(SimConfig { fixture: Some(fixture), ..SimConfig::default() }).await.expect("sim");
+    let db = TestDatabase::migrated().await;
+    let api = sim.api_url();
+    let settings = test_settings(
+        &db,
+        &[
+            ("PRMONITOR_READ_TOKEN", READ_TOKEN),
+            ("PRMONITOR_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("PRMONITOR_GITHUB_API_URL", &api),
+            ("PRMONITOR_GITHUB_APP_ID", &prmonitor::sim::SIM_APP_ID.to_string()),
+            ("PRMONITOR_GITHUB_PRIVATE_KEY", prmonitor::sim::SIM_APP_PRIVATE_KEY),
+        ],
+    );
+    let pool = prmonitor::db::build_pool(&settings.database_url, 4).expect("pool");
+    let github = prmonitor::github::GitHubClient::new(&settings.github, pool.clone()).expect("client");
+    let processor = prmonitor::startup::processor(&github, &pool, &settings);
+    let mut conn = connect(&db.url).await;
+    for (github_id, name) in [(700_001, "api"), (700_002, "web")] {
+        let repo = repositories::upsert(
+            &mut conn,
+            &NewRepository { github_id, owner: "octo-org", name, installation_id: Some(2001) },
+        )
+        .await
+        .expect("register");
+        let result = processor.process_repository(&repo, Cause::Backfill).await;
+        assert!(result.success, "{:?}", result.errors);
+    }
+    (spawn_app_on(db, settings).await, sim)
+}
+
+async fn get(app: &crate::helpers::TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = app.client.get(app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn numbers(page: &Value) -> Vec<i64> {
+    page["items"].as_array().expect("items").iter().map(|i| i["number"].as_i64().expect("number")).collect()
+}
+
+#[tokio::test]
+async fn the_read_api_wants_a_token_and_filters_and_pages() {
+    let (app, _sim) = backfilled().await;
+    let pulls = "/api/v1/repositories/octo-org/api/pulls";
+    assert_eq!(get(&app, pulls, None).await.0, 401);
+    assert_eq!(get(&app, pulls, Some("wrong")).await.0, 401);
+    assert_eq!(get(&app, pulls, Some(READ_TOKEN)).await.0, 200);
+    assert_eq!(get(&app, pulls, Some(ADMIN_TOKEN)).await.0, 200, "the admin token reads too");
+
+    let (_, repos) = get(&app, "/api/v1/repositories?per_page=1", Some(READ_TOKEN)).await;
+    assert_eq!(repos["total"], 2);
+    assert_eq!(repos["items"][0]["full_name"], "octo-org/api");
+    assert_eq!(repos["items"][0]["consecutive_failures"], 0);
+    assert!(repos["items"][0]["last_swept_at"].is_string(), "{repos}");
+    let (_, second) = get(&app, "/api/v1/repositories?per_page=1&page=2", Some(READ_TOKEN)).await;
+    assert_eq!(second["items"][0]["full_name"], "octo-org/web");
+
+    // The fixture: #1 open with a failing test, #2 merged, #3 a draft with checks still running.
+    let cases: [(&str, Vec<i64>); 10] = [
+        ("", vec![3, 1]),
+        ("?state=all", vec![3, 2, 1]),
+        ("?state=merged", vec![2]),
+        ("?state=closed", vec![]),
+        ("?draft=true", vec![3]),
+        ("?label=enhancement", vec![1]),
+        ("?state=all&author=carol", vec![2]),
+        ("?checks=failing", vec![1]),
+        ("?checks=pending", vec![3]),
+        ("?state=all&checks=passing", vec![2]),
+    ];
+    for (query, expected) in cases {
+        let (status, page) = get(&app, &format!("{pulls}{query}"), Some(READ_TOKEN)).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        assert_eq!(numbers(&page), expected, "{query}");
+        assert_eq!(page["total"], expected.len(), "{query}");
+    }
+    let (_, paged) = get(&app, &format!("{pulls}?state=all&per_page=1&page=2"), Some(READ_TOKEN)).await;
+    assert_eq!((numbers(&paged), paged["total"].as_i64()), (vec![2], Some(3)));
+    let (_, first) = get(&app, &format!("{pulls}?label=enhancement"), Some(READ_TOKEN)).await;
+    assert_eq!(first["items"][0]["checks"], "failing");
+    assert_eq!(
+        (first["items"][0]["checks_passing"].as_i64(), first["items"][0]["checks_failing"].as_i64()),
+        (Some(1), Some(1))
+    );
+
+    for bad in ["?state=weird", "?checks=red", "?per_page=1000", "?page=0", "?draft=maybe", "?colour=blue"] {
+        assert_eq!(get(&app, &format!("{pulls}{bad}"), Some(READ_TOKEN)).await.0, 400, "{bad}");
+    }
+    assert_eq!(get(&app, "/api/v1/repositories/octo-org/nope/pulls", Some(READ_TOKEN)).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_pull_request_comes_with_its_head_checks_and_history() {
+    let (app, _sim) = backfilled().await;
+    let (status, pr) = get(&app, "/api/v1/repositories/octo-org/api/pulls/1", Some(READ_TOKEN)).await;
+    assert_eq!(status, 200, "{pr}");
+    assert_eq!(pr["title"], "Add rate limiting");
+    assert_eq!(pr["labels"], serde_json::json!(["enhancement"]));
+    let runs = pr["check_runs"].as_array().expect("runs");
+    let mut names: Vec<&str> = runs.iter().map(|r| r["name"].as_str().expect("name")).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["build", "test"]);
+    assert!(runs.iter().all(|r| r["id"].as_i64().is_some_and(|id| id > i64::from(i32::MAX))));
+    assert_eq!(pr["history"][0]["field"], "state");
+    assert_eq!(pr["history"][0]["new"], "open");
+    assert_eq!(pr["history"][0]["cause"], "backfill");
+    assert_eq!(get(&app, "/api/v1/repositories/octo-org/api/pulls/99", Some(READ_TOKEN)).await.0, 404);
+    assert_eq!(get(&app, "/api/v1/repositories/octo-org/api/pulls/x", Some(READ_TOKEN)).await.0, 400);
+    assert_eq!(get(&app, "/api/v1/repositories/octo-org/api/pulls/1", None).await.0, 401);
+    let (status, document) = get(&app, "/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert!(document["paths"]["/api/v1/repositories/{owner}/{name}/pulls/{number}"]["get"].is_object());
+}
+
+/// `name{labels} value` lines of the Prometheus text format, keyed by `name{labels}`.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn metric(metrics: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .iter()
+        .filter(|(key, _)| {
+            let (key_name, key_labels) = key.split_once('{').unwrap_or((key.as_str(), ""));
+            key_name == name && labels.iter().all(|(k, v)| key_labels.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, value)| value)
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(prmonitor::sim::Generate { repositories: 1, pull_requests: 0, check_runs: 0 }),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let db = TestDatabase::migrated().await;
+    {
+        let mut conn = connect(&db.url).await;
+        let repo = repositories::upsert(
+            &mut conn,
+            &NewRepository { github_id: 500_000, owner: "acme", name: "repo-0", installation_id: Some(1001) },
+        )
+        .await
+        .expect("register");
+        repositories::record_sweep(&mut conn, repo.id, None).await.expect("stamp");
+    }
+    let key = format!("{}/fixtures/sim/app-private-key.pem", env!("CARGO_MANIFEST_DIR"));
+    let api = sim.api_url();
+    let app_id = prmonitor::sim::SIM_APP_ID.to_string();
+    let env = [
+        ("PRMONITOR_GITHUB_API_URL", api.as_str()),
+        ("PRMONITOR_GITHUB_APP_ID", app_id.as_str()),
+        ("PRMONITOR_GITHUB_PRIVATE_KEY_FILE", key.as_str()),
+        ("PRMONITOR_JOB_POLL_INTERVAL", "100ms"),
+        ("PRMONITOR_SWEEP_INTERVAL", "1h"),
+    ];
+    let serve = crate::process::start_process(&["serve"], &db, &env).await;
+    let address = serve.address.clone();
+    sim.set_webhook(Some(WebhookTarget {
+        url: format!("http://{address}/webhooks/github"),
+        secret: TEST_SECRET.to_owned(),
+        loss_rate: 0.0,
+        duplicate_rate: 0.0,
+        reorder_rate: 0.0,
+    }));
+    // Two PRs opened, one labeled, a check run created and completed.
+    let a = sim.open_pr("acme/repo-0", NewPr::new("One", "amy")).expect("open");
+    sim.open_pr("acme/repo-0", NewPr::new("Two", "ben")).expect("open");
+    sim.label("acme/repo-0", a, "bug").expect("label");
+    let head = sim.world(|w| w.repo(500_000).expect("repo").pulls[&a].head_sha.clone());
+    let run = sim.create_check_run("acme/repo-0", &head, "build").expect("run");
+    sim.complete_check_run(run, "success").expect("complete");
+    sim.wait_for_deliveries().await;
+    // Two unsigned requests and one redelivery.
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = client
+            .post(format!("http://{address}/webhooks/github"))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", crate::helpers::new_delivery_id())
+            .body("{}")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 401);
+    }
+    let ping = br#"{"zen":"Design for failure."}"#;
+    for _ in 0..2 {
+        client
+            .post(format!("http://{address}/webhooks/github"))
+            .header("x-github-event", "ping")
+            .header("x-github-delivery", "11111111-2222-3333-4444-555555555555")
+            .header("x-hub-signature-256", sign(ping))
+            .body(ping.to_vec())
+            .send()
+            .await
+            .expect("sent");
+    }
+    let started = std::time::Instant::now();
+    while count(&db.url, "SELECT count(*) FROM jobs WHERE state <> 'done'").await > 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "jobs did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    crate::compare::diff_all(&db.url, &sim).await.unwrap_or_else(|d| panic!("{d}"));
+
+    let text = client
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let m = parse_metrics(&text);
+    let queued = count(&db.url, "SELECT count(*) FROM webhook_deliveries WHERE event <> 'ping'").await as f64;
+    assert_eq!(metric(&m, "prmonitor_webhook_deliveries_total", &[("outcome", "queued")]), queued, "{text}");
+    assert_eq!(
+        metric(&m, "prmonitor_webhook_deliveries_total", &[("event", "pull_request"), ("outcome", "queued")]),
+        3.0
+    );
+    assert_eq!(
+        metric(&m, "prmonitor_webhook_deliveries_total", &[("event", "ping"), ("outcome", "ping")]),
+        1.0
+    );
+    assert_eq!(metric(&m, "prmonitor_webhook_deliveries_total", &[("outcome", "duplicate")]), 1.0);
+    assert_eq!(metric(&m, "prmonitor_webhook_deliveries_total", &[("outcome", "unauthorized")]), 2.0);
+    assert_eq!(metric(&m, "prmonitor_webhook_signature_failures_total", &[]), 2.0);
+    let jobs_done =
+        count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'event' AND state = 'done'").await as f64;
+    assert_eq!(metric(&m, "prmonitor_jobs_completed_total", &[("kind", "event")]), jobs_done);
+    assert_eq!(metric(&m, "prmonitor_job_duration_seconds_count", &[("kind", "event")]), jobs_done);
+    assert_eq!(metric(&m, "prmonitor_jobs_pending", &[("kind", "event")]), 0.0);
+    assert_eq!(metric(&m, "prmonitor_jobs_dead", &[]), 0.0);
+    assert_eq!(metric(&m, "prmonitor_sync_changes_total", &[("kind", "pr_new")]), 2.0);
+    assert_eq!(metric(&m, "prmonitor_sync_changes_total", &[("kind", "check_run_new")]), 1.0);
+    let api_calls = sim.stats().requests.iter().filter(|r| !r.route.starts_with("POST /app")).count() as f64;
+    let counted = metric(&m, "prmonitor_github_calls_total", &[("outcome", "2xx")])
+        + metric(&m, "prmonitor_github_calls_total", &[("outcome", "304")]);
+    assert_eq!(counted, api_calls, "every GitHub call is counted");
+    let share = metric(&m, "prmonitor_github_not_modified_share", &[]);
+    let expected_share = metric(&m, "prmonitor_github_calls_total", &[("outcome", "304")]) / counted;
+    assert!((share - expected_share).abs() < 1e-9, "{share} vs {expected_share}");
+    assert!(metric(&m, "prmonitor_github_rate_limit_remaining", &[("installation", "1001")]) > 4900.0);
+    assert_eq!(metric(&m, "prmonitor_repositories_failing", &[]), 0.0);
+    serve.terminate();
+}

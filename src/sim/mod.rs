@@ -9,6 +9,7 @@ pub mod generate;
 pub mod model;
 pub mod render;
 mod server;
+pub mod verify;
 pub mod webhooks;
 
 use std::collections::HashMap;

@@ -79,6 +79,12 @@ pub struct SimRepo {
     pub check_runs: BTreeMap<i64, SimCheckRun>,
     /// Every SHA that was ever a head or base: the commits check runs may name.
     pub commits: BTreeSet<String>,
+    /// Check runs by head SHA (an index: large worlds stay fast).
+    #[serde(default)]
+    pub runs_by_sha: BTreeMap<String, Vec<i64>>,
+    /// PR numbers by head SHA (an index).
+    #[serde(default)]
+    pub heads: BTreeMap<String, BTreeSet<i64>>,
 }
 
 impl SimRepo {
@@ -88,7 +94,12 @@ impl SimRepo {
 
     /// The check runs of one commit, oldest first.
     pub fn runs_for<'a>(&'a self, sha: &'a str) -> impl Iterator<Item = &'a SimCheckRun> + 'a {
-        self.check_runs.values().filter(move |run| run.head_sha == sha)
+        self.runs_by_sha.get(sha).into_iter().flatten().filter_map(|id| self.check_runs.get(id))
+    }
+
+    /// The PRs whose head is `sha`.
+    pub fn prs_with_head<'a>(&'a self, sha: &str) -> impl Iterator<Item = &'a SimPr> + 'a {
+        self.heads.get(sha).into_iter().flatten().filter_map(|n| self.pulls.get(n))
     }
 }
 
@@ -188,6 +199,8 @@ impl World {
                 pulls: BTreeMap::new(),
                 check_runs: BTreeMap::new(),
                 commits: BTreeSet::new(),
+                runs_by_sha: BTreeMap::new(),
+                heads: BTreeMap::new(),
             },
         );
         Ok(())
@@ -228,6 +241,7 @@ impl World {
         }
         repo.commits.insert(head_sha.clone());
         repo.commits.insert(base_sha.clone());
+        repo.heads.entry(head_sha.clone()).or_default().insert(number);
         repo.pulls.insert(
             number,
             SimPr {
@@ -318,6 +332,10 @@ impl World {
         }
         let before = std::mem::replace(&mut pr.head_sha, sha.clone());
         pr.updated_at = now();
+        if let Some(numbers) = repo.heads.get_mut(&before) {
+            numbers.remove(&number);
+        }
+        repo.heads.entry(sha.clone()).or_default().insert(number);
         Ok((sha.clone(), pr_event(repo_id, number, "synchronize", json!({ "before": before, "after": sha }))))
     }
 
@@ -386,9 +404,9 @@ impl World {
             Some(id) => id,
             None => self.new_check_id(),
         };
-        let head_branch =
-            self.repo(repo_id)?.pulls.values().find(|p| p.head_sha == head_sha).map(|p| p.head_ref.clone());
+        let head_branch = self.repo(repo_id)?.prs_with_head(head_sha).next().map(|p| p.head_ref.clone());
         let repo = self.repo_mut(repo_id)?;
+        repo.runs_by_sha.entry(head_sha.to_owned()).or_default().push(id);
         repo.check_runs.insert(
             id,
             SimCheckRun {
@@ -468,11 +486,7 @@ impl World {
             body: EventBody::CheckRun { run_id },
         }];
         let repo = self.repo(repo_id)?;
-        let suite_done = repo
-            .check_runs
-            .values()
-            .filter(|r| r.check_suite_id == suite_id)
-            .all(|r| r.status == "completed");
+        let suite_done = repo.runs_for(&sha).filter(|r| r.check_suite_id == suite_id).all(|r| r.status == "completed");
         if suite_done {
             events.push(Event {
                 name: "check_suite",

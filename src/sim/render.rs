@@ -228,16 +228,12 @@ fn pr_ref_for_check(urls: &Urls, repo: &SimRepo, pr: &SimPr) -> Value {
 /// The open PRs whose head is `sha`: what GitHub lists in `pull_requests`.
 fn prs_for_sha(urls: &Urls, repo: &SimRepo, sha: &str) -> Value {
     Value::Array(
-        repo.pulls
-            .values()
-            .filter(|pr| pr.state == PrState::Open && pr.head_sha == sha)
-            .map(|pr| pr_ref_for_check(urls, repo, pr))
-            .collect(),
+        repo.prs_with_head(sha).filter(|pr| pr.state == PrState::Open).map(|pr| pr_ref_for_check(urls, repo, pr)).collect(),
     )
 }
 
-fn suite_status(repo: &SimRepo, suite_id: i64) -> (&'static str, Value) {
-    let runs: Vec<&SimCheckRun> = repo.check_runs.values().filter(|r| r.check_suite_id == suite_id).collect();
+fn suite_status(repo: &SimRepo, suite_id: i64, sha: &str) -> (&'static str, Value) {
+    let runs: Vec<&SimCheckRun> = repo.runs_for(sha).filter(|r| r.check_suite_id == suite_id).collect();
     if runs.iter().all(|r| r.status == "completed") {
         let failed = runs
             .iter()
@@ -255,8 +251,8 @@ pub fn check_suite(urls: &Urls, repo: &SimRepo, suite_id: i64, head_sha: &str) -
     rewrite(&mut value, TEMPLATE_API, &urls.api);
     rewrite(&mut value, TEMPLATE_HTML, &urls.html);
     rewrite(&mut value, TEMPLATE_FULL_NAME, &repo.full_name());
-    let runs: Vec<&SimCheckRun> = repo.check_runs.values().filter(|r| r.check_suite_id == suite_id).collect();
-    let (status, conclusion) = suite_status(repo, suite_id);
+    let runs: Vec<&SimCheckRun> = repo.runs_for(head_sha).filter(|r| r.check_suite_id == suite_id).collect();
+    let (status, conclusion) = suite_status(repo, suite_id, head_sha);
     let created = runs.iter().filter_map(|r| r.started_at).min().unwrap_or_else(super::model::now);
     let updated = runs.iter().filter_map(|r| r.completed_at.or(r.started_at)).max().unwrap_or(created);
     set(&mut value, "id", json!(suite_id));
@@ -317,7 +313,7 @@ pub fn check_run(urls: &Urls, repo: &SimRepo, run: &SimCheckRun) -> Value {
     );
     set(&mut value, "output", Value::Object(output));
     let mut suite = value["check_suite"].clone();
-    let (status, conclusion) = suite_status(repo, run.check_suite_id);
+    let (status, conclusion) = suite_status(repo, run.check_suite_id, &run.head_sha);
     set(&mut suite, "id", json!(run.check_suite_id));
     set(&mut suite, "node_id", node_id("CS", run.check_suite_id));
     set(&mut suite, "head_branch", json!(run.head_branch));

@@ -1,0 +1,695 @@
+//! Benchmarks: ingest, pipeline, backfill, sweep — each beside a physical
+//! baseline measured in the same run. Prints a markdown report and writes
+//! JSON under target/bench/. Nothing here asserts a time.
+//!
+//! `scripts/bench.sh [scenario…]` runs it (scenarios: ingest, pipeline,
+//! backfill, sweep; all by default).
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Double};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use prmonitor::config::{parse_api_url, DatabaseUrl, GitHubAuth, Secret, Settings};
+use prmonitor::db::repositories::{self, NewRepository};
+use prmonitor::github::GitHubClient;
+use prmonitor::monitor::{Cause, Target, WorkContext};
+use prmonitor::prng::SplitMix64;
+use prmonitor::sim::{self, Generate, NewPr, SimConfig, Simulator, WebhookTarget};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SECRET: &str = "bench-secret";
+const BINARY: &str = env!("CARGO_BIN_EXE_prmonitor");
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Figure {
+    scenario: String,
+    name: String,
+    value: f64,
+    unit: String,
+    baseline: Option<(String, f64)>,
+    /// value ÷ baseline (or baseline ÷ value for times: above 1 is better).
+    ratio: Option<f64>,
+    target: Option<String>,
+}
+
+#[derive(Default)]
+struct Report {
+    figures: Vec<Figure>,
+}
+
+impl Report {
+    fn add(&mut self, scenario: &str, name: &str, value: f64, unit: &str) {
+        self.figures.push(Figure {
+            scenario: scenario.into(),
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            baseline: None,
+            ratio: None,
+            target: None,
+        });
+    }
+
+    fn compare(&mut self, scenario: &str, name: &str, value: f64, unit: &str, baseline: (&str, f64), target: &str) {
+        self.figures.push(Figure {
+            scenario: scenario.into(),
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            ratio: (baseline.1 > 0.0).then(|| value / baseline.1),
+            baseline: Some((baseline.0.into(), baseline.1)),
+            target: Some(target.into()),
+        });
+    }
+
+    fn target(&mut self, target: &str) {
+        if let Some(last) = self.figures.last_mut() {
+            last.target = Some(target.into());
+        }
+    }
+}
+
+fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn url_for(name: &str) -> String {
+    let mut url = url::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A fresh, migrated database for one scenario.
+async fn fresh_database(name: &str) -> Result<String, Error> {
+    let mut conn = AsyncPgConnection::establish(&url_for("postgres")).await?;
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    let url = url_for(name);
+    prmonitor::db::run_migrations(&DatabaseUrl::parse(&url)?).await?;
+    Ok(url)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// A `prmonitor` child process and its address.
+struct Child {
+    child: tokio::process::Child,
+    address: String,
+}
+
+impl Child {
+    async fn start(args: &[&str], db_url: &str, extra: &[(&str, String)]) -> Result<Self, Error> {
+        let mut command = tokio::process::Command::new(BINARY);
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", db_url)
+            .env("PRMONITOR_LISTEN", "127.0.0.1:0")
+            .env("PRMONITOR_WEBHOOK_SECRETS", SECRET)
+            .env("PRMONITOR_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn,prmonitor::cli=info")
+            .env("PRMONITOR_DB_POOL_SIZE", "20")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let mut child = command.spawn()?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                    if entry["message"] == "listening" {
+                        if let (Some(tx), Some(address)) = (tx.take(), entry["address"].as_str()) {
+                            let _ = tx.send(address.to_owned());
+                        }
+                    }
+                }
+            }
+        });
+        let address = tokio::time::timeout(Duration::from_secs(60), rx).await??;
+        Ok(Self { child, address })
+    }
+
+    /// Peak resident memory (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        self.child.id().map_or(0.0, |pid| peak_rss(&format!("/proc/{pid}/status")))
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
+
+fn peak_rss(status_file: &str) -> f64 {
+    std::fs::read_to_string(status_file)
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn sim_env(sim: &Simulator) -> Vec<(&'static str, String)> {
+    vec![
+        ("PRMONITOR_GITHUB_API_URL", sim.api_url()),
+        ("PRMONITOR_GITHUB_APP_ID", sim::SIM_APP_ID.to_string()),
+        (
+            "PRMONITOR_GITHUB_PRIVATE_KEY_FILE",
+            format!("{}/fixtures/sim/app-private-key.pem", env!("CARGO_MANIFEST_DIR")),
+        ),
+        ("PRMONITOR_JOB_POLL_INTERVAL", "200ms".into()),
+        ("PRMONITOR_SWEEP_INTERVAL", "24h".into()),
+        ("PRMONITOR_WORKER_CONCURRENCY", "8".into()),
+    ]
+}
+
+/// Realistic deliveries: GitHub's own pull_request and check_run payloads,
+/// bodies padded to 5–25 KB, unique delivery ids, signed.
+fn deliveries(count: usize, repo: (i64, &str, i64), prs: i64) -> Vec<(&'static str, String, Vec<u8>, String)> {
+    let pr: Value = serde_json::from_str(include_str!("../fixtures/github/payloads/pull_request/synchronize.json")).expect("fixture");
+    let run: Value = serde_json::from_str(include_str!("../fixtures/github/payloads/check_run/completed.json")).expect("fixture");
+    let rng = SplitMix64::new(42);
+    let secret = Secret::new(SECRET);
+    (0..count)
+        .map(|i| {
+            let pad = "x".repeat(5_000 + rng.below(20_000) as usize);
+            let number = 1 + rng.below(prs as u64) as i64;
+            let (event, mut payload) = if i % 2 == 0 { ("pull_request", pr.clone()) } else { ("check_run", run.clone()) };
+            payload["repository"]["id"] = json!(repo.0);
+            payload["repository"]["full_name"] = json!(repo.1);
+            payload["installation"] = json!({ "id": repo.2, "node_id": "x" });
+            if event == "pull_request" {
+                payload["number"] = json!(number);
+                payload["pull_request"]["number"] = json!(number);
+                payload["pull_request"]["body"] = json!(pad);
+            } else {
+                payload["check_run"]["head_sha"] = json!(format!("{:040x}", rng.next_u64() as u128 * 7919));
+                payload["check_run"]["output"]["text"] = json!(pad);
+            }
+            let body = serde_json::to_vec(&payload).expect("json");
+            let signature = prmonitor::webhook::signature::sign(&secret, &body);
+            let id = format!("{:08x}-0000-4000-8000-{:012x}", i, rng.next_u64() & 0xffff_ffff_ffff);
+            (event, id, body, signature)
+        })
+        .collect()
+}
+
+/// Sends every delivery at `concurrency` over keep-alive HTTP/1.1; returns
+/// the wall time and each acknowledgement's latency in ms.
+async fn send_all(
+    address: &str,
+    items: Arc<Vec<(&'static str, String, Vec<u8>, String)>>,
+    concurrency: usize,
+) -> Result<(Duration, Vec<f64>), Error> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).http1_only().build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("http://{address}/webhooks/github");
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, next, items, url) = (client.clone(), next.clone(), items.clone(), url.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((event, id, body, signature)) = items.get(i) else { break };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-github-event", *event)
+                    .header("x-github-delivery", id)
+                    .header("x-hub-signature-256", signature)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let ok = response.as_ref().is_ok_and(|r| r.status().as_u16() == 202);
+                if !ok {
+                    return Err(format!("delivery {i} failed: {:?}", response.map(|r| r.status())));
+                }
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok(latencies)
+        });
+    }
+    let mut latencies = Vec::with_capacity(items.len());
+    while let Some(result) = tasks.join_next().await {
+        latencies.extend(result??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_by(f64::total_cmp);
+    Ok((elapsed, latencies))
+}
+
+/// PostgreSQL's own rate of durable single-row commits of the same payload
+/// sizes, at the same client count (pgbench).
+async fn pgbench_baseline(db_url: &str, clients: usize, rows: usize) -> Result<f64, Error> {
+    let mut conn = AsyncPgConnection::establish(db_url).await?;
+    diesel::sql_query("CREATE TABLE IF NOT EXISTS bench_payloads (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL)")
+        .execute(&mut conn)
+        .await?;
+    let script = std::env::temp_dir().join("prmonitor-bench-insert.sql");
+    std::fs::write(&script, "\\set size random(5000, 25000)\nINSERT INTO bench_payloads (payload) VALUES (repeat('x', :size));\n")?;
+    let url = url::Url::parse(db_url)?;
+    let output = tokio::process::Command::new("pgbench")
+        .args(["-n", "-c", &clients.to_string(), "-j", "2", "-t", &(rows / clients).to_string(), "-f"])
+        .arg(&script)
+        .args(["-h", url.host_str().unwrap_or("127.0.0.1"), "-p", &url.port().unwrap_or(5432).to_string()])
+        .args(["-U", if url.username().is_empty() { "postgres" } else { url.username() }, url.path().trim_start_matches('/')])
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps ="))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+        .ok_or_else(|| format!("pgbench printed no tps: {text} {}", String::from_utf8_lossy(&output.stderr)))?;
+    Ok(tps)
+}
+
+async fn ingest(report: &mut Report) -> Result<(), Error> {
+    const COUNT: usize = 20_000;
+    const CONCURRENCY: usize = 64;
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 1, pull_requests: 500, check_runs: 0 }),
+        ..SimConfig::default()
+    })
+    .await?;
+    let items = Arc::new(deliveries(COUNT, (500_000, "acme/repo-0", sim::generate::GENERATED_INSTALLATION), 500));
+    let db = fresh_database("prmonitor_bench_ingest").await?;
+    let baseline = pgbench_baseline(&db, CONCURRENCY, COUNT).await?;
+    for (label, worker) in [("worker off", false), ("worker on", true)] {
+        let db = fresh_database("prmonitor_bench_ingest").await?;
+        let mut args = vec!["serve", "--no-scheduler"];
+        if !worker {
+            args.push("--no-worker");
+        }
+        let child = Child::start(&args, &db, &sim_env(&sim)).await?;
+        let (elapsed, latencies) = send_all(&child.address, items.clone(), CONCURRENCY).await?;
+        let rate = COUNT as f64 / elapsed.as_secs_f64();
+        let scenario = format!("ingest ({label})");
+        report.compare(&scenario, "deliveries acknowledged", rate, "/s", ("pgbench single-row inserts", baseline), "≥ 1.0×");
+        report.add(&scenario, "ack latency p50", percentile(&latencies, 0.50), "ms");
+        report.add(&scenario, "ack latency p99", percentile(&latencies, 0.99), "ms");
+        report.add(&scenario, "ack latency max", percentile(&latencies, 1.0), "ms");
+        report.add(&scenario, "peak RSS of the service", child.peak_rss_mib(), "MiB");
+        report.target("< 100 MiB");
+        child.stop().await;
+    }
+    sim.stop().await;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Latency {
+    #[diesel(sql_type = Double)]
+    ms: f64,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn scalar(conn: &mut AsyncPgConnection, sql: &str) -> Result<i64, Error> {
+    Ok(diesel::sql_query(sql).get_result::<Count>(conn).await?.n)
+}
+
+async fn register_and_backfill(db: &str, address: &str) -> Result<(), Error> {
+    let mut payload: Value = serde_json::from_str(include_str!("../fixtures/github/payloads/installation/created.json"))?;
+    payload["installation"]["id"] = json!(sim::generate::GENERATED_INSTALLATION);
+    let body = serde_json::to_vec(&payload)?;
+    reqwest::Client::new()
+        .post(format!("http://{address}/webhooks/github"))
+        .header("x-github-event", "installation")
+        .header("x-github-delivery", "00000000-0000-4000-8000-0000000000aa")
+        .header("x-hub-signature-256", prmonitor::webhook::signature::sign(&Secret::new(SECRET), &body))
+        .body(body)
+        .send()
+        .await?;
+    wait_idle(db, Duration::from_secs(600)).await
+}
+
+async fn wait_idle(db: &str, timeout: Duration) -> Result<(), Error> {
+    let mut conn = AsyncPgConnection::establish(db).await?;
+    let started = Instant::now();
+    while scalar(&mut conn, "SELECT count(*) AS n FROM jobs WHERE state IN ('pending', 'running')").await? > 0 {
+        if started.elapsed() > timeout {
+            return Err("the queue did not drain".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// A realistic mix of changes on open PRs, each sending its webhooks.
+fn activity(sim: &Simulator, events: usize, repos: usize) -> Result<(), Error> {
+    let rng = SplitMix64::new(99);
+    let mut sent = 0;
+    while sent < events {
+        let repo = format!("acme/repo-{}", rng.below(repos as u64));
+        let open: Vec<(i64, String)> = sim.world(|w| {
+            w.repo(w.repo_id(&repo).expect("repo"))
+                .map(|r| {
+                    r.pulls
+                        .values()
+                        .filter(|p| p.state == sim::model::PrState::Open)
+                        .map(|p| (p.number, p.head_sha.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        if open.is_empty() {
+            sim.open_pr(&repo, NewPr::new("refill", "bot"))?;
+            sent += 1;
+            continue;
+        }
+        let (n, head) = &open[rng.below(open.len() as u64) as usize];
+        let roll = rng.below(100);
+        let result = match roll {
+            0..=19 => sim.push(&repo, *n).map(|_| ()),
+            20..=49 => sim.create_check_run(&repo, head, &format!("job-{}", rng.below(4))).map(|_| ()),
+            50..=79 => {
+                let queued = sim.world(|w| {
+                    w.repo(w.repo_id(&repo).expect("repo")).ok().and_then(|r| {
+                        r.check_runs.values().find(|c| &c.head_sha == head && c.status != "completed").map(|c| c.id)
+                    })
+                });
+                match queued {
+                    Some(run) => sim.complete_check_run(run, if rng.chance(0.2) { "failure" } else { "success" }),
+                    None => sim.create_check_run(&repo, head, "late").map(|_| ()),
+                }
+            }
+            80..=89 => sim.label(&repo, *n, &format!("l{}", rng.below(1000))),
+            90..=94 => sim.close(&repo, *n),
+            _ => sim.merge(&repo, *n).or_else(|_| sim.close(&repo, *n)),
+        };
+        if result.is_ok() {
+            sent += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn metric_sum(address: &str, name: &str, label: &str) -> Result<BTreeMap<String, f64>, Error> {
+    let text = reqwest::get(format!("http://{address}/metrics")).await?.text().await?;
+    let mut sums = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(name)) {
+        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        let label_value = key
+            .split(&format!("{label}=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("")
+            .to_owned();
+        *sums.entry(label_value).or_default() += value;
+    }
+    Ok(sums)
+}
+
+async fn pipeline(report: &mut Report) -> Result<(), Error> {
+    const EVENTS: usize = 10_000;
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 20, pull_requests: 100, check_runs: 0 }),
+        ..SimConfig::default()
+    })
+    .await?;
+    let db = fresh_database("prmonitor_bench_pipeline").await?;
+    let child = Child::start(&["serve", "--no-scheduler"], &db, &sim_env(&sim)).await?;
+    register_and_backfill(&db, &child.address).await?;
+    let calls_before = metric_sum(&child.address, "prmonitor_github_calls_total", "purpose").await?;
+    sim.reset_stats();
+    sim.set_webhook(Some(WebhookTarget {
+        url: format!("http://{}/webhooks/github", child.address),
+        secret: SECRET.into(),
+        loss_rate: 0.0,
+        duplicate_rate: 0.0,
+        reorder_rate: 0.0,
+    }));
+    let started = Instant::now();
+    activity(&sim, EVENTS, 20)?;
+    sim.wait_for_deliveries().await;
+    wait_idle(&db, Duration::from_secs(1200)).await?;
+    let elapsed = started.elapsed();
+    let events = sim.deliveries().len();
+    let mut conn = AsyncPgConnection::establish(&db).await?;
+    let mut latencies: Vec<f64> = diesel::sql_query(
+        "SELECT (EXTRACT(EPOCH FROM processed_at - received_at) * 1000)::float8 AS ms FROM webhook_deliveries \
+         WHERE processed_at IS NOT NULL AND event <> 'installation'",
+    )
+    .load::<Latency>(&mut conn)
+    .await?
+    .into_iter()
+    .map(|l| l.ms)
+    .collect();
+    latencies.sort_by(f64::total_cmp);
+    let verified = sim::verify::diff_all(&mut conn, &sim).await;
+    let api = sim.stats().requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
+    let calls_after = metric_sum(&child.address, "prmonitor_github_calls_total", "purpose").await?;
+    report.add("pipeline", "events fully synchronized", events as f64 / elapsed.as_secs_f64(), "/s");
+    report.target("≥ 1,000/s");
+    report.add("pipeline", "delivery → commit p50", percentile(&latencies, 0.50), "ms");
+    report.add("pipeline", "delivery → commit p99", percentile(&latencies, 0.99), "ms");
+    report.target("< 250 ms");
+    report.add("pipeline", "GitHub calls per event", api as f64 / events as f64, "calls");
+    report.target("≤ 0.5");
+    for (purpose, after) in &calls_after {
+        let before = calls_before.get(purpose).copied().unwrap_or(0.0);
+        report.add("pipeline", &format!("GitHub calls, {purpose} (incl. retries/304s)"), after - before, "calls");
+    }
+    report.add("pipeline", "peak RSS of the service", child.peak_rss_mib(), "MiB");
+    report.add("pipeline", "database equals the simulator", f64::from(u8::from(verified.is_ok())), "1 = yes");
+    if let Err(difference) = verified {
+        eprintln!("pipeline: the database differs from the simulator: {difference}");
+    }
+    child.stop().await;
+    sim.stop().await;
+    Ok(())
+}
+
+fn settings_for(db: &str, sim: &Simulator) -> Result<Settings, Error> {
+    let mut settings = Settings::load_from(None, &|_| None)?;
+    settings.database_url = DatabaseUrl::parse(db)?;
+    settings.github.api_url = parse_api_url(&sim.api_url())?;
+    settings.github.auth = Some(GitHubAuth::App { app_id: sim::SIM_APP_ID, private_key: Secret::new(sim::SIM_APP_PRIVATE_KEY) });
+    Ok(settings)
+}
+
+async fn register(db: &str, sim: &Simulator) -> Result<repositories::Repository, Error> {
+    let mut conn = AsyncPgConnection::establish(db).await?;
+    let (id, owner, name) = sim.world(|w| w.repos.values().next().map(|r| (r.id, r.owner.clone(), r.name.clone()))).ok_or("no repo")?;
+    Ok(repositories::upsert(
+        &mut conn,
+        &NewRepository { github_id: id, owner: &owner, name: &name, installation_id: Some(sim::generate::GENERATED_INSTALLATION) },
+    )
+    .await?)
+}
+
+async fn backfill(report: &mut Report) -> Result<(), Error> {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 1, pull_requests: 10_000, check_runs: 10 }),
+        ..SimConfig::default()
+    })
+    .await?;
+    let db = fresh_database("prmonitor_bench_backfill").await?;
+    let settings = settings_for(&db, &sim)?;
+    let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
+    let github = GitHubClient::new(&settings.github, pool.clone())?;
+    let processor = prmonitor::startup::processor(&github, &pool, &settings);
+    let repo = register(&db, &sim).await?;
+    let started = Instant::now();
+    let result = processor.process_repository(&repo, Cause::Backfill).await;
+    let elapsed = started.elapsed();
+    if !result.success {
+        return Err(format!("backfill failed: {:?}", result.errors).into());
+    }
+    let rows = result.changes_synchronized as f64;
+    let calls = sim.stats().requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
+
+    // Baseline: the same rows loaded with COPY into tables of the same shape.
+    let dir = std::env::temp_dir();
+    let (prs_csv, runs_csv) = (dir.join("prmonitor-bench-prs.csv"), dir.join("prmonitor-bench-runs.csv"));
+    let psql = |commands: Vec<String>| {
+        let mut command = std::process::Command::new("psql");
+        command.args(["-q", "-v", "ON_ERROR_STOP=1", &db]);
+        for c in commands {
+            command.args(["-c", &c]);
+        }
+        command.output()
+    };
+    psql(vec![
+        format!("\\copy pull_requests TO '{}' CSV", prs_csv.display()),
+        format!("\\copy check_runs TO '{}' CSV", runs_csv.display()),
+        "CREATE TABLE copy_prs (LIKE pull_requests INCLUDING ALL); CREATE TABLE copy_runs (LIKE check_runs INCLUDING ALL)".into(),
+    ])?;
+    let copy_started = Instant::now();
+    let copied = psql(vec![
+        format!("\\copy copy_prs FROM '{}' CSV", prs_csv.display()),
+        format!("\\copy copy_runs FROM '{}' CSV", runs_csv.display()),
+    ])?;
+    let copy_elapsed = copy_started.elapsed();
+    if !copied.status.success() {
+        return Err(format!("COPY failed: {}", String::from_utf8_lossy(&copied.stderr)).into());
+    }
+    let mut conn = AsyncPgConnection::establish(&db).await?;
+    let copy_rows = (scalar(&mut conn, "SELECT count(*) AS n FROM copy_prs").await?
+        + scalar(&mut conn, "SELECT count(*) AS n FROM copy_runs").await?) as f64;
+    report.add("backfill (10,000 PRs, 100,000 check runs)", "wall time", elapsed.as_secs_f64(), "s");
+    report.compare(
+        "backfill (10,000 PRs, 100,000 check runs)",
+        "rows written",
+        rows / elapsed.as_secs_f64(),
+        "rows/s",
+        ("COPY of the same rows", copy_rows / copy_elapsed.as_secs_f64()),
+        "≥ 0.5×",
+    );
+    report.add("backfill (10,000 PRs, 100,000 check runs)", "GitHub calls", calls as f64, "calls");
+    report.add("backfill (10,000 PRs, 100,000 check runs)", "peak RSS, bench process incl. simulator", peak_rss("/proc/self/status"), "MiB");
+    let _ = std::fs::remove_file(prs_csv);
+    let _ = std::fs::remove_file(runs_csv);
+    sim.stop().await;
+    Ok(())
+}
+
+async fn sweep(report: &mut Report) -> Result<(), Error> {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 1, pull_requests: 1_000, check_runs: 2 }),
+        ..SimConfig::default()
+    })
+    .await?;
+    let db = fresh_database("prmonitor_bench_sweep").await?;
+    let settings = settings_for(&db, &sim)?;
+    let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
+    let github = GitHubClient::new(&settings.github, pool.clone())?;
+    let processor = prmonitor::startup::processor(&github, &pool, &settings);
+    let repo = register(&db, &sim).await?;
+    let backfilled = processor.process_repository(&repo, Cause::Backfill).await;
+    if !backfilled.success {
+        return Err(format!("backfill failed: {:?}", backfilled.errors).into());
+    }
+    // The first sweep after a backfill reads the open-PR listing once (the
+    // backfill lists all states); the second shows the steady state.
+    for (round, label) in [(1, "first sweep after the backfill"), (2, "unchanged sweep")] {
+        let mut conn = AsyncPgConnection::establish(&db).await?;
+        let repo = repositories::find(&mut conn, repo.id).await?;
+        let budget = sim.budget(sim::generate::GENERATED_INSTALLATION).map_or(0, |b| b.remaining);
+        sim.reset_stats();
+        let started = Instant::now();
+        let ctx = WorkContext { cause: Cause::Sweep, ..WorkContext::default() };
+        let result = processor.process(&repo, Target::Sweep, ctx).await;
+        let elapsed = started.elapsed();
+        if !result.success {
+            return Err(format!("sweep {round} failed: {:?}", result.errors).into());
+        }
+        let stats = sim.stats();
+        let calls = stats.requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
+        let spent = budget - sim.budget(sim::generate::GENERATED_INSTALLATION).map_or(0, |b| b.remaining);
+        let scenario = format!("sweep of a 1,000-PR repository: {label}");
+        report.add(&scenario, "GitHub calls", calls as f64, "calls");
+        report.add(&scenario, "of which 304 (free)", stats.requests.iter().filter(|r| r.status == 304).count() as f64, "calls");
+        report.add(&scenario, "rate-limit budget spent", spent as f64, "points");
+        if round == 2 {
+            report.target("0");
+        }
+        report.add(&scenario, "wall time", elapsed.as_secs_f64(), "s");
+    }
+    sim.stop().await;
+    Ok(())
+}
+
+fn machine() -> Value {
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    json!({
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "memory_gib": (memory * 10.0).round() / 10.0,
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release (bench)" },
+    })
+}
+
+fn print(report: &Report, machine: &Value) {
+    println!("\n## prmonitor benchmarks\n");
+    println!(
+        "Machine: {} cores, {} GiB; build: {}.\n",
+        machine["cores"], machine["memory_gib"], machine["profile"].as_str().unwrap_or("")
+    );
+    println!("| scenario | figure | value | baseline (same run) | ratio | target |");
+    println!("|---|---|---|---|---|---|");
+    for f in &report.figures {
+        let baseline = f.baseline.as_ref().map_or(String::new(), |(name, value)| format!("{value:.1} {} ({name})", f.unit));
+        let ratio = f.ratio.map_or(String::new(), |r| format!("{r:.2}×"));
+        println!(
+            "| {} | {} | {:.2} {} | {} | {} | {} |",
+            f.scenario,
+            f.name,
+            f.value,
+            f.unit,
+            baseline,
+            ratio,
+            f.target.clone().unwrap_or_default()
+        );
+    }
+}
+
+fn main() -> Result<(), Error> {
+    // `cargo bench` passes `--bench`; scenario names select.
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut report = Report::default();
+        let scenarios: [(&str, fn(&mut Report) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + '_>>); 4] = [
+            ("ingest", |r| Box::pin(ingest(r))),
+            ("pipeline", |r| Box::pin(pipeline(r))),
+            ("backfill", |r| Box::pin(backfill(r))),
+            ("sweep", |r| Box::pin(sweep(r))),
+        ];
+        for (name, scenario) in scenarios {
+            if runs(name) {
+                eprintln!("running {name}…");
+                let started = Instant::now();
+                if let Err(error) = scenario(&mut report).await {
+                    eprintln!("{name} failed: {error}");
+                    report.add(name, &format!("FAILED: {error}"), 0.0, "");
+                }
+                eprintln!("{name} took {:.1} s", started.elapsed().as_secs_f64());
+            }
+        }
+        let machine = machine();
+        print(&report, &machine);
+        let dir = std::path::Path::new(&std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())).join("bench");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("report.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&json!({ "machine": machine, "figures": report.figures }))?)?;
+        eprintln!("JSON report: {}", path.display());
+        Ok(())
+    })
+}

@@ -1,0 +1,167 @@
+//! Is the database the simulator's model, field by field? (tests, demo, benchmarks)
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use crate::db::schema::{check_runs, pull_requests, repositories};
+use super::model::PrState as SimState;
+use super::Simulator;
+
+type PrRow = (
+    i64,
+    i32,
+    String,
+    String,
+    String,
+    bool,
+    (String, String, String, String),
+    String,
+    Option<String>,
+    (Vec<String>, Vec<String>),
+    (DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+);
+
+type RunRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    (Option<String>, Option<String>),
+);
+
+/// `Ok` when every PR and check run of the simulator's repository `github_id`
+/// is stored exactly, and nothing else is; otherwise what differs.
+pub async fn diff(
+    conn: &mut diesel_async::AsyncPgConnection,
+    sim: &Simulator,
+    github_id: i64,
+) -> Result<(), String> {
+    let (sim_prs, sim_runs, html) = sim.world(|w| {
+        let r = w.repo(github_id).map_err(|e| e.to_string())?;
+        Ok::<_, String>((
+            r.pulls.clone(),
+            r.check_runs.clone(),
+            format!("http://{}/web/{}", sim.address(), r.full_name()),
+        ))
+    })?;
+    let repo_id: Option<i64> = repositories::table
+        .filter(repositories::github_id.eq(github_id))
+        .select(repositories::id)
+        .first(conn)
+        .await
+        .optional()
+        .map_err(|e| e.to_string())?;
+    let Some(repo_id) = repo_id else { return Err(format!("repository {github_id} is not stored")) };
+    let rows: Vec<PrRow> = pull_requests::table
+        .filter(pull_requests::repository_id.eq(repo_id))
+        .order(pull_requests::number)
+        .select((
+            pull_requests::github_id,
+            pull_requests::number,
+            pull_requests::title,
+            pull_requests::author,
+            pull_requests::state,
+            pull_requests::draft,
+            (
+                pull_requests::base_branch,
+                pull_requests::base_sha,
+                pull_requests::head_branch,
+                pull_requests::head_sha,
+            ),
+            pull_requests::html_url,
+            pull_requests::body,
+            (pull_requests::labels, pull_requests::assignees),
+            (
+                pull_requests::gh_created_at,
+                pull_requests::gh_updated_at,
+                pull_requests::gh_closed_at,
+                pull_requests::gh_merged_at,
+            ),
+        ))
+        .load(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let expected: Vec<PrRow> = sim_prs
+        .values()
+        .map(|pr| {
+            let state = match pr.state {
+                SimState::Open => "open",
+                SimState::Closed => "closed",
+                SimState::Merged => "merged",
+            };
+            let mut labels = pr.labels.clone();
+            labels.sort();
+            let mut assignees = pr.assignees.clone();
+            assignees.sort();
+            (
+                pr.id,
+                pr.number as i32,
+                pr.title.clone(),
+                pr.author.clone(),
+                state.to_owned(),
+                pr.draft,
+                (pr.base_ref.clone(), pr.base_sha.clone(), pr.head_ref.clone(), pr.head_sha.clone()),
+                format!("{html}/pull/{}", pr.number),
+                pr.body.clone(),
+                (labels, assignees),
+                (pr.created_at, pr.updated_at, pr.closed_at, pr.merged_at),
+            )
+        })
+        .collect();
+    if rows.len() != expected.len() {
+        return Err(format!("{} PRs stored, {} in the simulator", rows.len(), expected.len()));
+    }
+    if let Some((row, want)) = rows.iter().zip(&expected).find(|(row, want)| row != want) {
+        return Err(format!("PR #{} differs:\n stored {row:?}\n wanted {want:?}", want.1));
+    }
+    let runs: Vec<RunRow> = check_runs::table
+        .filter(check_runs::repository_id.eq(repo_id))
+        .order(check_runs::github_id)
+        .select((
+            check_runs::github_id,
+            check_runs::check_suite_id.assume_not_null(),
+            check_runs::head_sha,
+            check_runs::name,
+            check_runs::status,
+            check_runs::conclusion,
+            (check_runs::gh_started_at, check_runs::gh_completed_at),
+            (check_runs::output_title, check_runs::output_summary),
+        ))
+        .load(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let expected: Vec<RunRow> = sim_runs
+        .values()
+        .map(|r| {
+            (
+                r.id,
+                r.check_suite_id,
+                r.head_sha.clone(),
+                r.name.clone(),
+                r.status.clone(),
+                r.conclusion.clone(),
+                (r.started_at, r.completed_at),
+                (r.output_title.clone(), r.output_summary.clone()),
+            )
+        })
+        .collect();
+    if runs.len() != expected.len() {
+        return Err(format!("{} check runs stored, {} in the simulator", runs.len(), expected.len()));
+    }
+    if let Some((row, want)) = runs.iter().zip(&expected).find(|(row, want)| row != want) {
+        return Err(format!("check run {} differs:\n stored {row:?}\n wanted {want:?}", want.0));
+    }
+    Ok(())
+}
+
+/// Every repository of the simulator.
+pub async fn diff_all(conn: &mut diesel_async::AsyncPgConnection, sim: &Simulator) -> Result<(), String> {
+    let ids: Vec<i64> = sim.world(|w| w.repos.keys().copied().collect());
+    for id in ids {
+        diff(conn, sim, id).await?;
+    }
+    Ok(())
+}

@@ -35,31 +35,22 @@ fn token_matches(given: &str, expected: &Secret) -> bool {
 
 /// `Authorization: Bearer <PRMONITOR_ADMIN_TOKEN>`, or a 401.
 pub fn authorize(request: &HttpRequest, token: Option<&Secret>) -> Result<(), Box<HttpResponse>> {
-    let Some(expected) = token else {
-        return Err(Box::new(json_error(
-            StatusCode::UNAUTHORIZED,
-            "the admin API is disabled: PRMONITOR_ADMIN_TOKEN is not set",
-        )));
-    };
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(given) if token_matches(given, expected) => Ok(()),
-        _ => Err(Box::new(json_error(StatusCode::UNAUTHORIZED, "a valid bearer token is required"))),
-    }
+    let tokens: Vec<Secret> = token.into_iter().cloned().collect();
+    check_bearer(request, &tokens, "the admin API is disabled: PRMONITOR_ADMIN_TOKEN is not set")
 }
 
-/// `Authorization: Bearer <any of tokens>`, or a 401.
+/// `Authorization: Bearer <any of tokens>`, or a 401 (the read API).
 pub fn authorize_any(request: &HttpRequest, tokens: &[Secret]) -> Result<(), Box<HttpResponse>> {
+    check_bearer(
+        request,
+        tokens,
+        "the read API is disabled: set PRMONITOR_READ_TOKEN or PRMONITOR_ADMIN_TOKEN",
+    )
+}
+
+fn check_bearer(request: &HttpRequest, tokens: &[Secret], disabled: &str) -> Result<(), Box<HttpResponse>> {
     if tokens.is_empty() {
-        return Err(Box::new(json_error(
-            StatusCode::UNAUTHORIZED,
-            "the read API is disabled: set PRMONITOR_READ_TOKEN or PRMONITOR_ADMIN_TOKEN",
-        )));
+        return Err(Box::new(json_error(StatusCode::UNAUTHORIZED, disabled)));
     }
     let given = request
         .headers()

@@ -486,7 +486,8 @@ impl World {
             body: EventBody::CheckRun { run_id },
         }];
         let repo = self.repo(repo_id)?;
-        let suite_done = repo.runs_for(&sha).filter(|r| r.check_suite_id == suite_id).all(|r| r.status == "completed");
+        let suite_done =
+            repo.runs_for(&sha).filter(|r| r.check_suite_id == suite_id).all(|r| r.status == "completed");
         if suite_done {
             events.push(Event {
                 name: "check_suite",

@@ -228,7 +228,10 @@ fn pr_ref_for_check(urls: &Urls, repo: &SimRepo, pr: &SimPr) -> Value {
 /// The open PRs whose head is `sha`: what GitHub lists in `pull_requests`.
 fn prs_for_sha(urls: &Urls, repo: &SimRepo, sha: &str) -> Value {
     Value::Array(
-        repo.prs_with_head(sha).filter(|pr| pr.state == PrState::Open).map(|pr| pr_ref_for_check(urls, repo, pr)).collect(),
+        repo.prs_with_head(sha)
+            .filter(|pr| pr.state == PrState::Open)
+            .map(|pr| pr_ref_for_check(urls, repo, pr))
+            .collect(),
     )
 }
 

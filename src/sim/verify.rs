@@ -1,11 +1,11 @@
 //! Is the database the simulator's model, field by field? (tests, demo, benchmarks)
 
+use super::model::PrState as SimState;
+use super::Simulator;
+use crate::db::schema::{check_runs, pull_requests, repositories};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use crate::db::schema::{check_runs, pull_requests, repositories};
-use super::model::PrState as SimState;
-use super::Simulator;
 
 type PrRow = (
     i64,

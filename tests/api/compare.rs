@@ -15,7 +15,11 @@ pub async fn diff_all(db_url: &str, sim: &Simulator) -> Result<(), String> {
 
 /// Waits until the database equals the simulator, or `timeout` passes (then
 /// returns the last difference).
-pub async fn converge(db_url: &str, sim: &Simulator, timeout: std::time::Duration) -> Result<std::time::Duration, String> {
+pub async fn converge(
+    db_url: &str,
+    sim: &Simulator,
+    timeout: std::time::Duration,
+) -> Result<std::time::Duration, String> {
     let started = std::time::Instant::now();
     loop {
         match diff_all(db_url, sim).await {

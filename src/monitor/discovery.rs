@@ -124,6 +124,40 @@ fn discovery_error(repo: &Repository, number: Option<i32>, error: impl std::fmt:
     }
 }
 
+impl GitHubPrDiscovery {
+    /// Lists PRs as `query` says and turns the fresh pages into `PrData`;
+    /// also returns whether every page was fresh.
+    async fn list(
+        &self,
+        repo: &Repository,
+        query: PullQuery,
+        purpose: Purpose,
+    ) -> Result<(Discovered<PrData>, bool), ProcessingError> {
+        let listing = self
+            .client
+            .list_pull_requests(repo.installation_id, &repo.full_name(), query, purpose)
+            .await
+            .map_err(|e| discovery_error(repo, None, e))?;
+        let Listing::Pages(pages) = &listing else {
+            return Err(discovery_error(repo, None, "the repository is gone (404)"));
+        };
+        let unchanged = pages.iter().filter(|p| p.is_unchanged()).count();
+        let mut discovered =
+            Discovered { validators: listing.validators(), unchanged, ..Discovered::default() };
+        for pr in listing.fresh_items() {
+            match PrData::from_github(pr) {
+                // A page reaching below the watermark also holds older PRs: not wanted.
+                Ok(pr) if query.updated_since.is_none_or(|since| pr.updated_at >= since) => {
+                    discovered.items.push(pr)
+                }
+                Ok(_) => {}
+                Err(e) => discovered.errors.push(discovery_error(repo, i32::try_from(e.number).ok(), e)),
+            }
+        }
+        Ok((discovered, unchanged == 0))
+    }
+}
+
 #[async_trait]
 impl PrDiscovery for GitHubPrDiscovery {
     async fn discover_prs(
@@ -133,27 +167,7 @@ impl PrDiscovery for GitHubPrDiscovery {
         purpose: Purpose,
     ) -> Result<Discovered<PrData>, ProcessingError> {
         let query = PullQuery { state: PullState::All, updated_since: since, stop_at_unchanged: true };
-        let listing = self
-            .client
-            .list_pull_requests(repo.installation_id, &repo.full_name(), query, purpose)
-            .await
-            .map_err(|e| discovery_error(repo, None, e))?;
-        let Listing::Pages(pages) = &listing else {
-            return Err(discovery_error(repo, None, "the repository is gone (404)"));
-        };
-        let mut discovered = Discovered {
-            validators: listing.validators(),
-            unchanged: pages.iter().filter(|p| p.is_unchanged()).count(),
-            ..Discovered::default()
-        };
-        for pr in listing.fresh_items() {
-            match PrData::from_github(pr) {
-                Ok(pr) if since.is_none_or(|since| pr.updated_at >= since) => discovered.items.push(pr),
-                Ok(_) => {}
-                Err(e) => discovered.errors.push(discovery_error(repo, i32::try_from(e.number).ok(), e)),
-            }
-        }
-        Ok(discovered)
+        Ok(self.list(repo, query, purpose).await?.0)
     }
 
     async fn discover_open_prs(
@@ -162,26 +176,7 @@ impl PrDiscovery for GitHubPrDiscovery {
         purpose: Purpose,
     ) -> Result<OpenPrs, ProcessingError> {
         let query = PullQuery { state: PullState::Open, updated_since: None, stop_at_unchanged: false };
-        let listing = self
-            .client
-            .list_pull_requests(repo.installation_id, &repo.full_name(), query, purpose)
-            .await
-            .map_err(|e| discovery_error(repo, None, e))?;
-        let Listing::Pages(pages) = &listing else {
-            return Err(discovery_error(repo, None, "the repository is gone (404)"));
-        };
-        let complete = pages.iter().all(|p| !p.is_unchanged());
-        let mut prs = Discovered {
-            validators: listing.validators(),
-            unchanged: pages.iter().filter(|p| p.is_unchanged()).count(),
-            ..Discovered::default()
-        };
-        for pr in listing.fresh_items() {
-            match PrData::from_github(pr) {
-                Ok(pr) => prs.items.push(pr),
-                Err(e) => prs.errors.push(discovery_error(repo, i32::try_from(e.number).ok(), e)),
-            }
-        }
+        let (prs, complete) = self.list(repo, query, purpose).await?;
         Ok(OpenPrs { prs, complete })
     }
 

@@ -223,6 +223,9 @@ impl PrProcessor {
                 result.errors.extend(updated.errors);
                 changes.validators.extend(updated.validators);
                 prs.extend(updated.items);
+                // Read once: the sweep checks them against GitHub's open list,
+                // and their heads' checks are read below.
+                let stored_open = self.stored_open_heads(repo).await?;
                 if matches!(target, Target::Sweep) {
                     let open = self.discovery.discover_open_prs(repo, purpose).await?;
                     result.unchanged_resources += open.prs.unchanged;
@@ -233,7 +236,7 @@ impl PrProcessor {
                     prs.extend(open.prs.items);
                     if open.complete {
                         // Open here, absent from GitHub's open list: closed, merged or gone.
-                        for (number, _) in self.stored_open_heads(repo).await? {
+                        for &(number, _) in &stored_open {
                             if listed.contains(&number) {
                                 continue;
                             }
@@ -254,19 +257,14 @@ impl PrProcessor {
                 // Every PR that changed, whatever its state: a lost check-run
                 // event before a merge is healed here too.
                 heads.extend(prs.iter().map(PrHead::from));
-                heads.extend(
-                    self.stored_open_heads(repo)
-                        .await?
-                        .into_iter()
-                        .map(|(number, head_sha)| PrHead { number, head_sha }),
-                );
+                heads.extend(stored_open.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
             }
-            Target::PullRequest { number, with_checks } => {
+            // Whether to read the head's checks is decided after detection, below.
+            Target::PullRequest { number, .. } => {
                 match self.discovery.discover_pr(repo, *number, purpose).await? {
                     PrLookup::Fresh { pr, validator } => {
                         changes.validators.extend(validator);
                         prs.push(*pr);
-                        let _ = with_checks;
                     }
                     PrLookup::Unchanged { validator } => {
                         result.unchanged_resources += 1;

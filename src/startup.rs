@@ -17,6 +17,7 @@ use crate::http::{self, AdminConfig, ReadConfig, Readiness};
 use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
 use crate::scheduler::Scheduler;
 use crate::webhook::intake::IntakeConfig;
+use crate::webhook::store::DeliveryStore;
 use crate::worker::{Heartbeat, Worker, WorkerDeps};
 
 /// The HTTP application on a bound socket.
@@ -38,6 +39,7 @@ impl Application {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
+        let store = web::Data::new(DeliveryStore::start(pool.clone()));
         let pool = web::Data::new(pool);
         let intake =
             web::Data::new(IntakeConfig::new(settings.webhook_secrets.clone(), settings.worker.max_attempts));
@@ -48,6 +50,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(pool.clone())
+                .app_data(store.clone())
                 .app_data(intake.clone())
                 .app_data(admin.clone())
                 .app_data(readiness.clone())

@@ -46,15 +46,34 @@ pub struct NewDelivery<'a> {
     pub payload_size: i32,
 }
 
-/// Inserts the delivery unless its id is already stored; returns whether it did.
-/// A concurrent insert of the same id waits for the other transaction and then
-/// reports `false`, so a delivery is never stored twice.
-pub async fn insert_if_new(conn: &mut AsyncPgConnection, delivery: &NewDelivery<'_>) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(webhook_deliveries::table)
-        .values(delivery)
+/// Inserts the deliveries whose ids are not stored yet; returns the ids it
+/// inserted. A concurrent insert of the same id waits for the other
+/// transaction and then leaves the id out, so a delivery is never stored twice.
+pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) -> QueryResult<Vec<String>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::insert_into(webhook_deliveries::table)
+        .values(rows)
         .on_conflict(webhook_deliveries::delivery_id)
         .do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(inserted == 1)
+        .returning(webhook_deliveries::delivery_id)
+        .get_results(conn)
+        .await
+}
+
+/// The event and raw body of the deliveries folded into job `job_id`, oldest
+/// first, at most `limit` of them.
+pub async fn payloads_of_job(
+    conn: &mut AsyncPgConnection,
+    job_id: i64,
+    limit: i64,
+) -> QueryResult<Vec<(String, Option<Vec<u8>>)>> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::job_id.eq(job_id))
+        .order(webhook_deliveries::received_at.asc())
+        .select((webhook_deliveries::event, webhook_deliveries::payload))
+        .limit(limit)
+        .load(conn)
+        .await
 }

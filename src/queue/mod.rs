@@ -11,7 +11,9 @@ pub use job::{
     EventTarget, InstallationTarget, JobKind, NewJob, RepoRef, RepositoryJob, DEFAULT_MAX_ATTEMPTS,
 };
 
-use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text};
+use std::collections::HashMap;
+
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -54,6 +56,122 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> diesel::Quer
     .bind::<Integer, _>(job.max_attempts)
     .get_result(conn)
     .await
+}
+
+/// Enqueues many jobs in one statement, merging those that share a
+/// coalescing key first (PostgreSQL refuses to update one row twice in a
+/// statement). Returns the job each input ended up in, in input order.
+///
+/// Every job must have a coalescing key: the merged result is mapped back to
+/// the inputs by key.
+pub async fn enqueue_many(
+    conn: &mut AsyncPgConnection,
+    jobs: &[&NewJob],
+) -> diesel::QueryResult<Vec<EnqueuedJob>> {
+    let merged = merge_by_key(jobs)?;
+    let (mut kinds, mut keys, mut payloads, mut max_attempts, mut counts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for job in &merged {
+        kinds.push(job.kind.as_str());
+        keys.push(job.key);
+        payloads.push(&job.payload);
+        max_attempts.push(job.max_attempts);
+        counts.push(job.requests);
+    }
+    // Same ON CONFLICT target as `enqueue`; a merged row stands for
+    // `requests` requests, so the count grows by that many.
+    let rows: Vec<KeyedJob> = diesel::sql_query(
+        "INSERT INTO jobs (kind, coalesce_key, payload, max_attempts, coalesced_count) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int4[], $5::int4[]) \
+         ON CONFLICT (coalesce_key) WHERE state = 'pending' \
+         DO UPDATE SET payload = jobs.payload || EXCLUDED.payload, \
+                       coalesced_count = jobs.coalesced_count + EXCLUDED.coalesced_count, \
+                       updated_at = now() \
+         RETURNING id, coalesce_key, coalesced_count",
+    )
+    .bind::<Array<Text>, _>(&kinds)
+    .bind::<Array<Text>, _>(&keys)
+    .bind::<Array<Jsonb>, _>(&payloads)
+    .bind::<Array<Integer>, _>(&max_attempts)
+    .bind::<Array<Integer>, _>(&counts)
+    .load(conn)
+    .await?;
+    let by_key: HashMap<&str, EnqueuedJob> = rows
+        .iter()
+        .map(|row| {
+            (row.coalesce_key.as_str(), EnqueuedJob { id: row.id, coalesced_count: row.coalesced_count })
+        })
+        .collect();
+    jobs.iter()
+        .map(|job| {
+            job.coalesce_key
+                .as_deref()
+                .and_then(|key| by_key.get(key).copied())
+                .ok_or_else(|| diesel::result::Error::QueryBuilderError("a job has no coalescing key".into()))
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct KeyedJob {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    coalesce_key: String,
+    #[diesel(sql_type = Integer)]
+    coalesced_count: i32,
+}
+
+/// Jobs of one key merged as the database would merge them one by one.
+struct MergedJob<'a> {
+    kind: JobKind,
+    key: &'a str,
+    payload: serde_json::Value,
+    max_attempts: i32,
+    requests: i32,
+}
+
+fn merge_by_key<'a>(jobs: &[&'a NewJob]) -> diesel::QueryResult<Vec<MergedJob<'a>>> {
+    let mut merged: Vec<MergedJob<'a>> = Vec::new();
+    let mut index: HashMap<&'a str, usize> = HashMap::new();
+    for job in jobs {
+        let key = job
+            .coalesce_key
+            .as_deref()
+            .ok_or_else(|| diesel::result::Error::QueryBuilderError("a job has no coalescing key".into()))?;
+        match index.get(key) {
+            Some(&at) => {
+                let into = &mut merged[at];
+                json_merge(&mut into.payload, &job.payload);
+                into.requests += 1;
+            }
+            None => {
+                index.insert(key, merged.len());
+                merged.push(MergedJob {
+                    kind: job.kind,
+                    key,
+                    payload: job.payload.clone(),
+                    max_attempts: job.max_attempts,
+                    requests: 1,
+                });
+            }
+        }
+    }
+    Ok(merged)
+}
+
+/// PostgreSQL's `jsonb || jsonb` for the objects job payloads are: a shallow
+/// merge where the newer value's keys win. Anything else is replaced whole,
+/// as `||` would not merge it either.
+fn json_merge(into: &mut serde_json::Value, newer: &serde_json::Value) {
+    match (into, newer) {
+        (serde_json::Value::Object(old), serde_json::Value::Object(new)) => {
+            for (key, value) in new {
+                old.insert(key.clone(), value.clone());
+            }
+        }
+        (into, newer) => *into = newer.clone(),
+    }
 }
 
 use chrono::{DateTime, Utc};
@@ -429,4 +547,38 @@ pub async fn purge_done(conn: &mut AsyncPgConnection, keep: std::time::Duration)
     diesel::delete(jobs::table.filter(jobs::state.eq("done")).filter(jobs::finished_at.lt(cutoff)))
         .execute(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pr_job(number: i64, with_checks: bool) -> NewJob {
+        let repository = RepoRef { github_id: 1, full_name: "o/r".into(), installation_id: None };
+        NewJob::event(&EventTarget::PullRequest { repository, number, with_checks })
+    }
+
+    #[test]
+    fn merging_in_a_batch_matches_merging_in_the_database() {
+        // As `||` would: newer keys win, keys the newer lacks are kept.
+        let mut into = json!({"a": 1, "flag": true});
+        json_merge(&mut into, &json!({"a": 2, "b": 3}));
+        assert_eq!(into, json!({"a": 2, "b": 3, "flag": true}));
+
+        let jobs = [pr_job(1, true), pr_job(2, false), pr_job(1, false), pr_job(1, false)];
+        let refs: Vec<&NewJob> = jobs.iter().collect();
+        let merged = merge_by_key(&refs).expect("keyed");
+        assert_eq!(merged.len(), 2, "one row per key, in first-seen order");
+        assert_eq!((merged[0].key, merged[0].requests), ("pr:1:1", 3));
+        assert_eq!(merged[0].payload["with_checks"], true, "a later request never clears a flag");
+        assert_eq!((merged[1].key, merged[1].requests), ("pr:1:2", 1));
+    }
+
+    #[test]
+    fn a_job_without_a_key_cannot_be_batched() {
+        let mut job = pr_job(1, false);
+        job.coalesce_key = None;
+        assert!(merge_by_key(&[&job]).is_err());
+    }
 }

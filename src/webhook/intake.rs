@@ -1,5 +1,6 @@
 //! `POST /webhooks/github`: verify, then store the delivery and its job in one
-//! transaction, and only then acknowledge (DESIGN.md §5 rules 1–3).
+//! transaction (shared with concurrent deliveries, see [`super::store`]), and
+//! only then acknowledge (DESIGN.md §5 rules 1–3).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,17 +8,15 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use diesel_async::AsyncConnection as _;
 use futures_util::StreamExt as _;
 use serde_json::json;
 use tracing::Instrument as _;
 
 use super::envelope::{self, Disposition, Envelope, EnvelopeError};
 use super::signature::{self, SignatureError};
+use super::store::{DeliveryRecord, DeliveryStore, StoreError, Stored};
 use crate::config::Secret;
-use crate::db::deliveries::{self, DeliveryOutcome, NewDelivery};
-use crate::db::DbPool;
-use crate::queue::{self, EnqueuedJob};
+use crate::db::deliveries::DeliveryOutcome;
 
 /// GitHub caps payloads at 25 MB and does not deliver larger ones; a larger
 /// body is not from GitHub.
@@ -63,6 +62,15 @@ pub enum IntakeError {
     Internal(String),
 }
 
+impl From<StoreError> for IntakeError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(reason) => Self::Unavailable(reason),
+            StoreError::Refused(reason) => Self::Internal(reason),
+        }
+    }
+}
+
 impl IntakeError {
     /// The word the delivery log line uses for this rejection.
     fn outcome(&self) -> &'static str {
@@ -104,16 +112,10 @@ impl ResponseError for IntakeError {
     }
 }
 
-/// How a verified delivery ended.
-enum Stored {
-    New { outcome: DeliveryOutcome, job: Option<EnqueuedJob> },
-    Duplicate,
-}
-
 pub async fn receive(
     request: HttpRequest,
     payload: web::Payload,
-    pool: web::Data<DbPool>,
+    store: web::Data<DeliveryStore>,
     config: web::Data<IntakeConfig>,
 ) -> Result<HttpResponse, IntakeError> {
     let started = Instant::now();
@@ -121,7 +123,7 @@ pub async fn receive(
     let claimed_id = header_text(headers, "x-github-delivery");
     let span = tracing::info_span!("webhook", delivery_id = %claimed_id);
     async move {
-        let result = handle(headers, payload, &pool, &config).await;
+        let result = handle(headers, payload, &store, &config).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         record_metrics(headers, &result);
         match &result {
@@ -196,7 +198,7 @@ impl Accepted {
 async fn handle(
     headers: &HeaderMap,
     payload: web::Payload,
-    pool: &DbPool,
+    store: &DeliveryStore,
     config: &IntakeConfig,
 ) -> Result<Accepted, IntakeError> {
     let body = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(headers, payload))
@@ -211,12 +213,24 @@ async fn handle(
     if let Disposition::Enqueue(job) = &mut envelope.disposition {
         job.max_attempts = config.max_attempts;
     }
-    let stored = tokio::time::timeout(
-        STORE_DEADLINE,
-        store(pool, &delivery.delivery_id, &delivery.event, &envelope, &body),
-    )
-    .await
-    .map_err(|_| IntakeError::Unavailable(format!("no commit within {STORE_DEADLINE:?}")))??;
+    let (outcome, job) = match &envelope.disposition {
+        Disposition::Ping => (DeliveryOutcome::Ping, None),
+        Disposition::Ignore => (DeliveryOutcome::Ignored, None),
+        Disposition::Enqueue(job) => (DeliveryOutcome::Queued, Some(job.clone())),
+    };
+    let record = DeliveryRecord {
+        delivery_id: delivery.delivery_id.clone(),
+        event: delivery.event.clone(),
+        action: envelope.action.clone(),
+        installation_id: envelope.installation_id,
+        repository: envelope.repository.as_ref().map(|r| (r.github_id, r.full_name.clone())),
+        outcome,
+        job,
+        body,
+    };
+    let stored = tokio::time::timeout(STORE_DEADLINE, store.store(record))
+        .await
+        .map_err(|_| IntakeError::Unavailable(format!("no commit within {STORE_DEADLINE:?}")))??;
     Ok(Accepted { event: delivery.event, delivery_id: delivery.delivery_id, envelope, stored })
 }
 
@@ -237,66 +251,6 @@ async fn read_body(headers: &HeaderMap, mut payload: web::Payload) -> Result<web
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
-}
-
-/// Transaction-local failure: a duplicate rolls back whatever was enqueued.
-enum StoreError {
-    Duplicate,
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for StoreError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(e)
-    }
-}
-
-async fn store(
-    pool: &DbPool,
-    delivery_id: &str,
-    event: &str,
-    envelope: &Envelope,
-    body: &[u8],
-) -> Result<Stored, IntakeError> {
-    let mut conn = pool.get().await.map_err(|e| IntakeError::Unavailable(e.to_string()))?;
-    let (outcome, job) = match &envelope.disposition {
-        Disposition::Ping => (DeliveryOutcome::Ping, None),
-        Disposition::Ignore => (DeliveryOutcome::Ignored, None),
-        Disposition::Enqueue(job) => (DeliveryOutcome::Queued, Some(job)),
-    };
-    // The job first, then the delivery that points at it: a duplicate id is
-    // found on the delivery insert and rolls the job change back with it.
-    let result = conn
-        .transaction::<_, StoreError, _>(async |conn| {
-            let enqueued = match job {
-                Some(job) => Some(queue::enqueue(conn, job).await?),
-                None => None,
-            };
-            let row = NewDelivery {
-                delivery_id,
-                event,
-                action: envelope.action.as_deref(),
-                installation_id: envelope.installation_id,
-                repository_github_id: envelope.repository.as_ref().map(|r| r.github_id),
-                repository_full_name: envelope.repository.as_ref().map(|r| r.full_name.as_str()),
-                outcome: outcome.as_str(),
-                job_id: enqueued.map(|j| j.id),
-                payload: Some(body),
-                // MAX_BODY_BYTES fits in an i32.
-                payload_size: i32::try_from(body.len()).unwrap_or(i32::MAX),
-            };
-            if deliveries::insert_if_new(conn, &row).await? {
-                Ok(enqueued)
-            } else {
-                Err(StoreError::Duplicate)
-            }
-        })
-        .await;
-    match result {
-        Ok(job) => Ok(Stored::New { outcome, job }),
-        Err(StoreError::Duplicate) => Ok(Stored::Duplicate),
-        Err(StoreError::Db(e)) => Err(classify_db_error(e)),
-    }
 }
 
 /// Events are labelled by name only when prmonitor knows them: a header is
@@ -326,19 +280,6 @@ fn record_metrics(headers: &HeaderMap, result: &Result<Accepted, IntakeError>) {
         .increment(1);
     if matches!(result, Err(IntakeError::Unsigned(_))) {
         metrics::counter!("prmonitor_webhook_signature_failures_total").increment(1);
-    }
-}
-
-/// A lost or broken connection is the database being away (503, retry later);
-/// an error PostgreSQL answered with is a fault of ours (500).
-fn classify_db_error(error: diesel::result::Error) -> IntakeError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match error {
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-            IntakeError::Unavailable(error.to_string())
-        }
-        Error::DatabaseError(..) => IntakeError::Internal(error.to_string()),
-        other => IntakeError::Unavailable(other.to_string()),
     }
 }
 

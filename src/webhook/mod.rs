@@ -4,3 +4,4 @@
 pub mod envelope;
 pub mod intake;
 pub mod signature;
+pub mod store;

@@ -8,6 +8,10 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
+use prmonitor::db::deliveries::DeliveryOutcome;
+use prmonitor::webhook::envelope::Disposition;
+use prmonitor::webhook::store::{DeliveryRecord, DeliveryStore, StoreError, Stored};
+
 use crate::helpers::{
     connect, fixture, payload_fixtures, sign, spawn_app, spawn_app_on, spawn_app_with, test_settings,
     Delivery, TestDatabase, TEST_SECRET,
@@ -408,4 +412,136 @@ async fn with_the_database_down_intake_answers_503_within_two_seconds() {
     assert!(answer["reason"].as_str().is_some_and(|r| r.starts_with("database")), "{answer}");
     let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200, "the process itself is alive");
+}
+
+/// A trigger that makes PostgreSQL refuse one delivery id: a stand-in for
+/// any error the database answers for one row of a batch.
+async fn refuse_delivery(url: &str, delivery_id: &str) {
+    let mut conn = connect(url).await;
+    diesel::sql_query(format!(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.delivery_id = '{delivery_id}' THEN RAISE EXCEPTION 'refused for the test'; END IF; \
+           RETURN NEW; END $$"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("function");
+    diesel::sql_query(
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_one()",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("trigger");
+}
+
+fn record(delivery: &Delivery<'_>) -> DeliveryRecord {
+    let envelope =
+        prmonitor::webhook::envelope::parse_payload(delivery.event, &delivery.body).expect("payload");
+    let Disposition::Enqueue(job) = envelope.disposition else { panic!("a tracked event") };
+    DeliveryRecord {
+        delivery_id: delivery.delivery_id.clone(),
+        event: delivery.event.to_owned(),
+        action: envelope.action.clone(),
+        installation_id: envelope.installation_id,
+        repository: envelope.repository.as_ref().map(|r| (r.github_id, r.full_name.clone())),
+        outcome: DeliveryOutcome::Queued,
+        job: Some(job),
+        body: delivery.body.clone().into(),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_for_the_same_prs_coalesce_per_pr() {
+    let app = spawn_app().await;
+    let deliveries: Vec<Delivery<'_>> =
+        (0..60).map(|i| Delivery::new("pull_request", pr_body(200 + i % 30, "labeled"))).collect();
+    let responses = futures_util::future::join_all(deliveries.iter().map(|d| app.send(d))).await;
+    assert!(responses.iter().all(|r| r.status() == 202));
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 60);
+    // Coalescing is unchanged by batching: two deliveries per PR, one job each.
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 30);
+    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE coalesced_count = 2").await, 30);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM webhook_deliveries d JOIN jobs j ON j.id = d.job_id \
+             WHERE j.coalesce_key = 'pr:1296269:' || (convert_from(d.payload, 'UTF8')::jsonb->>'number')"
+        )
+        .await,
+        60,
+        "every delivery points at its own PR's job"
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_the_database_refuses_fails_alone_within_its_batch() {
+    let db = TestDatabase::migrated().await;
+    let pool = prmonitor::db::build_pool(&db.database_url(), 2).expect("pool");
+    let store = DeliveryStore::start(pool);
+    let deliveries: Vec<Delivery<'_>> =
+        (0..41).map(|i| Delivery::new("pull_request", pr_body(300 + i, "opened"))).collect();
+    let poison = &deliveries[20];
+    refuse_delivery(&db.url, &poison.delivery_id).await;
+    // All 41 are handed over before any writer runs (this runtime has one
+    // thread), so they form one batch and the refusal hits the batch.
+    let results = futures_util::future::join_all(deliveries.iter().map(|d| store.store(record(d)))).await;
+    for (delivery, result) in deliveries.iter().zip(&results) {
+        if delivery.delivery_id == poison.delivery_id {
+            assert!(matches!(result, Err(StoreError::Refused(_))), "{result:?}");
+        } else {
+            assert!(matches!(result, Ok(Stored::New { job: Some(_), .. })), "{result:?}");
+        }
+    }
+    let url = &db.url;
+    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM webhook_deliveries").await, 40);
+    // The refused delivery's job went with it.
+    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs").await, 40);
+    assert_eq!(
+        crate::helpers::count(url, "SELECT count(*) FROM jobs WHERE coalesce_key = 'pr:1296269:320'").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_redeliveries_stores_only_the_new_ones_and_leaves_old_jobs_alone() {
+    let db = TestDatabase::migrated().await;
+    let pool = prmonitor::db::build_pool(&db.database_url(), 2).expect("pool");
+    let store = DeliveryStore::start(pool);
+    let old: Vec<Delivery<'_>> =
+        (0..10).map(|i| Delivery::new("pull_request", pr_body(400 + i, "opened"))).collect();
+    for result in futures_util::future::join_all(old.iter().map(|d| store.store(record(d)))).await {
+        assert!(matches!(result, Ok(Stored::New { .. })), "{result:?}");
+    }
+    let new: Vec<Delivery<'_>> =
+        (0..10).map(|i| Delivery::new("pull_request", pr_body(400 + i, "closed"))).collect();
+    // Old and new interleaved in one batch, and one new id twice.
+    let mut batch: Vec<&Delivery<'_>> = old.iter().zip(&new).flat_map(|(o, n)| [o, n]).collect();
+    batch.push(&new[3]);
+    let results = futures_util::future::join_all(batch.iter().map(|d| store.store(record(d)))).await;
+    let mut outcomes = (0, 0);
+    for (delivery, result) in batch.iter().zip(&results) {
+        match result {
+            Ok(Stored::Duplicate) => outcomes.0 += 1,
+            Ok(Stored::New { job: Some(_), .. }) => {
+                assert!(new.iter().any(|n| n.delivery_id == delivery.delivery_id), "an old id stored again");
+                outcomes.1 += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(outcomes, (11, 10), "10 redeliveries and 1 repeat are duplicates; 10 are new");
+    let url = &db.url;
+    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM webhook_deliveries").await, 20);
+    // The 10 new ones were committed together: rows of one transaction share its xmin.
+    assert_eq!(
+        crate::helpers::count(
+            url,
+            "SELECT count(DISTINCT xmin::text) FROM webhook_deliveries \
+             WHERE convert_from(payload, 'UTF8')::jsonb->>'action' = 'closed'"
+        )
+        .await,
+        1
+    );
+    // Each PR's pending job counts its two distinct deliveries, not the redelivery.
+    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs").await, 10);
+    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs WHERE coalesced_count = 2").await, 10);
 }

@@ -1,0 +1,5 @@
+-- Raw webhook bodies are 5–25 KB of JSON and written once per delivery.
+-- Compressing them with pglz was the largest single cost of intake inside
+-- PostgreSQL (about a quarter of its CPU in the ingest benchmark's profile);
+-- lz4 compresses several times faster. Rows already stored keep pglz.
+ALTER TABLE webhook_deliveries ALTER COLUMN payload SET COMPRESSION lz4;

@@ -1,0 +1,270 @@
+//! Storing verified deliveries: the delivery row and its job, committed
+//! before the acknowledgement (DESIGN.md §5 rules 1–3).
+//!
+//! Deliveries that arrive together are committed together (group commit). A
+//! few writer tasks each take whatever deliveries are waiting, up to a limit,
+//! and store them in one transaction with one statement per table. A commit
+//! costs a WAL flush and several round trips; sharing them is what lets intake
+//! keep pace with PostgreSQL's own single-insert rate under concurrent
+//! traffic. Nobody is answered before the transaction holding their delivery
+//! has committed, and at low traffic a batch is simply one delivery.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::db::deliveries::{self, DeliveryOutcome, NewDelivery};
+use crate::db::DbPool;
+use crate::queue::{self, EnqueuedJob, NewJob};
+
+/// Writer tasks: while some wait for their commit, another gathers the next
+/// batch. Each holds one pooled connection only while it writes.
+const WRITERS: usize = 4;
+/// A batch stops growing at this many deliveries or bytes of bodies.
+const MAX_BATCH: usize = 128;
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Deliveries waiting for a writer; beyond this, handlers wait to hand theirs
+/// over (within their deadline) instead of growing memory.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// A verified delivery, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<i64>,
+    /// GitHub id and full name.
+    pub repository: Option<(i64, String)>,
+    pub outcome: DeliveryOutcome,
+    pub job: Option<NewJob>,
+    pub body: Bytes,
+}
+
+impl DeliveryRecord {
+    fn row(&self, job_id: Option<i64>) -> NewDelivery<'_> {
+        NewDelivery {
+            delivery_id: &self.delivery_id,
+            event: &self.event,
+            action: self.action.as_deref(),
+            installation_id: self.installation_id,
+            repository_github_id: self.repository.as_ref().map(|(id, _)| *id),
+            repository_full_name: self.repository.as_ref().map(|(_, name)| name.as_str()),
+            outcome: self.outcome.as_str(),
+            job_id,
+            payload: Some(&self.body),
+            // Intake caps bodies at 25 MiB, which fits in an i32.
+            payload_size: i32::try_from(self.body.len()).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// How a delivery ended once committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New {
+        outcome: DeliveryOutcome,
+        job: Option<EnqueuedJob>,
+    },
+    /// Its id was stored before: nothing was written.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Nothing was stored; trying again later may work (503).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// PostgreSQL answered with an error for this delivery (500).
+    #[error("the database refused the delivery: {0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    /// A lost or broken connection is the database being away; an error
+    /// PostgreSQL answered with is a fault of ours.
+    fn from_db(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match error {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::Unavailable(error.to_string())
+            }
+            Error::DatabaseError(..) => Self::Refused(error.to_string()),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The handle request handlers store deliveries through.
+#[derive(Clone)]
+pub struct DeliveryStore {
+    sender: mpsc::Sender<Pending>,
+}
+
+struct Pending {
+    record: DeliveryRecord,
+    reply: oneshot::Sender<Result<Stored, StoreError>>,
+}
+
+impl DeliveryStore {
+    /// Starts the writer tasks on the current tokio runtime. They end when the
+    /// last handle is dropped and the waiting deliveries are written.
+    pub fn start(pool: DbPool) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WRITERS {
+            tokio::spawn(run_writer(pool.clone(), receiver.clone()));
+        }
+        Self { sender }
+    }
+
+    /// Resolves once the delivery is committed (or known to be a duplicate).
+    pub async fn store(&self, record: DeliveryRecord) -> Result<Stored, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Pending { record, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the delivery writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the delivery writer stopped before committing".into()))?
+    }
+}
+
+async fn run_writer(pool: DbPool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+    loop {
+        let mut batch = {
+            // One writer gathers at a time; the others are committing.
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else { return };
+            let mut bytes = first.record.body.len();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                let Ok(next) = receiver.try_recv() else { break };
+                bytes += next.record.body.len();
+                batch.push(next);
+            }
+            batch
+        };
+        // A handler that gave up has answered 503; not storing its delivery
+        // keeps that answer true (GitHub will redeliver it).
+        batch.retain(|pending| !pending.reply.is_closed());
+        if !batch.is_empty() {
+            write(&pool, batch).await;
+        }
+    }
+}
+
+/// Stores a batch and answers every handler in it.
+async fn write(pool: &DbPool, batch: Vec<Pending>) {
+    metrics::histogram!("prmonitor_intake_batch_deliveries").record(batch.len() as f64);
+    let mut conn = match pool.get().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            let error = StoreError::Unavailable(error.to_string());
+            for pending in batch {
+                let _ = pending.reply.send(Err(error.clone()));
+            }
+            return;
+        }
+    };
+    // The same id twice in one batch (a redelivery racing the original): the
+    // first is stored, the others share its fate as duplicates.
+    let mut seen = HashSet::new();
+    let (firsts, repeats): (Vec<Pending>, Vec<Pending>) =
+        batch.into_iter().partition(|pending| seen.insert(pending.record.delivery_id.clone()));
+    let records: Vec<&DeliveryRecord> = firsts.iter().map(|pending| &pending.record).collect();
+    let results = match commit(&mut conn, &records).await {
+        Ok(stored) => stored.into_iter().map(Ok).collect(),
+        Err(error @ StoreError::Unavailable(_)) => vec![Err(error); records.len()],
+        // One delivery the database refuses must not fail the others: each
+        // is tried alone, so only the one at fault gets the error.
+        Err(StoreError::Refused(error)) => {
+            tracing::warn!(%error, deliveries = records.len(), "a batch was refused; storing its deliveries one by one");
+            let mut results = Vec::with_capacity(records.len());
+            for record in &records {
+                results.push(commit(&mut conn, std::slice::from_ref(record)).await.map(|mut s| s.remove(0)));
+            }
+            results
+        }
+    };
+    let mut fates = std::collections::HashMap::new();
+    for (pending, result) in firsts.into_iter().zip(results) {
+        if let Err(error) = &result {
+            tracing::warn!(delivery_id = %pending.record.delivery_id, %error, "delivery not stored");
+        }
+        fates.insert(pending.record.delivery_id.clone(), result.clone().map(|_| Stored::Duplicate));
+        let _ = pending.reply.send(result);
+    }
+    for pending in repeats {
+        let fate = fates.get(&pending.record.delivery_id).cloned().unwrap_or(Ok(Stored::Duplicate));
+        let _ = pending.reply.send(fate);
+    }
+}
+
+/// One transaction for `records` (distinct delivery ids): their jobs in one
+/// statement, their rows in another. Ids stored before are found on the row
+/// insert; the transaction is then rolled back — taking the jobs enqueued for
+/// them along — and retried without them. Duplicates are rare, so the common
+/// case is two statements.
+async fn commit(
+    conn: &mut AsyncPgConnection,
+    records: &[&DeliveryRecord],
+) -> Result<Vec<Stored>, StoreError> {
+    enum Abort {
+        Duplicates(Vec<String>),
+        Db(diesel::result::Error),
+    }
+    impl From<diesel::result::Error> for Abort {
+        fn from(error: diesel::result::Error) -> Self {
+            Self::Db(error)
+        }
+    }
+
+    let mut duplicates: HashSet<String> = HashSet::new();
+    loop {
+        let fresh: Vec<&DeliveryRecord> =
+            records.iter().copied().filter(|r| !duplicates.contains(&r.delivery_id)).collect();
+        if fresh.is_empty() {
+            return Ok(vec![Stored::Duplicate; records.len()]);
+        }
+        let attempt = conn
+            .transaction::<_, Abort, _>(async |conn| {
+                let jobs: Vec<&NewJob> = fresh.iter().filter_map(|r| r.job.as_ref()).collect();
+                let mut enqueued = queue::enqueue_many(conn, &jobs).await?.into_iter();
+                let assigned: Vec<Option<EnqueuedJob>> =
+                    fresh.iter().map(|r| r.job.as_ref().and_then(|_| enqueued.next())).collect();
+                let rows: Vec<NewDelivery<'_>> =
+                    fresh.iter().zip(&assigned).map(|(r, job)| r.row(job.map(|j| j.id))).collect();
+                let inserted: HashSet<String> =
+                    deliveries::insert_new(conn, &rows).await?.into_iter().collect();
+                if inserted.len() < fresh.len() {
+                    let stored_before = fresh
+                        .iter()
+                        .filter(|r| !inserted.contains(&r.delivery_id))
+                        .map(|r| r.delivery_id.clone());
+                    return Err(Abort::Duplicates(stored_before.collect()));
+                }
+                Ok(fresh.iter().map(|r| r.delivery_id.as_str()).zip(assigned).collect::<Vec<_>>())
+            })
+            .await;
+        match attempt {
+            Ok(assigned) => {
+                let jobs: std::collections::HashMap<&str, Option<EnqueuedJob>> =
+                    assigned.into_iter().collect();
+                return Ok(records
+                    .iter()
+                    .map(|r| match jobs.get(r.delivery_id.as_str()) {
+                        Some(job) => Stored::New { outcome: r.outcome, job: *job },
+                        None => Stored::Duplicate,
+                    })
+                    .collect());
+            }
+            Err(Abort::Duplicates(ids)) => duplicates.extend(ids),
+            Err(Abort::Db(error)) => return Err(StoreError::from_db(error)),
+        }
+    }
+}

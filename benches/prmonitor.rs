@@ -503,6 +503,7 @@ async fn pipeline(report: &mut Report) -> Result<(), Error> {
         loss_rate: 0.0,
         duplicate_rate: 0.0,
         reorder_rate: 0.0,
+        concurrency: 64,
     }));
     let started = Instant::now();
     activity(&sim, EVENTS, 20)?;

@@ -356,6 +356,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             loss_rate: 0.0,
             duplicate_rate: 0.0,
             reorder_rate: 0.0,
+            concurrency: 1,
         }),
         ..crate::sim::SimConfig::default()
     };

@@ -78,6 +78,7 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
         loss_rate: 0.0,
         duplicate_rate: 0.0,
         reorder_rate: 0.0,
+        concurrency: 1,
     }));
 
     step("The App is installed: prmonitor registers and backfills the repositories");

@@ -146,6 +146,11 @@ pub struct ChangeSet {
     /// A full read of the repository finished: stamp the sweep and move the
     /// watermark (GitHub's newest `updated_at` seen).
     pub sweep: Option<SweepMark>,
+    /// The PRs / check runs are webhook snapshots, not reads: under the lock
+    /// they are applied only where strictly newer than the stored row
+    /// ([`SnapshotFit`]), since a tie cannot be ordered without GitHub.
+    pub delivered_prs: bool,
+    pub delivered_check_runs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -319,15 +324,80 @@ impl DatabaseChangeDetector {
     }
 }
 
+/// How a webhook's snapshot of an object (the `pull_request` or `check_run`
+/// in its payload) stands against the stored row.
+///
+/// A snapshot was true when the event happened; applied in place of a read
+/// it saves a GitHub call, but only when it orders itself against what is
+/// stored. GitHub's `updated_at` has one-second resolution and a check run's
+/// status has three steps, so two different states can tie: then only a
+/// read of the current state can tell which is newer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotFit {
+    /// Not stored, or strictly newer than the stored row: apply it.
+    Apply,
+    /// Older than, or the same as, what is stored: nothing to do.
+    Known,
+    /// As new as the stored row but different: read GitHub instead.
+    Undecided,
+}
+
+pub fn pr_snapshot_fit(stored: Option<&StoredPr>, incoming: &PrData) -> SnapshotFit {
+    let Some(row) = stored else { return SnapshotFit::Apply };
+    match incoming.updated_at.cmp(&row.gh_updated_at) {
+        std::cmp::Ordering::Greater => SnapshotFit::Apply,
+        std::cmp::Ordering::Less => SnapshotFit::Known,
+        std::cmp::Ordering::Equal => match diff_pr(row, incoming) {
+            Some(changes) if !changes.is_empty() => SnapshotFit::Undecided,
+            _ => SnapshotFit::Known,
+        },
+    }
+}
+
+pub fn check_run_snapshot_fit(stored: Option<&StoredCheckRun>, incoming: &CheckRunData) -> SnapshotFit {
+    let Some(row) = stored else { return SnapshotFit::Apply };
+    let progress = |status: CheckStatus, completed_at: Option<chrono::DateTime<chrono::Utc>>| {
+        // Completion time orders two completions (a re-run reported under the same id).
+        (status.rank(), if status.rank() == 2 { completed_at } else { None })
+    };
+    let old = progress(CheckStatus::parse(&row.status), row.gh_completed_at);
+    let new = progress(incoming.to_check_status(), incoming.completed_at);
+    match new.cmp(&old) {
+        std::cmp::Ordering::Greater => SnapshotFit::Apply,
+        std::cmp::Ordering::Less => SnapshotFit::Known,
+        std::cmp::Ordering::Equal => match diff_check_run(row, incoming) {
+            Some(changes) if !changes.is_empty() => SnapshotFit::Undecided,
+            _ => SnapshotFit::Known,
+        },
+    }
+}
+
+/// What detection found, and how many webhook snapshots it could not order
+/// against the stored rows (only ever non-zero for delivered data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detected<T> {
+    pub records: Vec<T>,
+    pub undecided: usize,
+}
+
+impl<T> Detected<T> {
+    fn of(records: Vec<T>, undecided: usize) -> Self {
+        Self { records, undecided }
+    }
+}
+
 /// Compares PRs with the stored rows of their repository, on `conn` (the
 /// synchronizer runs it again under the repository's lock, where it is final).
+/// `delivered`: the PRs are webhook snapshots, kept only where
+/// [`SnapshotFit::Apply`]; ties are counted as `undecided`.
 pub async fn detect_prs_on(
     conn: &mut diesel_async::AsyncPgConnection,
     repository_id: i64,
     prs: &[PrData],
-) -> diesel::QueryResult<Vec<PrChangeRecord>> {
+    delivered: bool,
+) -> diesel::QueryResult<Detected<PrChangeRecord>> {
     if prs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Detected::of(Vec::new(), 0));
     }
     let prs = newest_per_key(prs, |pr| pr.number, |pr| pr.updated_at);
     let numbers: Vec<i32> = prs.iter().map(|pr| pr.number).collect();
@@ -336,24 +406,34 @@ pub async fn detect_prs_on(
         .into_iter()
         .map(|row| (row.number, row))
         .collect();
-    Ok(prs
+    let fits: Vec<SnapshotFit> = if delivered {
+        prs.iter().map(|pr| pr_snapshot_fit(stored.get(&pr.number), pr)).collect()
+    } else {
+        vec![SnapshotFit::Apply; prs.len()]
+    };
+    let undecided = fits.iter().filter(|fit| **fit == SnapshotFit::Undecided).count();
+    let records = prs
         .into_iter()
-        .filter_map(|pr| match stored.get(&pr.number) {
+        .zip(fits)
+        .filter(|(_, fit)| *fit == SnapshotFit::Apply)
+        .filter_map(|(pr, _)| match stored.get(&pr.number) {
             None => Some(PrChangeRecord { kind: ChangeKind::New, data: pr.clone(), changes: Vec::new() }),
             Some(row) => diff_pr(row, pr)
                 .filter(|changes| !changes.is_empty())
                 .map(|changes| PrChangeRecord { kind: ChangeKind::Updated, data: pr.clone(), changes }),
         })
-        .collect())
+        .collect();
+    Ok(Detected::of(records, undecided))
 }
 
 /// Compares check runs with the stored rows, on `conn`.
 pub async fn detect_check_runs_on(
     conn: &mut diesel_async::AsyncPgConnection,
     check_runs: &[CheckRunData],
-) -> diesel::QueryResult<Vec<CheckRunChangeRecord>> {
+    delivered: bool,
+) -> diesel::QueryResult<Detected<CheckRunChangeRecord>> {
     if check_runs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Detected::of(Vec::new(), 0));
     }
     let runs = newest_per_key(
         check_runs,
@@ -366,9 +446,17 @@ pub async fn detect_check_runs_on(
         .into_iter()
         .map(|row| (row.github_id, row))
         .collect();
-    Ok(runs
+    let fits: Vec<SnapshotFit> = if delivered {
+        runs.iter().map(|run| check_run_snapshot_fit(stored.get(&run.github_id), run)).collect()
+    } else {
+        vec![SnapshotFit::Apply; runs.len()]
+    };
+    let undecided = fits.iter().filter(|fit| **fit == SnapshotFit::Undecided).count();
+    let records = runs
         .into_iter()
-        .filter_map(|run| match stored.get(&run.github_id) {
+        .zip(fits)
+        .filter(|(_, fit)| *fit == SnapshotFit::Apply)
+        .filter_map(|(run, _)| match stored.get(&run.github_id) {
             None => {
                 Some(CheckRunChangeRecord { kind: ChangeKind::New, data: run.clone(), changes: Vec::new() })
             }
@@ -376,7 +464,8 @@ pub async fn detect_check_runs_on(
                 CheckRunChangeRecord { kind: ChangeKind::Updated, data: run.clone(), changes }
             }),
         })
-        .collect())
+        .collect();
+    Ok(Detected::of(records, undecided))
 }
 
 #[async_trait]
@@ -390,7 +479,10 @@ impl ChangeDetector for DatabaseChangeDetector {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        detect_prs_on(&mut conn, repository_id, prs).await.map_err(|e| DetectionError(e.to_string()))
+        detect_prs_on(&mut conn, repository_id, prs, false)
+            .await
+            .map(|d| d.records)
+            .map_err(|e| DetectionError(e.to_string()))
     }
 
     async fn detect_check_run_changes(
@@ -402,7 +494,10 @@ impl ChangeDetector for DatabaseChangeDetector {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        detect_check_runs_on(&mut conn, check_runs).await.map_err(|e| DetectionError(e.to_string()))
+        detect_check_runs_on(&mut conn, check_runs, false)
+            .await
+            .map(|d| d.records)
+            .map_err(|e| DetectionError(e.to_string()))
     }
 }
 

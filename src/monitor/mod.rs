@@ -7,6 +7,7 @@
 //! and hand the wrappers to [`PrProcessor`].
 
 pub mod data;
+pub mod delivered;
 pub mod detect;
 pub mod discovery;
 pub mod processor;
@@ -15,7 +16,7 @@ pub mod sync;
 pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState};
 pub use detect::{
     Cause, ChangeDetector, ChangeKind, ChangeSet, CheckField, CheckRunChangeRecord, DatabaseChangeDetector,
-    DetectionError, FieldChange, PrChangeRecord, PrField, SweepMark,
+    DetectionError, FieldChange, PrChangeRecord, PrField, SnapshotFit, SweepMark,
 };
 pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead, PrLookup};
 pub use processor::{

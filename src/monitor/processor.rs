@@ -7,10 +7,13 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::data::PrData;
-use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, SweepMark};
+use std::collections::HashMap;
+
+use super::data::{CheckRunData, PrData};
+use super::detect::{self, Cause, ChangeDetector, ChangeKind, ChangeSet, SnapshotFit, SweepMark};
 use super::discovery::{PrDiscovery, PrHead, PrLookup};
-use super::sync::Synchronizer;
+use super::sync::{SyncError, Synchronizer};
+use crate::db::pull_requests::{StoredCheckRun, StoredPr};
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
 
@@ -97,6 +100,41 @@ impl BatchProcessingResult {
 
 pub const DEFAULT_MAX_CONCURRENT_REPOS: usize = 10;
 
+/// Why a unit of work stopped short.
+enum Stop {
+    Failed(ProcessingError),
+    /// Delivered data tied with a row written under it; nothing was written.
+    Undecided,
+}
+
+impl From<ProcessingError> for Stop {
+    fn from(error: ProcessingError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+fn stored_state_failure(repo: &Repository, error: impl std::fmt::Display) -> ProcessingError {
+    ProcessingError {
+        kind: ErrorKind::ChangeDetectionFailure,
+        repository: repo.full_name(),
+        pr_number: None,
+        check_run_id: None,
+        context: error.to_string(),
+    }
+}
+
+/// How webhook snapshots fared: `applied` ones saved a GitHub call,
+/// `undecided` ones cost one.
+fn record_snapshot(object: &'static str, fit: SnapshotFit) {
+    let outcome = match fit {
+        SnapshotFit::Apply => "applied",
+        SnapshotFit::Known => "known",
+        SnapshotFit::Undecided => "undecided",
+    };
+    metrics::counter!("prmonitor_webhook_snapshots_total", "object" => object, "outcome" => outcome)
+        .increment(1);
+}
+
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -108,15 +146,35 @@ pub enum Target {
     PullRequest { number: i32, with_checks: bool },
     /// The check runs of one commit.
     Commit { head_sha: String },
+    /// A PR as a webhook delivered it: applied without a read when it is
+    /// strictly newer than the stored row, read like `PullRequest` when it
+    /// ties with it ([`SnapshotFit`]).
+    DeliveredPullRequest { pr: Box<PrData>, with_checks: bool },
+    /// Check runs of one commit as webhooks delivered them; any tie with a
+    /// stored run makes it a read of the commit, like `Commit`.
+    DeliveredCheckRuns { head_sha: String, runs: Vec<CheckRunData> },
 }
 
 impl Target {
+    /// The read that stands in for delivered data GitHub must arbitrate.
+    fn read_instead(&self) -> Option<Self> {
+        match self {
+            Self::DeliveredPullRequest { pr, with_checks } => {
+                Some(Self::PullRequest { number: pr.number, with_checks: *with_checks })
+            }
+            Self::DeliveredCheckRuns { head_sha, .. } => Some(Self::Commit { head_sha: head_sha.clone() }),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Full => "full",
             Self::Sweep => "sweep",
             Self::PullRequest { .. } => "pull_request",
             Self::Commit { .. } => "commit",
+            Self::DeliveredPullRequest { .. } => "delivered_pull_request",
+            Self::DeliveredCheckRuns { .. } => "delivered_check_runs",
         }
     }
 }
@@ -165,8 +223,24 @@ impl PrProcessor {
     #[tracing::instrument(skip_all, fields(repository = %repo.full_name(), cause = ctx.cause.as_str(), target = target.name()))]
     pub async fn process(&self, repo: &Repository, target: Target, ctx: WorkContext) -> ProcessingResult {
         let mut result = ProcessingResult::start(repo);
-        let outcome = self.run(repo, &target, &ctx, &mut result).await;
+        let mut outcome = self.run(repo, &target, &ctx, &mut result).await;
+        if let (Err(Stop::Undecided), Some(read)) = (&outcome, target.read_instead()) {
+            // A concurrent job wrote a row the snapshot ties with: GitHub decides.
+            tracing::info!("a delivered snapshot ties with a row written meanwhile; reading GitHub");
+            result = ProcessingResult::start(repo);
+            outcome = self.run(repo, &read, &ctx, &mut result).await;
+        }
         result.finished_at = Utc::now();
+        let outcome = outcome.map_err(|stop| match stop {
+            Stop::Failed(error) => error,
+            Stop::Undecided => ProcessingError {
+                kind: ErrorKind::SynchronizationFailure,
+                repository: repo.full_name(),
+                pr_number: None,
+                check_run_id: None,
+                context: "a read target reported an undecided snapshot".into(),
+            },
+        });
         match outcome {
             Ok(()) => result.success = true,
             Err(error) => {
@@ -195,7 +269,7 @@ impl PrProcessor {
         target: &Target,
         ctx: &WorkContext,
         result: &mut ProcessingResult,
-    ) -> Result<(), ProcessingError> {
+    ) -> Result<(), Stop> {
         let purpose = ctx.cause.purpose();
         let failure = |kind: ErrorKind, context: String| ProcessingError {
             kind,
@@ -261,23 +335,54 @@ impl PrProcessor {
             }
             // Whether to read the head's checks is decided after detection, below.
             Target::PullRequest { number, .. } => {
-                match self.discovery.discover_pr(repo, *number, purpose).await? {
-                    PrLookup::Fresh { pr, validator } => {
-                        changes.validators.extend(validator);
-                        prs.push(*pr);
+                self.read_pr(repo, *number, purpose, &mut prs, &mut changes, result).await?;
+            }
+            Target::DeliveredPullRequest { pr, .. } => {
+                let stored = self.stored_pr(repo, pr.number).await?;
+                let fit = detect::pr_snapshot_fit(stored.as_ref(), pr);
+                record_snapshot("pull_request", fit);
+                match fit {
+                    SnapshotFit::Apply => {
+                        prs.push(pr.as_ref().clone());
+                        changes.delivered_prs = true;
                     }
-                    PrLookup::Unchanged { validator } => {
-                        result.unchanged_resources += 1;
-                        changes.validators.push(validator);
+                    SnapshotFit::Known => {}
+                    SnapshotFit::Undecided => {
+                        self.read_pr(repo, pr.number, purpose, &mut prs, &mut changes, result).await?;
                     }
-                    PrLookup::Gone => changes.gone_prs.push(*number),
                 }
             }
             Target::Commit { head_sha } => heads.push(PrHead { number: 0, head_sha: head_sha.clone() }),
+            Target::DeliveredCheckRuns { head_sha, runs } => {
+                let stored = self.stored_check_runs(repo, runs).await?;
+                let fits: Vec<SnapshotFit> = runs
+                    .iter()
+                    .map(|run| detect::check_run_snapshot_fit(stored.get(&run.github_id), run))
+                    .collect();
+                for fit in &fits {
+                    record_snapshot("check_run", *fit);
+                }
+                if fits.contains(&SnapshotFit::Undecided) {
+                    heads.push(PrHead { number: 0, head_sha: head_sha.clone() });
+                } else {
+                    let apply: Vec<CheckRunData> = runs
+                        .iter()
+                        .zip(&fits)
+                        .filter(|(_, fit)| **fit == SnapshotFit::Apply)
+                        .map(|(run, _)| run.clone())
+                        .collect();
+                    result.check_runs_discovered = apply.len();
+                    changes.check_runs =
+                        self.detector.detect_check_run_changes(repo.id, &apply).await.map_err(detection)?;
+                    changes.delivered_check_runs = true;
+                }
+            }
         }
         result.prs_discovered = prs.len();
         changes.prs = self.detector.detect_pr_changes(repo.id, &prs).await.map_err(detection)?;
-        if let Target::PullRequest { with_checks, .. } = target {
+        if let Target::PullRequest { with_checks, .. } | Target::DeliveredPullRequest { with_checks, .. } =
+            target
+        {
             // A new PR or a new head brings new checks; so do the actions that ask for them.
             let new_head = changes.prs.iter().any(|r| {
                 r.kind == ChangeKind::New
@@ -298,11 +403,10 @@ impl PrProcessor {
             changes.check_runs =
                 self.detector.detect_check_run_changes(repo.id, &runs.items).await.map_err(detection)?;
         }
-        let report = self
-            .synchronizer
-            .synchronize_changes(repo.id, &changes)
-            .await
-            .map_err(|e| failure(ErrorKind::SynchronizationFailure, e.to_string()))?;
+        let report = self.synchronizer.synchronize_changes(repo.id, &changes).await.map_err(|e| match e {
+            SyncError::Undecided(_) => Stop::Undecided,
+            e => Stop::Failed(failure(ErrorKind::SynchronizationFailure, e.to_string())),
+        })?;
         result.new_prs = report.new_prs;
         result.updated_prs = report.updated_prs;
         result.new_check_runs = report.new_check_runs;
@@ -320,6 +424,51 @@ impl PrProcessor {
             }
         }
         Ok(())
+    }
+
+    /// A direct read of one PR, into `prs` (or `gone_prs`).
+    async fn read_pr(
+        &self,
+        repo: &Repository,
+        number: i32,
+        purpose: crate::github::Purpose,
+        prs: &mut Vec<PrData>,
+        changes: &mut ChangeSet,
+        result: &mut ProcessingResult,
+    ) -> Result<(), ProcessingError> {
+        match self.discovery.discover_pr(repo, number, purpose).await? {
+            PrLookup::Fresh { pr, validator } => {
+                changes.validators.extend(validator);
+                prs.push(*pr);
+            }
+            PrLookup::Unchanged { validator } => {
+                result.unchanged_resources += 1;
+                changes.validators.push(validator);
+            }
+            PrLookup::Gone => changes.gone_prs.push(number),
+        }
+        Ok(())
+    }
+
+    async fn stored_pr(&self, repo: &Repository, number: i32) -> Result<Option<StoredPr>, ProcessingError> {
+        let mut conn = self.pool.get().await.map_err(|e| stored_state_failure(repo, e))?;
+        let rows = pull_requests::load_by_numbers(&mut conn, repo.id, &[number])
+            .await
+            .map_err(|e| stored_state_failure(repo, e))?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn stored_check_runs(
+        &self,
+        repo: &Repository,
+        runs: &[CheckRunData],
+    ) -> Result<HashMap<i64, StoredCheckRun>, ProcessingError> {
+        let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
+        let mut conn = self.pool.get().await.map_err(|e| stored_state_failure(repo, e))?;
+        let rows = pull_requests::load_check_runs(&mut conn, &ids)
+            .await
+            .map_err(|e| stored_state_failure(repo, e))?;
+        Ok(rows.into_iter().map(|row| (row.github_id, row)).collect())
     }
 
     async fn stored_open_heads(&self, repo: &Repository) -> Result<Vec<(i32, String)>, ProcessingError> {

@@ -29,6 +29,10 @@ pub enum SyncError {
     Unavailable(String),
     #[error("synchronization failed and was rolled back: {0}")]
     Failed(#[from] diesel::result::Error),
+    /// A webhook snapshot ties with a row written since it was checked (by
+    /// a concurrent job): nothing was written; read GitHub and try again.
+    #[error("a delivered snapshot ties with the stored row; {0} need a read")]
+    Undecided(usize),
 }
 
 /// What a synchronization wrote, as decided under the repository's lock.
@@ -71,12 +75,8 @@ impl Synchronizer for DatabaseSynchronizer {
         changes: &ChangeSet,
     ) -> Result<SyncReport, SyncError> {
         let mut conn = self.pool.get().await.map_err(|e| SyncError::Unavailable(e.to_string()))?;
-        let written = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                write_change_set(conn, repository_id, changes).await
-            })
-            .await?;
-        Ok(written)
+        conn.transaction::<_, SyncError, _>(async |conn| write_change_set(conn, repository_id, changes).await)
+            .await
     }
 }
 
@@ -86,7 +86,7 @@ pub async fn write_change_set(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
     changes: &ChangeSet,
-) -> diesel::QueryResult<SyncReport> {
+) -> Result<SyncReport, SyncError> {
     // One writer per repository at a time; released at commit or rollback.
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(REPOSITORY_LOCK_SPACE + repository_id)
@@ -97,11 +97,12 @@ pub async fn write_change_set(
     // records each transition once.
     let prs: Vec<PrData> = changes.prs.iter().map(|r| r.data.clone()).collect();
     let runs: Vec<CheckRunData> = changes.check_runs.iter().map(|r| r.data.clone()).collect();
-    let current = ChangeSet {
-        prs: detect::detect_prs_on(conn, repository_id, &prs).await?,
-        check_runs: detect::detect_check_runs_on(conn, &runs).await?,
-        ..changes.clone()
-    };
+    let prs = detect::detect_prs_on(conn, repository_id, &prs, changes.delivered_prs).await?;
+    let runs = detect::detect_check_runs_on(conn, &runs, changes.delivered_check_runs).await?;
+    if prs.undecided + runs.undecided > 0 {
+        return Err(SyncError::Undecided(prs.undecided + runs.undecided));
+    }
+    let current = ChangeSet { prs: prs.records, check_runs: runs.records, ..changes.clone() };
     let changes = &current;
     let mut report = SyncReport {
         new_prs: changes.new_prs(),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -30,6 +31,14 @@ pub struct WebhookTarget {
     /// Chance that a delivery swaps places with the next one in the queue.
     #[serde(default)]
     pub reorder_rate: f64,
+    /// Deliveries in flight at once. GitHub sends many at a time, so more
+    /// than one also reorders deliveries the way real traffic does.
+    #[serde(default = "one")]
+    pub concurrency: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A delivery as built from an event.
@@ -194,17 +203,22 @@ impl SenderTask {
                 }
             }
             let count = batch.len();
-            for outgoing in batch {
-                let record = match &target {
-                    Some(target) => self.deliver(&client, target, outgoing).await,
-                    None => DeliveryRecord {
-                        delivery_id: outgoing.delivery_id,
-                        event: outgoing.event,
-                        action: outgoing.action,
-                        statuses: Vec::new(),
-                        lost: true,
-                    },
-                };
+            let concurrency = target.as_ref().map_or(1, |t| t.concurrency.max(1));
+            let mut sends = futures_util::stream::iter(batch)
+                .map(|outgoing| async {
+                    match &target {
+                        Some(target) => self.deliver(&client, target, outgoing).await,
+                        None => DeliveryRecord {
+                            delivery_id: outgoing.delivery_id,
+                            event: outgoing.event,
+                            action: outgoing.action,
+                            statuses: Vec::new(),
+                            lost: true,
+                        },
+                    }
+                })
+                .buffered(concurrency);
+            while let Some(record) = sends.next().await {
                 self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(record);
             }
             self.pending.fetch_sub(count, Ordering::SeqCst);

@@ -4,10 +4,12 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 
 use super::WorkerDeps;
+use crate::db::deliveries;
 use crate::db::repositories::{self, NewRepository, Repository};
 use crate::db::schema::webhook_deliveries;
 use crate::db::DbPool;
 use crate::github::{GitHubError, Listing};
+use crate::monitor::delivered::{self, DeliveredPayload};
 use crate::monitor::{Cause, Target, WorkContext};
 use crate::queue::{
     self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob,
@@ -24,6 +26,26 @@ pub async fn delivery_ids(pool: &DbPool, job_id: i64) -> Vec<String> {
         .load(&mut conn)
         .await
         .unwrap_or_default()
+}
+
+/// A job folding more deliveries than this reads GitHub once instead of
+/// parsing every payload.
+const MAX_SNAPSHOT_DELIVERIES: i64 = 50;
+
+/// The payloads of the job's deliveries, when there are few enough to use
+/// them as snapshots; empty (meaning "read GitHub") otherwise or on error.
+async fn delivered_payloads(pool: &DbPool, job_id: i64) -> Vec<DeliveredPayload> {
+    let Ok(mut conn) = pool.get().await else { return Vec::new() };
+    match deliveries::payloads_of_job(&mut conn, job_id, MAX_SNAPSHOT_DELIVERIES + 1).await {
+        Ok(rows) if rows.len() as i64 <= MAX_SNAPSHOT_DELIVERIES => {
+            rows.into_iter().map(|(event, body)| DeliveredPayload { event, body }).collect()
+        }
+        Ok(_) => Vec::new(),
+        Err(error) => {
+            tracing::warn!(%error, job_id, "cannot load the job's payloads; reading GitHub instead");
+            Vec::new()
+        }
+    }
 }
 
 pub async fn run(
@@ -123,22 +145,28 @@ async fn run_event(
             let Some(repo) = known_repository(deps, &repository).await? else {
                 return complete(deps, job).await;
             };
-            let number = i32::try_from(number).map_err(|_| format!("PR number {number} out of range"))?;
-            process(
-                deps,
-                &repo,
-                Target::PullRequest { number, with_checks },
-                Cause::Webhook,
-                job,
-                delivery_id,
-            )
-            .await
+            let payloads = delivered_payloads(&deps.pool, job.id).await;
+            // The deliveries' own PR object when they carry a usable one; a read otherwise.
+            let target = match delivered::newest_pr(&payloads, repository.github_id, number) {
+                Some(pr) => Target::DeliveredPullRequest { pr: Box::new(pr), with_checks },
+                None => {
+                    let number =
+                        i32::try_from(number).map_err(|_| format!("PR number {number} out of range"))?;
+                    Target::PullRequest { number, with_checks }
+                }
+            };
+            process(deps, &repo, target, Cause::Webhook, job, delivery_id).await
         }
         EventTarget::CommitChecks { repository, head_sha } => {
             let Some(repo) = known_repository(deps, &repository).await? else {
                 return complete(deps, job).await;
             };
-            process(deps, &repo, Target::Commit { head_sha }, Cause::Webhook, job, delivery_id).await
+            let payloads = delivered_payloads(&deps.pool, job.id).await;
+            let target = match delivered::check_runs(&payloads, repository.github_id, &head_sha) {
+                Some(runs) => Target::DeliveredCheckRuns { head_sha, runs },
+                None => Target::Commit { head_sha },
+            };
+            process(deps, &repo, target, Cause::Webhook, job, delivery_id).await
         }
         EventTarget::Repository { repository, action } => {
             let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;

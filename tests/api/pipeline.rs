@@ -21,7 +21,8 @@ use prmonitor::github::{GitHubClient, Purpose};
 use prmonitor::monitor::{
     Cause, ChangeDetector, ChangeKind, ChangeSet, CheckRunChangeRecord, CheckRunData, DatabaseChangeDetector,
     DatabaseSynchronizer, Discovered, GitHubPrDiscovery, PrChangeRecord, PrData, PrDiscovery, PrField,
-    PrHead, PrLookup, PrProcessor, ProcessingError, ProcessingResult, Synchronizer,
+    PrHead, PrLookup, PrProcessor, ProcessingError, ProcessingResult, SyncError, Synchronizer, Target,
+    WorkContext,
 };
 use prmonitor::sim::model::PrState as SimState;
 use prmonitor::sim::{Faults, Generate, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
@@ -586,4 +587,118 @@ async fn the_traits_take_a_label_filter_and_a_metrics_wrapper_in_a_few_lines() {
     let metrics = processor.metrics.lock().expect("metrics").clone();
     assert_eq!(metrics.get("acme/repo-0").map(|m| m.0), Some(2));
     assert_eq!(metrics["acme/repo-0"].1, result.changes_synchronized);
+}
+
+/// PR reads (single or listed) the simulator answered.
+fn pr_reads(sim: &Simulator) -> usize {
+    sim.stats().requests.iter().filter(|r| r.route.starts_with(PULLS)).count()
+}
+
+fn check_reads(sim: &Simulator) -> usize {
+    sim.stats().requests.iter().filter(|r| r.route.starts_with(CHECKS)).count()
+}
+
+#[tokio::test]
+async fn delivered_snapshots_are_applied_without_reads_and_ties_ask_github() {
+    let h = harness(generated(1, 0, 0)).await;
+    let repo = h.register("acme/repo-0").await;
+    let n = h.sim.open_pr("acme/repo-0", prmonitor::sim::NewPr::new("First", "amy")).expect("open");
+    let read = || async {
+        match h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read") {
+            PrLookup::Fresh { pr, .. } => *pr,
+            other => panic!("{other:?}"),
+        }
+    };
+    let first = read().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sim.mutate_silently(|w| w.edit_pr(repo.github_id, n, Some("Second".into()), None)).expect("edit");
+    let second = read().await;
+    assert!(second.updated_at > first.updated_at);
+    // Another state GitHub held within the same second (what a webhook
+    // delivered just before the "Second" one).
+    let same_second = PrData { title: "Same second".into(), ..second.clone() };
+    let delivered =
+        |pr: &PrData| Target::DeliveredPullRequest { pr: Box::new(pr.clone()), with_checks: false };
+    let title = || async {
+        let mut conn = h.pool.get().await.expect("conn");
+        pull_requests::table
+            .filter(pull_requests::number.eq(n as i32))
+            .select(pull_requests::title)
+            .first::<String>(&mut conn)
+            .await
+            .expect("stored")
+    };
+    h.sim.reset_stats();
+
+    // New: applied from the delivery (a new PR's checks are still read).
+    let result = h.processor.process(&repo, delivered(&first), WorkContext::default()).await;
+    assert!(result.success && result.new_prs == 1, "{result:?}");
+    assert_eq!((pr_reads(&h.sim), check_reads(&h.sim)), (0, 1));
+    // Strictly newer: applied, no read.
+    let result = h.processor.process(&repo, delivered(&same_second), WorkContext::default()).await;
+    assert_eq!(result.updated_prs, 1, "{result:?}");
+    assert_eq!(pr_reads(&h.sim), 0);
+    // Older: nothing to do, no read.
+    let result = h.processor.process(&repo, delivered(&first), WorkContext::default()).await;
+    assert_eq!((result.success, result.changes_synchronized, pr_reads(&h.sim)), (true, 0, 0));
+    assert_eq!(title().await, "Same second");
+    // Same second, different content: only GitHub can order them — one read,
+    // and the stored row is GitHub's.
+    let result = h.processor.process(&repo, delivered(&second), WorkContext::default()).await;
+    assert!(result.success, "{result:?}");
+    assert_eq!(pr_reads(&h.sim), 1);
+    assert_eq!(title().await, "Second");
+    h.assert_matches_sim(&repo).await;
+
+    // Check runs: queued then completed from deliveries, a late "queued"
+    // ignored, all without reads; a tie at the same step is read.
+    let sha = second.head_sha.clone();
+    let run_id = h.sim.mutate_silently(|w| w.create_check_run(repo.github_id, &sha, "ci")).expect("run").0;
+    let head = [PrHead { number: n as i32, head_sha: sha.clone() }];
+    let snapshot = || async {
+        let runs = h.discovery.discover_check_runs_batch(&repo, &head, Purpose::Webhook).await;
+        runs.items.into_iter().find(|r| r.github_id == run_id).expect("run")
+    };
+    let queued = snapshot().await;
+    h.sim.complete_check_run(run_id, "success").expect("complete");
+    let completed = snapshot().await;
+    let other_verdict = CheckRunData { conclusion: Some("failure".into()), ..completed.clone() };
+    let runs = |runs: &[&CheckRunData]| Target::DeliveredCheckRuns {
+        head_sha: sha.clone(),
+        runs: runs.iter().map(|r| (*r).clone()).collect(),
+    };
+    h.sim.reset_stats();
+    for target in [runs(&[&queued]), runs(&[&other_verdict]), runs(&[&queued])] {
+        assert!(h.processor.process(&repo, target, WorkContext::default()).await.success);
+    }
+    assert_eq!(check_reads(&h.sim), 0);
+    let conclusion =
+        format!("SELECT count(*) FROM check_runs WHERE github_id = {run_id} AND conclusion = 'failure'");
+    assert_eq!(count(&h.db.url, &conclusion).await, 1);
+    assert!(h.processor.process(&repo, runs(&[&completed]), WorkContext::default()).await.success);
+    assert_eq!(check_reads(&h.sim), 1, "a tie at the same step is read");
+    h.assert_matches_sim(&repo).await;
+}
+
+#[tokio::test]
+async fn a_delivered_snapshot_that_ties_under_the_lock_writes_nothing() {
+    let h = harness(generated(1, 0, 0)).await;
+    let repo = h.register("acme/repo-0").await;
+    let n = h.sim.open_pr("acme/repo-0", prmonitor::sim::NewPr::new("Locked", "amy")).expect("open");
+    let PrLookup::Fresh { pr, .. } =
+        h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read")
+    else {
+        panic!("fresh")
+    };
+    let record = |pr: PrData| PrChangeRecord { kind: ChangeKind::New, data: pr, changes: vec![] };
+    h.synchronizer
+        .synchronize_changes(repo.id, &ChangeSet { prs: vec![record((*pr).clone())], ..ChangeSet::default() })
+        .await
+        .expect("sync");
+    // Detected before another job wrote the row above; decided under the lock.
+    let tie = PrData { title: "Tie".into(), ..(*pr).clone() };
+    let changes = ChangeSet { prs: vec![record(tie)], delivered_prs: true, ..ChangeSet::default() };
+    let outcome = h.synchronizer.synchronize_changes(repo.id, &changes).await;
+    assert!(matches!(outcome, Err(SyncError::Undecided(1))), "{outcome:?}");
+    assert_eq!(count(&h.db.url, "SELECT count(*) FROM pull_requests WHERE title = 'Locked'").await, 1);
 }

@@ -196,6 +196,7 @@ async fn metrics_count_what_happened() {
         loss_rate: 0.0,
         duplicate_rate: 0.0,
         reorder_rate: 0.0,
+        concurrency: 1,
     }));
     // Two PRs opened, one labeled, a check run created and completed.
     let a = sim.open_pr("acme/repo-0", NewPr::new("One", "amy")).expect("open");

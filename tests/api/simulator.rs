@@ -19,6 +19,7 @@ fn target(app: &TestApp, secret: &str) -> WebhookTarget {
         loss_rate: 0.0,
         duplicate_rate: 0.0,
         reorder_rate: 0.0,
+        concurrency: 1,
     }
 }
 

@@ -66,6 +66,7 @@ fn target(address: &str) -> WebhookTarget {
         loss_rate: 0.0,
         duplicate_rate: 0.0,
         reorder_rate: 0.0,
+        concurrency: 1,
     }
 }
 

@@ -7,3 +7,7 @@ ALTER TABLE webhook_deliveries ALTER COLUMN payload SET COMPRESSION lz4;
 -- TOAST table (which costs a second heap insert and an index insert per
 -- delivery); rows are read by key, so wider rows cost little.
 ALTER TABLE webhook_deliveries SET (toast_tuple_target = 8160);
+-- A job's deliveries are read oldest first; with only (job_id) indexed the
+-- planner walked the received_at index instead, filtering every delivery.
+DROP INDEX webhook_deliveries_job_idx;
+CREATE INDEX webhook_deliveries_job_idx ON webhook_deliveries (job_id, received_at) WHERE job_id IS NOT NULL;

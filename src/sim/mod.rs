@@ -122,7 +122,10 @@ impl Simulator {
                 .configure(server::admin_routes)
                 .configure(server::routes(&prefix))
         })
-        .workers(1)
+        // Two workers: serializing and hashing answers happens outside the
+        // world's lock, and a single worker was the backfill benchmark's
+        // bottleneck (one core busy, the other idle).
+        .workers(2)
         .disable_signals()
         .shutdown_timeout(1)
         .listen(listener)?

@@ -11,13 +11,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Settings;
-use crate::db::DbPool;
+use crate::db::{self, DbPool};
 use crate::github::GitHubClient;
 use crate::http::{self, AdminConfig, ReadConfig, Readiness};
 use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
 use crate::scheduler::Scheduler;
 use crate::webhook::intake::IntakeConfig;
-use crate::webhook::store::DeliveryStore;
+use crate::webhook::store::{self, DeliveryStore};
 use crate::worker::{Heartbeat, Worker, WorkerDeps};
 
 /// The HTTP application on a bound socket.
@@ -39,7 +39,9 @@ impl Application {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
-        let store = web::Data::new(DeliveryStore::start(pool.clone()));
+        let intake_pool =
+            db::build_pool(&settings.database_url, store::WRITERS).map_err(std::io::Error::other)?;
+        let store = web::Data::new(DeliveryStore::start(intake_pool));
         let pool = web::Data::new(pool);
         let intake =
             web::Data::new(IntakeConfig::new(settings.webhook_secrets.clone(), settings.worker.max_attempts));

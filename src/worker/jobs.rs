@@ -29,8 +29,9 @@ pub async fn delivery_ids(pool: &DbPool, job_id: i64) -> Vec<String> {
 }
 
 /// A job folding more deliveries than this reads GitHub once instead of
-/// parsing every payload.
-const MAX_SNAPSHOT_DELIVERIES: i64 = 50;
+/// loading every payload: one call is cheap next to 20 events, and a pooled
+/// connection keeps a buffer as large as the largest answer it received.
+const MAX_SNAPSHOT_DELIVERIES: i64 = 20;
 
 /// The payloads of the job's deliveries, when there are few enough to use
 /// them as snapshots; empty (meaning "read GitHub") otherwise or on error.

@@ -419,11 +419,19 @@ async fn wait_idle(db: &str, timeout: Duration) -> Result<(), Error> {
     Ok(())
 }
 
-/// A realistic mix of changes on open PRs, each sending its webhooks.
-fn activity(sim: &Simulator, events: usize, repos: usize) -> Result<(), Error> {
+/// A realistic mix of changes on open PRs, each sending its webhooks; at
+/// most `rate` changes a second when given, else as fast as they are made.
+async fn activity(sim: &Simulator, events: usize, repos: usize, rate: Option<f64>) -> Result<(), Error> {
     let rng = SplitMix64::new(99);
+    let started = Instant::now();
     let mut sent = 0;
     while sent < events {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(sent as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         let repo = format!("acme/repo-{}", rng.below(repos as u64));
         let open: Vec<(i64, String)> = sim.world(|w| {
             w.repo(w.repo_id(&repo).expect("repo"))
@@ -491,7 +499,21 @@ async fn metric_sum(address: &str, name: &str, label: &str) -> Result<BTreeMap<S
 }
 
 async fn pipeline(report: &mut Report) -> Result<(), Error> {
-    const EVENTS: usize = 10_000;
+    pipeline_at(report, "pipeline", 10_000, None).await
+}
+
+/// The same world fed at a fixed rate: what delivery → commit looks like
+/// when the service keeps up (sizing), rather than the backlog of a flood.
+async fn pipeline_paced(report: &mut Report) -> Result<(), Error> {
+    pipeline_at(report, "pipeline at 300 changes/s", 6_000, Some(300.0)).await
+}
+
+async fn pipeline_at(
+    report: &mut Report,
+    scenario: &str,
+    changes: usize,
+    rate: Option<f64>,
+) -> Result<(), Error> {
     let sim = Simulator::start(SimConfig {
         generate: Some(Generate { repositories: 20, pull_requests: 100, check_runs: 0 }),
         rate_limit: 10_000_000,
@@ -512,7 +534,7 @@ async fn pipeline(report: &mut Report) -> Result<(), Error> {
         concurrency: 64,
     }));
     let started = Instant::now();
-    activity(&sim, EVENTS, 20)?;
+    activity(&sim, changes, 20, rate).await?;
     sim.wait_for_deliveries().await;
     wait_idle(&db, Duration::from_secs(1200)).await?;
     let elapsed = started.elapsed();
@@ -531,26 +553,26 @@ async fn pipeline(report: &mut Report) -> Result<(), Error> {
     let verified = sim::verify::diff_all(&mut conn, &sim).await;
     let api = sim.stats().requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
     let calls_after = metric_sum(&child.address, "prmonitor_github_calls_total", "purpose").await?;
-    report.add("pipeline", "events fully synchronized", events as f64 / elapsed.as_secs_f64(), "/s");
+    report.add(scenario, "events fully synchronized", events as f64 / elapsed.as_secs_f64(), "/s");
     report.target("≥ 1,000/s");
-    report.add("pipeline", "delivery → commit p50", percentile(&latencies, 0.50), "ms");
-    report.add("pipeline", "delivery → commit p99", percentile(&latencies, 0.99), "ms");
+    report.add(scenario, "delivery → commit p50", percentile(&latencies, 0.50), "ms");
+    report.add(scenario, "delivery → commit p99", percentile(&latencies, 0.99), "ms");
     report.target("< 250 ms");
-    report.add("pipeline", "GitHub calls per event", api as f64 / events as f64, "calls");
+    report.add(scenario, "GitHub calls per event", api as f64 / events as f64, "calls");
     report.target("≤ 0.5");
     for (purpose, after) in &calls_after {
         let before = calls_before.get(purpose).copied().unwrap_or(0.0);
         report.add(
-            "pipeline",
+            scenario,
             &format!("GitHub calls, {purpose} (incl. retries/304s)"),
             after - before,
             "calls",
         );
     }
-    report.add("pipeline", "peak RSS of the service", child.peak_rss_mib(), "MiB");
-    report.add("pipeline", "database equals the simulator", f64::from(u8::from(verified.is_ok())), "1 = yes");
+    report.add(scenario, "peak RSS of the service", child.peak_rss_mib(), "MiB");
+    report.add(scenario, "database equals the simulator", f64::from(u8::from(verified.is_ok())), "1 = yes");
     if let Err(difference) = verified {
-        eprintln!("pipeline: the database differs from the simulator: {difference}");
+        eprintln!("{scenario}: the database differs from the simulator: {difference}");
     }
     child.stop().await;
     sim.stop().await;
@@ -804,9 +826,10 @@ fn main() -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut report = Report::default();
-        let scenarios: [(&str, ScenarioFn); 4] = [
+        let scenarios: [(&str, ScenarioFn); 5] = [
             ("ingest", |r| Box::pin(ingest(r))),
             ("pipeline", |r| Box::pin(pipeline(r))),
+            ("paced", |r| Box::pin(pipeline_paced(r))),
             ("backfill", |r| Box::pin(backfill(r))),
             ("sweep", |r| Box::pin(sweep(r))),
         ];

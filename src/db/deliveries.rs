@@ -89,17 +89,17 @@ pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) 
     Ok(inserted.into_iter().map(|row| row.delivery_id).collect())
 }
 
-/// The event and raw body of the deliveries folded into job `job_id`, oldest
-/// first, at most `limit` of them.
+/// The id, event and raw body of the deliveries folded into job `job_id`,
+/// oldest first, at most `limit` of them.
 pub async fn payloads_of_job(
     conn: &mut AsyncPgConnection,
     job_id: i64,
     limit: i64,
-) -> QueryResult<Vec<(String, Option<Vec<u8>>)>> {
+) -> QueryResult<Vec<(String, String, Option<Vec<u8>>)>> {
     webhook_deliveries::table
         .filter(webhook_deliveries::job_id.eq(job_id))
         .order(webhook_deliveries::received_at.asc())
-        .select((webhook_deliveries::event, webhook_deliveries::payload))
+        .select((webhook_deliveries::delivery_id, webhook_deliveries::event, webhook_deliveries::payload))
         .limit(limit)
         .load(conn)
         .await

@@ -7,13 +7,10 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use std::collections::HashMap;
-
 use super::data::{CheckRunData, PrData};
-use super::detect::{self, Cause, ChangeDetector, ChangeKind, ChangeSet, SnapshotFit, SweepMark};
+use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, SweepMark};
 use super::discovery::{PrDiscovery, PrHead, PrLookup};
 use super::sync::{SyncError, Synchronizer};
-use crate::db::pull_requests::{StoredCheckRun, StoredPr};
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
 
@@ -113,28 +110,6 @@ impl From<ProcessingError> for Stop {
     }
 }
 
-fn stored_state_failure(repo: &Repository, error: impl std::fmt::Display) -> ProcessingError {
-    ProcessingError {
-        kind: ErrorKind::ChangeDetectionFailure,
-        repository: repo.full_name(),
-        pr_number: None,
-        check_run_id: None,
-        context: error.to_string(),
-    }
-}
-
-/// How webhook snapshots fared: `applied` ones saved a GitHub call,
-/// `undecided` ones cost one.
-fn record_snapshot(object: &'static str, fit: SnapshotFit) {
-    let outcome = match fit {
-        SnapshotFit::Apply => "applied",
-        SnapshotFit::Known => "known",
-        SnapshotFit::Undecided => "undecided",
-    };
-    metrics::counter!("prmonitor_webhook_snapshots_total", "object" => object, "outcome" => outcome)
-        .increment(1);
-}
-
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -156,6 +131,15 @@ pub enum Target {
 }
 
 impl Target {
+    /// The kind of webhook snapshot the target carries, if any.
+    fn delivered_object(&self) -> Option<&'static str> {
+        match self {
+            Self::DeliveredPullRequest { .. } => Some("pull_request"),
+            Self::DeliveredCheckRuns { .. } => Some("check_runs"),
+            _ => None,
+        }
+    }
+
     /// The read that stands in for delivered data GitHub must arbitrate.
     fn read_instead(&self) -> Option<Self> {
         match self {
@@ -224,9 +208,20 @@ impl PrProcessor {
     pub async fn process(&self, repo: &Repository, target: Target, ctx: WorkContext) -> ProcessingResult {
         let mut result = ProcessingResult::start(repo);
         let mut outcome = self.run(repo, &target, &ctx, &mut result).await;
+        if let Some(object) = target.delivered_object() {
+            let snapshot = match &outcome {
+                Err(Stop::Undecided) => "undecided",
+                Ok(()) if result.changes_synchronized > 0 => "applied",
+                Ok(()) => "known",
+                Err(Stop::Failed(_)) => "failed",
+            };
+            metrics::counter!("prmonitor_webhook_snapshots_total", "object" => object, "outcome" => snapshot)
+                .increment(1);
+        }
         if let (Err(Stop::Undecided), Some(read)) = (&outcome, target.read_instead()) {
-            // A concurrent job wrote a row the snapshot ties with: GitHub decides.
-            tracing::info!("a delivered snapshot ties with a row written meanwhile; reading GitHub");
+            // The snapshot ties with the stored row (same second, other
+            // content): nothing was written, and GitHub decides.
+            tracing::info!("a delivered snapshot ties with the stored row; reading GitHub");
             result = ProcessingResult::start(repo);
             outcome = self.run(repo, &read, &ctx, &mut result).await;
         }
@@ -337,45 +332,19 @@ impl PrProcessor {
             Target::PullRequest { number, .. } => {
                 self.read_pr(repo, *number, purpose, &mut prs, &mut changes, result).await?;
             }
+            // Kept only where strictly newer than the stored row, decided
+            // under the repository's lock; a tie rolls the transaction back
+            // and `process` reads GitHub instead.
             Target::DeliveredPullRequest { pr, .. } => {
-                let stored = self.stored_pr(repo, pr.number).await?;
-                let fit = detect::pr_snapshot_fit(stored.as_ref(), pr);
-                record_snapshot("pull_request", fit);
-                match fit {
-                    SnapshotFit::Apply => {
-                        prs.push(pr.as_ref().clone());
-                        changes.delivered_prs = true;
-                    }
-                    SnapshotFit::Known => {}
-                    SnapshotFit::Undecided => {
-                        self.read_pr(repo, pr.number, purpose, &mut prs, &mut changes, result).await?;
-                    }
-                }
+                prs.push(pr.as_ref().clone());
+                changes.delivered_prs = true;
             }
             Target::Commit { head_sha } => heads.push(PrHead { number: 0, head_sha: head_sha.clone() }),
-            Target::DeliveredCheckRuns { head_sha, runs } => {
-                let stored = self.stored_check_runs(repo, runs).await?;
-                let fits: Vec<SnapshotFit> = runs
-                    .iter()
-                    .map(|run| detect::check_run_snapshot_fit(stored.get(&run.github_id), run))
-                    .collect();
-                for fit in &fits {
-                    record_snapshot("check_run", *fit);
-                }
-                if fits.contains(&SnapshotFit::Undecided) {
-                    heads.push(PrHead { number: 0, head_sha: head_sha.clone() });
-                } else {
-                    let apply: Vec<CheckRunData> = runs
-                        .iter()
-                        .zip(&fits)
-                        .filter(|(_, fit)| **fit == SnapshotFit::Apply)
-                        .map(|(run, _)| run.clone())
-                        .collect();
-                    result.check_runs_discovered = apply.len();
-                    changes.check_runs =
-                        self.detector.detect_check_run_changes(repo.id, &apply).await.map_err(detection)?;
-                    changes.delivered_check_runs = true;
-                }
+            Target::DeliveredCheckRuns { runs, .. } => {
+                result.check_runs_discovered = runs.len();
+                changes.check_runs =
+                    self.detector.detect_check_run_changes(repo.id, runs).await.map_err(detection)?;
+                changes.delivered_check_runs = true;
             }
         }
         result.prs_discovered = prs.len();
@@ -448,27 +417,6 @@ impl PrProcessor {
             PrLookup::Gone => changes.gone_prs.push(number),
         }
         Ok(())
-    }
-
-    async fn stored_pr(&self, repo: &Repository, number: i32) -> Result<Option<StoredPr>, ProcessingError> {
-        let mut conn = self.pool.get().await.map_err(|e| stored_state_failure(repo, e))?;
-        let rows = pull_requests::load_by_numbers(&mut conn, repo.id, &[number])
-            .await
-            .map_err(|e| stored_state_failure(repo, e))?;
-        Ok(rows.into_iter().next())
-    }
-
-    async fn stored_check_runs(
-        &self,
-        repo: &Repository,
-        runs: &[CheckRunData],
-    ) -> Result<HashMap<i64, StoredCheckRun>, ProcessingError> {
-        let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
-        let mut conn = self.pool.get().await.map_err(|e| stored_state_failure(repo, e))?;
-        let rows = pull_requests::load_check_runs(&mut conn, &ids)
-            .await
-            .map_err(|e| stored_state_failure(repo, e))?;
-        Ok(rows.into_iter().map(|row| (row.github_id, row)).collect())
     }
 
     async fn stored_open_heads(&self, repo: &Repository) -> Result<Vec<(i32, String)>, ProcessingError> {

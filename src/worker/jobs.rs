@@ -15,36 +15,59 @@ use crate::queue::{
     self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob,
 };
 
-/// The deliveries folded into a job, oldest first (for logs and history).
-pub async fn delivery_ids(pool: &DbPool, job_id: i64) -> Vec<String> {
-    let Ok(mut conn) = pool.get().await else { return Vec::new() };
-    webhook_deliveries::table
-        .filter(webhook_deliveries::job_id.eq(job_id))
-        .order(webhook_deliveries::received_at)
-        .select(webhook_deliveries::delivery_id)
-        .limit(20)
-        .load(&mut conn)
-        .await
-        .unwrap_or_default()
-}
+/// Delivery ids kept for logs and the history trail.
+const MAX_LOGGED_DELIVERIES: usize = 20;
 
 /// A job folding more deliveries than this reads GitHub once instead of
 /// loading every payload: one call is cheap next to 20 events, and a pooled
 /// connection keeps a buffer as large as the largest answer it received.
-const MAX_SNAPSHOT_DELIVERIES: i64 = 20;
+const MAX_SNAPSHOT_DELIVERIES: usize = 20;
 
-/// The payloads of the job's deliveries, when there are few enough to use
-/// them as snapshots; empty (meaning "read GitHub") otherwise or on error.
-async fn delivered_payloads(pool: &DbPool, job_id: i64) -> Vec<DeliveredPayload> {
-    let Ok(mut conn) = pool.get().await else { return Vec::new() };
-    match deliveries::payloads_of_job(&mut conn, job_id, MAX_SNAPSHOT_DELIVERIES + 1).await {
-        Ok(rows) if rows.len() as i64 <= MAX_SNAPSHOT_DELIVERIES => {
-            rows.into_iter().map(|(event, body)| DeliveredPayload { event, body }).collect()
+/// The deliveries folded into a job, oldest first.
+#[derive(Debug, Default)]
+pub struct JobDeliveries {
+    /// Their ids (at most [`MAX_LOGGED_DELIVERIES`]), for logs and history.
+    pub ids: Vec<String>,
+    /// For event jobs with few enough deliveries, their payloads, used as
+    /// snapshots; empty means "read GitHub".
+    payloads: Vec<DeliveredPayload>,
+}
+
+impl JobDeliveries {
+    pub fn first_id(&self) -> Option<&str> {
+        <[String]>::first(&self.ids).map(String::as_str)
+    }
+}
+
+/// Loads a job's deliveries in one query (payloads only for event jobs).
+/// A failure leaves them empty: logs lose the ids, the job reads GitHub.
+pub async fn deliveries_of(pool: &DbPool, job: &ClaimedJob) -> JobDeliveries {
+    let Ok(mut conn) = pool.get().await else { return JobDeliveries::default() };
+    if job.kind != JobKind::Event.as_str() {
+        let ids = webhook_deliveries::table
+            .filter(webhook_deliveries::job_id.eq(job.id))
+            .order(webhook_deliveries::received_at)
+            .select(webhook_deliveries::delivery_id)
+            .limit(MAX_LOGGED_DELIVERIES as i64)
+            .load(&mut conn)
+            .await
+            .unwrap_or_default();
+        return JobDeliveries { ids, payloads: Vec::new() };
+    }
+    let limit = MAX_LOGGED_DELIVERIES.max(MAX_SNAPSHOT_DELIVERIES) as i64 + 1;
+    match deliveries::payloads_of_job(&mut conn, job.id, limit).await {
+        Ok(rows) => {
+            let ids = rows.iter().take(MAX_LOGGED_DELIVERIES).map(|(id, _, _)| id.clone()).collect();
+            let payloads = if rows.len() <= MAX_SNAPSHOT_DELIVERIES {
+                rows.into_iter().map(|(_, event, body)| DeliveredPayload { event, body }).collect()
+            } else {
+                Vec::new()
+            };
+            JobDeliveries { ids, payloads }
         }
-        Ok(_) => Vec::new(),
         Err(error) => {
-            tracing::warn!(%error, job_id, "cannot load the job's payloads; reading GitHub instead");
-            Vec::new()
+            tracing::warn!(%error, job_id = job.id, "cannot load the job's deliveries; reading GitHub instead");
+            JobDeliveries::default()
         }
     }
 }
@@ -53,14 +76,15 @@ pub async fn run(
     deps: &WorkerDeps,
     job: &ClaimedJob,
     job_ref: &JobRef,
-    delivery_id: Option<String>,
+    deliveries: &JobDeliveries,
 ) -> Result<(), String> {
+    let delivery_id = deliveries.first_id().map(str::to_owned);
     let kind = JobKind::parse(&job.kind).ok_or_else(|| format!("unknown job kind '{}'", job.kind))?;
     match kind {
         JobKind::Event => {
             let target: EventTarget =
                 serde_json::from_value(job.payload.clone()).map_err(|e| format!("bad event payload: {e}"))?;
-            run_event(deps, target, job_ref, delivery_id).await
+            run_event(deps, target, job_ref, delivery_id, &deliveries.payloads).await
         }
         JobKind::Install => {
             let target: InstallationTarget = serde_json::from_value(job.payload.clone())
@@ -140,15 +164,15 @@ async fn run_event(
     target: EventTarget,
     job: &JobRef,
     delivery_id: Option<String>,
+    payloads: &[DeliveredPayload],
 ) -> Result<(), String> {
     match target {
         EventTarget::PullRequest { repository, number, with_checks } => {
             let Some(repo) = known_repository(deps, &repository).await? else {
                 return complete(deps, job).await;
             };
-            let payloads = delivered_payloads(&deps.pool, job.id).await;
             // The deliveries' own PR object when they carry a usable one; a read otherwise.
-            let target = match delivered::newest_pr(&payloads, repository.github_id, number) {
+            let target = match delivered::newest_pr(payloads, repository.github_id, number) {
                 Some(pr) => Target::DeliveredPullRequest { pr: Box::new(pr), with_checks },
                 None => {
                     let number =
@@ -162,8 +186,7 @@ async fn run_event(
             let Some(repo) = known_repository(deps, &repository).await? else {
                 return complete(deps, job).await;
             };
-            let payloads = delivered_payloads(&deps.pool, job.id).await;
-            let target = match delivered::check_runs(&payloads, repository.github_id, &head_sha) {
+            let target = match delivered::check_runs(payloads, repository.github_id, &head_sha) {
                 Some(runs) => Target::DeliveredCheckRuns { head_sha, runs },
                 None => Target::Commit { head_sha },
             };

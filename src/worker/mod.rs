@@ -212,17 +212,17 @@ impl SlotWorker {
     async fn execute(&self, job: ClaimedJob) {
         let job_ref = JobRef { id: job.id, worker: self.worker.clone() };
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job.id);
-        let deliveries = jobs::delivery_ids(&self.deps.pool, job.id).await;
+        let deliveries = jobs::deliveries_of(&self.deps.pool, &job).await;
         let span = tracing::info_span!(
             "job",
             job_id = job.id,
             kind = %job.kind,
             attempt = job.attempts,
-            delivery_id = <[String]>::first(&deliveries).map(String::as_str).unwrap_or(""),
-            deliveries = deliveries.len(),
+            delivery_id = deliveries.first_id().unwrap_or(""),
+            deliveries = deliveries.ids.len(),
         );
         let started = std::time::Instant::now();
-        let run = jobs::run(&self.deps, &job, &job_ref, <[String]>::first(&deliveries).cloned());
+        let run = jobs::run(&self.deps, &job, &job_ref, &deliveries);
         let outcome = with_lease(&self.deps, &job_ref, run).instrument(span.clone()).await;
         let _entered = span.enter();
         let kind = crate::queue::JobKind::parse(&job.kind).map_or("unknown", |k| k.as_str());

@@ -18,6 +18,16 @@ use crate::db::schema::{check_runs, pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
 use crate::github::cache;
 
+/// PostgreSQL's `void`, the result of functions called for their effect.
+#[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
+#[diesel(postgres_type(name = "void"))]
+pub struct Void;
+
+diesel::define_sql_function! {
+    /// Waits for the transaction-scoped advisory lock `key`.
+    fn pg_advisory_xact_lock(key: BigInt) -> Void;
+}
+
 /// PostgreSQL's limit of bound parameters in one statement.
 pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// Namespace of the per-repository advisory locks ("prsync" in ASCII, shifted).
@@ -88,10 +98,8 @@ pub async fn write_change_set(
     changes: &ChangeSet,
 ) -> Result<SyncReport, SyncError> {
     // One writer per repository at a time; released at commit or rollback.
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-        .bind::<BigInt, _>(REPOSITORY_LOCK_SPACE + repository_id)
-        .execute(conn)
-        .await?;
+    // Through the query builder, so the statement is prepared once per connection.
+    diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id)).execute(conn).await?;
     // Detection ran before the lock; another worker may have written since.
     // Decided again here, it is final: a PR is "new" once, its history
     // records each transition once.

@@ -236,28 +236,61 @@ pub async fn claim(
     lease: std::time::Duration,
     limit: i64,
 ) -> QueryResult<Vec<ClaimedJob>> {
-    // One locking scan per partial index, each stopping after `limit` rows:
-    // a single `OR` of both states made PostgreSQL read and sort every job on
-    // each claim, the largest cost of a long backlog in the pipeline profile.
-    // Expired leases first: those jobs have waited longest.
-    diesel::sql_query(
-        "WITH expired AS ( \
-             SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() \
-             ORDER BY lease_expires_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
-         due AS ( \
-             SELECT id FROM jobs WHERE state = 'pending' AND run_at <= now() \
-             ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         UPDATE jobs SET state = 'running', lease_owner = $1, \
-                lease_expires_at = now() + make_interval(secs => $2), \
-                attempts = attempts + 1, updated_at = now() \
-         WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) claimable LIMIT $3) \
-         RETURNING id, kind, payload, attempts, max_attempts",
-    )
-    .bind::<Text, _>(worker)
-    .bind::<diesel::sql_types::Double, _>(seconds(lease))
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await
+    ClaimStatement { worker, lease_secs: seconds(lease), limit }.load(conn).await
+}
+
+/// The claim, as a statement diesel prepares once per connection (a
+/// `sql_query` is parsed and planned on every call, and claims run for every
+/// job). One locking scan per partial index, each stopping after `limit`
+/// rows: a single `OR` of both states made PostgreSQL read and sort every job
+/// on each claim, the largest cost of a long backlog in the pipeline profile.
+/// Expired leases first: those jobs have waited longest.
+struct ClaimStatement<'a> {
+    worker: &'a str,
+    lease_secs: f64,
+    limit: i64,
+}
+
+impl diesel::query_builder::QueryId for ClaimStatement<'_> {
+    type QueryId = ();
+    // Cached by its SQL text, which never changes.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for ClaimStatement<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimStatement<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "WITH expired AS ( \
+                 SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() \
+                 ORDER BY lease_expires_at LIMIT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(
+            " FOR UPDATE SKIP LOCKED), \
+             due AS ( \
+                 SELECT id FROM jobs WHERE state = 'pending' AND run_at <= now() \
+                 ORDER BY run_at, id LIMIT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(" FOR UPDATE SKIP LOCKED) UPDATE jobs SET state = 'running', lease_owner = ");
+        out.push_bind_param::<Text, _>(&self.worker)?;
+        out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
+        out.push_bind_param::<diesel::sql_types::Double, _>(&self.lease_secs)?;
+        out.push_sql(
+            "), attempts = attempts + 1, updated_at = now() \
+             WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) claimable LIMIT ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(") RETURNING id, kind, payload, attempts, max_attempts");
+        Ok(())
+    }
 }
 
 /// Extends a held lease; false when the lease is no longer this worker's.

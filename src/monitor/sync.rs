@@ -125,12 +125,12 @@ pub async fn write_change_set(
     report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
     insert_history(conn, changes, &pr_ids).await?;
     cache::save(conn, &changes.validators).await?;
-    repositories::record_success(conn, repository_id).await?;
     if let Some(sweep) = changes.sweep {
         repositories::record_sweep(conn, repository_id, sweep.watermark).await?;
     }
-    if let Some(job) = &changes.job {
-        crate::queue::complete(conn, job).await?;
+    match &changes.job {
+        Some(job) => crate::queue::complete_sync(conn, job, repository_id).await?,
+        None => repositories::record_success(conn, repository_id).await?,
     }
     Ok(report)
 }

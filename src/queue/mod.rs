@@ -239,6 +239,23 @@ pub async fn claim(
     ClaimStatement { worker, lease_secs: seconds(lease), limit }.load(conn).await
 }
 
+/// Makes a hand-written statement (a struct whose `QueryFragment` pushes
+/// fixed SQL and its binds) one diesel prepares once per connection and
+/// caches by its text, unlike `sql_query`, which is parsed and planned on
+/// every call.
+macro_rules! prepared_statement {
+    ($name:ident) => {
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+
+        impl diesel::query_builder::Query for $name<'_> {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+    };
+}
+
 /// The claim, as a statement diesel prepares once per connection (a
 /// `sql_query` is parsed and planned on every call, and claims run for every
 /// job). One locking scan per partial index, each stopping after `limit`
@@ -251,15 +268,7 @@ struct ClaimStatement<'a> {
     limit: i64,
 }
 
-impl diesel::query_builder::QueryId for ClaimStatement<'_> {
-    type QueryId = ();
-    // Cached by its SQL text, which never changes.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl diesel::query_builder::Query for ClaimStatement<'_> {
-    type SqlType = diesel::sql_types::Untyped;
-}
+prepared_statement!(ClaimStatement);
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimStatement<'_> {
     fn walk_ast<'b>(
@@ -289,6 +298,59 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimStatement<'_>
         );
         out.push_bind_param::<BigInt, _>(&self.limit)?;
         out.push_sql(") RETURNING id, kind, payload, attempts, max_attempts");
+        Ok(())
+    }
+}
+
+/// The end of a job's synchronization transaction in one statement: the job
+/// done (if its lease is still held), its deliveries processed, and the
+/// repository's successful sync recorded — what `complete` and
+/// `repositories::record_success` do, without two of the round trips every
+/// event job paid.
+pub async fn complete_sync(
+    conn: &mut AsyncPgConnection,
+    job: &JobRef,
+    repository_id: i64,
+) -> QueryResult<()> {
+    CompleteSyncStatement { job_id: job.id, worker: &job.worker, repository_id }
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Prepared once per connection, like the claim.
+struct CompleteSyncStatement<'a> {
+    job_id: i64,
+    worker: &'a str,
+    repository_id: i64,
+}
+
+prepared_statement!(CompleteSyncStatement);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompleteSyncStatement<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "WITH done AS ( \
+                 UPDATE jobs SET state = 'done', finished_at = now(), updated_at = now(), \
+                        lease_expires_at = NULL, last_error = NULL \
+                 WHERE id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.job_id)?;
+        out.push_sql(" AND lease_owner = ");
+        out.push_bind_param::<Text, _>(&self.worker)?;
+        out.push_sql(
+            " AND state = 'running' RETURNING id), \
+             delivered AS ( \
+                 UPDATE webhook_deliveries SET outcome = 'processed', processed_at = now() \
+                 WHERE job_id IN (SELECT id FROM done) RETURNING 1) \
+             UPDATE repositories SET last_synced_at = now(), consecutive_failures = 0, \
+                    last_failure_reason = NULL, updated_at = now() \
+             WHERE id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.repository_id)?;
         Ok(())
     }
 }

@@ -52,6 +52,25 @@ pub enum DbError {
     Pool(String),
 }
 
+/// Makes a hand-written statement (a struct whose `QueryFragment` pushes
+/// fixed SQL and its binds) one diesel prepares once per connection and
+/// caches by its text. diesel never caches `sql_query`, `UPDATE`s or upserts:
+/// PostgreSQL parsed and planned them on every call, and for the hot ones
+/// that cost about as much as running them.
+macro_rules! prepared_statement {
+    ($name:ident) => {
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+
+        impl diesel::query_builder::Query for $name<'_> {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+    };
+}
+pub(crate) use prepared_statement;
+
 /// A pool with explicit timeouts: nothing waits on the database unbounded.
 pub fn build_pool(url: &DatabaseUrl, max_size: usize) -> Result<DbPool, DbError> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.expose());

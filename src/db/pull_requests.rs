@@ -80,27 +80,6 @@ pub struct StoredCheckRun {
 }
 
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = check_runs)]
-pub struct CheckRunRow {
-    pub repository_id: i64,
-    pub github_id: i64,
-    pub check_suite_id: Option<i64>,
-    pub head_sha: String,
-    pub name: String,
-    pub app_slug: Option<String>,
-    pub status: String,
-    pub conclusion: Option<String>,
-    pub details_url: Option<String>,
-    pub html_url: Option<String>,
-    pub output_title: Option<String>,
-    pub output_summary: Option<String>,
-    pub gh_started_at: Option<DateTime<Utc>>,
-    pub gh_completed_at: Option<DateTime<Utc>>,
-}
-
-pub const CHECK_RUN_ROW_COLUMNS: usize = 14;
-
-#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = pr_state_history)]
 pub struct HistoryRow {
     pub pull_request_id: i64,

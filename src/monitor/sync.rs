@@ -3,18 +3,15 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool};
+use diesel::sql_types::BigInt;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::data::{CheckRunData, PrData};
 use super::detect::{self, ChangeKind, ChangeSet, PrChangeRecord};
-use crate::db::pull_requests::{
-    CheckRunRow, HistoryRow, PrRow, CHECK_RUN_ROW_COLUMNS, HISTORY_ROW_COLUMNS, PR_ROW_COLUMNS,
-};
-use crate::db::schema::{check_runs, pr_state_history, pull_requests};
+use crate::db::pull_requests::{HistoryRow, PrRow, HISTORY_ROW_COLUMNS, PR_ROW_COLUMNS};
+use crate::db::schema::{pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
 use crate::github::cache;
 
@@ -218,63 +215,110 @@ async fn upsert_check_runs(
     repository_id: i64,
     changes: &ChangeSet,
 ) -> diesel::QueryResult<usize> {
-    let rows: Vec<CheckRunRow> = changes
-        .check_runs
-        .iter()
-        .map(|record| {
-            let run = &record.data;
-            CheckRunRow {
-                repository_id,
-                github_id: run.github_id,
-                check_suite_id: run.check_suite_id,
-                head_sha: run.head_sha.clone(),
-                name: run.name.clone(),
-                app_slug: run.app_slug.clone(),
-                status: run.status.clone(),
-                conclusion: run.conclusion.clone(),
-                details_url: run.details_url.clone(),
-                html_url: run.html_url.clone(),
-                output_title: run.output_title.clone(),
-                output_summary: run.output_summary.clone(),
-                gh_started_at: run.started_at,
-                gh_completed_at: run.completed_at,
-            }
-        })
-        .collect();
-    let mut written = 0;
-    for chunk in rows.chunks(MAX_BIND_PARAMETERS / CHECK_RUN_ROW_COLUMNS) {
-        use check_runs as c;
-        let upsert = diesel::insert_into(c::table).values(chunk).on_conflict(c::github_id).do_update().set((
-            c::check_suite_id.eq(excluded(c::check_suite_id)),
-            c::head_sha.eq(excluded(c::head_sha)),
-            c::name.eq(excluded(c::name)),
-            c::app_slug.eq(excluded(c::app_slug)),
-            c::status.eq(excluded(c::status)),
-            c::conclusion.eq(excluded(c::conclusion)),
-            c::details_url.eq(excluded(c::details_url)),
-            c::html_url.eq(excluded(c::html_url)),
-            c::output_title.eq(excluded(c::output_title)),
-            c::output_summary.eq(excluded(c::output_summary)),
-            c::gh_started_at.eq(excluded(c::gh_started_at)),
-            c::gh_completed_at.eq(excluded(c::gh_completed_at)),
-            c::last_changed_at.eq(diesel::dsl::now),
-        ));
+    if changes.check_runs.is_empty() {
+        return Ok(0);
+    }
+    let runs: Vec<&CheckRunData> = changes.check_runs.iter().map(|record| &record.data).collect();
+    CheckRunUpsert::new(repository_id, &runs).execute(conn).await
+}
+
+/// The check runs to upsert, one array per column: one statement for any
+/// number of rows (no chunking under the bind limit), with the same text
+/// every time, so it is prepared once per connection.
+struct CheckRunUpsert<'a> {
+    repository_id: Vec<i64>,
+    github_id: Vec<i64>,
+    check_suite_id: Vec<Option<i64>>,
+    head_sha: Vec<&'a str>,
+    name: Vec<&'a str>,
+    app_slug: Vec<Option<&'a str>>,
+    status: Vec<&'a str>,
+    conclusion: Vec<Option<&'a str>>,
+    details_url: Vec<Option<&'a str>>,
+    html_url: Vec<Option<&'a str>>,
+    output_title: Vec<Option<&'a str>>,
+    output_summary: Vec<Option<&'a str>>,
+    started_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    completed_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+}
+
+impl<'a> CheckRunUpsert<'a> {
+    fn new(repository_id: i64, runs: &[&'a CheckRunData]) -> Self {
+        Self {
+            repository_id: vec![repository_id; runs.len()],
+            github_id: runs.iter().map(|r| r.github_id).collect(),
+            check_suite_id: runs.iter().map(|r| r.check_suite_id).collect(),
+            head_sha: runs.iter().map(|r| r.head_sha.as_str()).collect(),
+            name: runs.iter().map(|r| r.name.as_str()).collect(),
+            app_slug: runs.iter().map(|r| r.app_slug.as_deref()).collect(),
+            status: runs.iter().map(|r| r.status.as_str()).collect(),
+            conclusion: runs.iter().map(|r| r.conclusion.as_deref()).collect(),
+            details_url: runs.iter().map(|r| r.details_url.as_deref()).collect(),
+            html_url: runs.iter().map(|r| r.html_url.as_deref()).collect(),
+            output_title: runs.iter().map(|r| r.output_title.as_deref()).collect(),
+            output_summary: runs.iter().map(|r| r.output_summary.as_deref()).collect(),
+            started_at: runs.iter().map(|r| r.started_at).collect(),
+            completed_at: runs.iter().map(|r| r.completed_at).collect(),
+        }
+    }
+}
+
+crate::db::prepared_statement!(CheckRunUpsert);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
+        out.push_sql(
+            "INSERT INTO check_runs (repository_id, github_id, check_suite_id, head_sha, name, app_slug, \
+                                     status, conclusion, details_url, html_url, output_title, output_summary, \
+                                     gh_started_at, gh_completed_at) \
+             SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.repository_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.github_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.check_suite_id)?;
+        for column in [&self.head_sha, &self.name] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(column)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.app_slug)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.status)?;
+        for column in
+            [&self.conclusion, &self.details_url, &self.html_url, &self.output_title, &self.output_summary]
+        {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Nullable<Text>>, _>(column)?;
+        }
+        for column in [&self.started_at, &self.completed_at] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(column)?;
+        }
         // Rule 4 for check runs, in the statement itself so that a
         // concurrent newer write is never undone: status only moves forward
         // (queued < in_progress < completed), and an older completion never
         // replaces a newer one.
-        let guarded = diesel::query_dsl::methods::FilterDsl::filter(
-            upsert,
-            sql::<Bool>(
-                "(CASE check_runs.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
-                 <= (CASE excluded.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
-                 AND (check_runs.gh_completed_at IS NULL OR excluded.gh_completed_at IS NULL \
-                      OR excluded.gh_completed_at >= check_runs.gh_completed_at)",
-            ),
+        out.push_sql(
+            ") ON CONFLICT (github_id) DO UPDATE SET \
+                 check_suite_id = excluded.check_suite_id, head_sha = excluded.head_sha, \
+                 name = excluded.name, app_slug = excluded.app_slug, status = excluded.status, \
+                 conclusion = excluded.conclusion, details_url = excluded.details_url, \
+                 html_url = excluded.html_url, output_title = excluded.output_title, \
+                 output_summary = excluded.output_summary, gh_started_at = excluded.gh_started_at, \
+                 gh_completed_at = excluded.gh_completed_at, last_changed_at = now() \
+             WHERE (CASE check_runs.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
+                   <= (CASE excluded.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
+               AND (check_runs.gh_completed_at IS NULL OR excluded.gh_completed_at IS NULL \
+                    OR excluded.gh_completed_at >= check_runs.gh_completed_at)",
         );
-        written += guarded.execute(conn).await?;
+        Ok(())
     }
-    Ok(written)
 }
 
 async fn mark_gone(

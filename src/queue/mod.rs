@@ -239,23 +239,6 @@ pub async fn claim(
     ClaimStatement { worker, lease_secs: seconds(lease), limit }.load(conn).await
 }
 
-/// Makes a hand-written statement (a struct whose `QueryFragment` pushes
-/// fixed SQL and its binds) one diesel prepares once per connection and
-/// caches by its text, unlike `sql_query`, which is parsed and planned on
-/// every call.
-macro_rules! prepared_statement {
-    ($name:ident) => {
-        impl diesel::query_builder::QueryId for $name<'_> {
-            type QueryId = ();
-            const HAS_STATIC_QUERY_ID: bool = false;
-        }
-
-        impl diesel::query_builder::Query for $name<'_> {
-            type SqlType = diesel::sql_types::Untyped;
-        }
-    };
-}
-
 /// The claim, as a statement diesel prepares once per connection (a
 /// `sql_query` is parsed and planned on every call, and claims run for every
 /// job). One locking scan per partial index, each stopping after `limit`
@@ -268,7 +251,7 @@ struct ClaimStatement<'a> {
     limit: i64,
 }
 
-prepared_statement!(ClaimStatement);
+crate::db::prepared_statement!(ClaimStatement);
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimStatement<'_> {
     fn walk_ast<'b>(
@@ -325,7 +308,7 @@ struct CompleteSyncStatement<'a> {
     repository_id: i64,
 }
 
-prepared_statement!(CompleteSyncStatement);
+crate::db::prepared_statement!(CompleteSyncStatement);
 
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompleteSyncStatement<'_> {
     fn walk_ast<'b>(

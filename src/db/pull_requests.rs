@@ -31,34 +31,6 @@ pub struct StoredPr {
     pub gh_merged_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = pull_requests)]
-pub struct PrRow {
-    pub repository_id: i64,
-    pub github_id: i64,
-    pub number: i32,
-    pub title: String,
-    pub author: String,
-    pub state: String,
-    pub draft: bool,
-    pub base_branch: String,
-    pub base_sha: String,
-    pub head_branch: String,
-    pub head_sha: String,
-    pub html_url: String,
-    pub body: Option<String>,
-    pub labels: Vec<String>,
-    pub assignees: Vec<String>,
-    pub metadata: serde_json::Value,
-    pub gh_created_at: DateTime<Utc>,
-    pub gh_updated_at: DateTime<Utc>,
-    pub gh_closed_at: Option<DateTime<Utc>>,
-    pub gh_merged_at: Option<DateTime<Utc>>,
-}
-
-/// Bound parameters of one `PrRow`: keeps chunks under PostgreSQL's 65,535.
-pub const PR_ROW_COLUMNS: usize = 20;
-
 /// A stored check run, as change detection compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = check_runs)]

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::data::{CheckRunData, PrData};
 use super::detect::{self, ChangeKind, ChangeSet, PrChangeRecord};
-use crate::db::pull_requests::{HistoryRow, PrRow, HISTORY_ROW_COLUMNS, PR_ROW_COLUMNS};
+use crate::db::pull_requests::{HistoryRow, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
 use crate::github::cache;
@@ -132,32 +131,6 @@ pub async fn write_change_set(
     Ok(report)
 }
 
-fn pr_row(repository_id: i64, record: &PrChangeRecord) -> PrRow {
-    let pr = &record.data;
-    PrRow {
-        repository_id,
-        github_id: pr.github_id,
-        number: pr.number,
-        title: pr.title.clone(),
-        author: pr.author.clone(),
-        state: pr.to_pr_state().as_str().to_owned(),
-        draft: pr.draft,
-        base_branch: pr.base_branch.clone(),
-        base_sha: pr.base_sha.clone(),
-        head_branch: pr.head_branch.clone(),
-        head_sha: pr.head_sha.clone(),
-        html_url: pr.html_url.clone(),
-        body: pr.body.clone(),
-        labels: pr.labels.clone(),
-        assignees: pr.assignees.clone(),
-        metadata: pr.metadata(),
-        gh_created_at: pr.created_at,
-        gh_updated_at: pr.updated_at,
-        gh_closed_at: pr.closed_at,
-        gh_merged_at: pr.merged_at,
-    }
-}
-
 /// Bulk upsert, guarded so stored state only moves forward: an older
 /// `updated_at` never replaces a newer one and a merged PR never reverts.
 /// Returns the ids of the rows written, by number.
@@ -166,48 +139,147 @@ async fn upsert_prs(
     repository_id: i64,
     records: &[PrChangeRecord],
 ) -> diesel::QueryResult<HashMap<i32, i64>> {
-    let rows: Vec<PrRow> = records.iter().map(|r| pr_row(repository_id, r)).collect();
-    let mut ids = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(MAX_BIND_PARAMETERS / PR_ROW_COLUMNS) {
-        use pull_requests as p;
-        let upsert = diesel::insert_into(p::table)
-            .values(chunk)
-            .on_conflict((p::repository_id, p::number))
-            .do_update()
-            .set((
-                p::github_id.eq(excluded(p::github_id)),
-                p::title.eq(excluded(p::title)),
-                p::author.eq(excluded(p::author)),
-                p::state.eq(excluded(p::state)),
-                p::draft.eq(excluded(p::draft)),
-                p::base_branch.eq(excluded(p::base_branch)),
-                p::base_sha.eq(excluded(p::base_sha)),
-                p::head_branch.eq(excluded(p::head_branch)),
-                p::head_sha.eq(excluded(p::head_sha)),
-                p::html_url.eq(excluded(p::html_url)),
-                p::body.eq(excluded(p::body)),
-                p::labels.eq(excluded(p::labels)),
-                p::assignees.eq(excluded(p::assignees)),
-                p::metadata.eq(excluded(p::metadata)),
-                p::gh_created_at.eq(excluded(p::gh_created_at)),
-                p::gh_updated_at.eq(excluded(p::gh_updated_at)),
-                p::gh_closed_at.eq(excluded(p::gh_closed_at)),
-                p::gh_merged_at.eq(excluded(p::gh_merged_at)),
-                p::deleted_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-                p::last_changed_at.eq(diesel::dsl::now),
-            ));
+    #[derive(diesel::QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        number: i32,
+    }
+
+    if records.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let prs: Vec<&PrData> = records.iter().map(|record| &record.data).collect();
+    let written: Vec<Written> = PrUpsert::new(repository_id, &prs).load(conn).await?;
+    Ok(written.into_iter().map(|row| (row.number, row.id)).collect())
+}
+
+/// The PRs to upsert, one array per column, prepared once per connection
+/// like [`CheckRunUpsert`]. Labels and assignees travel as JSON arrays:
+/// `unnest` cannot carry an array of arrays.
+struct PrUpsert<'a> {
+    repository_id: Vec<i64>,
+    github_id: Vec<i64>,
+    number: Vec<i32>,
+    title: Vec<&'a str>,
+    author: Vec<&'a str>,
+    state: Vec<&'static str>,
+    draft: Vec<bool>,
+    base_branch: Vec<&'a str>,
+    base_sha: Vec<&'a str>,
+    head_branch: Vec<&'a str>,
+    head_sha: Vec<&'a str>,
+    html_url: Vec<&'a str>,
+    body: Vec<Option<&'a str>>,
+    labels: Vec<serde_json::Value>,
+    assignees: Vec<serde_json::Value>,
+    metadata: Vec<serde_json::Value>,
+    created_at: Vec<chrono::DateTime<chrono::Utc>>,
+    updated_at: Vec<chrono::DateTime<chrono::Utc>>,
+    closed_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    merged_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+}
+
+impl<'a> PrUpsert<'a> {
+    fn new(repository_id: i64, prs: &[&'a PrData]) -> Self {
+        Self {
+            repository_id: vec![repository_id; prs.len()],
+            github_id: prs.iter().map(|pr| pr.github_id).collect(),
+            number: prs.iter().map(|pr| pr.number).collect(),
+            title: prs.iter().map(|pr| pr.title.as_str()).collect(),
+            author: prs.iter().map(|pr| pr.author.as_str()).collect(),
+            state: prs.iter().map(|pr| pr.to_pr_state().as_str()).collect(),
+            draft: prs.iter().map(|pr| pr.draft).collect(),
+            base_branch: prs.iter().map(|pr| pr.base_branch.as_str()).collect(),
+            base_sha: prs.iter().map(|pr| pr.base_sha.as_str()).collect(),
+            head_branch: prs.iter().map(|pr| pr.head_branch.as_str()).collect(),
+            head_sha: prs.iter().map(|pr| pr.head_sha.as_str()).collect(),
+            html_url: prs.iter().map(|pr| pr.html_url.as_str()).collect(),
+            body: prs.iter().map(|pr| pr.body.as_deref()).collect(),
+            labels: prs.iter().map(|pr| serde_json::json!(pr.labels)).collect(),
+            assignees: prs.iter().map(|pr| serde_json::json!(pr.assignees)).collect(),
+            metadata: prs.iter().map(|pr| pr.metadata()).collect(),
+            created_at: prs.iter().map(|pr| pr.created_at).collect(),
+            updated_at: prs.iter().map(|pr| pr.updated_at).collect(),
+            closed_at: prs.iter().map(|pr| pr.closed_at).collect(),
+            merged_at: prs.iter().map(|pr| pr.merged_at).collect(),
+        }
+    }
+}
+
+crate::db::prepared_statement!(PrUpsert);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamptz};
+        out.push_sql(
+            "INSERT INTO pull_requests (repository_id, github_id, number, title, author, state, draft, \
+                                        base_branch, base_sha, head_branch, head_sha, html_url, body, \
+                                        labels, assignees, metadata, gh_created_at, gh_updated_at, \
+                                        gh_closed_at, gh_merged_at) \
+             SELECT u.repository_id, u.github_id, u.number, u.title, u.author, u.state, u.draft, \
+                    u.base_branch, u.base_sha, u.head_branch, u.head_sha, u.html_url, u.body, \
+                    ARRAY(SELECT e FROM jsonb_array_elements_text(u.labels) WITH ORDINALITY AS l(e, i) ORDER BY i), \
+                    ARRAY(SELECT e FROM jsonb_array_elements_text(u.assignees) WITH ORDINALITY AS a(e, i) ORDER BY i), \
+                    u.metadata, u.gh_created_at, u.gh_updated_at, u.gh_closed_at, u.gh_merged_at \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.repository_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.github_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.number)?;
+        for column in [&self.title, &self.author] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(column)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.state)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<diesel::sql_types::Bool>, _>(&self.draft)?;
+        for column in [&self.base_branch, &self.base_sha, &self.head_branch, &self.head_sha, &self.html_url] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Text>, _>(column)?;
+        }
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.body)?;
+        for column in [&self.labels, &self.assignees, &self.metadata] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Jsonb>, _>(column)?;
+        }
+        for column in [&self.created_at, &self.updated_at] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Timestamptz>, _>(column)?;
+        }
+        for column in [&self.closed_at, &self.merged_at] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(column)?;
+        }
         // The guard is the upsert's WHERE: checked against the row as stored
         // at write time, so a concurrent newer write is never undone.
-        let guarded = diesel::query_dsl::methods::FilterDsl::filter(
-            upsert,
-            p::gh_updated_at
-                .le(excluded(p::gh_updated_at))
-                .and(p::state.ne("merged").or(excluded(p::state).eq("merged"))),
+        out.push_sql(
+            ") AS u(repository_id, github_id, number, title, author, state, draft, base_branch, base_sha, \
+                   head_branch, head_sha, html_url, body, labels, assignees, metadata, gh_created_at, \
+                   gh_updated_at, gh_closed_at, gh_merged_at) \
+             ON CONFLICT (repository_id, number) DO UPDATE SET \
+                 github_id = excluded.github_id, title = excluded.title, author = excluded.author, \
+                 state = excluded.state, draft = excluded.draft, base_branch = excluded.base_branch, \
+                 base_sha = excluded.base_sha, head_branch = excluded.head_branch, \
+                 head_sha = excluded.head_sha, html_url = excluded.html_url, body = excluded.body, \
+                 labels = excluded.labels, assignees = excluded.assignees, metadata = excluded.metadata, \
+                 gh_created_at = excluded.gh_created_at, gh_updated_at = excluded.gh_updated_at, \
+                 gh_closed_at = excluded.gh_closed_at, gh_merged_at = excluded.gh_merged_at, \
+                 deleted_at = NULL, last_changed_at = now() \
+             WHERE pull_requests.gh_updated_at <= excluded.gh_updated_at \
+               AND (pull_requests.state <> 'merged' OR excluded.state = 'merged') \
+             RETURNING id, number",
         );
-        let written: Vec<(i64, i32)> = guarded.returning((p::id, p::number)).get_results(conn).await?;
-        ids.extend(written.into_iter().map(|(id, number)| (number, id)));
+        Ok(())
     }
-    Ok(ids)
 }
 
 async fn upsert_check_runs(

@@ -190,10 +190,10 @@ async fn a_backfill_of_1000_prs_and_10000_check_runs_is_exact_bulk_and_frugal() 
     assert_eq!(api_calls, 1010);
 
     // Bulk: ten times the rows, a handful more statements (one ETag look-up per
-    // PR list page, a few more chunks), never one per row.
+    // PR list page, a few more history chunks), never one per row.
     println!("SQL statements: {small_statements} for 100 PRs, {statements} for 1000 PRs");
     assert!(statements < 60, "{statements} statements for 1000 PRs");
-    // 100 → 1000 PRs adds 9 list pages (one ETag look-up each) and a few chunks;
+    // 100 → 1000 PRs adds 9 list pages (one ETag look-up each) and a few history chunks;
     // per-row statements would add thousands.
     assert!(statements <= small_statements + 30, "{small_statements} → {statements}");
 
@@ -418,7 +418,7 @@ async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
 }
 
 #[tokio::test]
-async fn a_failure_in_the_last_chunk_leaves_the_database_as_it_was() {
+async fn a_failure_in_the_last_row_leaves_the_database_as_it_was() {
     let h = harness(generated(1, 5, 2)).await;
     let repo = h.register("acme/repo-0").await;
     h.step(&repo, Cause::Backfill).await;
@@ -432,8 +432,8 @@ async fn a_failure_in_the_last_chunk_leaves_the_database_as_it_was() {
     };
     let before = fingerprint(h.db.url.clone()).await;
 
-    // 3,300 new PRs: two chunks of the bulk upsert. The very last row breaks
-    // a constraint (a PR number must be positive), so the second chunk fails.
+    // 3,300 new PRs and a check run, written after them. The very last PR
+    // breaks a constraint (a PR number must be positive).
     let PrLookup::Fresh { pr: template, .. } =
         h.discovery.discover_pr(&repo, 1, Purpose::Sweep).await.expect("read")
     else {
@@ -468,8 +468,7 @@ async fn a_failure_in_the_last_chunk_leaves_the_database_as_it_was() {
         check_runs: vec![CheckRunChangeRecord { kind: ChangeKind::New, data: check_run, changes: vec![] }],
         ..ChangeSet::default()
     };
-    let error =
-        h.synchronizer.synchronize_changes(repo.id, &changes).await.expect_err("the last chunk fails");
+    let error = h.synchronizer.synchronize_changes(repo.id, &changes).await.expect_err("the last row fails");
     assert!(error.to_string().contains("check"), "{error}");
     assert_eq!(fingerprint(h.db.url.clone()).await, before, "nothing of the change set remains");
 }

@@ -180,6 +180,12 @@ impl CheckStatus {
             Self::Completed => 2,
         }
     }
+
+    /// The order in which a run's states follow each other: its step, then,
+    /// once completed, when (a re-run reported under the same id completes later).
+    pub fn progress(self, completed_at: Option<DateTime<Utc>>) -> (u8, Option<DateTime<Utc>>) {
+        (self.rank(), if self == Self::Completed { completed_at } else { None })
+    }
 }
 
 /// Every conclusion GitHub documents, plus an explicit unknown.
@@ -280,6 +286,11 @@ impl CheckRunData {
 
     pub fn to_check_status(&self) -> CheckStatus {
         CheckStatus::parse(&self.status)
+    }
+
+    /// See [`CheckStatus::progress`].
+    pub fn progress(&self) -> (u8, Option<DateTime<Utc>>) {
+        self.to_check_status().progress(self.completed_at)
     }
 
     pub fn to_check_conclusion(&self) -> Option<CheckConclusion> {

@@ -73,11 +73,10 @@ pub fn check_runs(
             return None;
         }
         let run = CheckRunData::from_github(&event.check_run);
-        let progress = |r: &CheckRunData| (r.to_check_status().rank(), r.completed_at);
         match runs.iter_mut().find(|seen| seen.github_id == run.github_id) {
             None => runs.push(run),
-            Some(seen) if progress(&run) > progress(seen) => *seen = run,
-            Some(seen) if progress(&run) < progress(seen) || run == *seen => {}
+            Some(seen) if run.progress() > seen.progress() => *seen = run,
+            Some(seen) if run.progress() < seen.progress() || run == *seen => {}
             Some(_) => return None,
         }
     }

@@ -356,13 +356,8 @@ pub fn pr_snapshot_fit(stored: Option<&StoredPr>, incoming: &PrData) -> Snapshot
 
 pub fn check_run_snapshot_fit(stored: Option<&StoredCheckRun>, incoming: &CheckRunData) -> SnapshotFit {
     let Some(row) = stored else { return SnapshotFit::Apply };
-    let progress = |status: CheckStatus, completed_at: Option<chrono::DateTime<chrono::Utc>>| {
-        // Completion time orders two completions (a re-run reported under the same id).
-        (status.rank(), if status.rank() == 2 { completed_at } else { None })
-    };
-    let old = progress(CheckStatus::parse(&row.status), row.gh_completed_at);
-    let new = progress(incoming.to_check_status(), incoming.completed_at);
-    match new.cmp(&old) {
+    let old = CheckStatus::parse(&row.status).progress(row.gh_completed_at);
+    match incoming.progress().cmp(&old) {
         std::cmp::Ordering::Greater => SnapshotFit::Apply,
         std::cmp::Ordering::Less => SnapshotFit::Known,
         std::cmp::Ordering::Equal => match diff_check_run(row, incoming) {
@@ -406,17 +401,10 @@ pub async fn detect_prs_on(
         .into_iter()
         .map(|row| (row.number, row))
         .collect();
-    let fits: Vec<SnapshotFit> = if delivered {
-        prs.iter().map(|pr| pr_snapshot_fit(stored.get(&pr.number), pr)).collect()
-    } else {
-        vec![SnapshotFit::Apply; prs.len()]
-    };
-    let undecided = fits.iter().filter(|fit| **fit == SnapshotFit::Undecided).count();
+    let (prs, undecided) = applicable(prs, delivered, |pr| pr_snapshot_fit(stored.get(&pr.number), pr));
     let records = prs
         .into_iter()
-        .zip(fits)
-        .filter(|(_, fit)| *fit == SnapshotFit::Apply)
-        .filter_map(|(pr, _)| match stored.get(&pr.number) {
+        .filter_map(|pr| match stored.get(&pr.number) {
             None => Some(PrChangeRecord { kind: ChangeKind::New, data: pr.clone(), changes: Vec::new() }),
             Some(row) => diff_pr(row, pr)
                 .filter(|changes| !changes.is_empty())
@@ -435,28 +423,18 @@ pub async fn detect_check_runs_on(
     if check_runs.is_empty() {
         return Ok(Detected::of(Vec::new(), 0));
     }
-    let runs = newest_per_key(
-        check_runs,
-        |run| run.github_id,
-        |run| (run.to_check_status().rank(), run.completed_at),
-    );
+    let runs = newest_per_key(check_runs, |run| run.github_id, CheckRunData::progress);
     let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
     let stored: HashMap<i64, StoredCheckRun> = pull_requests::load_check_runs(conn, &ids)
         .await?
         .into_iter()
         .map(|row| (row.github_id, row))
         .collect();
-    let fits: Vec<SnapshotFit> = if delivered {
-        runs.iter().map(|run| check_run_snapshot_fit(stored.get(&run.github_id), run)).collect()
-    } else {
-        vec![SnapshotFit::Apply; runs.len()]
-    };
-    let undecided = fits.iter().filter(|fit| **fit == SnapshotFit::Undecided).count();
+    let (runs, undecided) =
+        applicable(runs, delivered, |run| check_run_snapshot_fit(stored.get(&run.github_id), run));
     let records = runs
         .into_iter()
-        .zip(fits)
-        .filter(|(_, fit)| *fit == SnapshotFit::Apply)
-        .filter_map(|(run, _)| match stored.get(&run.github_id) {
+        .filter_map(|run| match stored.get(&run.github_id) {
             None => {
                 Some(CheckRunChangeRecord { kind: ChangeKind::New, data: run.clone(), changes: Vec::new() })
             }
@@ -499,6 +477,27 @@ impl ChangeDetector for DatabaseChangeDetector {
             .map(|d| d.records)
             .map_err(|e| DetectionError(e.to_string()))
     }
+}
+
+/// What detection may decide on: everything that was read; of delivered
+/// snapshots, those [`SnapshotFit::Apply`] — with the count of undecided ones.
+fn applicable<T>(items: Vec<&T>, delivered: bool, fit: impl Fn(&T) -> SnapshotFit) -> (Vec<&T>, usize) {
+    if !delivered {
+        return (items, 0);
+    }
+    let mut undecided = 0;
+    let kept = items
+        .into_iter()
+        .filter(|item| match fit(item) {
+            SnapshotFit::Apply => true,
+            SnapshotFit::Known => false,
+            SnapshotFit::Undecided => {
+                undecided += 1;
+                false
+            }
+        })
+        .collect();
+    (kept, undecided)
 }
 
 /// One item per key, the most advanced one: a batch may hold the same PR

@@ -13,7 +13,7 @@ pub use job::{
 
 use std::collections::HashMap;
 
-use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -39,23 +39,21 @@ impl EnqueuedJob {
 /// it lacks are kept. Job payloads are shaped for that: flags are written only
 /// when true, so a merge never clears one.
 pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> diesel::QueryResult<EnqueuedJob> {
-    // The ON CONFLICT target names the partial unique index
-    // jobs_pending_coalesce_key_idx; jobs without a key never conflict.
-    diesel::sql_query(
-        "INSERT INTO jobs (kind, coalesce_key, payload, max_attempts) \
-         VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (coalesce_key) WHERE state = 'pending' \
-         DO UPDATE SET payload = jobs.payload || EXCLUDED.payload, \
-                       coalesced_count = jobs.coalesced_count + 1, \
-                       updated_at = now() \
-         RETURNING id, coalesced_count",
-    )
-    .bind::<Text, _>(job.kind.as_str())
-    .bind::<Nullable<Text>, _>(job.coalesce_key.as_deref())
-    .bind::<Jsonb, _>(&job.payload)
-    .bind::<Integer, _>(job.max_attempts)
-    .get_result(conn)
-    .await
+    if job.coalesce_key.is_some() {
+        let mut enqueued = enqueue_many(conn, &[job]).await?;
+        return enqueued.pop().ok_or(diesel::result::Error::NotFound);
+    }
+    // Without a key nothing coalesces: a plain insert.
+    diesel::insert_into(jobs::table)
+        .values((
+            jobs::kind.eq(job.kind.as_str()),
+            jobs::payload.eq(&job.payload),
+            jobs::max_attempts.eq(job.max_attempts),
+        ))
+        .returning((jobs::id, jobs::coalesced_count))
+        .get_result::<(i64, i32)>(conn)
+        .await
+        .map(|(id, coalesced_count)| EnqueuedJob { id, coalesced_count })
 }
 
 /// Enqueues many jobs in one statement, merging those that share a

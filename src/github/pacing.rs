@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::policy::LimitHeaders;
+use super::policy::{self, LimitHeaders, MAX_WAIT};
 
 /// Why a call is made: decides whether it may dip into the reserve, and labels its count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -59,8 +59,10 @@ struct LaneState {
     blocked_until: Option<Instant>,
 }
 
-/// How long a call of `purpose` must wait before it may be sent (pure).
-fn wait_needed(
+/// How long a call of `purpose` must wait before it may be sent (pure), at
+/// most [`MAX_WAIT`]: the numbers come from response headers, so none of the
+/// arithmetic may overflow whatever they say.
+pub fn wait_needed(
     budget: &Budget,
     blocked_until: Option<Instant>,
     purpose: Purpose,
@@ -69,16 +71,21 @@ fn wait_needed(
     wall: SystemTime,
 ) -> Option<Duration> {
     if let Some(until) = blocked_until.filter(|until| *until > now) {
-        return Some(until - now);
+        return Some((until - now).min(MAX_WAIT));
     }
     let (limit, remaining, reset) = (budget.limit?, budget.remaining?, budget.reset?);
-    let until_reset = (UNIX_EPOCH + Duration::from_secs(reset)).duration_since(wall).ok()?;
+    // Past the reset the old numbers no longer bind.
+    let reset_passed = UNIX_EPOCH.checked_add(Duration::from_secs(reset)).is_some_and(|at| at < wall);
+    if reset_passed {
+        return None;
+    }
+    let until_reset = policy::until_epoch(reset, wall);
     // The reserve rounds up: with any reserve configured, at least one call is kept back.
-    let reserve = (limit * u64::from(reserve_percent)).div_ceil(100);
+    let reserve = limit.saturating_mul(u64::from(reserve_percent)).div_ceil(100);
     let exhausted = remaining == 0;
     let in_reserve = !purpose.may_use_reserve() && remaining <= reserve;
     // A second past the reset, so the new window has surely begun.
-    (exhausted || in_reserve).then_some(until_reset + Duration::from_secs(1))
+    (exhausted || in_reserve).then(|| until_reset.saturating_add(Duration::from_secs(1)).min(MAX_WAIT))
 }
 
 pub struct Lane {
@@ -154,7 +161,8 @@ impl Lane {
 
     /// Holds every call of this lane for `wait` (a rate-limit answer).
     pub fn block_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now.checked_add(wait.min(MAX_WAIT)).unwrap_or(now);
         let mut state = self.lock();
         if state.blocked_until.is_none_or(|current| current < until) {
             state.blocked_until = Some(until);
@@ -243,6 +251,27 @@ mod tests {
             wait_needed(&Budget::default(), blocked, Purpose::Webhook, 10, now, wall),
             Some(Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn absurd_budgets_wait_at_most_the_maximum() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+        for reset in [u64::MAX, 1 << 63, 1 << 40] {
+            let absurd = budget(u64::MAX, 0, reset);
+            assert_eq!(
+                wait_needed(&absurd, None, Purpose::Webhook, 90, now, wall),
+                Some(MAX_WAIT),
+                "{reset}"
+            );
+            let reserve = budget(u64::MAX, 1, reset);
+            assert_eq!(wait_needed(&reserve, None, Purpose::Sweep, 90, now, wall), Some(MAX_WAIT), "{reset}");
+        }
+        let lane = Lane::new(1, 10);
+        lane.block_for(Duration::MAX);
+        let state = lane.lock();
+        assert!(wait_needed(&state.budget, state.blocked_until, Purpose::Webhook, 10, Instant::now(), wall)
+            .is_some_and(|wait| wait <= MAX_WAIT));
     }
 
     #[tokio::test]

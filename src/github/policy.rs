@@ -44,11 +44,21 @@ impl LimitHeaders {
         }
     }
 
-    /// The time until `reset`, from `now`.
+    /// The time until `reset`, from `now`, at most [`MAX_WAIT`]. A header is
+    /// a stranger's number: one beyond what the clock can represent is a
+    /// reset too far away to wait for, not a reason to panic.
     pub fn until_reset(&self, now: SystemTime) -> Option<Duration> {
-        let reset = UNIX_EPOCH + Duration::from_secs(self.reset?);
-        Some(reset.duration_since(now).unwrap_or(Duration::ZERO))
+        Some(until_epoch(self.reset?, now))
     }
+}
+
+/// The time from `now` until `epoch_seconds`: zero when it has passed,
+/// [`MAX_WAIT`] at most (also when it lies beyond the clock's range).
+pub fn until_epoch(epoch_seconds: u64, now: SystemTime) -> Duration {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(epoch_seconds))
+        .map_or(MAX_WAIT, |at| at.duration_since(now).unwrap_or(Duration::ZERO))
+        .min(MAX_WAIT)
 }
 
 /// Classifies a response. `message` is GitHub's error message, when the body had one.
@@ -81,7 +91,7 @@ pub fn rate_limit_wait(limits: &LimitHeaders, now: SystemTime) -> Duration {
         Duration::from_secs(seconds)
     } else if limits.remaining == Some(0) {
         // One second past the reset, so the new window has surely begun.
-        limits.until_reset(now).map_or(DEFAULT_RATE_LIMIT_WAIT, |d| d + Duration::from_secs(1))
+        limits.until_reset(now).map_or(DEFAULT_RATE_LIMIT_WAIT, |d| d.saturating_add(Duration::from_secs(1)))
     } else {
         DEFAULT_RATE_LIMIT_WAIT
     };
@@ -90,11 +100,13 @@ pub fn rate_limit_wait(limits: &LimitHeaders, now: SystemTime) -> Duration {
 
 /// Exponential backoff with "equal jitter": half the delay is fixed, half is
 /// random, so retries spread out without ever collapsing to zero.
-/// `retry` counts from 1; `unit` is a random number in [0, 1).
+/// `retry` counts from 1; `unit` is a random number in [0, 1) (anything
+/// else, NaN included, counts as 0).
 pub fn backoff(base: Duration, retry: u32, unit: f64) -> Duration {
     let exponent = retry.saturating_sub(1).min(16);
     let delay = base.saturating_mul(1u32 << exponent).min(MAX_WAIT);
-    delay / 2 + delay.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
+    let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+    delay / 2 + delay.mul_f64(unit / 2.0)
 }
 
 #[cfg(test)]
@@ -150,6 +162,32 @@ mod tests {
         assert_eq!(rate_limit_wait(&past_reset, at(100)), Duration::from_secs(1));
         let absurd = LimitHeaders { retry_after: Some(1 << 40), ..Default::default() };
         assert_eq!(rate_limit_wait(&absurd, at(0)), MAX_WAIT);
+    }
+
+    #[test]
+    fn header_values_beyond_the_clock_are_clamped_not_panics() {
+        let now = SystemTime::now();
+        for reset in [u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 40] {
+            let limits = LimitHeaders {
+                limit: Some(u64::MAX),
+                remaining: Some(0),
+                reset: Some(reset),
+                retry_after: None,
+            };
+            assert_eq!(limits.until_reset(now), Some(MAX_WAIT), "reset {reset}");
+            assert_eq!(rate_limit_wait(&limits, now), MAX_WAIT, "reset {reset}");
+            assert_eq!(
+                classify(429, &limits, "", now),
+                Verdict::RateLimited { wait: MAX_WAIT },
+                "reset {reset}"
+            );
+        }
+        let forever = LimitHeaders { retry_after: Some(u64::MAX), ..Default::default() };
+        assert_eq!(rate_limit_wait(&forever, now), MAX_WAIT);
+        assert_eq!(until_epoch(0, now), Duration::ZERO);
+        for unit in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 2.0] {
+            assert!(backoff(Duration::MAX, u32::MAX, unit) <= MAX_WAIT, "{unit}");
+        }
     }
 
     #[test]

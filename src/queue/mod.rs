@@ -443,25 +443,113 @@ pub async fn fail(
                 .await?;
             return Ok(FailOutcome::Dead);
         }
-        if let Some(newer) = pending_with_key(conn, key.as_deref()).await? {
-            absorb(conn, job.id, newer, &format!("superseded by job {newer} after: {error}")).await?;
-            return Ok(FailOutcome::Merged);
+        let run_at = chrono::Duration::from_std(backoff)
+            .ok()
+            .and_then(|backoff| Utc::now().checked_add_signed(backoff))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let note = |newer: i64| format!("superseded by job {newer} after: {error}");
+        match reopen_or_absorb(conn, job.id, key.as_deref(), &note, Reopen::Retry { run_at, error: &error })
+            .await?
+        {
+            Reopened::Pending => Ok(FailOutcome::Retrying),
+            Reopened::Absorbed => Ok(FailOutcome::Merged),
         }
-        let run_at = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or(chrono::Duration::MAX);
-        diesel::update(jobs::table.find(job.id))
-            .set((
-                jobs::state.eq("pending"),
-                jobs::run_at.eq(run_at),
-                jobs::last_error.eq(&error),
-                jobs::lease_owner.eq(None::<String>),
-                jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-                jobs::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-        Ok(FailOutcome::Retrying)
     })
     .await
+}
+
+/// How a job goes back to `pending`.
+enum Reopen<'a> {
+    /// A failed attempt: again at `run_at`, with its error.
+    Retry { run_at: DateTime<Utc>, error: &'a str },
+    /// Given back at shutdown: again now, the attempt not counted.
+    Release,
+    /// A dead letter brought back: again now, with fresh attempts.
+    Revive,
+}
+
+/// Where a reopened job ended up.
+enum Reopened {
+    Pending,
+    /// Folded into the pending job of the same key.
+    Absorbed,
+}
+
+/// Tries before a transition gives up on a key that intake keeps re-creating.
+const REOPEN_TRIES: usize = 5;
+
+/// Moves job `id` back to `pending` as `how` says, or folds it into the
+/// pending job of the same key. Intake may insert that pending job at any
+/// moment: between "no pending job with this key" and the update, its insert
+/// makes the update violate `jobs_pending_coalesce_key_idx` (PostgreSQL
+/// waits for intake's commit, then raises the violation). The update runs in
+/// a savepoint, so a violation rolls back only the update, and the next try
+/// sees intake's committed job (each statement of a READ COMMITTED
+/// transaction reads the latest commits) and merges into it.
+async fn reopen_or_absorb(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    key: Option<&str>,
+    note: &(dyn Fn(i64) -> String + Sync),
+    how: Reopen<'_>,
+) -> QueryResult<Reopened> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    use diesel_async::AsyncConnection as _;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if let Some(newer) = pending_with_key(conn, key).await? {
+            absorb(conn, id, newer, &note(newer)).await?;
+            return Ok(Reopened::Absorbed);
+        }
+        let updated = conn.transaction::<_, Error, _>(async |conn| reopen(conn, id, &how).await).await;
+        match updated {
+            Ok(_) => return Ok(Reopened::Pending),
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) if tries < REOPEN_TRIES => {
+                tracing::debug!(
+                    job_id = id,
+                    tries,
+                    "a pending job of the same key appeared; merging into it"
+                );
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn reopen(conn: &mut AsyncPgConnection, id: i64, how: &Reopen<'_>) -> QueryResult<usize> {
+    let job = jobs::table.find(id);
+    let unleased = (
+        jobs::state.eq("pending"),
+        jobs::lease_owner.eq(None::<String>),
+        jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        jobs::updated_at.eq(diesel::dsl::now),
+    );
+    match how {
+        Reopen::Retry { run_at, error } => {
+            diesel::update(job)
+                .set((unleased, jobs::run_at.eq(run_at), jobs::last_error.eq(*error)))
+                .execute(conn)
+                .await
+        }
+        Reopen::Release => {
+            diesel::update(job)
+                .set((unleased, jobs::run_at.eq(diesel::dsl::now), jobs::attempts.eq(jobs::attempts - 1)))
+                .execute(conn)
+                .await
+        }
+        Reopen::Revive => {
+            diesel::update(job)
+                .set((
+                    unleased,
+                    jobs::attempts.eq(0),
+                    jobs::run_at.eq(diesel::dsl::now),
+                    jobs::finished_at.eq(None::<DateTime<Utc>>),
+                ))
+                .execute(conn)
+                .await
+        }
+    }
 }
 
 /// Gives a running job back (graceful shutdown): pending again, now, without
@@ -479,21 +567,8 @@ pub async fn release(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<
             .await
             .optional()?;
         let Some(key) = key else { return Ok(()) };
-        if let Some(newer) = pending_with_key(conn, key.as_deref()).await? {
-            return absorb(conn, job.id, newer, "released at shutdown into a newer job").await;
-        }
-        diesel::update(jobs::table.find(job.id))
-            .set((
-                jobs::state.eq("pending"),
-                jobs::run_at.eq(diesel::dsl::now),
-                jobs::attempts.eq(jobs::attempts - 1),
-                jobs::lease_owner.eq(None::<String>),
-                jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-                jobs::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-        Ok(())
+        let note = |newer: i64| format!("released at shutdown into job {newer}");
+        reopen_or_absorb(conn, job.id, key.as_deref(), &note, Reopen::Release).await.map(|_| ())
     })
     .await
 }
@@ -582,21 +657,10 @@ pub async fn retry_dead(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bo
             .await
             .optional()?;
         let Some(key) = key else { return Ok(false) };
-        if let Some(newer) = pending_with_key(conn, key.as_deref()).await? {
-            absorb(conn, id, newer, "retried into a pending job").await?;
-            return Ok(true);
+        let note = |newer: i64| format!("retried into pending job {newer}");
+        if let Reopened::Pending = reopen_or_absorb(conn, id, key.as_deref(), &note, Reopen::Revive).await? {
+            diesel::sql_query("SELECT pg_notify('prmonitor_jobs', '')").execute(conn).await?;
         }
-        diesel::update(jobs::table.find(id))
-            .set((
-                jobs::state.eq("pending"),
-                jobs::attempts.eq(0),
-                jobs::run_at.eq(diesel::dsl::now),
-                jobs::finished_at.eq(None::<DateTime<Utc>>),
-                jobs::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-        diesel::sql_query("SELECT pg_notify('prmonitor_jobs', '')").execute(conn).await?;
         Ok(true)
     })
     .await

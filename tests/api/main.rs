@@ -9,6 +9,7 @@ mod intake;
 mod json_schema;
 mod pipeline;
 mod process;
+mod queue;
 mod read_api;
 mod schema_drift;
 mod simulator;

@@ -1,0 +1,150 @@
+//! The job queue's transitions under concurrency: two connections and a
+//! deterministic interleaving, observed through PostgreSQL's own lock waits.
+
+use std::time::Duration;
+
+use diesel::sql_types::{Integer, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use prmonitor::queue::{self, EventTarget, FailOutcome, JobRef, NewJob, RepoRef};
+
+use crate::helpers::{connect, count, TestDatabase};
+
+const WORKER: &str = "worker-under-test";
+
+fn pr_job() -> NewJob {
+    let repository = RepoRef { github_id: 1, full_name: "acme/hot".into(), installation_id: None };
+    NewJob::event(&EventTarget::PullRequest { repository, number: 5, with_checks: false })
+}
+
+#[derive(QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+}
+
+async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
+    let row: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result(conn).await.expect("pid");
+    row.pid
+}
+
+async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
+    diesel::sql_query(sql).execute(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Waits until backend `pid` is blocked on a lock (here: the pending-key
+/// index entry of intake's uncommitted insert).
+async fn until_waiting_on_a_lock(db: &TestDatabase, pid: i32) {
+    let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND wait_event_type = 'Lock'");
+    for _ in 0..200 {
+        if count(&db.url, &sql).await == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the transition never waited for intake's insert");
+}
+
+/// The running (or dead) job `old` goes back to pending through `transition`
+/// while intake, on another connection, holds an uncommitted pending job of
+/// the same key: the transition checks, finds no pending job, tries its
+/// update, waits for intake's commit — and must then merge into intake's job
+/// instead of failing on the unique index.
+async fn race_with_intake<F, Fut>(db: &TestDatabase, dead: bool, transition: F) -> Fut::Output
+where
+    F: FnOnce(AsyncPgConnection, JobRef) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let mut setup = connect(&db.url).await;
+    let old = queue::enqueue(&mut setup, &pr_job()).await.expect("enqueue");
+    let claimed = queue::claim(&mut setup, WORKER, Duration::from_secs(60), 1).await.expect("claim");
+    assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), [old.id]);
+    if dead {
+        execute(
+            &mut setup,
+            &format!("UPDATE jobs SET state = 'dead', lease_owner = NULL WHERE id = {}", old.id),
+        )
+        .await;
+    }
+    execute(
+        &mut setup,
+        &format!(
+            "INSERT INTO webhook_deliveries (delivery_id, event, outcome, job_id, payload_size) \
+             VALUES ('old-delivery', 'pull_request', 'queued', {}, 0)",
+            old.id
+        ),
+    )
+    .await;
+
+    let mut intake = connect(&db.url).await;
+    execute(&mut intake, "BEGIN").await;
+    let newer = queue::enqueue(&mut intake, &pr_job()).await.expect("intake's job");
+    assert_ne!(newer.id, old.id, "a running or dead job takes no merges");
+
+    let mut worker = connect(&db.url).await;
+    let pid = backend_pid(&mut worker).await;
+    let job = JobRef { id: old.id, worker: WORKER.to_owned() };
+    let running = tokio::spawn(transition(worker, job));
+    until_waiting_on_a_lock(db, pid).await;
+    execute(&mut intake, "COMMIT").await;
+    let output = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the transition finishes once intake commits")
+        .expect("no panic");
+
+    #[derive(QueryableByName)]
+    struct Job {
+        #[diesel(sql_type = Text)]
+        state: String,
+    }
+    let state = |id: i64| format!("SELECT state FROM jobs WHERE id = {id}");
+    let old_state: Job = diesel::sql_query(state(old.id)).get_result(&mut setup).await.expect("old job");
+    let new_state: Job = diesel::sql_query(state(newer.id)).get_result(&mut setup).await.expect("new job");
+    assert_eq!(old_state.state, "done", "the old job is folded into intake's");
+    assert_eq!(new_state.state, "pending");
+    assert_eq!(
+        count(&db.url, &format!("SELECT coalesced_count FROM jobs WHERE id = {}", newer.id)).await,
+        2,
+        "intake's job stands for both requests"
+    );
+    assert_eq!(
+        count(&db.url, &format!("SELECT count(*) FROM webhook_deliveries WHERE job_id = {}", newer.id)).await,
+        1,
+        "the old job's delivery moved to the job that will process it"
+    );
+    assert_eq!(count(&db.url, "SELECT count(*) FROM jobs WHERE state = 'running'").await, 0, "nothing stuck");
+    output
+}
+
+#[tokio::test]
+async fn a_failure_racing_intake_for_the_same_key_merges_into_intakes_job() {
+    let db = TestDatabase::migrated().await;
+    let outcome = race_with_intake(&db, false, |mut conn, job| async move {
+        queue::fail(&mut conn, &job, "GitHub said 502", Duration::ZERO).await
+    })
+    .await;
+    assert_eq!(outcome.expect("the failure is recorded"), FailOutcome::Merged);
+}
+
+#[tokio::test]
+async fn a_release_racing_intake_for_the_same_key_merges_into_intakes_job() {
+    let db = TestDatabase::migrated().await;
+    let released =
+        race_with_intake(&db, false, |mut conn, job| async move { queue::release(&mut conn, &job).await })
+            .await;
+    released.expect("the lease is given back");
+}
+
+#[tokio::test]
+async fn a_dead_letter_retried_while_intake_adds_its_key_merges_into_intakes_job() {
+    let db = TestDatabase::migrated().await;
+    let retried =
+        race_with_intake(
+            &db,
+            true,
+            |mut conn, job| async move { queue::retry_dead(&mut conn, job.id).await },
+        )
+        .await;
+    assert!(retried.expect("the retry is recorded"), "the dead letter was brought back");
+}

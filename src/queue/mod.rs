@@ -56,6 +56,24 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> diesel::Quer
         .map(|(id, coalesced_count)| EnqueuedJob { id, coalesced_count })
 }
 
+/// As [`enqueue`], unless a job with the same key is running: for work that
+/// one run covers whoever asked for it (a backfill). Returns whether the job
+/// was enqueued (or merged into a pending one).
+pub async fn enqueue_unless_running(conn: &mut AsyncPgConnection, job: &NewJob) -> QueryResult<bool> {
+    if let Some(key) = job.coalesce_key.as_deref() {
+        let running: i64 = jobs::table
+            .filter(jobs::coalesce_key.eq(key))
+            .filter(jobs::state.eq("running"))
+            .count()
+            .get_result(conn)
+            .await?;
+        if running > 0 {
+            return Ok(false);
+        }
+    }
+    enqueue(conn, job).await.map(|_| true)
+}
+
 /// Enqueues many jobs in one statement, merging those that share a
 /// coalescing key first (PostgreSQL refuses to update one row twice in a
 /// statement). Returns the job each input ended up in, in input order.

@@ -140,7 +140,9 @@ async fn complete(deps: &WorkerDeps, job: &JobRef) -> Result<(), String> {
 }
 
 /// The stored repository a webhook names, registered on first sight (the
-/// webhook proves the App is installed there). `None` when it was deactivated.
+/// webhook proves the App is installed there) with its backfill: the
+/// installation's own job may come later and find the repository already
+/// active. `None` when it was deactivated.
 async fn known_repository(deps: &WorkerDeps, repo: &RepoRef) -> Result<Option<Repository>, String> {
     let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
     match repositories::find_by_github_id(&mut conn, repo.github_id).await.map_err(|e| e.to_string())? {
@@ -154,9 +156,41 @@ async fn known_repository(deps: &WorkerDeps, repo: &RepoRef) -> Result<Option<Re
                 name,
                 installation_id: repo.installation_id,
             };
-            repositories::upsert(&mut conn, &new).await.map(Some).map_err(|e| e.to_string())
+            let max_attempts = deps.settings.max_attempts;
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let stored = repositories::upsert(conn, &new).await?;
+                backfill_if_never_read(conn, &stored, max_attempts).await?;
+                Ok(Some(stored))
+            })
+            .await
+            .map_err(|e| e.to_string())
         }
     }
+}
+
+/// Enqueues the backfill of a repository that was never read in full,
+/// whoever registered it (a webhook, the installation, an operator). Returns
+/// whether it did; a backfill already waiting or running is enough.
+async fn backfill_if_never_read(
+    conn: &mut diesel_async::AsyncPgConnection,
+    repo: &Repository,
+    max_attempts: i32,
+) -> diesel::QueryResult<bool> {
+    if repo.last_swept_at.is_some() {
+        return Ok(false);
+    }
+    enqueue_backfill(conn, repo, max_attempts).await
+}
+
+async fn enqueue_backfill(
+    conn: &mut diesel_async::AsyncPgConnection,
+    repo: &Repository,
+    max_attempts: i32,
+) -> diesel::QueryResult<bool> {
+    let mut backfill =
+        NewJob::repository(JobKind::Backfill, &RepositoryJob { repository_id: repo.id, manual: false });
+    backfill.max_attempts = max_attempts;
+    queue::enqueue_unless_running(conn, &backfill).await
 }
 
 async fn run_event(
@@ -270,13 +304,13 @@ async fn run_installation(
                     .await?;
                     keep.insert(stored.id);
                     if !was_active {
-                        let mut backfill = NewJob::repository(
-                            JobKind::Backfill,
-                            &RepositoryJob { repository_id: stored.id, manual: false },
-                        );
-                        backfill.max_attempts = max_attempts;
-                        queue::enqueue(conn, &backfill).await?;
+                        // New, or back after a suspension: read it all.
+                        enqueue_backfill(conn, &stored, max_attempts).await?;
                         registered += 1;
+                    } else {
+                        // Active already, and still maybe never read in full:
+                        // a webhook can register a repository first.
+                        backfill_if_never_read(conn, &stored, max_attempts).await?;
                     }
                 }
             }

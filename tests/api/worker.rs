@@ -378,6 +378,58 @@ async fn a_failing_job_is_dead_lettered_and_jobs_retry_brings_it_back() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&id.to_string()));
 }
 
+/// An `installation` delivery for the simulator's generated installation,
+/// signed and sent to the service at `address`; returns the status.
+async fn send_installation_event(address: &str, action: &str) -> u16 {
+    let mut payload: Value =
+        serde_json::from_slice(&crate::helpers::fixture("installation/created.json")).expect("json");
+    payload["action"] = Value::String(action.to_owned());
+    payload["installation"]["id"] = Value::from(prmonitor::sim::generate::GENERATED_INSTALLATION);
+    let body = serde_json::to_vec(&payload).expect("json");
+    reqwest::Client::new()
+        .post(format!("http://{address}/webhooks/github"))
+        .header("x-github-event", "installation")
+        .header("x-github-delivery", crate::helpers::new_delivery_id())
+        .header("x-hub-signature-256", sign(&body))
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_repository_that_a_webhook_registers_before_its_installation_is_backfilled() {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 1, pull_requests: 8, check_runs: 2 }),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let db = TestDatabase::migrated().await;
+    let settings = live_settings(&db, &sim, &[]);
+    // No scheduler: the backfill must follow from the registration, not from a sweep.
+    let pool = prmonitor::db::build_pool(&db.database_url(), settings.db_pool_size).expect("pool");
+    let service = Service::start(&settings, pool, Components { http: true, worker: true, scheduler: false })
+        .expect("service");
+    let address = service.address().expect("http").to_string();
+    sim.set_webhook(Some(target(&address)));
+    // One PR's webhook, before any installation event: it registers the repository.
+    sim.label(REPO, 1, "bug").expect("label");
+    sim.wait_for_deliveries().await;
+    converge(&db.url, &sim, CONVERGE)
+        .await
+        .unwrap_or_else(|d| panic!("PRs no webhook named are missing: {d}"));
+    assert_eq!(count(&db.url, "SELECT count(*) FROM pull_requests").await, 8);
+    // The installation's job comes later and finds the repository read already.
+    assert_eq!(send_installation_event(&address, "created").await, 202);
+    drain(&db.url, CONVERGE).await;
+    assert_eq!(count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'backfill'").await, 1, "read once");
+    assert_eq!(count(&db.url, "SELECT count(*) FROM jobs WHERE state <> 'done'").await, 0);
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn an_installation_is_registered_and_backfilled_then_suspended_and_left_alone() {
     let sim = Simulator::start(SimConfig {
@@ -390,22 +442,8 @@ async fn an_installation_is_registered_and_backfilled_then_suspended_and_left_al
     let settings = live_settings(&db, &sim, &[("PRMONITOR_SWEEP_INTERVAL", "2s")]);
     let service = start(&db, &settings).await;
     let address = service.address().expect("http").to_string();
-    let client = reqwest::Client::new();
-    let send = |action: &str| {
-        let mut payload: Value =
-            serde_json::from_slice(&crate::helpers::fixture("installation/created.json")).expect("json");
-        payload["action"] = Value::String(action.to_owned());
-        payload["installation"]["id"] = Value::from(prmonitor::sim::generate::GENERATED_INSTALLATION);
-        let body = serde_json::to_vec(&payload).expect("json");
-        client
-            .post(format!("http://{address}/webhooks/github"))
-            .header("x-github-event", "installation")
-            .header("x-github-delivery", crate::helpers::new_delivery_id())
-            .header("x-hub-signature-256", sign(&body))
-            .body(body)
-            .send()
-    };
-    assert_eq!(send("created").await.expect("sent").status(), 202);
+    let send = |action: &'static str| send_installation_event(&address, action);
+    assert_eq!(send("created").await, 202);
     converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("the backfill did not complete: {d}"));
     assert_eq!(count(&db.url, "SELECT count(*) FROM repositories WHERE active").await, 3);
     drain(&db.url, CONVERGE).await;
@@ -414,7 +452,7 @@ async fn an_installation_is_registered_and_backfilled_then_suspended_and_left_al
         3
     );
 
-    assert_eq!(send("suspend").await.expect("sent").status(), 202);
+    assert_eq!(send("suspend").await, 202);
     let started = std::time::Instant::now();
     while count(&db.url, "SELECT count(*) FROM repositories WHERE active").await > 0 {
         assert!(started.elapsed() < Duration::from_secs(30), "never deactivated");

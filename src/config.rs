@@ -572,14 +572,23 @@ fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
         (None, None) => None,
     };
 
+    // The defaults are `GitHubSettings::new`'s, and only there.
     let mut github = GitHubSettings::new(api_url, auth);
-    github.request_timeout = Duration::from_secs(raw.number("PRMONITOR_GITHUB_TIMEOUT_SECS", 30, 1..=600)?);
-    github.retry_attempts = raw.number("PRMONITOR_GITHUB_RETRY_ATTEMPTS", 3, 0..=20)?;
-    github.max_concurrent_requests = raw.number("PRMONITOR_GITHUB_MAX_CONCURRENT_REQUESTS", 10, 1..=100)?;
-    github.cache_ttl =
-        Duration::from_secs(raw.number("PRMONITOR_GITHUB_CACHE_TTL_SECS", 300, 1..=30 * 86_400)?);
+    github.request_timeout = Duration::from_secs(raw.number(
+        "PRMONITOR_GITHUB_TIMEOUT_SECS",
+        github.request_timeout.as_secs(),
+        1..=600,
+    )?);
+    github.retry_attempts = raw.number("PRMONITOR_GITHUB_RETRY_ATTEMPTS", github.retry_attempts, 0..=20)?;
+    github.max_concurrent_requests =
+        raw.number("PRMONITOR_GITHUB_MAX_CONCURRENT_REQUESTS", github.max_concurrent_requests, 1..=100)?;
+    github.cache_ttl = Duration::from_secs(raw.number(
+        "PRMONITOR_GITHUB_CACHE_TTL_SECS",
+        github.cache_ttl.as_secs(),
+        1..=30 * 86_400,
+    )?);
     github.rate_limit_reserve_percent =
-        raw.number("PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", 10, 0..=90)?;
+        raw.number("PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", github.rate_limit_reserve_percent, 0..=90)?;
     Ok(github)
 }
 
@@ -620,6 +629,48 @@ mod tests {
             settings.require_webhook_secrets().unwrap_err().to_string().split(' ').next(),
             Some("PRMONITOR_WEBHOOK_SECRETS")
         );
+    }
+
+    /// The README's settings table: (variable, default cell) per row.
+    fn readme_settings_table() -> Vec<(String, String)> {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+        let section = readme.split("\n## Settings\n").nth(1).expect("a Settings section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+                let variable = cells.first()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((variable.to_owned(), cells.get(1)?.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting_with_its_real_default() {
+        let table = readme_settings_table();
+        let documented: Vec<&str> = table.iter().map(|(variable, _)| variable.as_str()).collect();
+        let known: Vec<&str> = KEYS.iter().map(|key| key.env).collect();
+        assert_eq!(documented, known, "the README's table lists exactly the settings, in the same order");
+        let defaults = format!("{:?}", load(&[]).expect("an empty environment is valid"));
+        let mut literal_defaults = 0;
+        for (variable, default) in &table {
+            // A default written as one literal must be what an unset variable gives:
+            // setting the variable to it changes nothing.
+            let Some(literal) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) else {
+                continue;
+            };
+            literal_defaults += 1;
+            let explicit =
+                load(&[(variable, literal)]).unwrap_or_else(|e| panic!("{variable}={literal}: {e}"));
+            assert_eq!(
+                format!("{explicit:?}"),
+                defaults,
+                "{variable}: the README says the default is {literal}"
+            );
+        }
+        assert!(literal_defaults >= 18, "only {literal_defaults} defaults were compared");
     }
 
     #[test]

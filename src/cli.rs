@@ -76,10 +76,10 @@ struct ReconcileArgs {
 
 #[derive(Debug, Subcommand)]
 enum JobsCommand {
-    /// The newest jobs, optionally in one state (pending, running, done, dead).
+    /// The newest jobs, optionally in one state.
     List {
-        #[arg(long)]
-        state: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<JobStateArg>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -92,6 +92,26 @@ enum JobsCommand {
         #[arg(long)]
         all_dead: bool,
     },
+}
+
+/// A job's state, as `jobs list --state` takes it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum JobStateArg {
+    Pending,
+    Running,
+    Done,
+    Dead,
+}
+
+impl JobStateArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +173,7 @@ pub fn main() -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(EXIT_FAILED);
     };
+    let log_format = settings.log_format;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
@@ -176,10 +197,19 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "prmonitor stopped with an error");
-            eprintln!("prmonitor: {error:#}");
+            report_failure(log_format, &error);
             ExitCode::from(EXIT_FAILED)
         }
+    }
+}
+
+/// The error that stopped a command, once, on one line with its whole cause
+/// chain: a JSON object for log collectors, plain text for people.
+fn report_failure(format: crate::config::LogFormat, error: &anyhow::Error) {
+    let text = format!("{error:#}").replace('\n', " ");
+    match format {
+        crate::config::LogFormat::Json => tracing::error!(error = %text, "prmonitor stopped with an error"),
+        crate::config::LogFormat::Text => eprintln!("prmonitor: {text}"),
     }
 }
 
@@ -233,13 +263,19 @@ async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()
     use crate::db::repositories;
     use crate::queue::{JobKind, NewJob, RepositoryJob};
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
-    let mut conn = pool.get().await.context("the database is unavailable")?;
+    let mut conn = db::connection(&pool)
+        .await
+        .with_context(|| format!("cannot use {}", settings.database_url.redacted()))?;
     let repos = match &args.repository {
         Some(name) => vec![repositories::find_by_full_name(&mut conn, name)
             .await?
             .with_context(|| format!("{name} is not a watched repository"))?],
         None => repositories::list_active(&mut conn).await?,
     };
+    if repos.is_empty() {
+        println!("nothing to sweep: no repository is active (installations register them)");
+        return Ok(());
+    }
     if !args.wait {
         for repo in &repos {
             let mut job =
@@ -269,14 +305,16 @@ async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()
 
 async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
-    let mut conn = pool.get().await.context("the database is unavailable")?;
+    let mut conn = db::connection(&pool)
+        .await
+        .with_context(|| format!("cannot use {}", settings.database_url.redacted()))?;
     match command {
         JobsCommand::List { state, limit } => {
             println!(
                 "{:>8}  {:<8}  {:<8}  {:>8}  {:<24}  last error",
                 "id", "kind", "state", "attempts", "key"
             );
-            for job in crate::queue::list(&mut conn, state.as_deref(), limit).await? {
+            for job in crate::queue::list(&mut conn, state.map(JobStateArg::as_str), limit).await? {
                 println!(
                     "{:>8}  {:<8}  {:<8}  {:>4}/{:<3}  {:<24}  {}",
                     job.id,
@@ -385,7 +423,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
 }
 
 /// Resolves on SIGTERM (the orchestrator) or SIGINT (Ctrl-C).
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -62,13 +62,26 @@ impl DatabaseUrl {
         self.0.expose()
     }
 
-    /// The URL with the password replaced, for logs.
+    /// The URL with the password replaced, for logs: in the user part and in
+    /// a `password=` query parameter, the two places libpq-style URLs take it.
     pub fn redacted(&self) -> String {
         match url::Url::parse(self.expose()) {
             Ok(mut url) => {
                 if url.password().is_some() {
                     // set_password only fails for URLs that cannot have one.
                     let _ = url.set_password(Some("redacted"));
+                }
+                let secret_query = url.query_pairs().any(|(key, _)| key.eq_ignore_ascii_case("password"));
+                if secret_query {
+                    let pairs: Vec<(String, String)> = url
+                        .query_pairs()
+                        .map(|(key, value)| {
+                            let value =
+                                if key.eq_ignore_ascii_case("password") { "redacted".into() } else { value };
+                            (key.into_owned(), value.into_owned())
+                        })
+                        .collect();
+                    url.query_pairs_mut().clear().extend_pairs(pairs);
                 }
                 url.to_string()
             }
@@ -720,6 +733,23 @@ mod tests {
             assert!(!debug.contains(secret), "{secret} leaked: {debug}");
         }
         assert!(debug.contains("postgres://app:redacted@db:5432/prmonitor"), "{debug}");
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_redacted_too() {
+        for raw in [
+            "postgres://app@db:5432/prmonitor?password=pg-password",
+            "postgres://app@db:5432/prmonitor?sslmode=disable&PassWord=pg-password&application_name=x",
+            "postgres://app:pg-password@db:5432/prmonitor?password=pg-password",
+        ] {
+            let url = DatabaseUrl::parse(raw).expect("valid");
+            for shown in [url.redacted(), url.to_string(), format!("{url:?}")] {
+                assert!(!shown.contains("pg-password"), "{shown}");
+                assert!(shown.contains("redacted"), "{shown}");
+            }
+        }
+        let plain = DatabaseUrl::parse("postgres://app@db/prmonitor?sslmode=disable").expect("valid");
+        assert_eq!(plain.redacted(), "postgres://app@db/prmonitor?sslmode=disable");
     }
 
     #[test]

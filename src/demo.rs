@@ -114,7 +114,7 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
         "\nStill serving: http://{address}/readyz, POST http://{address}/api/v1/reconcile (Bearer {}). Ctrl-C stops.",
         settings.admin_token.as_ref().map_or(DEMO_ADMIN_TOKEN, |t| t.expose())
     );
-    let _ = tokio::signal::ctrl_c().await;
+    crate::cli::shutdown_signal().await;
     service.stop().await;
     sim.stop().await;
     Ok(())

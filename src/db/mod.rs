@@ -16,7 +16,7 @@ use diesel::QueryableByName;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseUrl;
@@ -50,6 +50,8 @@ pub enum DbError {
     Migration(String),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Makes a hand-written statement (a struct whose `QueryFragment` pushes
@@ -71,9 +73,52 @@ macro_rules! prepared_statement {
 }
 pub(crate) use prepared_statement;
 
+/// Opens a connection. A failure keeps its whole cause ("error connecting
+/// to server: Connection refused (os error 111)"): diesel-async's own
+/// `establish` keeps only the first words, which tell an operator nothing.
+pub async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| diesel::ConnectionError::BadConnection(error_chain(&e)))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+/// An error and its sources, one after another: `outer: inner: root`.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A pooled connection, or why none could be had, in one line (the pool's
+/// own error repeats its cause once in its message and again as its source).
+pub async fn connection(
+    pool: &DbPool,
+) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, DbError> {
+    use diesel_async::pooled_connection::deadpool::PoolError;
+    pool.get().await.map_err(|error| {
+        DbError::Unavailable(match error {
+            PoolError::Backend(cause) => error_chain(&cause),
+            PoolError::Timeout(_) => format!("no connection within {POOL_WAIT_TIMEOUT:?}"),
+            other => error_chain(&other),
+        })
+    })
+}
+
 /// A pool with explicit timeouts: nothing waits on the database unbounded.
 pub fn build_pool(url: &DatabaseUrl, max_size: usize) -> Result<DbPool, DbError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.expose());
+    let mut config = diesel_async::pooled_connection::ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(|url| Box::pin(establish(url)));
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url.expose(), config);
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool::Runtime::Tokio1)
@@ -86,7 +131,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: usize) -> Result<DbPool, DbError>
 
 async fn connect(url: &str, redacted: &str) -> Result<AsyncPgConnection, DbError> {
     let connect_error = |reason: String| DbError::Connect { url: redacted.to_owned(), reason };
-    match tokio::time::timeout(SETUP_CONNECT_TIMEOUT, AsyncPgConnection::establish(url)).await {
+    match tokio::time::timeout(SETUP_CONNECT_TIMEOUT, establish(url)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(connect_error(e.to_string())),
         Err(_) => Err(connect_error(format!("no answer within {SETUP_CONNECT_TIMEOUT:?}"))),
@@ -98,8 +143,8 @@ async fn connect(url: &str, redacted: &str) -> Result<AsyncPgConnection, DbError
 /// from several instances at once.
 pub async fn create_database_if_missing(url: &DatabaseUrl) -> Result<bool, DbError> {
     let (maintenance_url, name) = maintenance_url(url.expose())?;
-    let redacted = DatabaseUrl::parse(&maintenance_url).map_or_else(|_| String::new(), |u| u.redacted());
-    let mut conn = connect(&maintenance_url, &redacted).await?;
+    // Errors name the database the operator configured, not the maintenance one.
+    let mut conn = connect(&maintenance_url, &url.redacted()).await?;
     if database_exists(&mut conn, &name).await? {
         return Ok(false);
     }

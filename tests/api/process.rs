@@ -259,3 +259,82 @@ fn migrations() -> i64 {
     let entries = std::fs::read_dir(dir).expect("migrations directory");
     entries.filter_map(Result::ok).filter(|e| e.path().join("up.sql").exists()).count() as i64
 }
+
+/// A PostgreSQL URL whose server refuses connections (a port nothing listens on).
+fn refused_database_url(query: &str) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    // The listener is dropped here: the port is closed when the command connects.
+    format!("postgres://app@127.0.0.1:{port}/configured_db{query}")
+}
+
+#[tokio::test]
+async fn a_runtime_error_is_one_line_with_its_cause_naming_the_configured_database() {
+    for (args, format) in
+        [(&["migrate"][..], "text"), (&["jobs", "list"][..], "text"), (&["migrate"][..], "json")]
+    {
+        let url = refused_database_url("?password=query-password&sslmode=disable");
+        let output = prmonitor(args, &[("DATABASE_URL", &url), ("PRMONITOR_LOG_FORMAT", format)])
+            .output()
+            .await
+            .expect("run");
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?} {format}: printed once: {stderr}");
+        assert!(stderr.contains("Connection refused"), "{args:?}: the cause is kept: {stderr}");
+        assert!(stderr.contains("/configured_db"), "{args:?}: names the configured database: {stderr}");
+        assert!(!stderr.contains("/postgres"), "{args:?}: not the maintenance database: {stderr}");
+        assert!(!stderr.contains("query-password"), "{args:?}: the password leaked: {stderr}");
+        if format == "json" {
+            let line: Value = serde_json::from_str(stderr.trim()).expect("one JSON object");
+            assert_eq!(line["level"], "ERROR");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_job_states_are_refused_and_an_empty_reconcile_says_so() {
+    let db = TestDatabase::migrated().await;
+    let bogus = prmonitor(&["jobs", "list", "--state", "bogus"], &[("DATABASE_URL", &db.url)])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(bogus.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bogus.stderr);
+    assert!(stderr.contains("bogus") && stderr.contains("dead"), "names the value and the choices: {stderr}");
+
+    let dead = prmonitor(&["jobs", "list", "--state", "dead"], &[("DATABASE_URL", &db.url)])
+        .output()
+        .await
+        .expect("run");
+    assert!(dead.status.success(), "{}", String::from_utf8_lossy(&dead.stderr));
+
+    let empty = prmonitor(&["reconcile", "--all"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+    assert!(empty.status.success(), "{}", String::from_utf8_lossy(&empty.stderr));
+    let stdout = String::from_utf8_lossy(&empty.stdout);
+    assert!(stdout.contains("nothing to sweep"), "says what happened: {stdout:?}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_demo_as_ctrl_c_does() {
+    let db = TestDatabase::unique();
+    let mut demo = prmonitor(&["demo"], &[("DATABASE_URL", &db.url)]).spawn().expect("start the demo");
+    let mut stdout = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let serving = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if line.contains("Still serving") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("the demo reaches its serving state");
+    assert!(serving, "the demo ended before serving");
+    let pid = demo.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = tokio::time::timeout(Duration::from_secs(30), demo.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}

@@ -414,27 +414,9 @@ impl Settings {
             }
         };
 
-        let admin_token = match raw.string("PRMONITOR_ADMIN_TOKEN")? {
-            None => None,
-            Some(token) if token.trim().is_empty() => {
-                return Err(ConfigError::Invalid {
-                    key: "PRMONITOR_ADMIN_TOKEN",
-                    reason: "is empty (unset it to disable the admin endpoints)".into(),
-                })
-            }
-            Some(token) => Some(Secret::new(token)),
-        };
-
-        let read_token = match raw.string("PRMONITOR_READ_TOKEN")? {
-            None => None,
-            Some(token) if token.trim().is_empty() => {
-                return Err(ConfigError::Invalid {
-                    key: "PRMONITOR_READ_TOKEN",
-                    reason: "is empty (unset it to use only the admin token)".into(),
-                })
-            }
-            Some(token) => Some(Secret::new(token)),
-        };
+        let admin_token =
+            bearer_token(&raw, "PRMONITOR_ADMIN_TOKEN", "unset it to disable the admin endpoints")?;
+        let read_token = bearer_token(&raw, "PRMONITOR_READ_TOKEN", "unset it to use only the admin token")?;
 
         let log_format = match raw.string("PRMONITOR_LOG_FORMAT")?.as_deref().map(str::trim) {
             None | Some("text") => LogFormat::Text,
@@ -489,6 +471,28 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A bearer token, trimmed: a header carries no surrounding white space
+/// (RFC 9110 strips it), so a token kept with a newline from its file could
+/// never match. Inner white space cannot be sent in a bearer token either.
+fn bearer_token(
+    raw: &RawSettings,
+    key: &'static str,
+    unset_hint: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(token) = raw.string(key)? else { return Ok(None) };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ConfigError::Invalid { key, reason: format!("is empty ({unset_hint})") });
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "contains white space or control characters, which a bearer token cannot carry".into(),
+        });
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
@@ -684,6 +688,20 @@ mod tests {
             );
         }
         assert!(literal_defaults >= 18, "only {literal_defaults} defaults were compared");
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_inner_white_space_is_refused() {
+        let settings =
+            load(&[("PRMONITOR_ADMIN_TOKEN", " admin-token\n"), ("PRMONITOR_READ_TOKEN", "\tread-token ")])
+                .expect("valid");
+        assert_eq!(settings.admin_token.as_ref().map(Secret::expose), Some("admin-token"));
+        assert_eq!(settings.read_token.as_ref().map(Secret::expose), Some("read-token"));
+        for key in ["PRMONITOR_ADMIN_TOKEN", "PRMONITOR_READ_TOKEN"] {
+            let err = load(&[(key, "two words")]).expect_err(key);
+            assert!(err.to_string().starts_with(key), "{err}");
+            assert!(!err.to_string().contains("two words"), "the token is not echoed: {err}");
+        }
     }
 
     #[test]

@@ -99,6 +99,36 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Whether `error` means "the database is away" (trying later may work)
+/// rather than "the database refused this": a lost connection, or the server
+/// shutting down, starting up, recovering or full. diesel keeps PostgreSQL's
+/// message but not its SQLSTATE, so the shutdown family (class 57P, and
+/// 53300 too many connections) is recognised by the server's own words.
+pub fn is_unavailable(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    const AWAY: [&str; 7] = [
+        "terminating connection", // 57P01 admin shutdown, 57P02 crash of another backend
+        "the database system is", // 57P03: shutting down, starting up, in recovery mode…
+        "not yet accepting connections",
+        "too many clients already", // 53300
+        "connection closed",
+        "connection reset",
+        "server closed the connection",
+    ];
+    match error {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(_, info) => {
+            let message = info.message().to_ascii_lowercase();
+            AWAY.iter().any(|words| message.contains(words))
+        }
+        Error::BrokenTransactionManager => true,
+        _ => false,
+    }
+}
+
 /// A pooled connection, or why none could be had, in one line (the pool's
 /// own error repeats its cause once in its message and again as its source).
 pub async fn connection(
@@ -272,6 +302,31 @@ mod tests {
         assert_eq!(url, "postgres://u:p@h:5432/postgres?sslmode=disable");
         assert_eq!(name, "my db");
         assert!(maintenance_url("postgres://h:5432/").is_err());
+    }
+
+    #[test]
+    fn shutdown_and_lost_connections_mean_unavailable() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let error = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_owned()));
+        for message in [
+            "terminating connection due to administrator command",
+            "terminating connection because of crash of another server process",
+            "the database system is shutting down",
+            "the database system is starting up",
+            "the database system is not yet accepting connections",
+            "sorry, too many clients already",
+        ] {
+            assert!(is_unavailable(&error(DatabaseErrorKind::Unknown, message)), "{message}");
+        }
+        assert!(is_unavailable(&error(DatabaseErrorKind::ClosedConnection, "gone")));
+        assert!(is_unavailable(&error(DatabaseErrorKind::UnableToSendCommand, "error communicating")));
+        for refused in [
+            error(DatabaseErrorKind::CheckViolation, "new row violates check constraint"),
+            error(DatabaseErrorKind::Unknown, "invalid byte sequence for encoding \"UTF8\": 0x00"),
+            error(DatabaseErrorKind::UniqueViolation, "duplicate key value"),
+        ] {
+            assert!(!is_unavailable(&refused), "{refused}");
+        }
     }
 
     #[test]

@@ -52,12 +52,7 @@ fn check_bearer(request: &HttpRequest, tokens: &[Secret], disabled: &str) -> Res
     if tokens.is_empty() {
         return Err(Box::new(json_error(StatusCode::UNAUTHORIZED, disabled)));
     }
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let given = request.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(bearer);
     // Every token is compared, so the time taken does not tell which matched.
     let matched =
         given.is_some_and(|given| tokens.iter().fold(false, |any, token| any | token_matches(given, token)));
@@ -66,6 +61,14 @@ fn check_bearer(request: &HttpRequest, tokens: &[Secret], disabled: &str) -> Res
     } else {
         Err(Box::new(json_error(StatusCode::UNAUTHORIZED, "a valid bearer token is required")))
     }
+}
+
+/// The credentials of an `Authorization: Bearer …` value. The scheme is
+/// case-insensitive and may be followed by several spaces (RFC 9110 §11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,5 +175,15 @@ mod tests {
         assert!(!token_matches("s3cret ", &secret));
         assert!(!token_matches("s3cre", &secret));
         assert!(!token_matches("", &secret));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "Bearer   t0k ", " bEaReR t0k"] {
+            assert_eq!(bearer(value), Some("t0k"), "{value:?}");
+        }
+        for value in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer(value), None, "{value:?}");
+        }
     }
 }

@@ -27,6 +27,12 @@ impl ReadConfig {
 
 const MAX_PER_PAGE: i64 = 100;
 const DEFAULT_PER_PAGE: i64 = 30;
+/// Far past any real listing (100 million rows at 100 a page), and small
+/// enough that the offset cannot overflow.
+const MAX_PAGE: i64 = 1_000_000;
+/// GitHub's own limits are 39 (owner) and 100 (repository, label) characters;
+/// anything much longer cannot match and is refused before the database.
+const MAX_TEXT_PARAMETER: usize = 256;
 
 type Times = (
     chrono::DateTime<chrono::Utc>,
@@ -46,18 +52,60 @@ fn unavailable(error: impl std::fmt::Display) -> HttpResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
-    page: Option<i64>,
-    per_page: Option<i64>,
+    // Text, parsed here: the deserializer's own number errors do not name the parameter.
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
-/// (page, per_page), or the 400 message.
+/// (page, per_page), or the 400 message naming the parameter.
 fn page(query: &PageQuery) -> Result<(i64, i64), String> {
-    let page = query.page.unwrap_or(1);
-    let per_page = query.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(format!("page must be ≥ 1 and per_page 1 to {MAX_PER_PAGE}"));
-    }
+    let page = bounded_number("page", query.page.as_deref(), 1, 1..=MAX_PAGE)?;
+    let per_page = bounded_number("per_page", query.per_page.as_deref(), DEFAULT_PER_PAGE, 1..=MAX_PER_PAGE)?;
     Ok((page, per_page))
+}
+
+fn bounded_number(
+    name: &str,
+    text: Option<&str>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, String> {
+    let Some(text) = text else { return Ok(default) };
+    text.parse::<i64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| format!("{name} must be a whole number from {} to {}", range.start(), range.end()))
+}
+
+/// `true` or `false`, naming the parameter otherwise.
+fn boolean(name: &str, text: Option<&str>) -> Result<Option<bool>, String> {
+    match text {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(format!("{name} must be true or false")),
+    }
+}
+
+/// A text parameter PostgreSQL can take: no NUL (TEXT cannot hold one; the
+/// server answers "invalid byte sequence"), not absurdly long.
+fn text_parameter(name: &str, value: Option<&str>) -> Result<(), String> {
+    match value {
+        Some(text) if text.contains('\0') => Err(format!("{name} must not contain a NUL character")),
+        Some(text) if text.len() > MAX_TEXT_PARAMETER => {
+            Err(format!("{name} must be at most {MAX_TEXT_PARAMETER} bytes"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The 400 for a query string that does not parse, naming what it could.
+fn malformed_query(error: &actix_web::Error) -> HttpResponse {
+    // serde_urlencoded's message names the field ("unknown field `colour`",
+    // "invalid digit found in string" for a number) without echoing values.
+    let detail = error.to_string();
+    let detail: String = detail.chars().filter(|c| !c.is_control()).take(200).collect();
+    json_error(StatusCode::BAD_REQUEST, &format!("unknown or malformed query parameters: {detail}"))
 }
 
 /// `GET /api/v1/repositories`
@@ -70,8 +118,9 @@ pub async fn list_repositories(
     if let Err(refusal) = authorize_any(&request, &config.tokens) {
         return *refusal;
     }
-    let Ok(query) = query else {
-        return json_error(StatusCode::BAD_REQUEST, "unknown or malformed query parameters");
+    let query = match query {
+        Ok(query) => query,
+        Err(error) => return malformed_query(&error),
     };
     let (page, per_page) = match page(&query) {
         Ok(p) => p,
@@ -122,12 +171,12 @@ pub async fn list_repositories(
 #[serde(deny_unknown_fields)]
 pub struct PullsQuery {
     state: Option<String>,
-    draft: Option<bool>,
+    draft: Option<String>,
     label: Option<String>,
     author: Option<String>,
     checks: Option<String>,
-    page: Option<i64>,
-    per_page: Option<i64>,
+    page: Option<String>,
+    per_page: Option<String>,
 }
 
 async fn repository(
@@ -135,6 +184,9 @@ async fn repository(
     owner: &str,
     name: &str,
 ) -> Result<repositories::Repository, HttpResponse> {
+    for (parameter, value) in [("owner", owner), ("name", name)] {
+        text_parameter(parameter, Some(value)).map_err(|m| json_error(StatusCode::BAD_REQUEST, &m))?;
+    }
     match repositories::find_by_full_name(conn, &format!("{owner}/{name}")).await {
         Ok(Some(repo)) => Ok(repo),
         Ok(None) => {
@@ -155,13 +207,23 @@ pub async fn list_pulls(
     if let Err(refusal) = authorize_any(&request, &config.tokens) {
         return *refusal;
     }
-    let Ok(query) = query else {
-        return json_error(StatusCode::BAD_REQUEST, "unknown or malformed query parameters");
+    let query = match query {
+        Ok(query) => query,
+        Err(error) => return malformed_query(&error),
     };
+    let query = query.into_inner();
     let (page, per_page) = match page(&PageQuery { page: query.page, per_page: query.per_page }) {
         Ok(p) => p,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
+    let draft = match boolean("draft", query.draft.as_deref()) {
+        Ok(draft) => draft,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let texts = [("label", query.label.as_deref()), ("author", query.author.as_deref())];
+    if let Err(message) = texts.into_iter().try_for_each(|(name, value)| text_parameter(name, value)) {
+        return json_error(StatusCode::BAD_REQUEST, &message);
+    }
     let state = match query.state.as_deref().unwrap_or("open") {
         "all" => None,
         state @ ("open" | "closed" | "merged") => Some(state.to_owned()),
@@ -186,13 +248,7 @@ pub async fn list_pulls(
         Ok(repo) => repo,
         Err(response) => return response,
     };
-    let filter = PullFilter {
-        state,
-        draft: query.draft,
-        label: query.label.clone(),
-        author: query.author.clone(),
-        checks: query.checks.clone(),
-    };
+    let filter = PullFilter { state, draft, label: query.label, author: query.author, checks: query.checks };
     match reads::list_pulls(&mut conn, repo.id, &filter, per_page, (page - 1) * per_page).await {
         Ok((items, total)) => {
             let items: Vec<serde_json::Value> = items

@@ -90,12 +90,9 @@ impl StoreError {
     /// A lost or broken connection is the database being away; an error
     /// PostgreSQL answered with is a fault of ours.
     fn from_db(error: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
         match error {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                Self::Unavailable(error.to_string())
-            }
-            Error::DatabaseError(..) => Self::Refused(error.to_string()),
+            ref away if crate::db::is_unavailable(away) => Self::Unavailable(error.to_string()),
+            diesel::result::Error::DatabaseError(..) => Self::Refused(error.to_string()),
             other => Self::Unavailable(other.to_string()),
         }
     }
@@ -274,5 +271,23 @@ async fn commit(
             Err(Abort::Duplicates(ids)) => duplicates.extend(ids),
             Err(Abort::Db(error)) => return Err(StoreError::from_db(error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    #[test]
+    fn a_server_shutting_down_is_unavailable_not_a_refusal() {
+        let shutdown = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("terminating connection due to administrator command".to_owned()),
+        );
+        assert!(matches!(StoreError::from_db(shutdown), StoreError::Unavailable(_)));
+        let refused =
+            Error::DatabaseError(DatabaseErrorKind::CheckViolation, Box::new("violates check".to_owned()));
+        assert!(matches!(StoreError::from_db(refused), StoreError::Refused(_)));
     }
 }

@@ -71,6 +71,16 @@ async fn the_read_api_wants_a_token_and_filters_and_pages() {
     assert_eq!(get(&app, pulls, Some("wrong")).await.0, 401);
     assert_eq!(get(&app, pulls, Some(READ_TOKEN)).await.0, 200);
     assert_eq!(get(&app, pulls, Some(ADMIN_TOKEN)).await.0, 200, "the admin token reads too");
+    for scheme in ["bearer", "BEARER", "Bearer  "] {
+        let response = app
+            .client
+            .get(app.url(pulls))
+            .header("authorization", format!("{scheme} {READ_TOKEN}"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200, "the scheme is case-insensitive: {scheme:?}");
+    }
 
     let (_, repos) = get(&app, "/api/v1/repositories?per_page=1", Some(READ_TOKEN)).await;
     assert_eq!(repos["total"], 2);
@@ -112,6 +122,34 @@ async fn the_read_api_wants_a_token_and_filters_and_pages() {
         assert_eq!(get(&app, &format!("{pulls}{bad}"), Some(READ_TOKEN)).await.0, 400, "{bad}");
     }
     assert_eq!(get(&app, "/api/v1/repositories/octo-org/nope/pulls", Some(READ_TOKEN)).await.0, 404);
+}
+
+#[tokio::test]
+async fn hostile_query_parameters_get_a_400_naming_the_parameter() {
+    let (app, _sim) = backfilled().await;
+    let pulls = "/api/v1/repositories/octo-org/api/pulls";
+    let long = "x".repeat(300);
+    let cases = [
+        (format!("{pulls}?page=9223372036854775807"), "page"),
+        (format!("{pulls}?page=1000001"), "page"),
+        (format!("{pulls}?per_page=-1"), "per_page"),
+        (format!("{pulls}?page=99999999999999999999999"), "page"),
+        (format!("{pulls}?label=bug%00"), "label"),
+        (format!("{pulls}?author=%00alice"), "author"),
+        (format!("{pulls}?label={long}"), "label"),
+        (format!("{pulls}?colour=blue"), "colour"),
+        ("/api/v1/repositories?page=9223372036854775807".to_owned(), "page"),
+        ("/api/v1/repositories/octo%00org/api/pulls".to_owned(), "owner"),
+        ("/api/v1/repositories/octo-org/api%00/pulls/1".to_owned(), "name"),
+    ];
+    for (path, parameter) in cases {
+        let (status, body) = get(&app, &path, Some(READ_TOKEN)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(parameter), "{path}: the message names {parameter}: {message}");
+    }
+    // Still serving: nothing above broke the pool or the process.
+    assert_eq!(get(&app, pulls, Some(READ_TOKEN)).await.0, 200);
 }
 
 #[tokio::test]

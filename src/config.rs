@@ -16,6 +16,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/prmon
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DB_POOL_SIZE: usize = 10;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Bodies of deliveries being received, together, in MiB.
+pub const DEFAULT_WEBHOOK_BUFFER_MIB: usize = 64;
 
 /// A value that must never reach a log line, an error message or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -115,6 +117,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Any of them verifies a delivery, so a secret can be rotated without downtime.
     pub webhook_secrets: Vec<Secret>,
+    /// Bytes of request bodies that deliveries being received may hold together;
+    /// beyond it intake answers 503 with `Retry-After`.
+    pub webhook_buffer_limit: usize,
     pub admin_token: Option<Secret>,
     /// Bearer token of the read API (the admin token works there too).
     pub read_token: Option<Secret>,
@@ -247,6 +252,7 @@ const KEYS: &[Key] = &[
     Key { env: "DATABASE_URL", secret: true },
     Key { env: "PRMONITOR_LISTEN", secret: false },
     Key { env: "PRMONITOR_WEBHOOK_SECRETS", secret: true },
+    Key { env: "PRMONITOR_WEBHOOK_BUFFER_MIB", secret: false },
     Key { env: "PRMONITOR_ADMIN_TOKEN", secret: true },
     Key { env: "PRMONITOR_READ_TOKEN", secret: true },
     Key { env: "PRMONITOR_DB_POOL_SIZE", secret: false },
@@ -434,6 +440,13 @@ impl Settings {
             database_url,
             listen,
             webhook_secrets,
+            // At least one largest delivery (25 MiB) must fit.
+            webhook_buffer_limit: raw.number(
+                "PRMONITOR_WEBHOOK_BUFFER_MIB",
+                DEFAULT_WEBHOOK_BUFFER_MIB,
+                25..=65_536,
+            )? * 1024
+                * 1024,
             admin_token,
             read_token,
             db_pool_size: raw.number("PRMONITOR_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1..=1000)?,

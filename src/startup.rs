@@ -43,8 +43,11 @@ impl Application {
             db::build_pool(&settings.database_url, store::WRITERS).map_err(std::io::Error::other)?;
         let store = web::Data::new(DeliveryStore::start(intake_pool));
         let pool = web::Data::new(pool);
-        let intake =
-            web::Data::new(IntakeConfig::new(settings.webhook_secrets.clone(), settings.worker.max_attempts));
+        let intake = web::Data::new(IntakeConfig::new(
+            settings.webhook_secrets.clone(),
+            settings.worker.max_attempts,
+            settings.webhook_buffer_limit,
+        ));
         let admin =
             web::Data::new(AdminConfig::new(settings.admin_token.clone(), settings.worker.max_attempts));
         let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));

@@ -36,12 +36,42 @@ pub struct IntakeConfig {
     secrets: Arc<[Secret]>,
     /// Attempts of the jobs deliveries become, before they are dead-lettered.
     max_attempts: i32,
+    buffers: BodyBudget,
 }
 
 impl IntakeConfig {
-    pub fn new(secrets: Vec<Secret>, max_attempts: i32) -> Self {
-        Self { secrets: secrets.into(), max_attempts }
+    /// `buffer_limit`: bytes of bodies all deliveries being received may hold together.
+    pub fn new(secrets: Vec<Secret>, max_attempts: i32, buffer_limit: usize) -> Self {
+        Self { secrets: secrets.into(), max_attempts, buffers: BodyBudget::new(buffer_limit) }
     }
+}
+
+/// The memory that request bodies may take together, in KiB permits: a body
+/// is buffered in full before its signature can be checked, so without a
+/// bound a stranger's concurrent large posts decide the process's size.
+#[derive(Clone)]
+struct BodyBudget {
+    kib: Arc<tokio::sync::Semaphore>,
+}
+
+/// Reservations grow in steps of at least this many KiB (chunked bodies).
+const BUDGET_STEP_KIB: u32 = 256;
+
+impl BodyBudget {
+    fn new(limit_bytes: usize) -> Self {
+        let kib = (limit_bytes / 1024).min(tokio::sync::Semaphore::MAX_PERMITS);
+        Self { kib: Arc::new(tokio::sync::Semaphore::new(kib)) }
+    }
+
+    /// Takes `kib` KiB now, or refuses (the caller answers 503): waiting
+    /// would hold the connection and the memory of the waiters' sockets.
+    fn reserve(&self, kib: u32) -> Result<tokio::sync::OwnedSemaphorePermit, IntakeError> {
+        self.kib.clone().try_acquire_many_owned(kib).map_err(|_| IntakeError::Busy)
+    }
+}
+
+fn kib_of(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +86,8 @@ pub enum IntakeError {
     Unsigned(#[from] SignatureError),
     #[error("{0}")]
     Malformed(#[from] EnvelopeError),
+    #[error("too many large deliveries are being received at once")]
+    Busy,
     #[error("the database is unavailable, the delivery was not stored: {0}")]
     Unavailable(String),
     #[error("the delivery could not be stored: {0}")]
@@ -77,6 +109,7 @@ impl IntakeError {
         match self {
             Self::Unsigned(_) => "unauthorized",
             Self::Unavailable(_) => "unavailable",
+            Self::Busy => "busy",
             Self::Internal(_) => "failed",
             _ => "rejected",
         }
@@ -90,14 +123,14 @@ impl ResponseError for IntakeError {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Unsigned(_) => StatusCode::UNAUTHORIZED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable(_)) {
+        if matches!(self, Self::Unavailable(_) | Self::Busy) {
             response.insert_header(("Retry-After", "5"));
         }
         // Unsigned requests learn only that they are unsigned: no detail about
@@ -201,10 +234,14 @@ async fn handle(
     store: &DeliveryStore,
     config: &IntakeConfig,
 ) -> Result<Accepted, IntakeError> {
-    let body = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(headers, payload))
-        .await
-        .map_err(|_| IntakeError::BodyTimeout)??;
-    signature::verify(&config.secrets, &body, headers.get("x-hub-signature-256").map(|v| v.as_bytes()))?;
+    // No well-formed signature header: refused before a byte of the body is read.
+    let claimed = signature::parse_header(headers.get("x-hub-signature-256").map(|v| v.as_bytes()))?;
+    // Held until the delivery is committed (or refused): the body lives that long.
+    let (body, _buffer) =
+        tokio::time::timeout(BODY_READ_TIMEOUT, read_body(headers, payload, &config.buffers))
+            .await
+            .map_err(|_| IntakeError::BodyTimeout)??;
+    signature::verify_claimed(&config.secrets, &body, &claimed)?;
     let delivery = envelope::parse_headers(
         headers.get("x-github-event").map(|v| v.as_bytes()),
         headers.get("x-github-delivery").map(|v| v.as_bytes()),
@@ -234,7 +271,13 @@ async fn handle(
     Ok(Accepted { event: delivery.event, delivery_id: delivery.delivery_id, envelope, stored })
 }
 
-async fn read_body(headers: &HeaderMap, mut payload: web::Payload) -> Result<web::Bytes, IntakeError> {
+/// Reads the body within the size cap and the shared buffer budget; returns
+/// it with the budget it holds.
+async fn read_body(
+    headers: &HeaderMap,
+    mut payload: web::Payload,
+    budget: &BodyBudget,
+) -> Result<(web::Bytes, tokio::sync::OwnedSemaphorePermit), IntakeError> {
     let claimed = headers
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -242,15 +285,23 @@ async fn read_body(headers: &HeaderMap, mut payload: web::Payload) -> Result<web
     if claimed.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(IntakeError::TooLarge);
     }
+    // A declared length is reserved whole, before reading: refused at once
+    // rather than half-way through.
+    let mut reserved = budget.reserve(kib_of(claimed.unwrap_or(0)))?;
     let mut body = web::BytesMut::with_capacity(claimed.unwrap_or(0).min(MAX_PREALLOCATION));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| IntakeError::BodyRead(e.to_string()))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(IntakeError::TooLarge);
         }
+        let needed = kib_of(body.len() + chunk.len());
+        let held = u32::try_from(reserved.num_permits()).unwrap_or(u32::MAX);
+        if needed > held {
+            reserved.merge(budget.reserve((needed - held).max(BUDGET_STEP_KIB).min(kib_of(MAX_BODY_BYTES)))?);
+        }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok((body.freeze(), reserved))
 }
 
 /// Events are labelled by name only when prmonitor knows them: a header is

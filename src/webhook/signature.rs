@@ -24,18 +24,37 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// Accepts `header` when it is the signature of `body` under any of `secrets`.
-pub fn verify(secrets: &[Secret], body: &[u8], header: Option<&[u8]>) -> Result<(), SignatureError> {
+/// A signature header as GitHub sends it, ready to check against a body.
+#[derive(Clone, Copy)]
+pub struct ClaimedSignature([u8; DIGEST_LEN]);
+
+/// Reads the header alone, so that a request without a well-formed one is
+/// refused before its body is read (an unsigned body is never buffered).
+pub fn parse_header(header: Option<&[u8]>) -> Result<ClaimedSignature, SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let hex_digest = header.strip_prefix(PREFIX.as_bytes()).ok_or(SignatureError::Malformed)?;
     let mut expected = [0u8; DIGEST_LEN];
     hex::decode_to_slice(hex_digest, &mut expected).map_err(|_| SignatureError::Malformed)?;
+    Ok(ClaimedSignature(expected))
+}
 
+/// Accepts `header` when it is the signature of `body` under any of `secrets`.
+pub fn verify(secrets: &[Secret], body: &[u8], header: Option<&[u8]>) -> Result<(), SignatureError> {
+    verify_claimed(secrets, body, &parse_header(header)?)
+}
+
+/// Accepts `claimed` when it is the signature of `body` under any of `secrets`.
+pub fn verify_claimed(
+    secrets: &[Secret],
+    body: &[u8],
+    claimed: &ClaimedSignature,
+) -> Result<(), SignatureError> {
+    let expected = &claimed.0;
     // Every secret is tried even after a match would be found, so the time
     // taken does not tell which secret (or whether an early one) matched.
     let mut matched = false;
     for secret in secrets {
-        matched |= mac(secret, body).verify_slice(&expected).is_ok();
+        matched |= mac(secret, body).verify_slice(expected).is_ok();
     }
     if matched {
         Ok(())

@@ -545,3 +545,86 @@ async fn a_batch_with_redeliveries_stores_only_the_new_ones_and_leaves_old_jobs_
     assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs").await, 10);
     assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs WHERE coalesced_count = 2").await, 10);
 }
+
+/// Sends request headers (and `first_bytes` of the body) over a raw socket,
+/// then stops: the client still owes the rest of the body.
+async fn start_post(address: &str, headers: &[(&str, String)], first_bytes: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let mut request =
+        format!("POST /webhooks/github HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("headers");
+    stream.write_all(&vec![b' '; first_bytes]).await.expect("first bytes");
+    stream
+}
+
+/// The status line of the answer, if one comes within `wait`.
+async fn status_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buffer = vec![0u8; 4096];
+    let read = tokio::time::timeout(wait, stream.read(&mut buffer)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&buffer[..read]).into_owned();
+    Some(text)
+}
+
+#[tokio::test]
+async fn an_unsigned_post_is_refused_before_its_body_is_read() {
+    let app = spawn_app().await;
+    let size = (25 * 1024 * 1024).to_string();
+    for signature in [None, Some("sha1=deadbeef"), Some("sha256=not-hex")] {
+        let mut headers = vec![
+            ("content-length", size.clone()),
+            ("x-github-event", "pull_request".to_owned()),
+            ("x-github-delivery", crate::helpers::new_delivery_id()),
+        ];
+        if let Some(signature) = signature {
+            headers.push(("x-hub-signature-256", signature.to_owned()));
+        }
+        // 1 KiB of the promised 25 MiB is sent: the answer must not wait for the rest.
+        let mut stream = start_post(&app.address, &headers, 1024).await;
+        let answer = status_within(&mut stream, Duration::from_secs(5)).await;
+        let answer = answer.unwrap_or_else(|| panic!("{signature:?}: no answer before the body was sent"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{signature:?}: {answer}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, 0);
+}
+
+#[tokio::test]
+async fn bodies_in_flight_share_a_bounded_buffer_and_the_rest_get_503() {
+    let app = spawn_app_with(&[("PRMONITOR_WEBHOOK_BUFFER_MIB", "30")]).await;
+    let size = (20 * 1024 * 1024).to_string();
+    // Well-formed signatures (wrong ones: a stranger can make those), 20 MiB each.
+    let headers = || {
+        vec![
+            ("content-length", size.clone()),
+            ("x-github-event", "pull_request".to_owned()),
+            ("x-github-delivery", crate::helpers::new_delivery_id()),
+            ("x-hub-signature-256", format!("sha256={}", "ab".repeat(32))),
+        ]
+    };
+    // The first holds 20 of the 30 MiB while its body trickles in.
+    let mut first = start_post(&app.address, &headers(), 1024).await;
+    assert_eq!(status_within(&mut first, Duration::from_millis(500)).await, None, "still reading the first");
+    let mut second = start_post(&app.address, &headers(), 1024).await;
+    let answer =
+        status_within(&mut second, Duration::from_secs(5)).await.expect("the second is answered at once");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 5"), "{answer}");
+    // Once the first is gone, its share is free again: a real delivery goes through.
+    drop(first);
+    let body = br#"{"action":"opened","number":1,"pull_request":{"number":1},"repository":{"id":5,"full_name":"o/r"}}"#;
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app.send(&Delivery::new("pull_request", body.to_vec())).await.status().as_u16();
+        if status == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 202);
+}

@@ -164,6 +164,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Panics become one structured log event (the parts that hit one are restarted).
+    crate::supervise::log_panics();
     if matches!(cli.command, Command::Demo(_)) {
         // The demo talks through its own lines; the service's logs would drown them.
         telemetry::init_with_default(settings.log_format, "warn");
@@ -252,11 +254,20 @@ async fn serve(settings: Settings, components: Components) -> anyhow::Result<()>
         }
         None => tracing::info!(worker = components.worker, scheduler = components.scheduler, "running"),
     }
-    let signal = shutdown_signal().await;
-    tracing::info!(signal, "stopping: finishing in-flight requests and jobs");
-    service.stop().await;
-    tracing::info!("stopped");
-    Ok(())
+    tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "stopping: finishing in-flight requests and jobs");
+            service.stop().await;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        reason = service.failed() => {
+            // A part could not be kept running: stop the rest and exit non-zero,
+            // so the orchestrator starts a fresh process.
+            service.stop().await;
+            anyhow::bail!("{reason}")
+        }
+    }
 }
 
 async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()> {

@@ -21,6 +21,7 @@ pub mod queue;
 pub mod scheduler;
 pub mod sim;
 pub mod startup;
+pub mod supervise;
 pub mod telemetry;
 pub mod webhook;
 pub mod worker;

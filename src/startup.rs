@@ -16,6 +16,7 @@ use crate::github::GitHubClient;
 use crate::http::{self, AdminConfig, ReadConfig, Readiness};
 use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
 use crate::scheduler::Scheduler;
+use crate::supervise::{supervise, Fatal, Restart};
 use crate::webhook::intake::IntakeConfig;
 use crate::webhook::store::{self, DeliveryStore};
 use crate::worker::{Heartbeat, Worker, WorkerDeps};
@@ -29,19 +30,20 @@ pub struct Application {
 impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and prepares the server.
     pub fn build(settings: &Settings, pool: DbPool) -> std::io::Result<Self> {
-        Self::build_with(settings, pool, None)
+        Self::build_with(settings, pool, None, Fatal::new())
     }
 
     fn build_with(
         settings: &Settings,
         pool: DbPool,
         heartbeat: Option<Arc<Heartbeat>>,
+        fatal: Fatal,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
         let intake_pool =
             db::build_pool(&settings.database_url, store::WRITERS).map_err(std::io::Error::other)?;
-        let store = web::Data::new(DeliveryStore::start(intake_pool));
+        let store = web::Data::new(DeliveryStore::start(intake_pool, fatal));
         let pool = web::Data::new(pool);
         let intake = web::Data::new(IntakeConfig::new(
             settings.webhook_secrets.clone(),
@@ -125,6 +127,7 @@ pub struct Service {
     http: Option<ServerHandle>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    fatal: Fatal,
 }
 
 impl Service {
@@ -135,6 +138,7 @@ impl Service {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut heartbeat = None;
+        let fatal = Fatal::new();
         if components.worker {
             let github = GitHubClient::new(&settings.github, pool.clone())
                 .map_err(|e| StartError::GitHub(e.to_string()))?;
@@ -147,27 +151,51 @@ impl Service {
             });
             heartbeat = Some(worker.heartbeat());
             let grace = settings.shutdown_timeout;
-            let stopped = stopped.clone();
-            tasks.spawn(async move { worker.run(stopped, grace).await });
+            let (stopped, fatal) = (stopped.clone(), fatal.clone());
+            tasks.spawn(async move { worker.run(stopped, grace, fatal).await });
         }
         if components.scheduler {
-            let scheduler = Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github);
-            let stopped = stopped.clone();
-            tasks.spawn(async move { scheduler.run(stopped).await });
+            let scheduler = Arc::new(Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github));
+            let stop = stopped.clone();
+            tasks.spawn(supervise(
+                "scheduler",
+                Restart::UnlessStopping,
+                stopped.clone(),
+                fatal.clone(),
+                move || {
+                    let (scheduler, stop) = (scheduler.clone(), stop.clone());
+                    async move { scheduler.run(stop).await }
+                },
+            ));
         }
         let (mut address, mut http) = (None, None);
         if components.http {
-            let app = Application::build_with(settings, pool, heartbeat)
+            let app = Application::build_with(settings, pool, heartbeat, fatal.clone())
                 .map_err(|source| StartError::Listen { address: settings.listen, source })?;
             address = Some(app.address());
             http = Some(app.handle());
+            let (stopped, fatal) = (stopped.clone(), fatal.clone());
             tasks.spawn(async move {
-                if let Err(error) = app.run_until_stopped().await {
-                    tracing::error!(%error, "the HTTP server failed");
+                // The listener cannot be taken back from a server that ended:
+                // the process must go, so the orchestrator starts a new one.
+                let result = app.run_until_stopped().await;
+                if !*stopped.borrow() {
+                    let reason = match result {
+                        Ok(()) => "the HTTP server stopped unexpectedly".to_owned(),
+                        Err(error) => format!("the HTTP server failed: {error}"),
+                    };
+                    tracing::error!(%reason, "HTTP server ended");
+                    fatal.fail(reason);
                 }
             });
         }
-        Ok(Self { address, http, stop, tasks })
+        Ok(Self { address, http, stop, tasks, fatal })
+    }
+
+    /// Resolves, with the reason, when a part has failed beyond restarting:
+    /// the caller should stop the service and exit non-zero.
+    pub async fn failed(&self) -> String {
+        self.fatal.failed().await
     }
 
     /// The HTTP address, when HTTP runs.
@@ -178,10 +206,11 @@ impl Service {
     /// Graceful stop: HTTP finishes in-flight requests, the worker finishes its
     /// jobs (or gives their leases back), the scheduler ends its tick.
     pub async fn stop(mut self) {
+        // Stopping first, so that supervisors do not restart what ends now.
+        let _ = self.stop.send(true);
         if let Some(http) = &self.http {
             http.stop(true).await;
         }
-        let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
 }

@@ -38,7 +38,7 @@ impl Scheduler {
 
     /// Runs until `shutdown` turns true. The first tick is immediate: the
     /// catch-up for repositories whose last sweep is older than the interval.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(interval_secs = self.settings.sweep_interval.as_secs(), "scheduler started");
         loop {
             match self.schedule_due_sweeps().await {

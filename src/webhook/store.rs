@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use crate::db::deliveries::{self, DeliveryOutcome, NewDelivery};
 use crate::db::DbPool;
 use crate::queue::{self, EnqueuedJob, NewJob};
+use crate::supervise::{supervise, Fatal, Restart};
 
 /// Writer tasks: while some wait for their commit, another gathers the next
 /// batch. Each holds one connection of the store's own pool while it writes.
@@ -117,11 +118,24 @@ impl DeliveryStore {
     /// are large statements and a connection keeps a buffer the size of the
     /// largest it sent, so only these few should carry them (and the
     /// worker's load can never take intake's connections).
-    pub fn start(pool: DbPool) -> Self {
+    ///
+    /// A writer that panics is restarted (the handlers of its batch got 503s:
+    /// nothing of theirs was acknowledged); one that keeps panicking is
+    /// `fatal`.
+    pub fn start(pool: DbPool, fatal: Fatal) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
+        // Writers end by themselves, when the last handle is gone: nothing stops them.
+        let (_, running) = tokio::sync::watch::channel(false);
         for _ in 0..WRITERS {
-            tokio::spawn(run_writer(pool.clone(), receiver.clone()));
+            let (pool, receiver) = (pool.clone(), receiver.clone());
+            tokio::spawn(supervise(
+                "intake writer",
+                Restart::OnPanic,
+                running.clone(),
+                fatal.clone(),
+                move || run_writer(pool.clone(), receiver.clone()),
+            ));
         }
         Self { sender }
     }

@@ -7,12 +7,13 @@
 mod jobs;
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::{watch, Notify};
 use tracing::Instrument as _;
 
@@ -22,6 +23,7 @@ use crate::github::GitHubClient;
 use crate::monitor::PrProcessor;
 use crate::prng::SplitMix64;
 use crate::queue::{self, ClaimedJob, JobRef};
+use crate::supervise::{panic_message, supervise, Fatal, Restart};
 
 /// When the worker last went round its loop (epoch milliseconds), for readiness.
 #[derive(Debug, Default)]
@@ -81,12 +83,20 @@ impl Worker {
     }
 
     /// Runs until `shutdown` turns true; then lets running jobs finish for up
-    /// to `grace` and gives back the leases of those that did not.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    /// to `grace` and gives back the leases of those that did not. Each slot
+    /// and the notification listener run supervised: restarted when they
+    /// panic or end, and `fatal` when they keep doing so.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration, fatal: Fatal) {
         tracing::info!(worker = %self.id, concurrency = self.deps.settings.concurrency, "worker started");
         self.heartbeat.beat();
-        let listener =
-            tokio::spawn(listen(self.deps.database_url.clone(), self.wake.clone(), shutdown.clone()));
+        let (url, wake, stop) = (self.deps.database_url.clone(), self.wake.clone(), shutdown.clone());
+        let listener = tokio::spawn(supervise(
+            "job notification listener",
+            Restart::UnlessStopping,
+            shutdown.clone(),
+            fatal.clone(),
+            move || listen(url.clone(), wake.clone(), stop.clone()),
+        ));
         let mut slots = tokio::task::JoinSet::new();
         for slot in 0..self.deps.settings.concurrency {
             let slot_worker = SlotWorker {
@@ -97,8 +107,17 @@ impl Worker {
                 running: self.running.clone(),
                 jitter: self.jitter.clone(),
             };
-            let shutdown = shutdown.clone();
-            slots.spawn(async move { slot_worker.run(slot, shutdown).await });
+            let stop = shutdown.clone();
+            slots.spawn(supervise(
+                "worker slot",
+                Restart::UnlessStopping,
+                shutdown.clone(),
+                fatal.clone(),
+                move || {
+                    let (slot_worker, stop) = (slot_worker.clone(), stop.clone());
+                    async move { slot_worker.run(slot, stop).await }
+                },
+            ));
         }
         let _ = shutdown.wait_for(|stop| *stop).await;
         tracing::info!(worker = %self.id, "worker stopping: finishing running jobs");
@@ -163,6 +182,7 @@ async fn listen(url: DatabaseUrl, wake: Arc<Notify>, mut shutdown: watch::Receiv
     }
 }
 
+#[derive(Clone)]
 struct SlotWorker {
     deps: Arc<WorkerDeps>,
     worker: String,
@@ -222,7 +242,16 @@ impl SlotWorker {
             deliveries = deliveries.ids.len(),
         );
         let started = std::time::Instant::now();
-        let run = jobs::run(&self.deps, &job, &job_ref, &deliveries);
+        // A panic in a job is that job's failure, recorded like any other;
+        // the slot goes on to the next job.
+        let run = async {
+            AssertUnwindSafe(jobs::run(&self.deps, &job, &job_ref, &deliveries))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|payload| {
+                    Err(format!("the job panicked: {}", panic_message(payload.as_ref())))
+                })
+        };
         let outcome = with_lease(&self.deps, &job_ref, run).instrument(span.clone()).await;
         let _entered = span.enter();
         let kind = crate::queue::JobKind::parse(&job.kind).map_or("unknown", |k| k.as_str());

@@ -476,7 +476,7 @@ async fn concurrent_deliveries_for_the_same_prs_coalesce_per_pr() {
 async fn a_delivery_the_database_refuses_fails_alone_within_its_batch() {
     let db = TestDatabase::migrated().await;
     let pool = prmonitor::db::build_pool(&db.database_url(), 2).expect("pool");
-    let store = DeliveryStore::start(pool);
+    let store = DeliveryStore::start(pool, prmonitor::supervise::Fatal::new());
     let deliveries: Vec<Delivery<'_>> =
         (0..41).map(|i| Delivery::new("pull_request", pr_body(300 + i, "opened"))).collect();
     let poison = &deliveries[20];
@@ -505,7 +505,7 @@ async fn a_delivery_the_database_refuses_fails_alone_within_its_batch() {
 async fn a_batch_with_redeliveries_stores_only_the_new_ones_and_leaves_old_jobs_alone() {
     let db = TestDatabase::migrated().await;
     let pool = prmonitor::db::build_pool(&db.database_url(), 2).expect("pool");
-    let store = DeliveryStore::start(pool);
+    let store = DeliveryStore::start(pool, prmonitor::supervise::Fatal::new());
     let old: Vec<Delivery<'_>> =
         (0..10).map(|i| Delivery::new("pull_request", pr_body(400 + i, "opened"))).collect();
     for result in futures_util::future::join_all(old.iter().map(|d| store.store(record(d)))).await {

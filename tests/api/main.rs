@@ -13,4 +13,5 @@ mod queue;
 mod read_api;
 mod schema_drift;
 mod simulator;
+mod survival;
 mod worker;

@@ -24,7 +24,7 @@ fn key_file() -> String {
 }
 
 /// Settings of a service that reads the simulator as its GitHub.
-fn live_settings(db: &TestDatabase, sim: &Simulator, extra: &[(&str, &str)]) -> Settings {
+pub(crate) fn live_settings(db: &TestDatabase, sim: &Simulator, extra: &[(&str, &str)]) -> Settings {
     let api = sim.api_url();
     let app_id = prmonitor::sim::SIM_APP_ID.to_string();
     let mut overrides = vec![
@@ -59,7 +59,7 @@ fn child_env(sim: &Simulator) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn target(address: &str) -> WebhookTarget {
+pub(crate) fn target(address: &str) -> WebhookTarget {
     WebhookTarget {
         url: format!("http://{address}/webhooks/github"),
         secret: TEST_SECRET.to_owned(),
@@ -96,7 +96,7 @@ async fn world(repositories: usize) -> (Simulator, TestDatabase) {
     (sim, db)
 }
 
-async fn start(db: &TestDatabase, settings: &Settings) -> Service {
+pub(crate) async fn start(db: &TestDatabase, settings: &Settings) -> Service {
     let pool = prmonitor::db::build_pool(&db.database_url(), settings.db_pool_size).expect("pool");
     Service::start(settings, pool, Components::ALL).expect("service")
 }
@@ -189,7 +189,7 @@ fn churn(sim: &Simulator, repo: &str, events: usize, seed: u64) {
 }
 
 /// Waits until no job is pending or running.
-async fn drain(db_url: &str, timeout: Duration) {
+pub(crate) async fn drain(db_url: &str, timeout: Duration) {
     let started = std::time::Instant::now();
     while count(db_url, "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").await > 0 {
         assert!(started.elapsed() < timeout, "the queue did not drain");

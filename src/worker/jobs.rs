@@ -28,6 +28,9 @@ const MAX_SNAPSHOT_DELIVERIES: usize = 20;
 pub struct JobDeliveries {
     /// Their ids (at most [`MAX_LOGGED_DELIVERIES`]), for logs and history.
     pub ids: Vec<String>,
+    /// How many there are, and the newest one's id when `ids` is cut short.
+    total: usize,
+    last: Option<String>,
     /// For event jobs with few enough deliveries, their payloads, used as
     /// snapshots; empty means "read GitHub".
     payloads: Vec<DeliveredPayload>,
@@ -37,39 +40,89 @@ impl JobDeliveries {
     pub fn first_id(&self) -> Option<&str> {
         <[String]>::first(&self.ids).map(String::as_str)
     }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The ids for a log field, so that grepping any one delivery id finds
+    /// the lines of the job that processed it: all of them, or (past
+    /// [`MAX_LOGGED_DELIVERIES`]) the first and the last with the count.
+    pub fn log_ids(&self) -> String {
+        match &self.last {
+            Some(last) if self.total > self.ids.len() => {
+                format!("{}…{last} ({} deliveries)", self.first_id().unwrap_or(""), self.total)
+            }
+            _ => self.ids.join(","),
+        }
+    }
+
+    fn new(mut ids: Vec<String>, payloads: Vec<DeliveredPayload>) -> Self {
+        let total = ids.len();
+        ids.truncate(MAX_LOGGED_DELIVERIES);
+        Self { ids, total, last: None, payloads }
+    }
+}
+
+/// How many deliveries a job has and the newest one's id (for jobs with more
+/// than were loaded).
+async fn count_and_last(
+    conn: &mut diesel_async::AsyncPgConnection,
+    job_id: i64,
+) -> diesel::QueryResult<(i64, Option<String>)> {
+    let total: i64 = webhook_deliveries::table
+        .filter(webhook_deliveries::job_id.eq(job_id))
+        .count()
+        .get_result(conn)
+        .await?;
+    let last = webhook_deliveries::table
+        .filter(webhook_deliveries::job_id.eq(job_id))
+        .order(webhook_deliveries::received_at.desc())
+        .select(webhook_deliveries::delivery_id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok((total, last))
 }
 
 /// Loads a job's deliveries in one query (payloads only for event jobs).
 /// A failure leaves them empty: logs lose the ids, the job reads GitHub.
 pub async fn deliveries_of(pool: &DbPool, job: &ClaimedJob) -> JobDeliveries {
     let Ok(mut conn) = pool.get().await else { return JobDeliveries::default() };
-    if job.kind != JobKind::Event.as_str() {
-        let ids = webhook_deliveries::table
+    // One more than is kept, to know whether there are more.
+    let limit = MAX_LOGGED_DELIVERIES.max(MAX_SNAPSHOT_DELIVERIES) as i64 + 1;
+    let mut loaded = if job.kind != JobKind::Event.as_str() {
+        webhook_deliveries::table
             .filter(webhook_deliveries::job_id.eq(job.id))
             .order(webhook_deliveries::received_at)
             .select(webhook_deliveries::delivery_id)
-            .limit(MAX_LOGGED_DELIVERIES as i64)
+            .limit(limit)
             .load(&mut conn)
             .await
-            .unwrap_or_default();
-        return JobDeliveries { ids, payloads: Vec::new() };
-    }
-    let limit = MAX_LOGGED_DELIVERIES.max(MAX_SNAPSHOT_DELIVERIES) as i64 + 1;
-    match deliveries::payloads_of_job(&mut conn, job.id, limit).await {
-        Ok(rows) => {
-            let ids = rows.iter().take(MAX_LOGGED_DELIVERIES).map(|(id, _, _)| id.clone()).collect();
+            .map(|ids| JobDeliveries::new(ids, Vec::new()))
+    } else {
+        deliveries::payloads_of_job(&mut conn, job.id, limit).await.map(|rows| {
+            let ids = rows.iter().map(|(id, _, _)| id.clone()).collect();
             let payloads = if rows.len() <= MAX_SNAPSHOT_DELIVERIES {
                 rows.into_iter().map(|(_, event, body)| DeliveredPayload { event, body }).collect()
             } else {
                 Vec::new()
             };
-            JobDeliveries { ids, payloads }
-        }
-        Err(error) => {
-            tracing::warn!(%error, job_id = job.id, "cannot load the job's deliveries; reading GitHub instead");
-            JobDeliveries::default()
+            JobDeliveries::new(ids, payloads)
+        })
+    };
+    if let Ok(found) = &mut loaded {
+        if found.total > MAX_LOGGED_DELIVERIES {
+            if let Ok((total, last)) = count_and_last(&mut conn, job.id).await {
+                found.total = usize::try_from(total).unwrap_or(found.total);
+                found.last = last;
+            }
         }
     }
+    loaded.unwrap_or_else(|error| {
+        tracing::warn!(%error, job_id = job.id, "cannot load the job's deliveries; reading GitHub instead");
+        JobDeliveries::default()
+    })
 }
 
 pub async fn run(
@@ -329,4 +382,21 @@ async fn run_installation(
         "installation synced"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ids_name_every_delivery_or_the_first_and_last_of_many() {
+        let few = JobDeliveries::new(vec!["a".into(), "b".into(), "c".into()], Vec::new());
+        assert_eq!(few.log_ids(), "a,b,c");
+        let ids: Vec<String> = (0..MAX_LOGGED_DELIVERIES + 1).map(|i| format!("d{i}")).collect();
+        let mut many = JobDeliveries::new(ids, Vec::new());
+        many.total = 57;
+        many.last = Some("d56".into());
+        assert_eq!(many.log_ids(), "d0…d56 (57 deliveries)");
+        assert_eq!(JobDeliveries::default().log_ids(), "");
+    }
 }

@@ -239,7 +239,8 @@ impl SlotWorker {
             kind = %job.kind,
             attempt = job.attempts,
             delivery_id = deliveries.first_id().unwrap_or(""),
-            deliveries = deliveries.ids.len(),
+            delivery_ids = %deliveries.log_ids(),
+            deliveries = deliveries.total(),
         );
         let started = std::time::Instant::now();
         // A panic in a job is that job's failure, recorded like any other;

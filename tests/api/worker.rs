@@ -604,3 +604,43 @@ async fn reconcile_wait_runs_the_sweep_here_and_prints_its_result() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no/such is not a watched repository"));
 }
+
+#[tokio::test]
+async fn every_delivery_id_is_on_the_log_lines_of_the_job_that_processed_it() {
+    let (sim, db) = world(1).await;
+    let env = child_env(&sim);
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Intake alone first, so that the deliveries coalesce into few jobs.
+    let intake = start_process(&["serve", "--no-worker"], &db, &env_refs).await;
+    sim.set_webhook(Some(target(&intake.address)));
+    let first = sim.open_pr(REPO, NewPr::new("First", "alice")).expect("open");
+    let second = sim.open_pr(REPO, NewPr::new("Second", "bob")).expect("open");
+    for label in ["a", "b", "c", "d"] {
+        sim.label(REPO, first, label).expect("label");
+        sim.label(REPO, second, label).expect("label");
+    }
+    sim.wait_for_deliveries().await;
+    let deliveries: Vec<String> = sim.deliveries().iter().map(|d| d.delivery_id.clone()).collect();
+    assert_eq!(deliveries.len(), 10);
+    assert_eq!(count(&db.url, "SELECT count(*) FROM jobs").await, 2, "ten deliveries, one job per PR");
+
+    let mut worker = start_process(&["worker"], &db, &env_refs).await;
+    drain(&db.url, CONVERGE).await;
+    worker.terminate();
+    assert_eq!(worker.exit_code().await, Some(0));
+    let logs = worker.logs.lock().expect("logs").clone();
+    let job_lines: Vec<&Value> = logs.iter().filter(|line| line.to_string().contains("\"job_id\"")).collect();
+    assert!(job_lines.len() >= 4, "{logs:?}");
+    for id in &deliveries {
+        assert!(
+            job_lines.iter().any(|line| line.to_string().contains(id.as_str())),
+            "delivery {id} is on no processing line: {job_lines:?}"
+        );
+    }
+    // Every line of a job's processing names its deliveries, not only the first.
+    for line in &job_lines {
+        let text = line.to_string();
+        assert!(text.contains("\"delivery_ids\""), "a job line without its deliveries: {text}");
+    }
+    drop(intake);
+}

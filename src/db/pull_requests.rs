@@ -115,3 +115,37 @@ pub async fn open_heads(conn: &mut AsyncPgConnection, repository_id: i64) -> Que
         .load(conn)
         .await
 }
+
+/// Runs first seen longer ago than this are no longer re-read by sweeps: a
+/// run GitHub never finished must not cost a call on every sweep forever.
+pub const UNFINISHED_CHECKS_WINDOW_DAYS: i32 = 14;
+/// At most this many commits a sweep, newest first.
+pub const MAX_UNFINISHED_CHECK_HEADS: i64 = 100;
+
+/// Commits with check runs not completed in the stored rows (first seen
+/// within [`UNFINISHED_CHECKS_WINDOW_DAYS`]), newest first: the sweep reads
+/// them whether or not they are an open PR's head.
+pub async fn unfinished_check_heads(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+) -> QueryResult<Vec<String>> {
+    use super::schema::check_runs;
+    let since = chrono::Utc::now() - chrono::Duration::days(i64::from(UNFINISHED_CHECKS_WINDOW_DAYS));
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = check_runs::table
+        .filter(check_runs::repository_id.eq(repository_id))
+        .filter(check_runs::status.ne("completed"))
+        .filter(check_runs::first_seen_at.gt(since))
+        .order(check_runs::first_seen_at.desc())
+        .select((check_runs::head_sha, check_runs::first_seen_at))
+        .limit(MAX_UNFINISHED_CHECK_HEADS * 4)
+        .load(conn)
+        .await?;
+    let mut heads: Vec<String> = Vec::new();
+    for (sha, _) in rows {
+        if !heads.contains(&sha) {
+            heads.push(sha);
+        }
+    }
+    heads.truncate(MAX_UNFINISHED_CHECK_HEADS as usize);
+    Ok(heads)
+}

@@ -151,6 +151,10 @@ pub struct ChangeSet {
     /// ([`SnapshotFit`]), since a tie cannot be ordered without GitHub.
     pub delivered_prs: bool,
     pub delivered_check_runs: bool,
+    /// Some reads failed: what was read is written, but the job is not
+    /// completed and no sweep or success is stamped, so the job fails and is
+    /// retried (its successful reads are free 304s the next time).
+    pub incomplete: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -327,6 +327,17 @@ impl PrProcessor {
                 // event before a merge is healed here too.
                 heads.extend(prs.iter().map(PrHead::from));
                 heads.extend(stored_open.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
+                if matches!(target, Target::Sweep) {
+                    // Commits whose stored runs are unfinished, open PR heads or
+                    // not: a run's start sends no webhook, and a lost completion
+                    // on an old head would otherwise never be healed.
+                    heads.extend(
+                        self.unfinished_check_heads(repo)
+                            .await?
+                            .into_iter()
+                            .map(|head_sha| PrHead { number: 0, head_sha }),
+                    );
+                }
             }
             // Whether to read the head's checks is decided after detection, below.
             Target::PullRequest { number, .. } => {
@@ -372,6 +383,9 @@ impl PrProcessor {
             changes.check_runs =
                 self.detector.detect_check_run_changes(repo.id, &runs.items).await.map_err(detection)?;
         }
+        // A read that failed (after its retries) must not end the job as done:
+        // what was read is written, and the job fails so it runs again.
+        changes.incomplete = !result.errors.is_empty();
         let report = self.synchronizer.synchronize_changes(repo.id, &changes).await.map_err(|e| match e {
             SyncError::Undecided(_) => Stop::Undecided,
             e => Stop::Failed(failure(ErrorKind::SynchronizationFailure, e.to_string())),
@@ -391,6 +405,9 @@ impl PrProcessor {
             if n > 0 {
                 metrics::counter!("prmonitor_sync_changes_total", "kind" => kind).increment(n as u64);
             }
+        }
+        if changes.incomplete {
+            return Err(Stop::Failed(result.errors.remove(0)));
         }
         Ok(())
     }
@@ -420,15 +437,15 @@ impl PrProcessor {
     }
 
     async fn stored_open_heads(&self, repo: &Repository) -> Result<Vec<(i32, String)>, ProcessingError> {
-        let failure = |context: String| ProcessingError {
-            kind: ErrorKind::ChangeDetectionFailure,
-            repository: repo.full_name(),
-            pr_number: None,
-            check_run_id: None,
-            context,
-        };
-        let mut conn = self.pool.get().await.map_err(|e| failure(e.to_string()))?;
-        pull_requests::open_heads(&mut conn, repo.id).await.map_err(|e| failure(e.to_string()))
+        let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+        pull_requests::open_heads(&mut conn, repo.id).await.map_err(|e| stored_read_failure(repo, e))
+    }
+
+    async fn unfinished_check_heads(&self, repo: &Repository) -> Result<Vec<String>, ProcessingError> {
+        let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+        pull_requests::unfinished_check_heads(&mut conn, repo.id)
+            .await
+            .map_err(|e| stored_read_failure(repo, e))
     }
 
     async fn record_failure(&self, repository_id: i64, reason: &str) -> Result<(), String> {
@@ -458,5 +475,16 @@ impl PrProcessor {
             failed: results.len() - succeeded,
             results,
         }
+    }
+}
+
+/// Reading the stored rows a unit of work compares against failed.
+fn stored_read_failure(repo: &Repository, error: impl std::fmt::Display) -> ProcessingError {
+    ProcessingError {
+        kind: ErrorKind::ChangeDetectionFailure,
+        repository: repo.full_name(),
+        pr_number: None,
+        check_run_id: None,
+        context: error.to_string(),
     }
 }

@@ -121,6 +121,10 @@ pub async fn write_change_set(
     report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
     insert_history(conn, changes, &pr_ids).await?;
     cache::save(conn, &changes.validators).await?;
+    if changes.incomplete {
+        // The job's failure is recorded by its caller; it will run again.
+        return Ok(report);
+    }
     if let Some(sweep) = changes.sweep {
         repositories::record_sweep(conn, repository_id, sweep.watermark).await?;
     }

@@ -701,3 +701,66 @@ async fn a_delivered_snapshot_that_ties_under_the_lock_writes_nothing() {
     assert!(matches!(outcome, Err(SyncError::Undecided(1))), "{outcome:?}");
     assert_eq!(count(&h.db.url, "SELECT count(*) FROM pull_requests WHERE title = 'Locked'").await, 1);
 }
+
+/// The head SHA of PR `number` in the simulator.
+fn sim_head(sim: &Simulator, repo: &str, number: i64) -> String {
+    sim.world(|w| w.repo(w.repo_id(repo).expect("repo")).expect("repo").pulls[&number].head_sha.clone())
+}
+
+async fn sweep(h: &Harness, repo: &Repository) -> ProcessingResult {
+    let ctx = WorkContext { cause: Cause::Sweep, ..WorkContext::default() };
+    h.processor.process(repo, Target::Sweep, ctx).await
+}
+
+#[tokio::test]
+async fn a_check_run_read_that_fails_writes_what_was_read_and_fails_the_unit_of_work() {
+    let h = harness_with(generated(1, 3, 2), |s| s.retry_attempts = 1).await;
+    let repo = h.register("acme/repo-0").await;
+    let head = sim_head(&h.sim, "acme/repo-0", 1);
+    let path = format!("/repos/acme/repo-0/commits/{head}/check-runs");
+    h.sim.set_faults(Faults { failing_paths: vec![path], ..Faults::default() });
+    let result = h.processor.process_repository(&repo, Cause::Backfill).await;
+    assert!(!result.success, "a head whose checks could not be read is not a success");
+    assert!(result.errors.iter().any(|e| e.context.contains("500")), "{:?}", result.errors);
+    assert_eq!(count(&h.db.url, "SELECT count(*) FROM pull_requests").await, 3, "what was read is written");
+    assert_eq!(
+        count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE head_sha = '{head}'")).await,
+        0
+    );
+    assert_eq!(count(&h.db.url, "SELECT count(*) FROM check_runs").await, 4, "the other heads' runs");
+    let stamped = h.reload(&repo).await;
+    assert_eq!(stamped.last_swept_at, None, "an incomplete read is not a finished backfill");
+    assert_eq!(stamped.consecutive_failures, 1);
+
+    h.sim.set_faults(Faults::default());
+    let retried = h.processor.process_repository(&repo, Cause::Backfill).await;
+    assert!(retried.success, "{:?}", retried.errors);
+    h.assert_matches_sim(&repo).await;
+}
+
+#[tokio::test]
+async fn a_sweep_heals_an_unfinished_run_on_a_commit_that_is_no_longer_a_head() {
+    let h = harness(generated(1, 1, 0)).await;
+    let repo = h.register("acme/repo-0").await;
+    let old_head = sim_head(&h.sim, "acme/repo-0", 1);
+    let run = h.sim.create_check_run("acme/repo-0", &old_head, "slow-test").expect("run");
+    assert!(h.processor.process_repository(&repo, Cause::Backfill).await.success);
+    // The PR moves on; the first sweep stores the new head.
+    h.sim.push("acme/repo-0", 1).expect("push");
+    assert!(sweep(&h, &repo).await.success);
+    h.assert_matches_sim(&repo).await;
+    // The old head's run starts and finishes; its webhooks are lost (a start sends none).
+    h.sim.start_check_run(run).expect("start");
+    h.sim.complete_check_run(run, "failure").expect("complete");
+    let result = sweep(&h, &repo).await;
+    assert!(result.success, "{:?}", result.errors);
+    h.assert_matches_sim(&repo).await;
+    assert_eq!(
+        count(
+            &h.db.url,
+            &format!("SELECT count(*) FROM check_runs WHERE github_id = {run} AND status = 'completed'")
+        )
+        .await,
+        1
+    );
+}

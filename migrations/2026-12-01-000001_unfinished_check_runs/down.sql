@@ -1,0 +1,1 @@
+DROP INDEX check_runs_unfinished_idx;

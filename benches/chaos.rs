@@ -605,7 +605,7 @@ use db::{busy_jobs, jobs_where, scalar, JobRow};
 #[derive(Default)]
 struct Explained {
     lines: Vec<String>,
-    kinds: BTreeMap<&'static str, usize>,
+    kinds: BTreeMap<String, usize>,
 }
 
 async fn explain(
@@ -644,14 +644,33 @@ async fn explain(
             continue;
         }
         let prs = heads.get(run.head_sha.as_str()).cloned().unwrap_or_default();
-        let kind = if prs.is_empty() {
-            "check run on an old head (no PR has that head now)"
+        let place = if prs.is_empty() {
+            "on an old head (no PR has that head now)"
         } else if prs.iter().any(|(_, state)| **state == PrState::Open) {
-            "check run on an open PR's head"
+            "on an open PR's head"
         } else {
-            "check run on a closed or merged PR's head"
+            "on a closed or merged PR's head"
         };
-        *into.kinds.entry(kind).or_default() += 1;
+        let deliveries = db::deliveries_mentioning(conn, &format!("\"id\":{id},")).await?;
+        let run_needle = format!("run {id} ");
+        let made_here = changes.iter().any(|c| c.contains(&run_needle) && c.contains(" created on "));
+        // Why the row is not the simulator's: what the run's latest change left for prmonitor to see.
+        let stored_action =
+            |action: &str| deliveries.iter().any(|d| d.contains(&format!("check_run.{action} ")));
+        let why = if run.status == "completed" && stored_action("completed") {
+            "its completion was delivered and stored, yet not applied"
+        } else if run.status == "completed" {
+            "its completion was not stored (webhook lost or refused)"
+        } else if stored.is_some() {
+            "started: GitHub sends no webhook for that"
+        } else if stored_action("created") {
+            "its creation was delivered and stored, yet not applied"
+        } else if made_here {
+            "its creation was not stored (webhook lost or refused)"
+        } else {
+            "made before the soak: the backfill did not store it"
+        };
+        *into.kinds.entry(format!("check run {place}, {why}")).or_default() += 1;
         if out.len() >= MAX_LINES {
             continue;
         }
@@ -662,22 +681,22 @@ async fn explain(
             format!("head of {}", list.join(", "))
         };
         out.push(format!(
-            "{name}: check run {id} ({}) on {}: stored {}, simulator {wanted}; {context}",
+            "{name}: check run {id} ({}) on {}: stored {}, simulator {wanted}; {context}; {why}",
             run.name,
             short(&run.head_sha),
             stored.unwrap_or_else(|| "nothing".into())
         ));
         // The run's own changes, its commit's (runs created on it, the push
         // that left it) and those of the PRs whose head it is.
-        let mut needles = vec![format!("run {id} "), short(&run.head_sha)];
+        let mut needles = vec![run_needle, short(&run.head_sha)];
         needles.extend(prs.iter().map(|(n, _)| format!("{name}#{n} ")));
         out.extend(history(&needles));
-        for line in db::deliveries_mentioning(conn, &format!("\"id\":{id},")).await? {
+        for line in deliveries {
             out.push(format!("      stored delivery {line}"));
         }
     }
     for id in stored_runs.keys().filter(|id| !sim_runs.contains_key(id)) {
-        *into.kinds.entry("check run stored but not in the simulator").or_default() += 1;
+        *into.kinds.entry("check run stored but not in the simulator".into()).or_default() += 1;
         out.push(format!("{name}: check run {id} is stored but not in the simulator"));
     }
     for (number, pr) in &sim_prs {
@@ -688,7 +707,7 @@ async fn explain(
         };
         let needles = [format!("{name}#{number} ")];
         let Some(stored) = stored_prs.get(number) else {
-            *into.kinds.entry("PR not stored").or_default() += 1;
+            *into.kinds.entry("PR not stored".into()).or_default() += 1;
             out.push(format!("{name}#{number}: not stored (simulator: {state}, {:?})", pr.title));
             out.extend(history(&needles));
             continue;
@@ -720,7 +739,7 @@ async fn explain(
             fields.push(format!("updated_at {} vs {updated}", stored.updated_at));
         }
         if !fields.is_empty() {
-            *into.kinds.entry("PR fields differ").or_default() += 1;
+            *into.kinds.entry("PR fields differ".into()).or_default() += 1;
             if out.len() < MAX_LINES {
                 out.push(format!("{name}#{number} (stored vs simulator): {}", fields.join("; ")));
                 out.extend(history(&needles));
@@ -1400,6 +1419,9 @@ async fn run() -> Result<bool, Error> {
         }
     }
     if !explained.kinds.is_empty() {
+        let unapplied: usize =
+            explained.kinds.iter().filter(|(k, _)| k.contains("yet not applied")).map(|(_, n)| n).sum();
+        report.info("of the differences, acknowledged deliveries that were not applied", unapplied);
         report.info(
             "differences by kind",
             explained.kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join("; "),

@@ -285,10 +285,13 @@ async fn read_body(
     if claimed.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(IntakeError::TooLarge);
     }
-    // A declared length is reserved whole, before reading: refused at once
-    // rather than half-way through.
-    let mut reserved = budget.reserve(kib_of(claimed.unwrap_or(0)))?;
-    let mut body = web::BytesMut::with_capacity(claimed.unwrap_or(0).min(MAX_PREALLOCATION));
+    // What is buffered is what counts, not what a header claims: a request
+    // that claims 25 MiB and trickles holds only the bytes it really sent
+    // (and the pre-allocation), so a few such requests cannot lock every
+    // other delivery out of the budget.
+    let preallocation = claimed.unwrap_or(0).min(MAX_PREALLOCATION);
+    let mut reserved = budget.reserve(kib_of(preallocation))?;
+    let mut body = web::BytesMut::with_capacity(preallocation);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| IntakeError::BodyRead(e.to_string()))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {

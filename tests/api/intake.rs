@@ -596,35 +596,50 @@ async fn an_unsigned_post_is_refused_before_its_body_is_read() {
 
 #[tokio::test]
 async fn bodies_in_flight_share_a_bounded_buffer_and_the_rest_get_503() {
-    let app = spawn_app_with(&[("PRMONITOR_WEBHOOK_BUFFER_MIB", "30")]).await;
-    let size = (20 * 1024 * 1024).to_string();
-    // Well-formed signatures (wrong ones: a stranger can make those), 20 MiB each.
-    let headers = || {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app_with(&[("PRMONITOR_WEBHOOK_BUFFER_MIB", "25")]).await;
+    // Well-formed signatures (wrong ones: a stranger can make those).
+    let headers = |size: usize| {
         vec![
-            ("content-length", size.clone()),
+            ("content-length", size.to_string()),
             ("x-github-event", "pull_request".to_owned()),
             ("x-github-delivery", crate::helpers::new_delivery_id()),
             ("x-hub-signature-256", format!("sha256={}", "ab".repeat(32))),
         ]
     };
-    // The first holds 20 of the 30 MiB while its body trickles in.
-    let mut first = start_post(&app.address, &headers(), 1024).await;
+    const MIB: usize = 1024 * 1024;
+    // The first has sent 20 of its 25 MiB and stalls: 20 MiB of the 25 are buffered.
+    let mut first = start_post(&app.address, &headers(25 * MIB), 20 * MIB).await;
     assert_eq!(status_within(&mut first, Duration::from_millis(500)).await, None, "still reading the first");
-    let mut second = start_post(&app.address, &headers(), 1024).await;
-    let answer =
-        status_within(&mut second, Duration::from_secs(5)).await.expect("the second is answered at once");
+    // The second needs more than what is left: refused as soon as it goes past it.
+    let second = start_post(&app.address, &headers(10 * MIB), 0).await;
+    let (mut reader, mut writer) = second.into_split();
+    let answer = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buffer)).await;
+        read.ok().and_then(Result::ok).map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned())
+    });
+    // The server may stop reading (and close) once it has answered.
+    let _ = writer.write_all(&vec![b' '; 8 * MIB]).await;
+    let answer = answer.await.expect("reader").expect("the second is answered while it sends");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 5"), "{answer}");
-    // Once the first is gone, its share is free again: a real delivery goes through.
-    drop(first);
+    // A small real delivery still fits beside the first.
     let body = br#"{"action":"opened","number":1,"pull_request":{"number":1},"repository":{"id":5,"full_name":"o/r"}}"#;
+    assert_eq!(app.send(&Delivery::new("pull_request", body.to_vec())).await.status(), 202);
+    // And once the first is gone, its share is free again.
+    drop(first);
     let mut status = 0;
     for _ in 0..50 {
-        status = app.send(&Delivery::new("pull_request", body.to_vec())).await.status().as_u16();
+        let big = format!(
+            r#"{{"action":"opened","number":2,"pull_request":{{"number":2}},"repository":{{"id":5,"full_name":"o/r"}},"padding":"{}"}}"#,
+            "x".repeat(20 * MIB)
+        );
+        status = app.send(&Delivery::new("pull_request", big.into_bytes())).await.status().as_u16();
         if status == 202 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(status, 202);
+    assert_eq!(status, 202, "a 20 MiB delivery fits once the first is gone");
 }

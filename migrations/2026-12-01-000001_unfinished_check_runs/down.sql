@@ -1,1 +1,2 @@
+DROP INDEX pr_state_history_head_changes_idx;
 DROP INDEX check_runs_unfinished_idx;

@@ -149,3 +149,34 @@ pub async fn unfinished_check_heads(
     heads.truncate(MAX_UNFINISHED_CHECK_HEADS as usize);
     Ok(heads)
 }
+
+/// Commits that stopped being the head of one of the repository's PRs
+/// (a push) after `since`, newest first, at most
+/// [`MAX_UNFINISHED_CHECK_HEADS`]: the sweep reads their check runs once, as
+/// a run created there while its webhook was lost is found nowhere else.
+pub async fn replaced_heads(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    since: chrono::DateTime<chrono::Utc>,
+) -> QueryResult<Vec<String>> {
+    use super::schema::pr_state_history;
+    let rows: Vec<Option<String>> = pr_state_history::table
+        .inner_join(pull_requests::table)
+        .filter(pull_requests::repository_id.eq(repository_id))
+        .filter(pr_state_history::field.eq("head_sha"))
+        .filter(pr_state_history::recorded_at.ge(since))
+        .filter(pr_state_history::old_value.is_not_null())
+        .order(pr_state_history::recorded_at.desc())
+        .select(pr_state_history::old_value)
+        .limit(MAX_UNFINISHED_CHECK_HEADS * 4)
+        .load(conn)
+        .await?;
+    let mut heads: Vec<String> = Vec::new();
+    for sha in rows.into_iter().flatten() {
+        if !heads.contains(&sha) {
+            heads.push(sha);
+        }
+    }
+    heads.truncate(MAX_UNFINISHED_CHECK_HEADS as usize);
+    Ok(heads)
+}

@@ -328,11 +328,11 @@ impl PrProcessor {
                 heads.extend(prs.iter().map(PrHead::from));
                 heads.extend(stored_open.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
                 if matches!(target, Target::Sweep) {
-                    // Commits whose stored runs are unfinished, open PR heads or
-                    // not: a run's start sends no webhook, and a lost completion
-                    // on an old head would otherwise never be healed.
+                    // Commits that are no open PR's head but may have changed
+                    // unseen: a run's start sends no webhook, and a lost
+                    // webhook on an old head would otherwise never be healed.
                     heads.extend(
-                        self.unfinished_check_heads(repo)
+                        self.commits_to_recheck(repo)
                             .await?
                             .into_iter()
                             .map(|head_sha| PrHead { number: 0, head_sha }),
@@ -441,11 +441,19 @@ impl PrProcessor {
         pull_requests::open_heads(&mut conn, repo.id).await.map_err(|e| stored_read_failure(repo, e))
     }
 
-    async fn unfinished_check_heads(&self, repo: &Repository) -> Result<Vec<String>, ProcessingError> {
+    /// Commits with unfinished stored runs, and heads replaced since the last
+    /// sweep (within the last day, before the first).
+    async fn commits_to_recheck(&self, repo: &Repository) -> Result<Vec<String>, ProcessingError> {
         let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
-        pull_requests::unfinished_check_heads(&mut conn, repo.id)
+        let mut commits = pull_requests::unfinished_check_heads(&mut conn, repo.id)
             .await
-            .map_err(|e| stored_read_failure(repo, e))
+            .map_err(|e| stored_read_failure(repo, e))?;
+        let since = repo.last_swept_at.unwrap_or_else(|| Utc::now() - chrono::Duration::days(1));
+        let replaced = pull_requests::replaced_heads(&mut conn, repo.id, since)
+            .await
+            .map_err(|e| stored_read_failure(repo, e))?;
+        commits.extend(replaced);
+        Ok(commits)
     }
 
     async fn record_failure(&self, repository_id: i64, reason: &str) -> Result<(), String> {

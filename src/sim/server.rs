@@ -248,8 +248,14 @@ impl Shared {
         if faults.failing_paths.iter().any(|p| path.starts_with(p.as_str())) {
             return Some(error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"));
         }
-        if faults.secondary_limits > 0 {
-            lock(&self.faults).secondary_limits -= 1;
+        // Taken under the lock: concurrent requests may race for the last one.
+        let limited = {
+            let mut current = lock(&self.faults);
+            let armed = current.secondary_limits > 0;
+            current.secondary_limits = current.secondary_limits.saturating_sub(1);
+            armed
+        };
+        if limited {
             let mut response = error(
                 StatusCode::FORBIDDEN,
                 "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",

@@ -764,3 +764,28 @@ async fn a_sweep_heals_an_unfinished_run_on_a_commit_that_is_no_longer_a_head() 
         1
     );
 }
+
+#[tokio::test]
+async fn a_sweep_finds_a_run_whose_webhook_was_lost_on_a_head_replaced_since_the_last_sweep() {
+    let h = harness(generated(1, 1, 0)).await;
+    let repo = h.register("acme/repo-0").await;
+    assert!(h.processor.process_repository(&repo, Cause::Backfill).await.success);
+    let old_head = sim_head(&h.sim, "acme/repo-0", 1);
+    // A run is created on the head, its webhook lost, then the PR is pushed on.
+    let run = h.sim.create_check_run("acme/repo-0", &old_head, "lint").expect("run");
+    h.sim.push("acme/repo-0", 1).expect("push");
+    let result = sweep(&h, &h.reload(&repo).await).await;
+    assert!(result.success, "{:?}", result.errors);
+    h.assert_matches_sim(&repo).await;
+    assert_eq!(
+        count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE github_id = {run}")).await,
+        1
+    );
+    // The push was recorded in that sweep's own transaction: the next sweep reads the old head once more.
+    let later = h.sim.create_check_run("acme/repo-0", &old_head, "late").expect("run");
+    assert!(sweep(&h, &h.reload(&repo).await).await.success);
+    assert_eq!(
+        count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE github_id = {later}")).await,
+        1
+    );
+}

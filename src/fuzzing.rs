@@ -371,18 +371,18 @@ pub fn policy(data: &[u8]) {
 
 /// `monitor::delivered::{newest_pr, check_runs}`.
 ///
-/// Layout: `[flags] repository id (i64) PR number (i64) head SHA`, up to the
-/// first NUL byte; then the payloads, separated by NUL bytes, each `[kind]
-/// body`. Kind bits 0–1 choose the event (pull_request, check_run,
+/// Layout: `[flags] repository id (i64) PR number (i64)`, then the head SHA
+/// up to the first NUL byte, then the payloads, separated by NUL bytes, each
+/// `[kind] body`. Kind bits 0–1 choose the event (pull_request, check_run,
 /// check_suite, push), bit 2 stands for a purged body. Flags bit 0 takes
 /// the repository id, number and SHA from the first payload's body instead,
 /// so that mutated payloads get past the identity checks.
 pub fn delivered(data: &[u8]) {
-    let mut parts = data.split(|b| *b == 0);
-    let mut head = Input(parts.next().unwrap_or_default());
-    let flags = head.u8();
-    let (mut repository, mut number) = (head.i64(), head.i64());
-    let mut head_sha = String::from_utf8_lossy(head.rest()).into_owned();
+    let mut input = Input(data);
+    let flags = input.u8();
+    let (mut repository, mut number) = (input.i64(), input.i64());
+    let mut parts = input.rest().split(|b| *b == 0);
+    let mut head_sha = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
     let payloads: Vec<DeliveredPayload> = parts
         .take(8)
         .map(|part| {

@@ -373,8 +373,9 @@ pub fn policy(data: &[u8]) {
 ///
 /// Layout: `[flags] repository id (i64) PR number (i64)`, then the head SHA
 /// up to the first NUL byte, then the payloads, separated by NUL bytes, each
-/// `[kind] body`. Kind bits 0–1 choose the event (pull_request, check_run,
-/// check_suite, push), bit 2 stands for a purged body. Flags bit 0 takes
+/// `[kind] body`. Kind bits 0–1 choose the event (push, pull_request,
+/// check_run, check_suite: a zero byte would be a separator, so the common
+/// kinds are not zero), bit 2 stands for a purged body. Flags bit 0 takes
 /// the repository id, number and SHA from the first payload's body instead,
 /// so that mutated payloads get past the identity checks.
 pub fn delivered(data: &[u8]) {
@@ -387,7 +388,7 @@ pub fn delivered(data: &[u8]) {
         .take(8)
         .map(|part| {
             let (kind, body) = part.split_first().map_or((0, &[][..]), |(k, b)| (*k, b));
-            let event = ["pull_request", "check_run", "check_suite", "push"][usize::from(kind & 3)];
+            let event = ["push", "pull_request", "check_run", "check_suite"][usize::from(kind & 3)];
             DeliveredPayload { event: event.into(), body: (kind & 4 == 0).then(|| body.to_vec()) }
         })
         .collect();

@@ -12,6 +12,9 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+/// The entry points that the fuzz targets under `fuzz/` and their regression
+/// test (which replays `fuzz/regressions/`) share: one copy of each target's logic.
+pub mod fuzzing;
 pub mod github;
 pub mod http;
 pub mod monitor;

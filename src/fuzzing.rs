@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Secret;
 use crate::github::link::next_link;
+use crate::github::models::{IdOnly, PullRequest};
 use crate::github::pacing::{self, Budget, Purpose};
 use crate::github::policy::{self, LimitHeaders, Verdict, MAX_WAIT};
 use crate::monitor::data::PrData;
@@ -409,14 +410,23 @@ pub fn delivered(data: &[u8]) {
     if let Some(pr) = delivered::newest_pr(&payloads, repository, number) {
         assert_eq!(i64::from(pr.number), number);
         // Every delivery is a snapshot of this PR, none newer than the answer.
+        // Read as newest_pr reads them: from_slice does not check the UTF-8 of
+        // the strings it skips (intake's parse_payload did, before storing).
+        #[derive(serde::Deserialize)]
+        struct Snapshot {
+            pull_request: PullRequest,
+            repository: IdOnly,
+        }
         let mut found = false;
         for payload in &payloads {
             assert_eq!(payload.event, "pull_request");
-            let value: serde_json::Value =
-                payload.body.as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
-            assert_eq!(value["repository"]["id"].as_i64(), Some(repository));
-            let Ok(snapshot) = PrData::from_json(&value["pull_request"]) else {
+            let parsed = payload.body.as_deref().map(serde_json::from_slice::<Snapshot>);
+            let Some(Ok(Snapshot { pull_request, repository: repo })) = parsed else {
                 panic!("an unreadable PR snapshot was accepted")
+            };
+            assert_eq!(repo.id, repository);
+            let Ok(snapshot) = PrData::from_github(&pull_request) else {
+                panic!("a PR snapshot out of range was accepted")
             };
             assert!(snapshot.updated_at <= pr.updated_at);
             found |= snapshot == pr;

@@ -20,17 +20,8 @@ use crate::queue::JobKind;
 use crate::webhook::envelope::{self, Disposition, EnvelopeError};
 use crate::webhook::signature::{self, SignatureError};
 
-/// The events intake tracks, plus `push`, which it ignores.
-pub const EVENT_NAMES: [&str; 8] = [
-    "pull_request",
-    "check_run",
-    "check_suite",
-    "installation",
-    "installation_repositories",
-    "repository",
-    "ping",
-    "push",
-];
+/// The events intake tracks, plus `ping` and `push`.
+pub const EVENT_NAMES: [&str; 8] = envelope::KNOWN_EVENTS;
 
 /// The secrets the `signature` target signs and verifies with.
 const SECRET_A: &str = "It's a Secret to Everybody";

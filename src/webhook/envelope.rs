@@ -9,6 +9,20 @@ use serde::Deserialize;
 
 use crate::queue::{EventTarget, InstallationTarget, NewJob, RepoRef};
 
+/// The events prmonitor knows by name: the tracked ones, `ping`, and `push`
+/// (ignored, but common enough to count apart). Metrics label only these,
+/// so a header cannot create unbounded label values.
+pub const KNOWN_EVENTS: [&str; 8] = [
+    "pull_request",
+    "check_run",
+    "check_suite",
+    "installation",
+    "installation_repositories",
+    "repository",
+    "ping",
+    "push",
+];
+
 /// GitHub's delivery ids are GUIDs (36 characters); anything far longer is not one.
 pub const MAX_DELIVERY_ID_LEN: usize = 128;
 pub const MAX_EVENT_NAME_LEN: usize = 64;

@@ -310,18 +310,8 @@ async fn read_body(
 /// Events are labelled by name only when prmonitor knows them: a header is
 /// not allowed to create unbounded label values.
 fn event_label(headers: &HeaderMap) -> &'static str {
-    const KNOWN: [&str; 8] = [
-        "pull_request",
-        "check_run",
-        "check_suite",
-        "installation",
-        "installation_repositories",
-        "repository",
-        "ping",
-        "push",
-    ];
     let event = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or("");
-    KNOWN.into_iter().find(|known| *known == event).unwrap_or("other")
+    envelope::KNOWN_EVENTS.into_iter().find(|known| *known == event).unwrap_or("other")
 }
 
 fn record_metrics(headers: &HeaderMap, result: &Result<Accepted, IntakeError>) {

@@ -1200,19 +1200,7 @@ async fn run() -> Result<bool, Error> {
             break;
         }
         // A process that exited without being killed is restarted too, and reported.
-        for proc in &mut procs {
-            if let Ok(Some(status)) = proc.child.try_wait() {
-                let what = format!(
-                    "{}-{} exited on its own: {status} (log {})",
-                    proc.name,
-                    proc.generation,
-                    proc.log.display()
-                );
-                timeline.note(&what);
-                chaos.unexpected_exits.push(what);
-                *proc = launcher.start_retrying(proc.name, proc.role, proc.generation + 1).await?;
-            }
-        }
+        restart_exited(&mut procs, &launcher, &mut timeline, &mut chaos).await?;
         if procs[current].role == Role::Serve {
             sim.set_webhook(Some(target(&procs[current].address, true)));
         }
@@ -1288,19 +1276,7 @@ async fn run() -> Result<bool, Error> {
     if tokio::time::timeout(Duration::from_secs(120), sim.wait_for_deliveries()).await.is_err() {
         timeline.note("the simulator's webhooks were still being sent after 120 s");
     }
-    for proc in &mut procs {
-        if let Ok(Some(status)) = proc.child.try_wait() {
-            let what = format!(
-                "{}-{} exited on its own: {status} (log {})",
-                proc.name,
-                proc.generation,
-                proc.log.display()
-            );
-            timeline.note(&what);
-            chaos.unexpected_exits.push(what);
-            *proc = launcher.start_retrying(proc.name, proc.role, proc.generation + 1).await?;
-        }
-    }
+    restart_exited(&mut procs, &launcher, &mut timeline, &mut chaos).await?;
     let mut reconciled = None;
     for _ in 0..10 {
         match reconcile(&procs[current].address).await {
@@ -1585,4 +1561,27 @@ async fn run() -> Result<bool, Error> {
     std::fs::write(&path, &markdown)?;
     eprintln!("chaos: report in {}, logs in {}", path.display(), settings.log_dir.display());
     Ok(failed.is_empty())
+}
+
+/// Restarts, and reports, every process that exited without being killed.
+async fn restart_exited(
+    procs: &mut [Proc],
+    launcher: &Launcher,
+    timeline: &mut Timeline,
+    chaos: &mut Chaos,
+) -> Result<(), Error> {
+    for proc in procs.iter_mut() {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            let what = format!(
+                "{}-{} exited on its own: {status} (log {})",
+                proc.name,
+                proc.generation,
+                proc.log.display()
+            );
+            timeline.note(&what);
+            chaos.unexpected_exits.push(what);
+            *proc = launcher.start_retrying(proc.name, proc.role, proc.generation + 1).await?;
+        }
+    }
+    Ok(())
 }

@@ -5,8 +5,10 @@
 //! `scripts/bench.sh [scenario…]` runs it (scenarios: ingest, pipeline,
 //! backfill, sweep; all by default).
 
+// A measuring program, not the service: a failed expectation ends the run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{BigInt, Double};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use github_sim::prng::SplitMix64;
+use github_sim::{self as sim, Generate, NewPr, SimConfig, Simulator, WebhookTarget};
 use prmonitor::config::{parse_api_url, DatabaseUrl, GitHubAuth, Secret, Settings};
 use prmonitor::db::repositories::{self, NewRepository};
 use prmonitor::github::GitHubClient;
@@ -21,13 +25,11 @@ use prmonitor::monitor::{
     Cause, ChangeSet, DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor,
     SyncError, SyncReport, Synchronizer, Target, WorkContext,
 };
-use prmonitor::prng::SplitMix64;
-use prmonitor::sim::{self, Generate, NewPr, SimConfig, Simulator, WebhookTarget};
+use prmonitor_testkit::{verify, Binary, Serve, TestDatabase, TEST_SECRET};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const SECRET: &str = "bench-secret";
-const BINARY: &str = env!("CARGO_BIN_EXE_prmonitor");
+const SECRET: &str = TEST_SECRET;
+const PRMONITOR: Binary = Binary(env!("CARGO_BIN_EXE_prmonitor"));
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 /// (event, delivery id, body, signature)
@@ -92,26 +94,6 @@ impl Report {
     }
 }
 
-fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn url_for(name: &str) -> String {
-    let mut url = url::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
-    url.set_path(&format!("/{name}"));
-    url.to_string()
-}
-
-/// A fresh, migrated database for one scenario.
-async fn fresh_database(name: &str) -> Result<String, Error> {
-    let mut conn = AsyncPgConnection::establish(&url_for("postgres")).await?;
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
-    let url = url_for(name);
-    prmonitor::db::run_migrations(&DatabaseUrl::parse(&url)?).await?;
-    Ok(url)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -122,60 +104,32 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A `prmonitor` child process and its address.
 struct Child {
-    child: tokio::process::Child,
+    serve: Serve,
     address: String,
 }
 
 impl Child {
-    async fn start(args: &[&str], db_url: &str, extra: &[(&str, String)]) -> Result<Self, Error> {
-        let mut command = tokio::process::Command::new(BINARY);
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", db_url)
-            .env("PRMONITOR_LISTEN", "127.0.0.1:0")
-            .env("PRMONITOR_WEBHOOK_SECRETS", SECRET)
-            .env("PRMONITOR_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn,prmonitor::cli=info")
-            .env("PRMONITOR_DB_POOL_SIZE", "20")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (key, value) in extra {
-            command.env(key, value);
-        }
-        let mut child = command.spawn()?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                    if entry["message"] == "listening" {
-                        if let (Some(tx), Some(address)) = (tx.take(), entry["address"].as_str()) {
-                            let _ = tx.send(address.to_owned());
-                        }
-                    }
-                }
-            }
-        });
-        let address = tokio::time::timeout(Duration::from_secs(60), rx).await??;
-        Ok(Self { child, address })
+    async fn start(args: &[&str], db: &TestDatabase, extra: &[(&str, String)]) -> Result<Self, Error> {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from).to_string();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("RUST_LOG", "warn,prmonitor::cli=info"),
+            ("PRMONITOR_DB_POOL_SIZE", "20"),
+            ("PRMONITOR_HTTP_WORKERS", &workers),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+        let serve = PRMONITOR.start(args, db, &env).await;
+        let address = serve.address.clone();
+        Ok(Self { serve, address })
     }
 
     /// Peak resident memory (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        self.child.id().map_or(0.0, |pid| peak_rss(&format!("/proc/{pid}/status")))
+        self.serve.child.id().map_or(0.0, |pid| peak_rss(&format!("/proc/{pid}/status")))
     }
 
     async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        self.serve.terminate();
+        let _ = self.serve.exit_code().await;
     }
 }
 
@@ -387,16 +341,17 @@ async fn ingest(report: &mut Report) -> Result<(), Error> {
     .await?;
     let items =
         Arc::new(deliveries(COUNT, (500_000, "acme/repo-0", sim::generate::GENERATED_INSTALLATION), 500));
-    let db = fresh_database("prmonitor_bench_ingest").await?;
+    let database = TestDatabase::migrated().await;
+    let db = database.url.clone();
     let bodies: Vec<&[u8]> = items.iter().map(|(_, _, body, _)| body.as_slice()).collect();
     let baseline = pgbench_baseline(&db, CONCURRENCY, &bodies).await?;
     for (label, worker) in [("worker off", false), ("worker on", true)] {
-        let db = fresh_database("prmonitor_bench_ingest").await?;
+        let database = TestDatabase::migrated().await;
         let mut args = vec!["serve", "--no-scheduler"];
         if !worker {
             args.push("--no-worker");
         }
-        let child = Child::start(&args, &db, &sim_env(&sim)).await?;
+        let child = Child::start(&args, &database, &sim_env(&sim)).await?;
         let (elapsed, latencies) = send_all(&child.address, items.clone(), CONCURRENCY).await?;
         let rate = COUNT as f64 / elapsed.as_secs_f64();
         let scenario = format!("ingest ({label})");
@@ -568,8 +523,9 @@ async fn pipeline_at(
         ..SimConfig::default()
     })
     .await?;
-    let db = fresh_database("prmonitor_bench_pipeline").await?;
-    let child = Child::start(&["serve", "--no-scheduler"], &db, &sim_env(&sim)).await?;
+    let database = TestDatabase::migrated().await;
+    let db = database.url.clone();
+    let child = Child::start(&["serve", "--no-scheduler"], &database, &sim_env(&sim)).await?;
     register_and_backfill(&db, &child.address).await?;
     let calls_before = metric_sum(&child.address, "prmonitor_github_calls_total", "purpose").await?;
     sim.reset_stats();
@@ -598,7 +554,7 @@ async fn pipeline_at(
     .map(|l| l.ms)
     .collect();
     latencies.sort_by(f64::total_cmp);
-    let verified = sim::verify::diff_all(&mut conn, &sim).await;
+    let verified = verify::diff_all(&db, &sim).await;
     let api = sim.stats().requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
     let calls_after = metric_sum(&child.address, "prmonitor_github_calls_total", "purpose").await?;
     report.add(scenario, "events fully synchronized", events as f64 / elapsed.as_secs_f64(), "/s");
@@ -662,7 +618,8 @@ async fn backfill(report: &mut Report) -> Result<(), Error> {
         ..SimConfig::default()
     })
     .await?;
-    let db = fresh_database("prmonitor_bench_backfill").await?;
+    let database = TestDatabase::migrated().await;
+    let db = database.url.clone();
     let settings = settings_for(&db, &sim)?;
     let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
     let github = GitHubClient::new(&settings.github, pool.clone())?;
@@ -781,7 +738,8 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
         ..SimConfig::default()
     })
     .await?;
-    let db = fresh_database("prmonitor_bench_sweep").await?;
+    let database = TestDatabase::migrated().await;
+    let db = database.url.clone();
     let settings = settings_for(&db, &sim)?;
     let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
     let github = GitHubClient::new(&settings.github, pool.clone())?;

@@ -39,11 +39,14 @@ enum Command {
     #[command(subcommand)]
     Jobs(JobsCommand),
     /// Run the GitHub simulator (for trying prmonitor without GitHub).
+    #[cfg(feature = "simulator")]
     Sim(SimArgs),
     /// The service against the simulator, a scripted stretch of activity, a table.
+    #[cfg(feature = "simulator")]
     Demo(DemoArgs),
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Debug, clap::Args)]
 struct DemoArgs {
     /// Stop after printing the table, instead of serving until Ctrl-C.
@@ -114,6 +117,7 @@ impl JobStateArg {
     }
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Debug, clap::Args)]
 struct SimArgs {
     /// Address to listen on.
@@ -148,12 +152,23 @@ struct SimArgs {
     webhook_secret: String,
 }
 
+impl Cli {
+    fn is_demo(&self) -> bool {
+        #[cfg(feature = "simulator")]
+        if matches!(self.command, Command::Demo(_)) {
+            return true;
+        }
+        false
+    }
+}
+
 const EXIT_FAILED: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> ExitCode {
     // clap prints its own message and exits 2 on a usage error.
     let cli = Cli::parse();
+    #[cfg(feature = "simulator")]
     if let Command::Sim(args) = &cli.command {
         return run_sim(args);
     }
@@ -166,7 +181,7 @@ pub fn main() -> ExitCode {
     };
     // Panics become one structured log event (the parts that hit one are restarted).
     crate::supervise::log_panics();
-    if matches!(cli.command, Command::Demo(_)) {
+    if cli.is_demo() {
         // The demo talks through its own lines; the service's logs would drown them.
         telemetry::init_with_default(settings.log_format, "warn");
     } else {
@@ -189,10 +204,12 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::Reconcile(args) => reconcile(settings, args).await,
             Command::Jobs(command) => jobs(settings, command).await,
+            #[cfg(feature = "simulator")]
             Command::Demo(args) => {
                 let database_given = std::env::var_os("DATABASE_URL").is_some() || cli.config.is_some();
                 crate::demo::run(settings, crate::demo::DemoOptions { exit: args.exit, database_given }).await
             }
+            #[cfg(feature = "simulator")]
             Command::Sim(_) => Ok(()),
         }
     });
@@ -372,6 +389,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+#[cfg(feature = "simulator")]
 /// `prmonitor sim`: the simulator in the foreground until Ctrl-C or SIGTERM.
 fn run_sim(args: &SimArgs) -> ExitCode {
     telemetry::init(crate::config::LogFormat::Text);
@@ -379,7 +397,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
         None => None,
         Some(path) => match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str::<crate::sim::Fixture>(&text).map_err(|e| e.to_string()))
+            .and_then(|text| serde_json::from_str::<github_sim::Fixture>(&text).map_err(|e| e.to_string()))
         {
             Ok(fixture) => Some(fixture),
             Err(error) => {
@@ -388,18 +406,18 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             }
         },
     };
-    let config = crate::sim::SimConfig {
+    let config = github_sim::SimConfig {
         listen: args.listen,
         path_prefix: args.prefix.clone(),
         static_token: args.token.clone(),
         seed: args.seed,
-        generate: (args.repos > 0).then_some(crate::sim::Generate {
+        generate: (args.repos > 0).then_some(github_sim::Generate {
             repositories: args.repos,
             pull_requests: args.prs,
             check_runs: args.checks,
         }),
         fixture,
-        webhook: args.webhook_url.clone().map(|url| crate::sim::WebhookTarget {
+        webhook: args.webhook_url.clone().map(|url| github_sim::WebhookTarget {
             url,
             secret: args.webhook_secret.clone(),
             loss_rate: 0.0,
@@ -407,22 +425,22 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             reorder_rate: 0.0,
             concurrency: 1,
         }),
-        ..crate::sim::SimConfig::default()
+        ..github_sim::SimConfig::default()
     };
     let Some(runtime) = runtime() else {
         return ExitCode::from(EXIT_FAILED);
     };
     let result = runtime.block_on(async {
-        let sim = crate::sim::Simulator::start(config).await?;
+        let sim = github_sim::Simulator::start(config).await?;
         tracing::info!(
             api_url = %sim.api_url(),
-            app_id = crate::sim::SIM_APP_ID,
+            app_id = github_sim::SIM_APP_ID,
             "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID)"
         );
         let signal = shutdown_signal().await;
         tracing::info!(signal, "stopping the simulator");
         sim.stop().await;
-        Ok::<_, crate::sim::SimError>(())
+        Ok::<_, github_sim::SimError>(())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,11 +7,12 @@ use anyhow::Context as _;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::config::{DatabaseUrl, GitHubAuth, Secret, Settings};
+use github_sim::{self as sim, Generate, NewPr, SimConfig, Simulator};
+
+use crate::config::{DatabaseUrl, Secret, Settings};
 use crate::db::{self, reads, repositories, DbPool};
-use crate::sim::{self, Generate, NewPr, SimConfig, Simulator, WebhookTarget};
+use crate::simulated;
 use crate::startup::{Components, Service};
-use crate::webhook::signature;
 
 /// Where the demo keeps its data when `DATABASE_URL` is not set: its own
 /// database, made afresh each run, so it never touches real data.
@@ -50,9 +51,7 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
     }
     settings.webhook_secrets = vec![Secret::new(DEMO_SECRET)];
     settings.admin_token.get_or_insert_with(|| Secret::new(DEMO_ADMIN_TOKEN));
-    settings.github.api_url = crate::config::parse_api_url(&sim.api_url()).map_err(anyhow::Error::msg)?;
-    settings.github.auth =
-        Some(GitHubAuth::App { app_id: sim::SIM_APP_ID, private_key: Secret::new(sim::SIM_APP_PRIVATE_KEY) });
+    simulated::use_simulator(&mut settings, &sim).map_err(anyhow::Error::msg)?;
     settings.github.retry_base_delay = Duration::from_millis(100);
     settings.worker.poll_interval = Duration::from_millis(200);
     settings.worker.retry_delay = Duration::from_millis(200);
@@ -72,22 +71,20 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
     let address = service.address().context("the service has no HTTP address")?;
     println!("  prmonitor          http://{address}  (database {})", settings.database_url);
     let secret = settings.webhook_secrets[0].expose().to_owned();
-    sim.set_webhook(Some(WebhookTarget {
-        url: format!("http://{address}/webhooks/github"),
-        secret: secret.clone(),
-        loss_rate: 0.0,
-        duplicate_rate: 0.0,
-        reorder_rate: 0.0,
-        concurrency: 1,
-    }));
+    sim.set_webhook(Some(simulated::webhook_target(&address.to_string(), &secret)));
 
     step("The App is installed: prmonitor registers and backfills the repositories");
-    send_installation_created(&address.to_string(), &secret).await?;
-    settle(&pool, &sim).await?;
+    simulated::send_installation_created(
+        &address.to_string(),
+        &secret,
+        "00000000-0000-4000-8000-000000000001",
+    )
+    .await?;
+    simulated::settle(&pool, &sim, Duration::from_secs(60)).await?;
 
     step("Activity: PRs opened and pushed, checks queued, failing and passing, a merge, a label");
     let script = play(&sim)?;
-    settle(&pool, &sim).await?;
+    simulated::settle(&pool, &sim, Duration::from_secs(60)).await?;
 
     step("GitHub loses one webhook: a title change prmonitor never hears of");
     let (repo, number) = script.renamed;
@@ -98,9 +95,12 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
     let stored = stored_title(&pool, repo, number).await?;
     println!("    stored title of {repo}#{number}: {stored:?} (stale)");
     step("A sweep heals it (POST /api/v1/reconcile)");
-    reconcile(&address.to_string(), settings.admin_token.as_ref().map_or(DEMO_ADMIN_TOKEN, |t| t.expose()))
-        .await?;
-    settle(&pool, &sim).await?;
+    simulated::reconcile_all(
+        &address.to_string(),
+        settings.admin_token.as_ref().map_or(DEMO_ADMIN_TOKEN, |t| t.expose()),
+    )
+    .await?;
+    simulated::settle(&pool, &sim, Duration::from_secs(60)).await?;
     println!("    stored title of {repo}#{number}: {:?}", stored_title(&pool, repo, number).await?);
 
     print_table(&pool, &sim).await?;
@@ -134,59 +134,6 @@ async fn reset_database(url: &DatabaseUrl) -> anyhow::Result<()> {
         .execute(&mut conn)
         .await?;
     Ok(())
-}
-
-async fn send_installation_created(address: &str, secret: &str) -> anyhow::Result<()> {
-    let mut payload: serde_json::Value =
-        serde_json::from_str(include_str!("../fixtures/github/payloads/installation/created.json"))?;
-    payload["installation"]["id"] = serde_json::Value::from(sim::generate::GENERATED_INSTALLATION);
-    payload["installation"]["app_id"] = serde_json::Value::from(sim::SIM_APP_ID);
-    let body = serde_json::to_vec(&payload)?;
-    let response = reqwest::Client::new()
-        .post(format!("http://{address}/webhooks/github"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "installation")
-        .header("x-github-delivery", "00000000-0000-4000-8000-000000000001")
-        .header("x-hub-signature-256", signature::sign(&Secret::new(secret), &body))
-        .body(body)
-        .send()
-        .await?;
-    anyhow::ensure!(response.status().is_success(), "the installation webhook got {}", response.status());
-    Ok(())
-}
-
-async fn reconcile(address: &str, token: &str) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
-        .post(format!("http://{address}/api/v1/reconcile"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(r#"{"all":true}"#)
-        .send()
-        .await?;
-    anyhow::ensure!(response.status().as_u16() == 202, "reconcile answered {}", response.status());
-    Ok(())
-}
-
-/// Waits until every webhook is delivered and no job is pending or running.
-async fn settle(pool: &DbPool, sim: &Simulator) -> anyhow::Result<()> {
-    use crate::db::schema::jobs;
-    sim.wait_for_deliveries().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let busy: i64 = {
-            let mut conn = pool.get().await?;
-            jobs::table
-                .filter(jobs::state.eq_any(["pending", "running"]))
-                .count()
-                .get_result(&mut conn)
-                .await?
-        };
-        if busy == 0 {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{busy} jobs still unfinished after a minute");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 struct Script {

@@ -5,24 +5,28 @@
 //! stores deliveries, `queue` holds the jobs they become, `db` owns the
 //! schema and the pool, `http` the routes, `startup` wires them together.
 
-// unwrap/expect belong in tests and start-up only; elsewhere errors are handled.
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+// unwrap/expect are denied by the workspace's lints (tests may use them, clippy.toml).
 
 pub mod cli;
 pub mod config;
 pub mod db;
+/// `prmonitor demo`: the service against the simulator, in one process.
+#[cfg(feature = "simulator")]
 pub mod demo;
 /// The entry points that the fuzz targets under `fuzz/` and their regression
 /// test (which replays `fuzz/regressions/`) share: one copy of each target's logic.
 pub mod fuzzing;
 pub mod github;
 pub mod http;
+pub mod jitter;
 pub mod monitor;
-pub mod prng;
 pub mod progress;
 pub mod queue;
 pub mod scheduler;
-pub mod sim;
+/// The service wired to the GitHub simulator: shared by the demo, `prmonitor sim`,
+/// the test kit and the benchmarks.
+#[cfg(feature = "simulator")]
+pub mod simulated;
 pub mod startup;
 pub mod supervise;
 pub mod telemetry;

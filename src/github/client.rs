@@ -18,7 +18,7 @@ use super::pacing::{Budget, Pacer, Purpose};
 use super::policy::{self, LimitHeaders, Verdict};
 use crate::config::{GitHubAuth, GitHubSettings};
 use crate::db::DbPool;
-use crate::prng::SplitMix64;
+use crate::jitter::Jitter;
 
 /// GitHub's largest page.
 const PER_PAGE: u32 = 100;
@@ -236,7 +236,7 @@ struct Inner {
     pool: DbPool,
     pacer: Pacer,
     counters: Counters,
-    jitter: SplitMix64,
+    jitter: Jitter,
 }
 
 impl GitHubClient {
@@ -272,7 +272,7 @@ impl GitHubClient {
                 pool,
                 pacer: Pacer::new(settings.max_concurrent_requests, settings.rate_limit_reserve_percent),
                 counters: Counters::default(),
-                jitter: SplitMix64::from_time(),
+                jitter: Jitter::new(),
                 settings: settings.clone(),
             }),
         })
@@ -657,7 +657,7 @@ impl GitHubClient {
         if retry == 0 {
             return std::time::Duration::ZERO;
         }
-        policy::backoff(self.inner.settings.retry_base_delay, retry, self.inner.jitter.next_f64())
+        policy::backoff(self.inner.settings.retry_base_delay, retry, self.inner.jitter.fraction())
     }
 
     /// Sleeps before the next attempt, unless there is none.

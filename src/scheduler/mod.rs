@@ -13,7 +13,7 @@ use crate::config::{GitHubSettings, WorkerSettings};
 use crate::db::schema::webhook_deliveries;
 use crate::db::{repositories, DbPool};
 use crate::github::cache;
-use crate::prng::SplitMix64;
+use crate::jitter::Jitter;
 use crate::queue::{self, JobKind, NewJob, RepositoryJob};
 
 /// Finished jobs stay this long for `GET /api/v1/jobs/{id}` and `jobs list`.
@@ -23,12 +23,12 @@ pub struct Scheduler {
     pool: DbPool,
     settings: WorkerSettings,
     cache_ttl: Duration,
-    jitter: SplitMix64,
+    jitter: Jitter,
 }
 
 impl Scheduler {
     pub fn new(pool: DbPool, settings: WorkerSettings, github: &GitHubSettings) -> Self {
-        Self { pool, settings, cache_ttl: github.cache_ttl, jitter: SplitMix64::from_time() }
+        Self { pool, settings, cache_ttl: github.cache_ttl, jitter: Jitter::new() }
     }
 
     /// How often it looks: a tenth of the interval, between 1 s and a minute.
@@ -50,7 +50,7 @@ impl Scheduler {
                 tracing::warn!(%error, "housekeeping failed");
             }
             // Spread instances' ticks so they do not query in lockstep.
-            let pause = self.tick().mul_f64(0.8 + self.jitter.next_f64() * 0.4);
+            let pause = self.tick().mul_f64(0.8 + self.jitter.fraction() * 0.4);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,

@@ -20,8 +20,8 @@ use tracing::Instrument as _;
 use crate::config::{DatabaseUrl, WorkerSettings};
 use crate::db::DbPool;
 use crate::github::GitHubClient;
+use crate::jitter::Jitter;
 use crate::monitor::PrProcessor;
-use crate::prng::SplitMix64;
 use crate::queue::{self, ClaimedJob, JobRef};
 use crate::supervise::{panic_message, supervise, Fatal, Restart};
 
@@ -57,12 +57,12 @@ pub struct Worker {
     heartbeat: Arc<Heartbeat>,
     wake: Arc<Notify>,
     running: Arc<Mutex<HashSet<i64>>>,
-    jitter: Arc<SplitMix64>,
+    jitter: Arc<Jitter>,
 }
 
 impl Worker {
     pub fn new(deps: WorkerDeps) -> Self {
-        let jitter = SplitMix64::from_time();
+        let jitter = Jitter::new();
         let id = format!("{}-{}-{:06x}", hostname(), std::process::id(), jitter.next_u64() & 0x00ff_ffff);
         Self {
             deps: Arc::new(deps),
@@ -189,7 +189,7 @@ struct SlotWorker {
     heartbeat: Arc<Heartbeat>,
     wake: Arc<Notify>,
     running: Arc<Mutex<HashSet<i64>>>,
-    jitter: Arc<SplitMix64>,
+    jitter: Arc<Jitter>,
 }
 
 impl SlotWorker {
@@ -212,7 +212,7 @@ impl SlotWorker {
                 }
             }
             // Idle: a notification, the poll interval (spread a little), or shutdown.
-            let pause = poll.mul_f64(0.75 + self.jitter.next_f64() / 2.0);
+            let pause = poll.mul_f64(0.75 + self.jitter.fraction() / 2.0);
             tokio::select! {
                 _ = woken => {}
                 _ = tokio::time::sleep(pause) => {}
@@ -267,7 +267,7 @@ impl SlotWorker {
                 let backoff = crate::github::policy::backoff(
                     self.deps.settings.retry_delay,
                     u32::try_from(job.attempts).unwrap_or(1),
-                    self.jitter.next_f64(),
+                    self.jitter.fraction(),
                 );
                 match self.deps.pool.get().await {
                     Ok(mut conn) => match queue::fail(&mut conn, &job_ref, &error, backoff).await {

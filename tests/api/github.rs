@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use github_sim::{Faults, Generate, NewPr, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
 use prmonitor::config::{parse_api_url, GitHubAuth, GitHubSettings, Secret};
 use prmonitor::github::{self, Fetched, GitHubClient, Listing, PageItems, PullQuery, PullState, Purpose};
-use prmonitor::sim::{Faults, Generate, NewPr, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
 
-use crate::helpers::{connect, TestDatabase};
+use prmonitor_testkit::{connect, TestDatabase};
 
-const INSTALLATION: i64 = prmonitor::sim::generate::GENERATED_INSTALLATION;
+const INSTALLATION: i64 = github_sim::generate::GENERATED_INSTALLATION;
 const PULLS: &str = "GET /repos/{owner}/{repo}/pulls";
 const PULL: &str = "GET /repos/{owner}/{repo}/pulls/{number}";
 const TOKENS: &str = "POST /app/installations/{id}/access_tokens";
@@ -385,7 +385,7 @@ async fn validators_unused_past_the_ttl_are_ignored_and_purged() {
     let mut conn = connect(&db.url).await;
     let purged = github::cache::purge(&mut conn, settings.cache_ttl).await.expect("purge");
     assert_eq!(purged, 1);
-    assert_eq!(crate::helpers::count(&db.url, "SELECT count(*) FROM http_cache").await, 0);
+    assert_eq!(prmonitor_testkit::count(&db.url, "SELECT count(*) FROM http_cache").await, 0);
 }
 
 #[tokio::test]

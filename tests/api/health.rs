@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_on, test_settings, TestDatabase};
+use prmonitor_testkit::{spawn_app, spawn_app_on, test_settings, TestDatabase};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200_on_a_current_database() {
@@ -19,7 +19,7 @@ async fn healthz_and_readyz_answer_200_on_a_current_database() {
 async fn readyz_is_503_while_migrations_are_missing() {
     // A database that exists but was never migrated.
     let db = TestDatabase::unique();
-    let mut conn = crate::helpers::connect(&crate::helpers::url_for("postgres")).await;
+    let mut conn = prmonitor_testkit::connect(&prmonitor_testkit::url_for("postgres")).await;
     diesel_async::RunQueryDsl::execute(
         diesel::sql_query(format!("CREATE DATABASE {}", prmonitor::db::quote_identifier(&db.name))),
         &mut conn,

@@ -12,7 +12,7 @@ use prmonitor::db::deliveries::DeliveryOutcome;
 use prmonitor::webhook::envelope::Disposition;
 use prmonitor::webhook::store::{DeliveryRecord, DeliveryStore, StoreError, Stored};
 
-use crate::helpers::{
+use prmonitor_testkit::{
     connect, fixture, payload_fixtures, sign, spawn_app, spawn_app_on, spawn_app_with, test_settings,
     Delivery, TestDatabase, TEST_SECRET,
 };
@@ -492,11 +492,12 @@ async fn a_delivery_the_database_refuses_fails_alone_within_its_batch() {
         }
     }
     let url = &db.url;
-    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM webhook_deliveries").await, 40);
+    assert_eq!(prmonitor_testkit::count(url, "SELECT count(*) FROM webhook_deliveries").await, 40);
     // The refused delivery's job went with it.
-    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs").await, 40);
+    assert_eq!(prmonitor_testkit::count(url, "SELECT count(*) FROM jobs").await, 40);
     assert_eq!(
-        crate::helpers::count(url, "SELECT count(*) FROM jobs WHERE coalesce_key = 'pr:1296269:320'").await,
+        prmonitor_testkit::count(url, "SELECT count(*) FROM jobs WHERE coalesce_key = 'pr:1296269:320'")
+            .await,
         0
     );
 }
@@ -530,10 +531,10 @@ async fn a_batch_with_redeliveries_stores_only_the_new_ones_and_leaves_old_jobs_
     }
     assert_eq!(outcomes, (11, 10), "10 redeliveries and 1 repeat are duplicates; 10 are new");
     let url = &db.url;
-    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM webhook_deliveries").await, 20);
+    assert_eq!(prmonitor_testkit::count(url, "SELECT count(*) FROM webhook_deliveries").await, 20);
     // The 10 new ones were committed together: rows of one transaction share its xmin.
     assert_eq!(
-        crate::helpers::count(
+        prmonitor_testkit::count(
             url,
             "SELECT count(DISTINCT xmin::text) FROM webhook_deliveries \
              WHERE convert_from(payload, 'UTF8')::jsonb->>'action' = 'closed'"
@@ -542,8 +543,11 @@ async fn a_batch_with_redeliveries_stores_only_the_new_ones_and_leaves_old_jobs_
         1
     );
     // Each PR's pending job counts its two distinct deliveries, not the redelivery.
-    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs").await, 10);
-    assert_eq!(crate::helpers::count(url, "SELECT count(*) FROM jobs WHERE coalesced_count = 2").await, 10);
+    assert_eq!(prmonitor_testkit::count(url, "SELECT count(*) FROM jobs").await, 10);
+    assert_eq!(
+        prmonitor_testkit::count(url, "SELECT count(*) FROM jobs WHERE coalesced_count = 2").await,
+        10
+    );
 }
 
 /// Sends request headers (and `first_bytes` of the body) over a raw socket,
@@ -580,7 +584,7 @@ async fn an_unsigned_post_is_refused_before_its_body_is_read() {
         let mut headers = vec![
             ("content-length", size.clone()),
             ("x-github-event", "pull_request".to_owned()),
-            ("x-github-delivery", crate::helpers::new_delivery_id()),
+            ("x-github-delivery", prmonitor_testkit::new_delivery_id()),
         ];
         if let Some(signature) = signature {
             headers.push(("x-hub-signature-256", signature.to_owned()));
@@ -603,7 +607,7 @@ async fn bodies_in_flight_share_a_bounded_buffer_and_the_rest_get_503() {
         vec![
             ("content-length", size.to_string()),
             ("x-github-event", "pull_request".to_owned()),
-            ("x-github-delivery", crate::helpers::new_delivery_id()),
+            ("x-github-delivery", prmonitor_testkit::new_delivery_id()),
             ("x-hub-signature-256", format!("sha256={}", "ab".repeat(32))),
         ]
     };

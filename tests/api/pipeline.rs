@@ -13,6 +13,8 @@ use diesel::connection::InstrumentationEvent;
 use diesel::prelude::*;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use github_sim::model::PrState as SimState;
+use github_sim::{Faults, Generate, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
 use prmonitor::config::{parse_api_url, GitHubAuth, GitHubSettings, Secret};
 use prmonitor::db::repositories::{self, NewRepository, Repository};
 use prmonitor::db::schema::{check_runs, pr_state_history, pull_requests};
@@ -24,12 +26,10 @@ use prmonitor::monitor::{
     PrHead, PrLookup, PrProcessor, ProcessingError, ProcessingResult, SyncError, Synchronizer, Target,
     WorkContext,
 };
-use prmonitor::sim::model::PrState as SimState;
-use prmonitor::sim::{Faults, Generate, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
 
-use crate::helpers::{count, TestDatabase};
+use prmonitor_testkit::{count, TestDatabase};
 
-const INSTALLATION: i64 = prmonitor::sim::generate::GENERATED_INSTALLATION;
+const INSTALLATION: i64 = github_sim::generate::GENERATED_INSTALLATION;
 const PULLS: &str = "GET /repos/{owner}/{repo}/pulls";
 const CHECKS: &str = "GET /repos/{owner}/{repo}/commits/{ref}/check-runs";
 
@@ -137,7 +137,9 @@ impl Harness {
 
     /// The stored PRs and check runs equal the simulator's model, field by field.
     async fn assert_matches_sim(&self, repo: &Repository) {
-        if let Err(difference) = crate::compare::diff(&self.db.url, &self.sim, repo.github_id).await {
+        if let Err(difference) =
+            prmonitor_testkit::verify::diff(&self.db.url, &self.sim, repo.github_id).await
+        {
             panic!("{difference}");
         }
     }
@@ -245,7 +247,7 @@ async fn each_single_field_change_is_one_update_with_old_and_new_and_transitions
     });
     let n = match n {
         Some(n) => n,
-        None => h.sim.open_pr(full, prmonitor::sim::NewPr::new("fresh", "zoe")).expect("open"),
+        None => h.sim.open_pr(full, github_sim::NewPr::new("fresh", "zoe")).expect("open"),
     };
     let number = n as i32;
     if backfill.prs.iter().all(|r| r.data.number != number) {
@@ -348,7 +350,7 @@ async fn each_single_field_change_is_one_update_with_old_and_new_and_transitions
 async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
     let h = harness(generated(1, 1, 0)).await;
     let repo = h.register("acme/repo-0").await;
-    let n = h.sim.open_pr("acme/repo-0", prmonitor::sim::NewPr::new("Order", "amy")).expect("open");
+    let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("Order", "amy")).expect("open");
     let older = h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read");
     let PrLookup::Fresh { pr: older, .. } = older else { panic!("fresh") };
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -601,7 +603,7 @@ fn check_reads(sim: &Simulator) -> usize {
 async fn delivered_snapshots_are_applied_without_reads_and_ties_ask_github() {
     let h = harness(generated(1, 0, 0)).await;
     let repo = h.register("acme/repo-0").await;
-    let n = h.sim.open_pr("acme/repo-0", prmonitor::sim::NewPr::new("First", "amy")).expect("open");
+    let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("First", "amy")).expect("open");
     let read = || async {
         match h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read") {
             PrLookup::Fresh { pr, .. } => *pr,
@@ -683,7 +685,7 @@ async fn delivered_snapshots_are_applied_without_reads_and_ties_ask_github() {
 async fn a_delivered_snapshot_that_ties_under_the_lock_writes_nothing() {
     let h = harness(generated(1, 0, 0)).await;
     let repo = h.register("acme/repo-0").await;
-    let n = h.sim.open_pr("acme/repo-0", prmonitor::sim::NewPr::new("Locked", "amy")).expect("open");
+    let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("Locked", "amy")).expect("open");
     let PrLookup::Fresh { pr, .. } =
         h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read")
     else {

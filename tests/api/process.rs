@@ -1,123 +1,23 @@
 //! The `prmonitor` binary itself: start-up errors, several instances on a
 //! fresh database, graceful shutdown.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
 
-use crate::helpers::{count, sign, TestDatabase, TEST_SECRET};
+use prmonitor_testkit::{count, sign, Serve, TestDatabase};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_prmonitor");
-
-/// The binary with a clean environment: only what the test gives it.
-pub(crate) fn prmonitor(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    command
-}
-
-/// A running `prmonitor serve` and the log lines it has written so far.
-pub(crate) struct Serve {
-    pub(crate) child: Child,
-    /// The HTTP address; empty for `prmonitor worker`.
-    pub(crate) address: String,
-    pub(crate) logs: Arc<Mutex<Vec<Value>>>,
-}
+use crate::PRMONITOR;
 
 async fn start_serve(db: &TestDatabase) -> Serve {
-    start_process(&["serve", "--no-worker"], db, &[]).await
-}
-
-/// Starts `prmonitor ARGS` on `db` with JSON logs and `extra` settings, and
-/// waits until it listens (`serve`) or its worker runs (`worker`).
-pub(crate) async fn start_process(args: &[&str], db: &TestDatabase, extra: &[(&str, &str)]) -> Serve {
-    let mut env = vec![
-        ("DATABASE_URL", db.url.as_str()),
-        ("PRMONITOR_LISTEN", "127.0.0.1:0"),
-        ("PRMONITOR_WEBHOOK_SECRETS", TEST_SECRET),
-        ("PRMONITOR_LOG_FORMAT", "json"),
-        ("PRMONITOR_HTTP_WORKERS", "1"),
-        ("PRMONITOR_DB_POOL_SIZE", "4"),
-    ];
-    env.extend_from_slice(extra);
-    let mut child = prmonitor(args, &env).spawn().expect("start prmonitor");
-    let stderr = child.stderr.take().expect("stderr");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let sink = logs.clone();
-    let worker_only = args.first() == Some(&"worker");
-    tokio::spawn(async move {
-        let mut ready_tx = Some(ready_tx);
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                sink.lock().expect("lock").push(Value::String(line));
-                continue;
-            };
-            let ready = match entry["message"].as_str() {
-                Some("listening") if !worker_only => entry["address"].as_str().map(str::to_owned),
-                Some("worker started") if worker_only => Some(String::new()),
-                _ => None,
-            };
-            if let Some(address) = ready {
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(address);
-                }
-            }
-            sink.lock().expect("lock").push(entry);
-        }
-    });
-    let address = tokio::time::timeout(Duration::from_secs(60), ready_rx)
-        .await
-        .unwrap_or_else(|_| panic!("prmonitor did not start: {:?}", logs.lock().expect("lock")))
-        .unwrap_or_else(|_| panic!("prmonitor exited before starting: {:?}", logs.lock().expect("lock")));
-    Serve { child, address, logs }
-}
-
-impl Serve {
-    pub(crate) async fn wait_ready(&self, client: &reqwest::Client) {
-        let url = format!("http://{}/readyz", self.address);
-        for _ in 0..300 {
-            if client.get(&url).send().await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{} never became ready: {:?}", self.address, self.logs.lock().expect("lock"));
-    }
-
-    pub(crate) fn terminate(&self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        assert!(status.success());
-    }
-
-    /// SIGKILL: no goodbye, no lease given back.
-    pub(crate) async fn kill(&mut self) {
-        self.child.kill().await.expect("kill -9");
-    }
-
-    pub(crate) async fn exit_code(&mut self) -> Option<i32> {
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .expect("wait")
-            .code()
-    }
+    PRMONITOR.start(&["serve", "--no-worker"], db, &[]).await
 }
 
 #[tokio::test]
 async fn serve_without_a_webhook_secret_exits_2_naming_the_setting() {
     let db = TestDatabase::unique();
-    let output = prmonitor(&["serve"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+    let output = PRMONITOR.command(&["serve"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
@@ -136,14 +36,17 @@ async fn malformed_settings_exit_2_naming_the_setting_and_not_the_secret() {
     for (key, value) in cases {
         let mut env = vec![("PRMONITOR_WEBHOOK_SECRETS", "s3cr3t-value")];
         env.push((key, value));
-        let output = prmonitor(&["serve"], &env).output().await.expect("run");
+        let output = PRMONITOR.command(&["serve"], &env).output().await.expect("run");
         assert_eq!(output.status.code(), Some(2), "{key}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "{key}: {stderr}");
         assert!(!stderr.contains("s3cr3t-value") && !stderr.contains("db-password"), "{stderr}");
     }
-    let missing_file =
-        prmonitor(&["--config", "/nonexistent/prmonitor.toml", "migrate"], &[]).output().await.expect("run");
+    let missing_file = PRMONITOR
+        .command(&["--config", "/nonexistent/prmonitor.toml", "migrate"], &[])
+        .output()
+        .await
+        .expect("run");
     assert_eq!(missing_file.status.code(), Some(2));
 }
 
@@ -151,7 +54,8 @@ async fn malformed_settings_exit_2_naming_the_setting_and_not_the_secret() {
 async fn migrate_creates_the_database_and_is_idempotent() {
     let db = TestDatabase::unique();
     for _ in 0..2 {
-        let output = prmonitor(&["migrate"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+        let output =
+            PRMONITOR.command(&["migrate"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
     assert!(db.exists().await);
@@ -177,7 +81,7 @@ async fn two_instances_started_at_once_on_a_fresh_database_both_become_ready() {
         let response = client
             .post(format!("http://{}/webhooks/github", serve.address))
             .header("x-github-event", "pull_request")
-            .header("x-github-delivery", crate::helpers::new_delivery_id())
+            .header("x-github-delivery", prmonitor_testkit::new_delivery_id())
             .header("x-hub-signature-256", sign(body))
             .body(body.to_vec())
             .send()
@@ -206,7 +110,7 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
          x-github-event: pull_request\r\nx-github-delivery: {}\r\nx-hub-signature-256: {}\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n",
         serve.address,
-        crate::helpers::new_delivery_id(),
+        prmonitor_testkit::new_delivery_id(),
         sign(body),
         body.len()
     );
@@ -240,11 +144,11 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_0() {
 #[tokio::test]
 async fn the_demo_prints_its_table_and_exits_0() {
     let db = TestDatabase::unique();
-    let output =
-        prmonitor(&["demo", "--exit"], &[("DATABASE_URL", &db.url), ("PRMONITOR_LISTEN", "127.0.0.1:0")])
-            .output()
-            .await
-            .expect("run");
+    let output = PRMONITOR
+        .command(&["demo", "--exit"], &[("DATABASE_URL", &db.url), ("PRMONITOR_LISTEN", "127.0.0.1:0")])
+        .output()
+        .await
+        .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("Retitled while the webhook was lost"), "the lost webhook was healed: {stdout}");
@@ -273,7 +177,8 @@ async fn a_runtime_error_is_one_line_with_its_cause_naming_the_configured_databa
         [(&["migrate"][..], "text"), (&["jobs", "list"][..], "text"), (&["migrate"][..], "json")]
     {
         let url = refused_database_url("?password=query-password&sslmode=disable");
-        let output = prmonitor(args, &[("DATABASE_URL", &url), ("PRMONITOR_LOG_FORMAT", format)])
+        let output = PRMONITOR
+            .command(args, &[("DATABASE_URL", &url), ("PRMONITOR_LOG_FORMAT", format)])
             .output()
             .await
             .expect("run");
@@ -294,7 +199,8 @@ async fn a_runtime_error_is_one_line_with_its_cause_naming_the_configured_databa
 #[tokio::test]
 async fn unknown_job_states_are_refused_and_an_empty_reconcile_says_so() {
     let db = TestDatabase::migrated().await;
-    let bogus = prmonitor(&["jobs", "list", "--state", "bogus"], &[("DATABASE_URL", &db.url)])
+    let bogus = PRMONITOR
+        .command(&["jobs", "list", "--state", "bogus"], &[("DATABASE_URL", &db.url)])
         .output()
         .await
         .expect("run");
@@ -302,13 +208,15 @@ async fn unknown_job_states_are_refused_and_an_empty_reconcile_says_so() {
     let stderr = String::from_utf8_lossy(&bogus.stderr);
     assert!(stderr.contains("bogus") && stderr.contains("dead"), "names the value and the choices: {stderr}");
 
-    let dead = prmonitor(&["jobs", "list", "--state", "dead"], &[("DATABASE_URL", &db.url)])
+    let dead = PRMONITOR
+        .command(&["jobs", "list", "--state", "dead"], &[("DATABASE_URL", &db.url)])
         .output()
         .await
         .expect("run");
     assert!(dead.status.success(), "{}", String::from_utf8_lossy(&dead.stderr));
 
-    let empty = prmonitor(&["reconcile", "--all"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+    let empty =
+        PRMONITOR.command(&["reconcile", "--all"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
     assert!(empty.status.success(), "{}", String::from_utf8_lossy(&empty.stderr));
     let stdout = String::from_utf8_lossy(&empty.stdout);
     assert!(stdout.contains("nothing to sweep"), "says what happened: {stdout:?}");
@@ -317,7 +225,8 @@ async fn unknown_job_states_are_refused_and_an_empty_reconcile_says_so() {
 #[tokio::test]
 async fn sigterm_stops_the_demo_as_ctrl_c_does() {
     let db = TestDatabase::unique();
-    let mut demo = prmonitor(&["demo"], &[("DATABASE_URL", &db.url)]).spawn().expect("start the demo");
+    let mut demo =
+        PRMONITOR.command(&["demo"], &[("DATABASE_URL", &db.url)]).spawn().expect("start the demo");
     let mut stdout = BufReader::new(demo.stdout.take().expect("stdout")).lines();
     let serving = tokio::time::timeout(Duration::from_secs(120), async {
         while let Ok(Some(line)) = stdout.next_line().await {

@@ -8,7 +8,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prmonitor::queue::{self, EventTarget, FailOutcome, JobRef, NewJob, RepoRef};
 
-use crate::helpers::{connect, count, TestDatabase};
+use prmonitor_testkit::{connect, count, TestDatabase};
 
 const WORKER: &str = "worker-under-test";
 

@@ -4,19 +4,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use github_sim::{NewPr, SimConfig, Simulator, WebhookTarget};
 use prmonitor::db::repositories::{self, NewRepository};
 use prmonitor::monitor::Cause;
-use prmonitor::sim::{NewPr, SimConfig, Simulator, WebhookTarget};
 use serde_json::Value;
 
-use crate::helpers::{connect, count, sign, spawn_app_on, test_settings, TestDatabase, TEST_SECRET};
+use prmonitor_testkit::{connect, count, sign, spawn_app_on, test_settings, TestDatabase, TEST_SECRET};
 
 const READ_TOKEN: &str = "read-token-for-tests";
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 /// The fixture world (fixtures/sim/small.json) backfilled into a database,
 /// and the HTTP app serving it.
-async fn backfilled() -> (crate::helpers::TestApp, Simulator) {
+async fn backfilled() -> (prmonitor_testkit::TestApp, Simulator) {
     let fixture = serde_json::from_str(include_str!("../../fixtures/sim/small.json")).expect("fixture");
     let sim =
         Simulator::start(SimConfig { fixture: Some(fixture), ..SimConfig::default() }).await.expect("sim");
@@ -28,8 +28,8 @@ async fn backfilled() -> (crate::helpers::TestApp, Simulator) {
             ("PRMONITOR_READ_TOKEN", READ_TOKEN),
             ("PRMONITOR_ADMIN_TOKEN", ADMIN_TOKEN),
             ("PRMONITOR_GITHUB_API_URL", &api),
-            ("PRMONITOR_GITHUB_APP_ID", &prmonitor::sim::SIM_APP_ID.to_string()),
-            ("PRMONITOR_GITHUB_PRIVATE_KEY", prmonitor::sim::SIM_APP_PRIVATE_KEY),
+            ("PRMONITOR_GITHUB_APP_ID", &github_sim::SIM_APP_ID.to_string()),
+            ("PRMONITOR_GITHUB_PRIVATE_KEY", github_sim::SIM_APP_PRIVATE_KEY),
         ],
     );
     let pool = prmonitor::db::build_pool(&settings.database_url, 4).expect("pool");
@@ -49,7 +49,7 @@ async fn backfilled() -> (crate::helpers::TestApp, Simulator) {
     (spawn_app_on(db, settings).await, sim)
 }
 
-async fn get(app: &crate::helpers::TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+async fn get(app: &prmonitor_testkit::TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = app.client.get(app.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -200,7 +200,7 @@ fn metric(metrics: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) 
 #[tokio::test]
 async fn metrics_count_what_happened() {
     let sim = Simulator::start(SimConfig {
-        generate: Some(prmonitor::sim::Generate { repositories: 1, pull_requests: 0, check_runs: 0 }),
+        generate: Some(github_sim::Generate { repositories: 1, pull_requests: 0, check_runs: 0 }),
         ..SimConfig::default()
     })
     .await
@@ -218,7 +218,7 @@ async fn metrics_count_what_happened() {
     }
     let key = format!("{}/fixtures/sim/app-private-key.pem", env!("CARGO_MANIFEST_DIR"));
     let api = sim.api_url();
-    let app_id = prmonitor::sim::SIM_APP_ID.to_string();
+    let app_id = github_sim::SIM_APP_ID.to_string();
     let env = [
         ("PRMONITOR_GITHUB_API_URL", api.as_str()),
         ("PRMONITOR_GITHUB_APP_ID", app_id.as_str()),
@@ -226,7 +226,7 @@ async fn metrics_count_what_happened() {
         ("PRMONITOR_JOB_POLL_INTERVAL", "100ms"),
         ("PRMONITOR_SWEEP_INTERVAL", "1h"),
     ];
-    let serve = crate::process::start_process(&["serve"], &db, &env).await;
+    let serve = crate::PRMONITOR.start(&["serve"], &db, &env).await;
     let address = serve.address.clone();
     sim.set_webhook(Some(WebhookTarget {
         url: format!("http://{address}/webhooks/github"),
@@ -250,7 +250,7 @@ async fn metrics_count_what_happened() {
         let response = client
             .post(format!("http://{address}/webhooks/github"))
             .header("x-github-event", "pull_request")
-            .header("x-github-delivery", crate::helpers::new_delivery_id())
+            .header("x-github-delivery", prmonitor_testkit::new_delivery_id())
             .body("{}")
             .send()
             .await
@@ -274,7 +274,7 @@ async fn metrics_count_what_happened() {
         assert!(started.elapsed() < Duration::from_secs(30), "jobs did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    crate::compare::diff_all(&db.url, &sim).await.unwrap_or_else(|d| panic!("{d}"));
+    prmonitor_testkit::verify::diff_all(&db.url, &sim).await.unwrap_or_else(|d| panic!("{d}"));
 
     let text = client
         .get(format!("http://{address}/metrics"))

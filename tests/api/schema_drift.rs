@@ -7,7 +7,7 @@ use diesel::sql_types::{Integer, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 
-use crate::helpers::{connect, TestDatabase};
+use prmonitor_testkit::{connect, TestDatabase};
 
 /// table → (column → diesel type), and table → primary key columns.
 type Columns = BTreeMap<String, BTreeMap<String, String>>;

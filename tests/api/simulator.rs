@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use diesel::sql_types::{Bytea, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
-use prmonitor::sim::{NewPr, SimConfig, Simulator, WebhookTarget};
+use github_sim::{NewPr, SimConfig, Simulator, WebhookTarget};
 use serde_json::Value;
 
-use crate::helpers::{connect, spawn_app, TestApp, TEST_SECRET};
 use crate::json_schema::Schemas;
+use prmonitor_testkit::{connect, spawn_app, TestApp, TEST_SECRET};
 
 fn target(app: &TestApp, secret: &str) -> WebhookTarget {
     WebhookTarget {

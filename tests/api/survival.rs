@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use github_sim::generate::GENERATED_INSTALLATION;
+use github_sim::{Generate, NewPr, SimConfig, Simulator};
 use prmonitor::db::repositories::{self, Repository};
 use prmonitor::github::{GitHubClient, Purpose};
 use prmonitor::monitor::{
@@ -13,14 +15,14 @@ use prmonitor::monitor::{
     PrDiscovery, PrHead, PrLookup, PrProcessor, ProcessingError,
 };
 use prmonitor::queue::{self, JobKind, NewJob, RepositoryJob};
-use prmonitor::sim::generate::GENERATED_INSTALLATION;
-use prmonitor::sim::{Generate, NewPr, SimConfig, Simulator};
 use prmonitor::supervise::Fatal;
 use prmonitor::worker::{Worker, WorkerDeps};
 
-use crate::compare::converge;
-use crate::helpers::{connect, count, TestDatabase};
-use crate::worker::{drain, live_settings, start, target};
+use prmonitor_testkit::verify::converge;
+use prmonitor_testkit::world::{
+    drain, settings_for as live_settings, start_service as start, webhook_target as target,
+};
+use prmonitor_testkit::{connect, count, TestDatabase};
 
 #[tokio::test]
 async fn a_rate_limit_reset_beyond_the_clock_stops_no_worker() {
@@ -157,7 +159,7 @@ async fn a_job_that_panics_fails_like_any_other_and_its_slot_goes_on() {
     assert!(error.contains("panicked") && error.contains("a bug while discovering"), "{error}");
     let fine = queue::get(&mut conn, jobs[1]).await.expect("get").expect("job");
     assert_eq!(fine.state, "done", "the slot ran the next job");
-    crate::compare::diff(&db.url, &sim, sim.repo_id("acme/repo-1").expect("repo"))
+    prmonitor_testkit::verify::diff(&db.url, &sim, sim.repo_id("acme/repo-1").expect("repo"))
         .await
         .expect("repo-1 read");
     assert!(heartbeat.age().is_some_and(|age| age < Duration::from_secs(5)), "the slot still beats");

@@ -4,18 +4,16 @@
 use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
-use prmonitor::config::Settings;
-use prmonitor::db::repositories::{self, NewRepository};
-use prmonitor::prng::SplitMix64;
-use prmonitor::sim::{Generate, NewPr, SimConfig, Simulator, WebhookTarget, SIM_APP_PRIVATE_KEY};
+use github_sim::prng::SplitMix64;
+use github_sim::{Generate, NewPr, SimConfig, Simulator};
 use prmonitor::startup::{Components, Service};
+use prmonitor_testkit::verify::converge;
+use prmonitor_testkit::world::{
+    drain, register_repositories, settings_for as live_settings, start_service as start,
+    webhook_target as target, ADMIN_TOKEN,
+};
+use prmonitor_testkit::{connect, count, sign, TestDatabase};
 use serde_json::Value;
-
-use crate::compare::converge;
-use crate::helpers::{connect, count, sign, test_settings, TestDatabase, TEST_SECRET};
-use crate::process::start_process;
-
-const ADMIN_TOKEN: &str = "admin-token-for-tests";
 const REPO: &str = "acme/repo-0";
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -23,32 +21,10 @@ fn key_file() -> String {
     format!("{}/fixtures/sim/app-private-key.pem", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Settings of a service that reads the simulator as its GitHub.
-pub(crate) fn live_settings(db: &TestDatabase, sim: &Simulator, extra: &[(&str, &str)]) -> Settings {
-    let api = sim.api_url();
-    let app_id = prmonitor::sim::SIM_APP_ID.to_string();
-    let mut overrides = vec![
-        ("PRMONITOR_GITHUB_API_URL", api.as_str()),
-        ("PRMONITOR_GITHUB_APP_ID", app_id.as_str()),
-        ("PRMONITOR_GITHUB_PRIVATE_KEY", SIM_APP_PRIVATE_KEY),
-        ("PRMONITOR_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("PRMONITOR_JOB_POLL_INTERVAL", "100ms"),
-        ("PRMONITOR_JOB_LEASE", "5s"),
-        ("PRMONITOR_JOB_RETRY_DELAY", "100ms"),
-        ("PRMONITOR_SWEEP_INTERVAL", "1h"),
-        ("PRMONITOR_DB_POOL_SIZE", "10"),
-        ("PRMONITOR_HTTP_WORKERS", "2"),
-    ];
-    overrides.extend_from_slice(extra);
-    let mut settings = test_settings(db, &overrides);
-    settings.github.retry_base_delay = Duration::from_millis(20);
-    settings
-}
-
 fn child_env(sim: &Simulator) -> Vec<(&'static str, String)> {
     vec![
         ("PRMONITOR_GITHUB_API_URL", sim.api_url()),
-        ("PRMONITOR_GITHUB_APP_ID", prmonitor::sim::SIM_APP_ID.to_string()),
+        ("PRMONITOR_GITHUB_APP_ID", github_sim::SIM_APP_ID.to_string()),
         ("PRMONITOR_GITHUB_PRIVATE_KEY_FILE", key_file()),
         ("PRMONITOR_JOB_POLL_INTERVAL", "100ms".into()),
         ("PRMONITOR_JOB_LEASE", "3s".into()),
@@ -57,17 +33,6 @@ fn child_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ("PRMONITOR_DB_POOL_SIZE", "8".into()),
         ("RUST_LOG", "warn,prmonitor=info".into()),
     ]
-}
-
-pub(crate) fn target(address: &str) -> WebhookTarget {
-    WebhookTarget {
-        url: format!("http://{address}/webhooks/github"),
-        secret: TEST_SECRET.to_owned(),
-        loss_rate: 0.0,
-        duplicate_rate: 0.0,
-        reorder_rate: 0.0,
-        concurrency: 1,
-    }
 }
 
 /// A simulator with empty repositories, all registered and just swept, so
@@ -80,25 +45,8 @@ async fn world(repositories: usize) -> (Simulator, TestDatabase) {
     .await
     .expect("simulator");
     let db = TestDatabase::migrated().await;
-    let repos: Vec<(i64, String, String, i64)> = sim.world(|w| {
-        w.repos.values().map(|r| (r.id, r.owner.clone(), r.name.clone(), r.installation_id)).collect()
-    });
-    let mut conn = connect(&db.url).await;
-    for (github_id, owner, name, installation) in repos {
-        let repo = repositories::upsert(
-            &mut conn,
-            &NewRepository { github_id, owner: &owner, name: &name, installation_id: Some(installation) },
-        )
-        .await
-        .expect("register");
-        repositories::record_sweep(&mut conn, repo.id, None).await.expect("stamp");
-    }
+    register_repositories(&db, &sim).await;
     (sim, db)
-}
-
-pub(crate) async fn start(db: &TestDatabase, settings: &Settings) -> Service {
-    let pool = prmonitor::db::build_pool(&db.database_url(), settings.db_pool_size).expect("pool");
-    Service::start(settings, pool, Components::ALL).expect("service")
 }
 
 /// GitHub activity on `prs` new PRs: pushes, labels, check runs created,
@@ -148,7 +96,7 @@ fn churn(sim: &Simulator, repo: &str, events: usize, seed: u64) {
             let r = w.repo(w.repo_id(repo).expect("repo")).expect("repo");
             r.pulls
                 .values()
-                .filter(|p| p.state == prmonitor::sim::model::PrState::Open)
+                .filter(|p| p.state == github_sim::model::PrState::Open)
                 .map(|p| (p.number, p.head_sha.clone()))
                 .unzip()
         });
@@ -185,15 +133,6 @@ fn churn(sim: &Simulator, repo: &str, events: usize, seed: u64) {
         if ok.is_ok() {
             done += 1;
         }
-    }
-}
-
-/// Waits until no job is pending or running.
-pub(crate) async fn drain(db_url: &str, timeout: Duration) {
-    let started = std::time::Instant::now();
-    while count(db_url, "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").await > 0 {
-        assert!(started.elapsed() < timeout, "the queue did not drain");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -235,7 +174,7 @@ async fn lost_webhooks_are_healed_by_a_reconcile_through_the_endpoint() {
     assert!(lost > 10, "only {lost} deliveries were dropped");
     drain(&db.url, CONVERGE).await;
     assert!(
-        crate::compare::diff_all(&db.url, &sim).await.is_err(),
+        prmonitor_testkit::verify::diff_all(&db.url, &sim).await.is_err(),
         "lost webhooks leave a gap before the sweep"
     );
 
@@ -309,7 +248,7 @@ async fn terminated_database_connections_lose_nothing() {
         let mut terminated = 0;
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let mut conn = connect(&crate::helpers::url_for("postgres")).await;
+            let mut conn = connect(&prmonitor_testkit::url_for("postgres")).await;
             let sql = format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
             );
@@ -363,18 +302,19 @@ async fn a_failing_job_is_dead_lettered_and_jobs_retry_brings_it_back() {
     let job = prmonitor::queue::get(&mut conn, id).await.expect("get").expect("job");
     assert!(job.last_error.as_deref().is_some_and(|e| e.contains("bad event payload")), "{job:?}");
 
-    let output = crate::process::prmonitor(&["jobs", "retry", &id.to_string()], &[("DATABASE_URL", &db.url)])
+    let output = crate::PRMONITOR
+        .command(&["jobs", "retry", &id.to_string()], &[("DATABASE_URL", &db.url)])
         .output()
         .await
         .expect("run");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let job = prmonitor::queue::get(&mut conn, id).await.expect("get").expect("job");
     assert_eq!((job.state.as_str(), job.attempts), ("pending", 0));
-    let listed =
-        crate::process::prmonitor(&["jobs", "list", "--state", "pending"], &[("DATABASE_URL", &db.url)])
-            .output()
-            .await
-            .expect("run");
+    let listed = crate::PRMONITOR
+        .command(&["jobs", "list", "--state", "pending"], &[("DATABASE_URL", &db.url)])
+        .output()
+        .await
+        .expect("run");
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&id.to_string()));
 }
 
@@ -382,14 +322,14 @@ async fn a_failing_job_is_dead_lettered_and_jobs_retry_brings_it_back() {
 /// signed and sent to the service at `address`; returns the status.
 async fn send_installation_event(address: &str, action: &str) -> u16 {
     let mut payload: Value =
-        serde_json::from_slice(&crate::helpers::fixture("installation/created.json")).expect("json");
+        serde_json::from_slice(&prmonitor_testkit::fixture("installation/created.json")).expect("json");
     payload["action"] = Value::String(action.to_owned());
-    payload["installation"]["id"] = Value::from(prmonitor::sim::generate::GENERATED_INSTALLATION);
+    payload["installation"]["id"] = Value::from(github_sim::generate::GENERATED_INSTALLATION);
     let body = serde_json::to_vec(&payload).expect("json");
     reqwest::Client::new()
         .post(format!("http://{address}/webhooks/github"))
         .header("x-github-event", "installation")
-        .header("x-github-delivery", crate::helpers::new_delivery_id())
+        .header("x-github-delivery", prmonitor_testkit::new_delivery_id())
         .header("x-hub-signature-256", sign(&body))
         .body(body)
         .send()
@@ -513,10 +453,10 @@ async fn a_sigkilled_service_restarts_and_loses_nothing() {
     let (sim, db) = world(1).await;
     let env = child_env(&sim);
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut first = start_process(&["serve"], &db, &env_refs).await;
+    let mut first = crate::PRMONITOR.start(&["serve"], &db, &env_refs).await;
     sim.set_webhook(Some(target(&first.address)));
     // A slow GitHub keeps the worker behind the webhooks, so jobs are in flight at the kill.
-    sim.set_faults(prmonitor::sim::Faults { latency_ms: 40, ..Default::default() });
+    sim.set_faults(github_sim::Faults { latency_ms: 40, ..Default::default() });
     churn(&sim, REPO, 500, 11);
     sim.wait_for_deliveries().await;
     // Mid-stream: acknowledged jobs are pending or running right now.
@@ -525,8 +465,8 @@ async fn a_sigkilled_service_restarts_and_loses_nothing() {
     println!("{in_flight} jobs pending or running at the kill");
 
     assert!(in_flight > 0, "the kill came after all the work");
-    sim.set_faults(prmonitor::sim::Faults::default());
-    let second = start_process(&["serve"], &db, &env_refs).await;
+    sim.set_faults(github_sim::Faults::default());
+    let second = crate::PRMONITOR.start(&["serve"], &db, &env_refs).await;
     sim.set_webhook(Some(target(&second.address)));
     churn(&sim, REPO, 500, 12);
     sim.wait_for_deliveries().await;
@@ -557,8 +497,8 @@ async fn two_worker_processes_complete_every_job_exactly_once() {
     env_refs.retain(|(k, _)| *k != "PRMONITOR_JOB_LEASE");
     env_refs.push(("PRMONITOR_JOB_LEASE", "120s"));
     env_refs.push(("PRMONITOR_WORKER_CONCURRENCY", "2"));
-    let serve = start_process(&["serve"], &db, &env_refs).await;
-    let worker = start_process(&["worker"], &db, &env_refs).await;
+    let serve = crate::PRMONITOR.start(&["serve"], &db, &env_refs).await;
+    let worker = crate::PRMONITOR.start(&["worker"], &db, &env_refs).await;
     sim.set_webhook(Some(target(&serve.address)));
     churn(&sim, "acme/repo-0", 1000, 21);
     churn(&sim, "acme/repo-1", 1000, 22);
@@ -589,18 +529,16 @@ async fn reconcile_wait_runs_the_sweep_here_and_prints_its_result() {
     let mut env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env_refs.push(("DATABASE_URL", &db.url));
     let output =
-        crate::process::prmonitor(&["reconcile", REPO, "--wait"], &env_refs).output().await.expect("run");
+        crate::PRMONITOR.command(&["reconcile", REPO, "--wait"], &env_refs).output().await.expect("run");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let result: Value = serde_json::from_slice(&output.stdout).expect("a ProcessingResult as JSON");
     assert_eq!(result["repository"], REPO);
     assert_eq!(result["success"], true);
     assert_eq!(result["new_prs"], 1);
-    crate::compare::diff_all(&db.url, &sim).await.unwrap_or_else(|d| panic!("{d}"));
+    prmonitor_testkit::verify::diff_all(&db.url, &sim).await.unwrap_or_else(|d| panic!("{d}"));
 
-    let unknown = crate::process::prmonitor(&["reconcile", "no/such", "--wait"], &env_refs)
-        .output()
-        .await
-        .expect("run");
+    let unknown =
+        crate::PRMONITOR.command(&["reconcile", "no/such", "--wait"], &env_refs).output().await.expect("run");
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no/such is not a watched repository"));
 }
@@ -611,7 +549,7 @@ async fn every_delivery_id_is_on_the_log_lines_of_the_job_that_processed_it() {
     let env = child_env(&sim);
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Intake alone first, so that the deliveries coalesce into few jobs.
-    let intake = start_process(&["serve", "--no-worker"], &db, &env_refs).await;
+    let intake = crate::PRMONITOR.start(&["serve", "--no-worker"], &db, &env_refs).await;
     sim.set_webhook(Some(target(&intake.address)));
     let first = sim.open_pr(REPO, NewPr::new("First", "alice")).expect("open");
     let second = sim.open_pr(REPO, NewPr::new("Second", "bob")).expect("open");
@@ -624,7 +562,7 @@ async fn every_delivery_id_is_on_the_log_lines_of_the_job_that_processed_it() {
     assert_eq!(deliveries.len(), 10);
     assert_eq!(count(&db.url, "SELECT count(*) FROM jobs").await, 2, "ten deliveries, one job per PR");
 
-    let mut worker = start_process(&["worker"], &db, &env_refs).await;
+    let mut worker = crate::PRMONITOR.start(&["worker"], &db, &env_refs).await;
     drain(&db.url, CONVERGE).await;
     worker.terminate();
     assert_eq!(worker.exit_code().await, Some(0));

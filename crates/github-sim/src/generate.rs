@@ -3,7 +3,7 @@
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
-use super::model::{ModelError, NewPr, World};
+use crate::model::{ModelError, NewPr, World};
 
 /// N repositories × M pull requests × K check runs on each head, in one installation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub fn generated_repo_name(i: usize) -> String {
 /// PRs, drafts, labels and assignees, and check runs in every state.
 pub fn generate(world: &mut World, spec: Generate) -> Result<(), ModelError> {
     world.add_installation(GENERATED_INSTALLATION, GENERATED_OWNER);
-    let start = super::model::now() - Duration::days(30);
+    let start = crate::model::now() - Duration::days(30);
     for r in 0..spec.repositories {
         let repo_id = 500_000 + r as i64;
         world.add_repo(GENERATED_INSTALLATION, repo_id, GENERATED_OWNER, &format!("repo-{r}"))?;
@@ -158,7 +158,7 @@ pub fn load_fixture(world: &mut World, fixture: &Fixture) -> Result<(), ModelErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::model::PrState;
+    use crate::model::PrState;
 
     #[test]
     fn a_seed_generates_the_same_world_twice() {
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn the_shipped_fixture_loads() {
-        let text = include_str!("../../fixtures/sim/small.json");
+        let text = include_str!("../../../fixtures/sim/small.json");
         let fixture: Fixture = serde_json::from_str(text).expect("fixture JSON");
         let mut world = World::new(1, 1);
         load_fixture(&mut world, &fixture).expect("load");

@@ -7,9 +7,9 @@
 
 pub mod generate;
 pub mod model;
+pub mod prng;
 pub mod render;
 mod server;
-pub mod verify;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -33,8 +33,8 @@ use webhooks::{Dispatcher, Outgoing};
 /// The simulated App's id.
 pub const SIM_APP_ID: u64 = 4242;
 /// The App key pair the simulator ships with (test material, see fixtures/sim/README.md).
-pub const SIM_APP_PRIVATE_KEY: &str = include_str!("../../fixtures/sim/app-private-key.pem");
-pub const SIM_APP_PUBLIC_KEY: &str = include_str!("../../fixtures/sim/app-public-key.pem");
+pub const SIM_APP_PRIVATE_KEY: &str = include_str!("../../../fixtures/sim/app-private-key.pem");
+pub const SIM_APP_PUBLIC_KEY: &str = include_str!("../../../fixtures/sim/app-public-key.pem");
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {

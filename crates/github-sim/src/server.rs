@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::model::{PrState, World};
-use super::render::{self, Urls};
-use super::webhooks::{Dispatcher, WebhookTarget};
+use crate::model::{PrState, World};
 use crate::prng::SplitMix64;
+use crate::render::{self, Urls};
+use crate::webhooks::{Dispatcher, WebhookTarget};
 
 /// Faults to inject into the REST endpoints (not the App token route).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -460,7 +460,7 @@ struct Claims {
 
 /// RS256 against the App's public key; `iss` is the App id (number or string).
 fn verify_jwt(jwt: &str, public_key_pem: &str, app_id: u64) -> Result<(), String> {
-    use octocrab::jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+    use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
     let key =
         DecodingKey::from_rsa_pem(public_key_pem.as_bytes()).map_err(|e| format!("bad app key: {e}"))?;
     let mut validation = Validation::new(Algorithm::RS256);
@@ -563,7 +563,7 @@ fn find_repo<'w>(
     caller: Caller,
     owner: &str,
     name: &str,
-) -> Result<&'w super::model::SimRepo, GhError> {
+) -> Result<&'w crate::model::SimRepo, GhError> {
     world
         .repos
         .values()
@@ -594,7 +594,7 @@ async fn list_pulls(
         .serve_rest(&req, "GET /repos/{owner}/{repo}/pulls", |caller, world| {
             let repo = find_repo(world, caller, &owner, &name)?;
             let state = query.state.as_deref().unwrap_or("open");
-            let mut pulls: Vec<&super::model::SimPr> = repo
+            let mut pulls: Vec<&crate::model::SimPr> = repo
                 .pulls
                 .values()
                 .filter(|pr| match state {
@@ -664,10 +664,10 @@ async fn list_check_runs(
                     format!("No commit found for SHA: {sha}"),
                 ));
             }
-            let mut runs: Vec<&super::model::SimCheckRun> = repo.runs_for(&sha).collect();
+            let mut runs: Vec<&crate::model::SimCheckRun> = repo.runs_for(&sha).collect();
             if query.filter.as_deref() != Some("all") {
                 // `latest`: the newest run of each name.
-                let mut newest: BTreeMap<&str, &super::model::SimCheckRun> = BTreeMap::new();
+                let mut newest: BTreeMap<&str, &crate::model::SimCheckRun> = BTreeMap::new();
                 for run in runs {
                     newest.insert(run.name.as_str(), run);
                 }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::model::{PrState, SimCheckRun, SimInstallation, SimPr, SimRepo};
+use crate::model::{PrState, SimCheckRun, SimInstallation, SimPr, SimRepo};
 
 /// The owner, repository and host names the templates were recorded with.
 const TEMPLATE_FULL_NAME: &str = "Codertocat/Hello-World";
@@ -37,11 +37,11 @@ fn parse(text: &str, key: &str) -> Value {
 fn templates() -> &'static Templates {
     static TEMPLATES: OnceLock<Templates> = OnceLock::new();
     TEMPLATES.get_or_init(|| {
-        let opened = include_str!("../../fixtures/github/payloads/pull_request/opened.json");
-        let labeled = include_str!("../../fixtures/github/payloads/pull_request/labeled.json");
-        let completed = include_str!("../../fixtures/github/payloads/check_run/completed.json");
-        let suite = include_str!("../../fixtures/github/payloads/check_suite/completed.json");
-        let installation = include_str!("../../fixtures/github/payloads/installation/created.json");
+        let opened = include_str!("../../../fixtures/github/payloads/pull_request/opened.json");
+        let labeled = include_str!("../../../fixtures/github/payloads/pull_request/labeled.json");
+        let completed = include_str!("../../../fixtures/github/payloads/check_run/completed.json");
+        let suite = include_str!("../../../fixtures/github/payloads/check_suite/completed.json");
+        let installation = include_str!("../../../fixtures/github/payloads/installation/created.json");
         let mut check_run = parse(completed, "check_run");
         // The example's suite carries a deployment that the model does not have.
         if let Some(run) = check_run.as_object_mut() {
@@ -256,7 +256,7 @@ pub fn check_suite(urls: &Urls, repo: &SimRepo, suite_id: i64, head_sha: &str) -
     rewrite(&mut value, TEMPLATE_FULL_NAME, &repo.full_name());
     let runs: Vec<&SimCheckRun> = repo.runs_for(head_sha).filter(|r| r.check_suite_id == suite_id).collect();
     let (status, conclusion) = suite_status(repo, suite_id, head_sha);
-    let created = runs.iter().filter_map(|r| r.started_at).min().unwrap_or_else(super::model::now);
+    let created = runs.iter().filter_map(|r| r.started_at).min().unwrap_or_else(crate::model::now);
     let updated = runs.iter().filter_map(|r| r.completed_at.or(r.started_at)).max().unwrap_or(created);
     set(&mut value, "id", json!(suite_id));
     set(&mut value, "node_id", node_id("CS", suite_id));
@@ -353,7 +353,7 @@ pub fn installation(urls: &Urls, app_id: u64, installation: &SimInstallation) ->
     set(
         &mut value,
         "suspended_at",
-        if installation.suspended { time(super::model::now()) } else { Value::Null },
+        if installation.suspended { time(crate::model::now()) } else { Value::Null },
     );
     value
 }

@@ -1,11 +1,14 @@
-//! Is the database the simulator's model, field by field? (tests, demo, benchmarks)
+//! Is the database the simulator's model, field by field? For the tests and
+//! the benchmarks: the simulator is the truth, prmonitor's tables the copy.
 
-use super::model::PrState as SimState;
-use super::Simulator;
-use crate::db::schema::{check_runs, pull_requests, repositories};
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use github_sim::model::PrState as SimState;
+use github_sim::Simulator;
+use prmonitor::db::schema::{check_runs, pull_requests, repositories};
 
 type PrRow = (
     i64,
@@ -34,11 +37,8 @@ type RunRow = (
 
 /// `Ok` when every PR and check run of the simulator's repository `github_id`
 /// is stored exactly, and nothing else is; otherwise what differs.
-pub async fn diff(
-    conn: &mut diesel_async::AsyncPgConnection,
-    sim: &Simulator,
-    github_id: i64,
-) -> Result<(), String> {
+pub async fn diff(db_url: &str, sim: &Simulator, github_id: i64) -> Result<(), String> {
+    let conn = &mut crate::database::connect(db_url).await;
     let (sim_prs, sim_runs, html) = sim.world(|w| {
         let r = w.repo(github_id).map_err(|e| e.to_string())?;
         Ok::<_, String>((
@@ -158,10 +158,23 @@ pub async fn diff(
 }
 
 /// Every repository of the simulator.
-pub async fn diff_all(conn: &mut diesel_async::AsyncPgConnection, sim: &Simulator) -> Result<(), String> {
+pub async fn diff_all(db_url: &str, sim: &Simulator) -> Result<(), String> {
     let ids: Vec<i64> = sim.world(|w| w.repos.keys().copied().collect());
     for id in ids {
-        diff(conn, sim, id).await?;
+        diff(db_url, sim, id).await?;
     }
     Ok(())
+}
+
+/// Waits until the database at `db_url` equals the simulator, or `timeout`
+/// passes (then returns the last difference). `Ok` holds how long it took.
+pub async fn converge(db_url: &str, sim: &Simulator, timeout: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    loop {
+        match diff_all(db_url, sim).await {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(difference) if started.elapsed() > timeout => return Err(difference),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }

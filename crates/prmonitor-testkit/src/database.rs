@@ -1,12 +1,10 @@
-//! The test harness: a fresh database per test, the real application on port 0,
-//! and helpers to sign and send deliveries.
+//! A fresh database per test.
 //!
 //! Databases are copies of a template that is migrated once per schema
 //! version (its name carries a hash of migrations/), so a test pays for a
 //! `CREATE DATABASE … TEMPLATE`, not for the migrations. The server comes from
 //! `TEST_DATABASE_URL`, else `DATABASE_URL`, else the local PostgreSQL.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -14,14 +12,11 @@ use std::time::Duration;
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use prmonitor::config::{DatabaseUrl, Secret, Settings};
+use prmonitor::config::DatabaseUrl;
 use prmonitor::db::{self, quote_identifier};
-use prmonitor::startup::Application;
-use prmonitor::webhook::signature;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-pub const TEST_SECRET: &str = "test webhook secret";
 const TEST_DB_PREFIX: &str = "prmonitor_test_";
 const TEMPLATE_PREFIX: &str = "prmonitor_template_";
 /// Serializes template creation across test processes.
@@ -45,11 +40,11 @@ pub async fn connect(url: &str) -> AsyncPgConnection {
     AsyncPgConnection::establish(url).await.unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
-async fn maintenance() -> AsyncPgConnection {
+pub async fn maintenance() -> AsyncPgConnection {
     connect(&url_for("postgres")).await
 }
 
-async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
+pub async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
     diesel::sql_query(sql).execute(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
@@ -60,7 +55,7 @@ struct Name {
 }
 
 fn migrations_hash() -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let dir = crate::repository_root().join("migrations");
     let mut files: Vec<PathBuf> = walk(&dir);
     files.sort();
     let mut hasher = Sha256::new();
@@ -227,112 +222,8 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Settings for an in-process app on `db`, with `overrides` applied.
-pub fn test_settings(db: &TestDatabase, overrides: &[(&str, &str)]) -> Settings {
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".to_owned(), db.url.clone()),
-        ("PRMONITOR_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("PRMONITOR_WEBHOOK_SECRETS".to_owned(), TEST_SECRET.to_owned()),
-        ("PRMONITOR_HTTP_WORKERS".to_owned(), "1".to_owned()),
-        ("PRMONITOR_DB_POOL_SIZE".to_owned(), "4".to_owned()),
-        ("PRMONITOR_SHUTDOWN_TIMEOUT_SECS".to_owned(), "5".to_owned()),
-    ]);
-    for (key, value) in overrides {
-        env.insert((*key).to_owned(), (*value).to_owned());
-    }
-    Settings::load_from(None, &|key| env.get(key).cloned()).expect("valid test settings")
-}
-
-/// The service running in this process against its own database.
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    // Last: the database is dropped after the server has let go of it.
-    pub db: TestDatabase,
-}
-
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
-}
-
-pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let db = TestDatabase::migrated().await;
-    let settings = test_settings(&db, overrides);
-    spawn_app_on(db, settings).await
-}
-
-/// Runs the app with `settings` (whose database may be unreachable: the pool
-/// connects lazily, as in production).
-pub async fn spawn_app_on(db: TestDatabase, settings: Settings) -> TestApp {
-    let pool = db::build_pool(&settings.database_url, settings.db_pool_size).expect("pool");
-    let app = Application::build(&settings, pool).expect("bind");
-    let address = format!("http://{}", app.address());
-    tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    TestApp { address, client, db }
-}
-
-/// A delivery as GitHub would send it.
-pub struct Delivery<'a> {
-    pub event: &'a str,
-    pub delivery_id: String,
-    pub body: Vec<u8>,
-}
-
-impl<'a> Delivery<'a> {
-    pub fn new(event: &'a str, body: impl Into<Vec<u8>>) -> Self {
-        Self { event, delivery_id: new_delivery_id(), body: body.into() }
-    }
-}
-
-/// A GUID-shaped delivery id, unique within the test run.
-pub fn new_delivery_id() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let hex = format!("{:032x}", nanos ^ (u128::from(n) << 96) ^ u128::from(std::process::id()));
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
-}
-
-pub fn sign(body: &[u8]) -> String {
-    signature::sign(&Secret::new(TEST_SECRET), body)
-}
-
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("the request reaches the server")
-    }
-
-    /// A webhook request with GitHub's headers, not yet signed.
-    pub fn webhook(&self, delivery: &Delivery<'_>) -> reqwest::RequestBuilder {
-        self.client
-            .post(self.url("/webhooks/github"))
-            .header("content-type", "application/json")
-            .header("user-agent", "GitHub-Hookshot/test")
-            .header("x-github-event", delivery.event)
-            .header("x-github-delivery", &delivery.delivery_id)
-            .body(delivery.body.clone())
-    }
-
-    /// Signs `delivery` with the test secret and sends it.
-    pub async fn send(&self, delivery: &Delivery<'_>) -> reqwest::Response {
-        self.webhook(delivery)
-            .header("x-hub-signature-256", sign(&delivery.body))
-            .send()
-            .await
-            .expect("the request reaches the server")
-    }
-
-    /// A count from a new connection: what is committed, not what this app's pool sees.
-    pub async fn count(&self, sql: &str) -> i64 {
-        count(&self.db.url, sql).await
-    }
-}
-
+/// A number from a new connection to `url`: what is committed, not what a
+/// pool sees. `sql` is a scalar expression, e.g. `SELECT count(*) FROM jobs`.
 pub async fn count(url: &str, sql: &str) -> i64 {
     #[derive(QueryableByName)]
     struct Count {
@@ -345,26 +236,4 @@ pub async fn count(url: &str, sql: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     row.count
-}
-
-/// The fixtures folder of GitHub's example payloads, by event.
-pub fn payload_fixtures() -> Vec<(String, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github/payloads");
-    let mut out = Vec::new();
-    for event_dir in std::fs::read_dir(&root).expect("fixtures").flatten() {
-        if !event_dir.path().is_dir() {
-            continue;
-        }
-        let event = event_dir.file_name().to_string_lossy().into_owned();
-        for file in std::fs::read_dir(event_dir.path()).expect("event dir").flatten() {
-            out.push((event.clone(), file.path()));
-        }
-    }
-    out.sort();
-    out
-}
-
-pub fn fixture(relative: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/github/payloads").join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -4,21 +4,22 @@
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod github;
+mod binary;
+mod change_detection;
+mod github_client;
 mod health;
 mod installations;
-mod intake;
 mod json_schema;
-mod pipeline;
-mod process;
-mod queue;
+mod queue_races;
 mod read_api;
+mod scenarios;
 mod schema_drift;
 mod simulator;
 mod survival;
 mod sweeps;
+mod webhook_intake;
 mod webhooks_to_rows;
-mod worker;
+mod worker_faults;
 
 /// The binary under test, for the tests that run it as a child process.
 const PRMONITOR: prmonitor_testkit::Binary = prmonitor_testkit::Binary(env!("CARGO_BIN_EXE_prmonitor"));

@@ -19,9 +19,7 @@ use prmonitor::supervise::Fatal;
 use prmonitor::worker::{Worker, WorkerDeps};
 
 use prmonitor_testkit::verify::converge;
-use prmonitor_testkit::world::{
-    drain, settings_for as live_settings, start_service as start, webhook_target as target,
-};
+use prmonitor_testkit::world::{drain, settings_for, start_service, webhook_target};
 use prmonitor_testkit::{connect, count, TestDatabase};
 
 #[tokio::test]
@@ -38,8 +36,9 @@ async fn a_rate_limit_reset_beyond_the_clock_stops_no_worker() {
     let bucket =
         sim.set_budget(GENERATED_INSTALLATION, None, Some(4_000), Some(Duration::from_secs((1 << 63) - now)));
     assert_eq!(bucket.reset, 1 << 63);
-    let service = start(&db, &live_settings(&db, &sim, &[("PRMONITOR_WORKER_CONCURRENCY", "2")])).await;
-    sim.set_webhook(Some(target(&service.address().expect("http").to_string())));
+    let service =
+        start_service(&db, &settings_for(&db, &sim, &[("PRMONITOR_WORKER_CONCURRENCY", "2")])).await;
+    sim.set_webhook(Some(webhook_target(&service.address().expect("http").to_string())));
     // More webhooks than slots, each job reading GitHub after the headers were seen.
     for i in 0..6 {
         let number = sim.open_pr("acme/repo-0", NewPr::new(&format!("Change {i}"), "alice")).expect("open");
@@ -111,7 +110,7 @@ async fn a_job_that_panics_fails_like_any_other_and_its_slot_goes_on() {
     .expect("simulator");
     let db = TestDatabase::migrated().await;
     // One slot: had the panic taken it, nothing after it would run.
-    let settings = live_settings(&db, &sim, &[("PRMONITOR_WORKER_CONCURRENCY", "1")]);
+    let settings = settings_for(&db, &sim, &[("PRMONITOR_WORKER_CONCURRENCY", "1")]);
     let pool = prmonitor::db::build_pool(&db.database_url(), 4).expect("pool");
     let github = GitHubClient::new(&settings.github, pool.clone()).expect("client");
     let processor = PrProcessor::new(

@@ -253,7 +253,7 @@ async fn print_table(pool: &DbPool, sim: &Simulator) -> anyhow::Result<()> {
                 pr.state,
                 if pr.draft { "yes" } else { "" },
                 pr.labels.join(","),
-                pr.checks(),
+                pr.checks,
                 pr.checks_passing,
                 pr.checks_failing,
                 pr.checks_pending

@@ -6,8 +6,31 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
-/// Conclusions that do not fail a PR.
-const PASSING: &str = "('success', 'neutral', 'skipped')";
+/// Conclusions of a completed run that do not fail its PR. Every other
+/// conclusion of a completed run fails it.
+pub const PASSING_CONCLUSIONS: [&str; 3] = ["success", "neutral", "skipped"];
+
+/// Every value of [`PullSummary::checks`], which the `checks` filter takes.
+pub const CHECKS_STATES: [&str; 4] = ["failing", "pending", "passing", "none"];
+
+/// The SQL of one `check_runs` row's verdict: `'pending'` until completed,
+/// then `'passing'` or `'failing'` by [`PASSING_CONCLUSIONS`]. A completed
+/// run without a conclusion is NULL and counts nowhere: GitHub always sets
+/// one, so such a row says nothing we could judge.
+fn run_verdict_sql() -> String {
+    let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
+    format!(
+        "CASE WHEN status <> 'completed' THEN 'pending' \
+              WHEN conclusion IN ({passing}) THEN 'passing' \
+              WHEN conclusion IS NOT NULL THEN 'failing' END"
+    )
+}
+
+/// The SQL of a PR's checks from the verdicts of its head's runs (see
+/// [`PullSummary::checks`]).
+const PR_CHECKS_SQL: &str =
+    "CASE WHEN checks_failing > 0 THEN 'failing' WHEN checks_pending > 0 THEN 'pending' \
+                                  WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END";
 
 /// A PR and the checks of its head commit (the newest run of each name).
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
@@ -37,39 +60,30 @@ pub struct PullSummary {
     pub checks_failing: i64,
     #[diesel(sql_type = BigInt)]
     pub checks_pending: i64,
-}
-
-impl PullSummary {
-    /// `failing` if any check failed, else `pending` if any is unfinished,
-    /// else `passing` (or `none` without checks).
-    pub fn checks(&self) -> &'static str {
-        if self.checks_failing > 0 {
-            "failing"
-        } else if self.checks_pending > 0 {
-            "pending"
-        } else if self.checks_passing > 0 {
-            "passing"
-        } else {
-            "none"
-        }
-    }
+    /// One of [`CHECKS_STATES`]: `failing` if any check failed, else
+    /// `pending` if any is unfinished, else `passing` (or `none` without checks).
+    #[diesel(sql_type = Text)]
+    pub checks: String,
 }
 
 /// The summary query: one row per PR of repository `$1`, with its checks.
+/// Every read that classifies checks goes through it, so they cannot disagree.
 fn summary_sql() -> String {
     format!(
-        "SELECT p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
-                p.gh_updated_at AS updated_at, \
-                count(c.id) FILTER (WHERE c.status = 'completed' AND c.conclusion IN {PASSING}) AS checks_passing, \
-                count(c.id) FILTER (WHERE c.status = 'completed' AND c.conclusion NOT IN {PASSING}) AS checks_failing, \
-                count(c.id) FILTER (WHERE c.status <> 'completed') AS checks_pending \
-         FROM pull_requests p \
-         LEFT JOIN LATERAL ( \
-             SELECT DISTINCT ON (name) id, status, conclusion FROM check_runs \
-             WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
-             ORDER BY name, github_id DESC) c ON true \
-         WHERE p.repository_id = $1 AND p.deleted_at IS NULL \
-         GROUP BY p.id"
+        "SELECT s.*, {PR_CHECKS_SQL} AS checks FROM ( \
+             SELECT p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
+                    p.gh_updated_at AS updated_at, \
+                    count(*) FILTER (WHERE c.verdict = 'passing') AS checks_passing, \
+                    count(*) FILTER (WHERE c.verdict = 'failing') AS checks_failing, \
+                    count(*) FILTER (WHERE c.verdict = 'pending') AS checks_pending \
+             FROM pull_requests p \
+             LEFT JOIN LATERAL ( \
+                 SELECT DISTINCT ON (name) {verdict} AS verdict FROM check_runs \
+                 WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
+                 ORDER BY name, github_id DESC) c ON true \
+             WHERE p.repository_id = $1 AND p.deleted_at IS NULL \
+             GROUP BY p.id) s",
+        verdict = run_verdict_sql(),
     )
 }
 
@@ -78,7 +92,7 @@ pub async fn pulls_with_checks(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
 ) -> diesel::QueryResult<Vec<PullSummary>> {
-    diesel::sql_query(format!("{} ORDER BY p.number", summary_sql()))
+    diesel::sql_query(format!("{} ORDER BY number", summary_sql()))
         .bind::<BigInt, _>(repository_id)
         .load(conn)
         .await
@@ -92,7 +106,7 @@ pub struct PullFilter {
     pub draft: Option<bool>,
     pub label: Option<String>,
     pub author: Option<String>,
-    /// `failing`, `pending`, `passing` or `none` (see [`PullSummary::checks`]).
+    /// One of [`CHECKS_STATES`] (see [`PullSummary::checks`]).
     pub checks: Option<String>,
 }
 
@@ -114,9 +128,7 @@ pub async fn list_pulls(
 ) -> diesel::QueryResult<(Vec<PullSummary>, i64)> {
     use diesel::sql_types::Nullable;
     let rows: Vec<FilteredRow> = diesel::sql_query(format!(
-        "WITH s AS ({}), \
-              c AS (SELECT s.*, CASE WHEN checks_failing > 0 THEN 'failing' WHEN checks_pending > 0 THEN 'pending' \
-                                     WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END AS checks FROM s) \
+        "WITH c AS ({}) \
          SELECT c.*, count(*) OVER () AS total FROM c \
          WHERE ($2::text IS NULL OR state = $2) AND ($3::bool IS NULL OR draft = $3) \
            AND ($4::text IS NULL OR $4 = ANY(labels)) AND ($5::text IS NULL OR author = $5) \

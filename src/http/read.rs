@@ -235,7 +235,7 @@ pub async fn list_pulls(
         }
     };
     if let Some(checks) = query.checks.as_deref() {
-        if !matches!(checks, "failing" | "pending" | "passing" | "none") {
+        if !reads::CHECKS_STATES.contains(&checks) {
             return json_error(StatusCode::BAD_REQUEST, "checks is failing, pending, passing or none");
         }
     }
@@ -250,19 +250,8 @@ pub async fn list_pulls(
     };
     let filter = PullFilter { state, draft, label: query.label, author: query.author, checks: query.checks };
     match reads::list_pulls(&mut conn, repo.id, &filter, per_page, (page - 1) * per_page).await {
-        Ok((items, total)) => {
-            let items: Vec<serde_json::Value> = items
-                .into_iter()
-                .map(|pr| {
-                    let checks = pr.checks();
-                    let mut value = serde_json::to_value(&pr).unwrap_or_default();
-                    value["checks"] = json!(checks);
-                    value
-                })
-                .collect();
-            HttpResponse::Ok()
-                .json(json!({ "items": items, "page": page, "per_page": per_page, "total": total }))
-        }
+        Ok((items, total)) => HttpResponse::Ok()
+            .json(json!({ "items": items, "page": page, "per_page": per_page, "total": total })),
         Err(e) => unavailable(e),
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, the real service over real HTTP, a real
 //! PostgreSQL database per test.
 
+mod check_rules;
 mod compare;
 mod github;
 mod health;

@@ -523,3 +523,31 @@ async fn the_read_api_without_tokens_says_it_is_disabled() {
         );
     }
 }
+
+/// A database that refuses connections is a 503 naming the pool's error, on every read route.
+#[tokio::test]
+async fn with_the_database_down_the_read_api_answers_503() {
+    // A port nothing listens on: every connection attempt is refused.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let db = TestDatabase::unique();
+    let mut settings = test_settings(&db, &[("PRMONITOR_READ_TOKEN", READ_TOKEN)]);
+    settings.database_url = prmonitor::config::DatabaseUrl::parse(&format!(
+        "postgres://postgres@127.0.0.1:{closed_port}/nowhere"
+    ))
+    .expect("url");
+    let app = spawn_app_on(db, settings).await;
+    for path in ["/api/v1/repositories", "/api/v1/repositories/o/n/pulls", "/api/v1/repositories/o/n/pulls/1"]
+    {
+        let (status, body) = get(&app, path, Some(READ_TOKEN)).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        // The pool's own words, then the driver's cause (whose OS wording varies).
+        let expected = "the database is unavailable: Error occurred while creating a new object: \
+                        error connecting to server: Connection refused";
+        assert!(message.starts_with(expected), "{path}: {message}");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{path}: {body}");
+    }
+}

@@ -1,10 +1,14 @@
-//! Read-side queries: pull requests with a summary of their head's checks.
+//! Read-side queries: pull requests with a summary of their head's checks,
+//! and one pull request with its head's check runs and its history.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Timestamptz};
-use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
+
+use super::schema::{check_runs, pr_state_history, pull_requests};
 
 /// Conclusions of a completed run that do not fail its PR. Every other
 /// conclusion of a completed run fails it.
@@ -33,7 +37,10 @@ const PR_CHECKS_SQL: &str =
                                   WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END";
 
 /// A PR and the checks of its head commit (the newest run of each name).
+/// Columns are found by name; `check_for_backend` makes a field whose type
+/// does not match its `sql_type` a compile error.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
+#[diesel(check_for_backend(Pg))]
 #[serde(rename_all = "snake_case")]
 pub struct PullSummary {
     #[diesel(sql_type = Integer)]
@@ -111,6 +118,7 @@ pub struct PullFilter {
 }
 
 #[derive(QueryableByName)]
+#[diesel(check_for_backend(Pg))]
 struct FilteredRow {
     #[diesel(embed)]
     summary: PullSummary,
@@ -148,4 +156,101 @@ pub async fn list_pulls(
     .await?;
     let total = <[FilteredRow]>::first(&rows).map_or(0, |r| r.total);
     Ok((rows.into_iter().map(|r| r.summary).collect(), total))
+}
+
+/// A pull request as the detail endpoint shows it. `Selectable` names each
+/// column by its field, and `check_for_backend` makes a field whose type does
+/// not match its column a compile error.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = pull_requests, check_for_backend(Pg))]
+pub struct PullDetail {
+    pub id: i64,
+    pub number: i32,
+    pub title: String,
+    pub author: String,
+    pub state: String,
+    pub draft: bool,
+    pub base_branch: String,
+    pub head_branch: String,
+    pub head_sha: String,
+    pub html_url: String,
+    pub body: Option<String>,
+    pub labels: Vec<String>,
+    pub assignees: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub gh_created_at: DateTime<Utc>,
+    pub gh_updated_at: DateTime<Utc>,
+    pub gh_closed_at: Option<DateTime<Utc>>,
+    pub gh_merged_at: Option<DateTime<Utc>>,
+}
+
+/// A check run of a PR's head commit, as the detail endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = check_runs, check_for_backend(Pg))]
+pub struct HeadCheckRun {
+    pub github_id: i64,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub details_url: Option<String>,
+    pub html_url: Option<String>,
+    pub output_title: Option<String>,
+    pub gh_started_at: Option<DateTime<Utc>>,
+    pub gh_completed_at: Option<DateTime<Utc>>,
+}
+
+/// One transition of a PR's state, draft flag or head.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = pr_state_history, check_for_backend(Pg))]
+pub struct HistoryEntry {
+    pub field: String,
+    pub old_value: Option<String>,
+    pub new_value: String,
+    pub gh_changed_at: DateTime<Utc>,
+    pub cause: String,
+    pub delivery_id: Option<String>,
+}
+
+/// PR `number` of repository `repository_id`, deleted or not.
+pub async fn pull_request(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    number: i32,
+) -> diesel::QueryResult<Option<PullDetail>> {
+    pull_requests::table
+        .filter(pull_requests::repository_id.eq(repository_id))
+        .filter(pull_requests::number.eq(number))
+        .select(PullDetail::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Every check run of commit `head_sha` in a repository, newest first (all
+/// of them, not only the newest of each name as in [`PullSummary`]).
+pub async fn head_check_runs(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    head_sha: &str,
+) -> diesel::QueryResult<Vec<HeadCheckRun>> {
+    check_runs::table
+        .filter(check_runs::repository_id.eq(repository_id))
+        .filter(check_runs::head_sha.eq(head_sha))
+        .order(check_runs::github_id.desc())
+        .select(HeadCheckRun::as_select())
+        .load(conn)
+        .await
+}
+
+/// A PR's transitions in the order they were recorded.
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    pull_request_id: i64,
+) -> diesel::QueryResult<Vec<HistoryEntry>> {
+    pr_state_history::table
+        .filter(pr_state_history::pull_request_id.eq(pull_request_id))
+        .order(pr_state_history::id)
+        .select(HistoryEntry::as_select())
+        .load(conn)
+        .await
 }

@@ -11,7 +11,6 @@ use serde_json::json;
 use super::admin::authorize_any;
 use crate::config::Secret;
 use crate::db::reads::{self, PullFilter};
-use crate::db::schema::{check_runs, pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
 
 /// Tokens that may read: the read token and the admin token.
@@ -33,13 +32,6 @@ const MAX_PAGE: i64 = 1_000_000;
 /// GitHub's own limits are 39 (owner) and 100 (repository, label) characters;
 /// anything much longer cannot match and is refused before the database.
 const MAX_TEXT_PARAMETER: usize = 256;
-
-type Times = (
-    chrono::DateTime<chrono::Utc>,
-    chrono::DateTime<chrono::Utc>,
-    Option<chrono::DateTime<chrono::Utc>>,
-    Option<chrono::DateTime<chrono::Utc>>,
-);
 
 fn json_error(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message }))
@@ -278,151 +270,66 @@ pub async fn get_pull(
         Ok(repo) => repo,
         Err(response) => return response,
     };
-    type Row = (
-        i64,
-        String,
-        String,
-        String,
-        bool,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        Vec<String>,
-        Vec<String>,
-        serde_json::Value,
-    );
-    let pr: Option<(Row, Times)> = match pull_requests::table
-        .filter(pull_requests::repository_id.eq(repo.id))
-        .filter(pull_requests::number.eq(number))
-        .select((
-            (
-                pull_requests::id,
-                pull_requests::title,
-                pull_requests::author,
-                pull_requests::state,
-                pull_requests::draft,
-                pull_requests::base_branch,
-                pull_requests::head_branch,
-                pull_requests::head_sha,
-                pull_requests::html_url,
-                pull_requests::body,
-                pull_requests::labels,
-                pull_requests::assignees,
-                pull_requests::metadata,
-            ),
-            (
-                pull_requests::gh_created_at,
-                pull_requests::gh_updated_at,
-                pull_requests::gh_closed_at,
-                pull_requests::gh_merged_at,
-            ),
-        ))
-        .first(&mut conn)
-        .await
-        .optional()
-    {
-        Ok(pr) => pr,
+    let pr = match reads::pull_request(&mut conn, repo.id, number).await {
+        Ok(Some(pr)) => pr,
+        Ok(None) => {
+            return json_error(StatusCode::NOT_FOUND, &format!("no pull request #{number} in {owner}/{name}"))
+        }
         Err(e) => return unavailable(e),
     };
-    let Some((
-        (id, title, author, state, draft, base, head, head_sha, url, body, labels, assignees, metadata),
-        times,
-    )) = pr
-    else {
-        return json_error(StatusCode::NOT_FOUND, &format!("no pull request #{number} in {owner}/{name}"));
-    };
-    let runs = check_runs::table
-        .filter(check_runs::repository_id.eq(repo.id))
-        .filter(check_runs::head_sha.eq(&head_sha))
-        .order(check_runs::github_id.desc())
-        .select((
-            check_runs::github_id,
-            check_runs::name,
-            check_runs::status,
-            check_runs::conclusion,
-            check_runs::details_url,
-            check_runs::html_url,
-            check_runs::output_title,
-            check_runs::gh_started_at,
-            check_runs::gh_completed_at,
-        ))
-        .load::<(
-            i64,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<chrono::DateTime<chrono::Utc>>,
-            Option<chrono::DateTime<chrono::Utc>>,
-        )>(&mut conn)
-        .await;
-    let history = pr_state_history::table
-        .filter(pr_state_history::pull_request_id.eq(id))
-        .order(pr_state_history::id)
-        .select((
-            pr_state_history::field,
-            pr_state_history::old_value,
-            pr_state_history::new_value,
-            pr_state_history::gh_changed_at,
-            pr_state_history::cause,
-            pr_state_history::delivery_id,
-        ))
-        .load::<(String, Option<String>, String, chrono::DateTime<chrono::Utc>, String, Option<String>)>(
-            &mut conn,
-        )
-        .await;
+    let runs = reads::head_check_runs(&mut conn, repo.id, &pr.head_sha).await;
+    let history = reads::history(&mut conn, pr.id).await;
     let (Ok(runs), Ok(history)) = (runs, history) else {
         return unavailable("reading checks and history failed");
     };
     let runs: Vec<serde_json::Value> = runs
         .into_iter()
-        .map(
-            |(
-                github_id,
-                name,
-                status,
-                conclusion,
-                details_url,
-                html_url,
-                output_title,
-                started,
-                completed,
-            )| {
-                json!({ "id": github_id, "name": name, "status": status, "conclusion": conclusion,
-                    "details_url": details_url, "html_url": html_url, "output_title": output_title,
-                    "started_at": started, "completed_at": completed })
-            },
-        )
+        .map(|run| {
+            json!({
+                "id": run.github_id,
+                "name": run.name,
+                "status": run.status,
+                "conclusion": run.conclusion,
+                "details_url": run.details_url,
+                "html_url": run.html_url,
+                "output_title": run.output_title,
+                "started_at": run.gh_started_at,
+                "completed_at": run.gh_completed_at,
+            })
+        })
         .collect();
     let history: Vec<serde_json::Value> = history
         .into_iter()
-        .map(|(field, old, new, at, cause, delivery)| {
-            json!({ "field": field, "old": old, "new": new, "at": at, "cause": cause, "delivery_id": delivery })
+        .map(|entry| {
+            json!({
+                "field": entry.field,
+                "old": entry.old_value,
+                "new": entry.new_value,
+                "at": entry.gh_changed_at,
+                "cause": entry.cause,
+                "delivery_id": entry.delivery_id,
+            })
         })
         .collect();
     HttpResponse::Ok().json(json!({
         "repository": repo.full_name(),
-        "number": number,
-        "title": title,
-        "author": author,
-        "state": state,
-        "draft": draft,
-        "base_branch": base,
-        "head_branch": head,
-        "head_sha": head_sha,
-        "html_url": url,
-        "body": body,
-        "labels": labels,
-        "assignees": assignees,
-        "metadata": metadata,
-        "created_at": times.0,
-        "updated_at": times.1,
-        "closed_at": times.2,
-        "merged_at": times.3,
+        "number": pr.number,
+        "title": pr.title,
+        "author": pr.author,
+        "state": pr.state,
+        "draft": pr.draft,
+        "base_branch": pr.base_branch,
+        "head_branch": pr.head_branch,
+        "head_sha": pr.head_sha,
+        "html_url": pr.html_url,
+        "body": pr.body,
+        "labels": pr.labels,
+        "assignees": pr.assignees,
+        "metadata": pr.metadata,
+        "created_at": pr.gh_created_at,
+        "updated_at": pr.gh_updated_at,
+        "closed_at": pr.gh_closed_at,
+        "merged_at": pr.gh_merged_at,
         "check_runs": runs,
         "history": history,
     }))

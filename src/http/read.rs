@@ -1,7 +1,6 @@
 //! The read API: repositories, their pull requests with the state of their
 //! checks, and one pull request with its check runs and history.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -9,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin::authorize_any;
+use super::error::ReadError;
 use crate::config::Secret;
 use crate::db::reads::{self, PullFilter};
 use crate::db::{repositories, DbPool};
@@ -22,6 +22,10 @@ impl ReadConfig {
     pub fn new(read: Option<Secret>, admin: Option<Secret>) -> Self {
         Self { tokens: read.into_iter().chain(admin).collect() }
     }
+
+    fn authorize(&self, request: &HttpRequest) -> Result<(), ReadError> {
+        authorize_any(request, &self.tokens).map_err(ReadError::Unauthorized)
+    }
 }
 
 const MAX_PER_PAGE: i64 = 100;
@@ -33,14 +37,6 @@ const MAX_PAGE: i64 = 1_000_000;
 /// anything much longer cannot match and is refused before the database.
 const MAX_TEXT_PARAMETER: usize = 256;
 
-fn json_error(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "error": message }))
-}
-
-fn unavailable(error: impl std::fmt::Display) -> HttpResponse {
-    json_error(StatusCode::SERVICE_UNAVAILABLE, &format!("the database is unavailable: {error}"))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
@@ -49,8 +45,8 @@ pub struct PageQuery {
     per_page: Option<String>,
 }
 
-/// (page, per_page), or the 400 message naming the parameter.
-fn page(query: &PageQuery) -> Result<(i64, i64), String> {
+/// (page, per_page), or the 400 naming the parameter.
+fn page(query: &PageQuery) -> Result<(i64, i64), ReadError> {
     let page = bounded_number("page", query.page.as_deref(), 1, 1..=MAX_PAGE)?;
     let per_page = bounded_number("per_page", query.per_page.as_deref(), DEFAULT_PER_PAGE, 1..=MAX_PER_PAGE)?;
     Ok((page, per_page))
@@ -61,43 +57,35 @@ fn bounded_number(
     text: Option<&str>,
     default: i64,
     range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, String> {
+) -> Result<i64, ReadError> {
     let Some(text) = text else { return Ok(default) };
-    text.parse::<i64>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| format!("{name} must be a whole number from {} to {}", range.start(), range.end()))
+    text.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+        ReadError::invalid(format!("{name} must be a whole number from {} to {}", range.start(), range.end()))
+    })
 }
 
 /// `true` or `false`, naming the parameter otherwise.
-fn boolean(name: &str, text: Option<&str>) -> Result<Option<bool>, String> {
+fn boolean(name: &str, text: Option<&str>) -> Result<Option<bool>, ReadError> {
     match text {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(_) => Err(format!("{name} must be true or false")),
+        Some(_) => Err(ReadError::invalid(format!("{name} must be true or false"))),
     }
 }
 
 /// A text parameter PostgreSQL can take: no NUL (TEXT cannot hold one; the
 /// server answers "invalid byte sequence"), not absurdly long.
-fn text_parameter(name: &str, value: Option<&str>) -> Result<(), String> {
+fn text_parameter(name: &str, value: Option<&str>) -> Result<(), ReadError> {
     match value {
-        Some(text) if text.contains('\0') => Err(format!("{name} must not contain a NUL character")),
+        Some(text) if text.contains('\0') => {
+            Err(ReadError::invalid(format!("{name} must not contain a NUL character")))
+        }
         Some(text) if text.len() > MAX_TEXT_PARAMETER => {
-            Err(format!("{name} must be at most {MAX_TEXT_PARAMETER} bytes"))
+            Err(ReadError::invalid(format!("{name} must be at most {MAX_TEXT_PARAMETER} bytes")))
         }
         _ => Ok(()),
     }
-}
-
-/// The 400 for a query string that does not parse, naming what it could.
-fn malformed_query(error: &actix_web::Error) -> HttpResponse {
-    // serde_urlencoded's message names the field ("unknown field `colour`",
-    // "invalid digit found in string" for a number) without echoing values.
-    let detail = error.to_string();
-    let detail: String = detail.chars().filter(|c| !c.is_control()).take(200).collect();
-    json_error(StatusCode::BAD_REQUEST, &format!("unknown or malformed query parameters: {detail}"))
 }
 
 /// `GET /api/v1/repositories`
@@ -106,57 +94,37 @@ pub async fn list_repositories(
     query: Result<web::Query<PageQuery>, actix_web::Error>,
     pool: web::Data<DbPool>,
     config: web::Data<ReadConfig>,
-) -> HttpResponse {
-    if let Err(refusal) = authorize_any(&request, &config.tokens) {
-        return *refusal;
-    }
-    let query = match query {
-        Ok(query) => query,
-        Err(error) => return malformed_query(&error),
-    };
-    let (page, per_page) = match page(&query) {
-        Ok(p) => p,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
-    };
-    let mut conn = match pool.get().await {
-        Ok(conn) => conn,
-        Err(e) => return unavailable(e),
-    };
+) -> Result<HttpResponse, ReadError> {
+    config.authorize(&request)?;
+    let query = query.map_err(|e| ReadError::malformed_query(&e))?;
+    let (page, per_page) = page(&query)?;
+    let mut conn = pool.get().await?;
     use crate::db::schema::repositories as r;
-    let total: i64 = match r::table.count().get_result(&mut conn).await {
-        Ok(total) => total,
-        Err(e) => return unavailable(e),
-    };
+    let total: i64 = r::table.count().get_result(&mut conn).await?;
     let rows = r::table
         .order(r::id)
         .limit(per_page)
         .offset((page - 1) * per_page)
         .select(repositories::Repository::as_select())
         .load(&mut conn)
-        .await;
-    match rows {
-        Ok(rows) => {
-            let items: Vec<serde_json::Value> = rows
-                .into_iter()
-                .map(|repo| {
-                    json!({
-                        "full_name": repo.full_name(),
-                        "github_id": repo.github_id,
-                        "installation_id": repo.installation_id,
-                        "active": repo.active,
-                        "last_synced_at": repo.last_synced_at,
-                        "last_swept_at": repo.last_swept_at,
-                        "consecutive_failures": repo.consecutive_failures,
-                        "last_failure_reason": repo.last_failure_reason,
-                        "last_failure_at": repo.last_failure_at,
-                    })
-                })
-                .collect();
-            HttpResponse::Ok()
-                .json(json!({ "items": items, "page": page, "per_page": per_page, "total": total }))
-        }
-        Err(e) => unavailable(e),
-    }
+        .await?;
+    let items: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|repo| {
+            json!({
+                "full_name": repo.full_name(),
+                "github_id": repo.github_id,
+                "installation_id": repo.installation_id,
+                "active": repo.active,
+                "last_synced_at": repo.last_synced_at,
+                "last_swept_at": repo.last_swept_at,
+                "consecutive_failures": repo.consecutive_failures,
+                "last_failure_reason": repo.last_failure_reason,
+                "last_failure_at": repo.last_failure_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "page": page, "per_page": per_page, "total": total })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,17 +143,11 @@ async fn repository(
     conn: &mut diesel_async::AsyncPgConnection,
     owner: &str,
     name: &str,
-) -> Result<repositories::Repository, HttpResponse> {
-    for (parameter, value) in [("owner", owner), ("name", name)] {
-        text_parameter(parameter, Some(value)).map_err(|m| json_error(StatusCode::BAD_REQUEST, &m))?;
-    }
-    match repositories::find_by_full_name(conn, &format!("{owner}/{name}")).await {
-        Ok(Some(repo)) => Ok(repo),
-        Ok(None) => {
-            Err(json_error(StatusCode::NOT_FOUND, &format!("{owner}/{name} is not a watched repository")))
-        }
-        Err(e) => Err(unavailable(e)),
-    }
+) -> Result<repositories::Repository, ReadError> {
+    text_parameter("owner", Some(owner))?;
+    text_parameter("name", Some(name))?;
+    let full_name = format!("{owner}/{name}");
+    repositories::find_by_full_name(conn, &full_name).await?.ok_or(ReadError::UnknownRepository(full_name))
 }
 
 /// `GET /api/v1/repositories/{owner}/{name}/pulls`
@@ -195,57 +157,32 @@ pub async fn list_pulls(
     query: Result<web::Query<PullsQuery>, actix_web::Error>,
     pool: web::Data<DbPool>,
     config: web::Data<ReadConfig>,
-) -> HttpResponse {
-    if let Err(refusal) = authorize_any(&request, &config.tokens) {
-        return *refusal;
-    }
-    let query = match query {
-        Ok(query) => query,
-        Err(error) => return malformed_query(&error),
-    };
-    let query = query.into_inner();
-    let (page, per_page) = match page(&PageQuery { page: query.page, per_page: query.per_page }) {
-        Ok(p) => p,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
-    };
-    let draft = match boolean("draft", query.draft.as_deref()) {
-        Ok(draft) => draft,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
-    };
-    let texts = [("label", query.label.as_deref()), ("author", query.author.as_deref())];
-    if let Err(message) = texts.into_iter().try_for_each(|(name, value)| text_parameter(name, value)) {
-        return json_error(StatusCode::BAD_REQUEST, &message);
-    }
+) -> Result<HttpResponse, ReadError> {
+    config.authorize(&request)?;
+    let query = query.map_err(|e| ReadError::malformed_query(&e))?.into_inner();
+    let (page, per_page) = page(&PageQuery { page: query.page, per_page: query.per_page })?;
+    let draft = boolean("draft", query.draft.as_deref())?;
+    text_parameter("label", query.label.as_deref())?;
+    text_parameter("author", query.author.as_deref())?;
     let state = match query.state.as_deref().unwrap_or("open") {
         "all" => None,
         state @ ("open" | "closed" | "merged") => Some(state.to_owned()),
         other => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("state is open, closed, merged or all, not '{other}'"),
-            )
+            return Err(ReadError::invalid(format!("state is open, closed, merged or all, not '{other}'")))
         }
     };
     if let Some(checks) = query.checks.as_deref() {
         if !reads::CHECKS_STATES.contains(&checks) {
-            return json_error(StatusCode::BAD_REQUEST, "checks is failing, pending, passing or none");
+            return Err(ReadError::invalid("checks is failing, pending, passing or none"));
         }
     }
-    let mut conn = match pool.get().await {
-        Ok(conn) => conn,
-        Err(e) => return unavailable(e),
-    };
+    let mut conn = pool.get().await?;
     let (owner, name) = path.into_inner();
-    let repo = match repository(&mut conn, &owner, &name).await {
-        Ok(repo) => repo,
-        Err(response) => return response,
-    };
+    let repo = repository(&mut conn, &owner, &name).await?;
     let filter = PullFilter { state, draft, label: query.label, author: query.author, checks: query.checks };
-    match reads::list_pulls(&mut conn, repo.id, &filter, per_page, (page - 1) * per_page).await {
-        Ok((items, total)) => HttpResponse::Ok()
-            .json(json!({ "items": items, "page": page, "per_page": per_page, "total": total })),
-        Err(e) => unavailable(e),
-    }
+    let (items, total) =
+        reads::list_pulls(&mut conn, repo.id, &filter, per_page, (page - 1) * per_page).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "page": page, "per_page": per_page, "total": total })))
 }
 
 /// `GET /api/v1/repositories/{owner}/{name}/pulls/{number}`
@@ -254,33 +191,21 @@ pub async fn get_pull(
     path: web::Path<(String, String, String)>,
     pool: web::Data<DbPool>,
     config: web::Data<ReadConfig>,
-) -> HttpResponse {
-    if let Err(refusal) = authorize_any(&request, &config.tokens) {
-        return *refusal;
-    }
+) -> Result<HttpResponse, ReadError> {
+    config.authorize(&request)?;
     let (owner, name, number) = path.into_inner();
-    let Ok(number) = number.parse::<i32>() else {
-        return json_error(StatusCode::BAD_REQUEST, "a pull request number is a number");
-    };
-    let mut conn = match pool.get().await {
-        Ok(conn) => conn,
-        Err(e) => return unavailable(e),
-    };
-    let repo = match repository(&mut conn, &owner, &name).await {
-        Ok(repo) => repo,
-        Err(response) => return response,
-    };
-    let pr = match reads::pull_request(&mut conn, repo.id, number).await {
-        Ok(Some(pr)) => pr,
-        Ok(None) => {
-            return json_error(StatusCode::NOT_FOUND, &format!("no pull request #{number} in {owner}/{name}"))
-        }
-        Err(e) => return unavailable(e),
-    };
+    let number: i32 = number.parse().map_err(|_| ReadError::invalid("a pull request number is a number"))?;
+    let mut conn = pool.get().await?;
+    let repo = repository(&mut conn, &owner, &name).await?;
+    let pr = reads::pull_request(&mut conn, repo.id, number)
+        .await?
+        .ok_or_else(|| ReadError::UnknownPullRequest { repository: format!("{owner}/{name}"), number })?;
     let runs = reads::head_check_runs(&mut conn, repo.id, &pr.head_sha).await;
     let history = reads::history(&mut conn, pr.id).await;
+    // One message whichever of the two failed: the answer does not depend on
+    // which read it was.
     let (Ok(runs), Ok(history)) = (runs, history) else {
-        return unavailable("reading checks and history failed");
+        return Err(ReadError::Unavailable("reading checks and history failed".into()));
     };
     let runs: Vec<serde_json::Value> = runs
         .into_iter()
@@ -311,7 +236,7 @@ pub async fn get_pull(
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "repository": repo.full_name(),
         "number": pr.number,
         "title": pr.title,
@@ -332,5 +257,5 @@ pub async fn get_pull(
         "merged_at": pr.gh_merged_at,
         "check_runs": runs,
         "history": history,
-    }))
+    })))
 }

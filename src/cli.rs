@@ -265,6 +265,7 @@ async fn serve(settings: Settings, components: Components) -> anyhow::Result<()>
     prepare_database(&settings).await?;
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
     let service = Service::start(&settings, pool, components)?;
+    let stop_signal = shutdown_signal();
     match service.address() {
         Some(address) => {
             tracing::info!(%address, worker = components.worker, scheduler = components.scheduler, "listening")
@@ -272,7 +273,7 @@ async fn serve(settings: Settings, components: Components) -> anyhow::Result<()>
         None => tracing::info!(worker = components.worker, scheduler = components.scheduler, "running"),
     }
     tokio::select! {
-        signal = shutdown_signal() => {
+        signal = stop_signal => {
             tracing::info!(signal, "stopping: finishing in-flight requests and jobs");
             service.stop().await;
             tracing::info!("stopped");
@@ -452,23 +453,24 @@ fn run_sim(args: &SimArgs) -> ExitCode {
 }
 
 /// Resolves on SIGTERM (the orchestrator) or SIGINT (Ctrl-C).
-pub(crate) async fn shutdown_signal() -> &'static str {
+/// Resolves with the signal's name on SIGTERM or Ctrl-C. The handlers are
+/// installed when this is called, not when the future is first polled, so a
+/// signal sent right after the "listening" line (or the demo's "Still
+/// serving") is seen instead of ending the process with the default action.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => tokio::select! {
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
+    };
+    async move {
+        #[cfg(unix)]
+        if let (Some(mut sigterm), Some(mut sigint)) = handlers {
+            return tokio::select! {
                 _ = sigterm.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+                _ = sigint.recv() => "SIGINT",
+            };
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
     }

@@ -110,11 +110,12 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
         sim.stop().await;
         return Ok(());
     }
+    let stop_signal = crate::cli::shutdown_signal();
     println!(
         "\nStill serving: http://{address}/readyz, POST http://{address}/api/v1/reconcile (Bearer {}). Ctrl-C stops.",
         settings.admin_token.as_ref().map_or(DEMO_ADMIN_TOKEN, |t| t.expose())
     );
-    crate::cli::shutdown_signal().await;
+    stop_signal.await;
     service.stop().await;
     sim.stop().await;
     Ok(())
@@ -200,7 +201,7 @@ async fn print_table(pool: &DbPool, sim: &Simulator) -> anyhow::Result<()> {
                 pr.state,
                 if pr.draft { "yes" } else { "" },
                 pr.labels.join(","),
-                pr.checks(),
+                pr.checks,
                 pr.checks_passing,
                 pr.checks_failing,
                 pr.checks_pending

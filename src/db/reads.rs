@@ -1,16 +1,46 @@
-//! Read-side queries: pull requests with a summary of their head's checks.
+//! Read-side queries: pull requests with a summary of their head's checks,
+//! and one pull request with its head's check runs and its history.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Timestamptz};
-use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
-/// Conclusions that do not fail a PR.
-const PASSING: &str = "('success', 'neutral', 'skipped')";
+use super::schema::{check_runs, pr_state_history, pull_requests};
+
+/// Conclusions of a completed run that do not fail its PR. Every other
+/// conclusion of a completed run fails it.
+pub const PASSING_CONCLUSIONS: [&str; 3] = ["success", "neutral", "skipped"];
+
+/// Every value of [`PullSummary::checks`], which the `checks` filter takes.
+pub const CHECKS_STATES: [&str; 4] = ["failing", "pending", "passing", "none"];
+
+/// The SQL of one `check_runs` row's verdict: `'pending'` until completed,
+/// then `'passing'` or `'failing'` by [`PASSING_CONCLUSIONS`]. A completed
+/// run without a conclusion is NULL and counts nowhere: GitHub always sets
+/// one, so such a row says nothing we could judge.
+fn run_verdict_sql() -> String {
+    let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
+    format!(
+        "CASE WHEN status <> 'completed' THEN 'pending' \
+              WHEN conclusion IN ({passing}) THEN 'passing' \
+              WHEN conclusion IS NOT NULL THEN 'failing' END"
+    )
+}
+
+/// The SQL of a PR's checks from the verdicts of its head's runs (see
+/// [`PullSummary::checks`]).
+const PR_CHECKS_SQL: &str =
+    "CASE WHEN checks_failing > 0 THEN 'failing' WHEN checks_pending > 0 THEN 'pending' \
+                                  WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END";
 
 /// A PR and the checks of its head commit (the newest run of each name).
+/// Columns are found by name; `check_for_backend` makes a field whose type
+/// does not match its `sql_type` a compile error.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
+#[diesel(check_for_backend(Pg))]
 #[serde(rename_all = "snake_case")]
 pub struct PullSummary {
     #[diesel(sql_type = Integer)]
@@ -37,39 +67,30 @@ pub struct PullSummary {
     pub checks_failing: i64,
     #[diesel(sql_type = BigInt)]
     pub checks_pending: i64,
-}
-
-impl PullSummary {
-    /// `failing` if any check failed, else `pending` if any is unfinished,
-    /// else `passing` (or `none` without checks).
-    pub fn checks(&self) -> &'static str {
-        if self.checks_failing > 0 {
-            "failing"
-        } else if self.checks_pending > 0 {
-            "pending"
-        } else if self.checks_passing > 0 {
-            "passing"
-        } else {
-            "none"
-        }
-    }
+    /// One of [`CHECKS_STATES`]: `failing` if any check failed, else
+    /// `pending` if any is unfinished, else `passing` (or `none` without checks).
+    #[diesel(sql_type = Text)]
+    pub checks: String,
 }
 
 /// The summary query: one row per PR of repository `$1`, with its checks.
+/// Every read that classifies checks goes through it, so they cannot disagree.
 fn summary_sql() -> String {
     format!(
-        "SELECT p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
-                p.gh_updated_at AS updated_at, \
-                count(c.id) FILTER (WHERE c.status = 'completed' AND c.conclusion IN {PASSING}) AS checks_passing, \
-                count(c.id) FILTER (WHERE c.status = 'completed' AND c.conclusion NOT IN {PASSING}) AS checks_failing, \
-                count(c.id) FILTER (WHERE c.status <> 'completed') AS checks_pending \
-         FROM pull_requests p \
-         LEFT JOIN LATERAL ( \
-             SELECT DISTINCT ON (name) id, status, conclusion FROM check_runs \
-             WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
-             ORDER BY name, github_id DESC) c ON true \
-         WHERE p.repository_id = $1 AND p.deleted_at IS NULL \
-         GROUP BY p.id"
+        "SELECT s.*, {PR_CHECKS_SQL} AS checks FROM ( \
+             SELECT p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
+                    p.gh_updated_at AS updated_at, \
+                    count(*) FILTER (WHERE c.verdict = 'passing') AS checks_passing, \
+                    count(*) FILTER (WHERE c.verdict = 'failing') AS checks_failing, \
+                    count(*) FILTER (WHERE c.verdict = 'pending') AS checks_pending \
+             FROM pull_requests p \
+             LEFT JOIN LATERAL ( \
+                 SELECT DISTINCT ON (name) {verdict} AS verdict FROM check_runs \
+                 WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
+                 ORDER BY name, github_id DESC) c ON true \
+             WHERE p.repository_id = $1 AND p.deleted_at IS NULL \
+             GROUP BY p.id) s",
+        verdict = run_verdict_sql(),
     )
 }
 
@@ -78,7 +99,7 @@ pub async fn pulls_with_checks(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
 ) -> diesel::QueryResult<Vec<PullSummary>> {
-    diesel::sql_query(format!("{} ORDER BY p.number", summary_sql()))
+    diesel::sql_query(format!("{} ORDER BY number", summary_sql()))
         .bind::<BigInt, _>(repository_id)
         .load(conn)
         .await
@@ -92,11 +113,12 @@ pub struct PullFilter {
     pub draft: Option<bool>,
     pub label: Option<String>,
     pub author: Option<String>,
-    /// `failing`, `pending`, `passing` or `none` (see [`PullSummary::checks`]).
+    /// One of [`CHECKS_STATES`] (see [`PullSummary::checks`]).
     pub checks: Option<String>,
 }
 
 #[derive(QueryableByName)]
+#[diesel(check_for_backend(Pg))]
 struct FilteredRow {
     #[diesel(embed)]
     summary: PullSummary,
@@ -114,9 +136,7 @@ pub async fn list_pulls(
 ) -> diesel::QueryResult<(Vec<PullSummary>, i64)> {
     use diesel::sql_types::Nullable;
     let rows: Vec<FilteredRow> = diesel::sql_query(format!(
-        "WITH s AS ({}), \
-              c AS (SELECT s.*, CASE WHEN checks_failing > 0 THEN 'failing' WHEN checks_pending > 0 THEN 'pending' \
-                                     WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END AS checks FROM s) \
+        "WITH c AS ({}) \
          SELECT c.*, count(*) OVER () AS total FROM c \
          WHERE ($2::text IS NULL OR state = $2) AND ($3::bool IS NULL OR draft = $3) \
            AND ($4::text IS NULL OR $4 = ANY(labels)) AND ($5::text IS NULL OR author = $5) \
@@ -136,4 +156,101 @@ pub async fn list_pulls(
     .await?;
     let total = <[FilteredRow]>::first(&rows).map_or(0, |r| r.total);
     Ok((rows.into_iter().map(|r| r.summary).collect(), total))
+}
+
+/// A pull request as the detail endpoint shows it. `Selectable` names each
+/// column by its field, and `check_for_backend` makes a field whose type does
+/// not match its column a compile error.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = pull_requests, check_for_backend(Pg))]
+pub struct PullDetail {
+    pub id: i64,
+    pub number: i32,
+    pub title: String,
+    pub author: String,
+    pub state: String,
+    pub draft: bool,
+    pub base_branch: String,
+    pub head_branch: String,
+    pub head_sha: String,
+    pub html_url: String,
+    pub body: Option<String>,
+    pub labels: Vec<String>,
+    pub assignees: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub gh_created_at: DateTime<Utc>,
+    pub gh_updated_at: DateTime<Utc>,
+    pub gh_closed_at: Option<DateTime<Utc>>,
+    pub gh_merged_at: Option<DateTime<Utc>>,
+}
+
+/// A check run of a PR's head commit, as the detail endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = check_runs, check_for_backend(Pg))]
+pub struct HeadCheckRun {
+    pub github_id: i64,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub details_url: Option<String>,
+    pub html_url: Option<String>,
+    pub output_title: Option<String>,
+    pub gh_started_at: Option<DateTime<Utc>>,
+    pub gh_completed_at: Option<DateTime<Utc>>,
+}
+
+/// One transition of a PR's state, draft flag or head.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = pr_state_history, check_for_backend(Pg))]
+pub struct HistoryEntry {
+    pub field: String,
+    pub old_value: Option<String>,
+    pub new_value: String,
+    pub gh_changed_at: DateTime<Utc>,
+    pub cause: String,
+    pub delivery_id: Option<String>,
+}
+
+/// PR `number` of repository `repository_id`, deleted or not.
+pub async fn pull_request(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    number: i32,
+) -> diesel::QueryResult<Option<PullDetail>> {
+    pull_requests::table
+        .filter(pull_requests::repository_id.eq(repository_id))
+        .filter(pull_requests::number.eq(number))
+        .select(PullDetail::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Every check run of commit `head_sha` in a repository, newest first (all
+/// of them, not only the newest of each name as in [`PullSummary`]).
+pub async fn head_check_runs(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    head_sha: &str,
+) -> diesel::QueryResult<Vec<HeadCheckRun>> {
+    check_runs::table
+        .filter(check_runs::repository_id.eq(repository_id))
+        .filter(check_runs::head_sha.eq(head_sha))
+        .order(check_runs::github_id.desc())
+        .select(HeadCheckRun::as_select())
+        .load(conn)
+        .await
+}
+
+/// A PR's transitions in the order they were recorded.
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    pull_request_id: i64,
+) -> diesel::QueryResult<Vec<HistoryEntry>> {
+    pr_state_history::table
+        .filter(pr_state_history::pull_request_id.eq(pull_request_id))
+        .order(pr_state_history::id)
+        .select(HistoryEntry::as_select())
+        .load(conn)
+        .await
 }

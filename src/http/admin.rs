@@ -37,10 +37,12 @@ fn token_matches(given: &str, expected: &Secret) -> bool {
 pub fn authorize(request: &HttpRequest, token: Option<&Secret>) -> Result<(), Box<HttpResponse>> {
     let tokens: Vec<Secret> = token.into_iter().cloned().collect();
     check_bearer(request, &tokens, "the admin API is disabled: PRMONITOR_ADMIN_TOKEN is not set")
+        .map_err(|message| Box::new(json_error(StatusCode::UNAUTHORIZED, message)))
 }
 
-/// `Authorization: Bearer <any of tokens>`, or a 401 (the read API).
-pub fn authorize_any(request: &HttpRequest, tokens: &[Secret]) -> Result<(), Box<HttpResponse>> {
+/// `Authorization: Bearer <any of tokens>`, or the 401's message (the read
+/// API, whose error type renders it).
+pub fn authorize_any(request: &HttpRequest, tokens: &[Secret]) -> Result<(), &'static str> {
     check_bearer(
         request,
         tokens,
@@ -48,9 +50,14 @@ pub fn authorize_any(request: &HttpRequest, tokens: &[Secret]) -> Result<(), Box
     )
 }
 
-fn check_bearer(request: &HttpRequest, tokens: &[Secret], disabled: &str) -> Result<(), Box<HttpResponse>> {
+/// Whether one of `tokens` is the request's bearer token; if not, why not.
+fn check_bearer(
+    request: &HttpRequest,
+    tokens: &[Secret],
+    disabled: &'static str,
+) -> Result<(), &'static str> {
     if tokens.is_empty() {
-        return Err(Box::new(json_error(StatusCode::UNAUTHORIZED, disabled)));
+        return Err(disabled);
     }
     let given = request.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(bearer);
     // Every token is compared, so the time taken does not tell which matched.
@@ -59,7 +66,7 @@ fn check_bearer(request: &HttpRequest, tokens: &[Secret], disabled: &str) -> Res
     if matched {
         Ok(())
     } else {
-        Err(Box::new(json_error(StatusCode::UNAUTHORIZED, "a valid bearer token is required")))
+        Err("a valid bearer token is required")
     }
 }
 

@@ -1,6 +1,7 @@
 //! The actix-web application: routes and the JSON shape of errors.
 
 mod admin;
+mod error;
 mod health;
 mod metrics;
 mod read;

@@ -6,6 +6,7 @@
 
 mod binary;
 mod change_detection;
+mod check_rules;
 mod github_client;
 mod health;
 mod installations;

@@ -317,3 +317,237 @@ async fn metrics_count_what_happened() {
     assert_eq!(metric(&m, "prmonitor_repositories_failing", &[]), 0.0);
     serve.terminate();
 }
+
+/// Every field of the detail endpoint against the simulator's own PR and
+/// check runs: a column read into the wrong field would show here.
+#[tokio::test]
+async fn a_pull_request_detail_shows_each_field_from_its_own_column() {
+    let (app, sim) = backfilled().await;
+    let repo = sim.world(|w| w.repo(700_001).expect("repo").clone());
+    for (number, expected) in &repo.pulls {
+        let path = format!("/api/v1/repositories/octo-org/api/pulls/{number}");
+        let (status, pr) = get(&app, &path, Some(READ_TOKEN)).await;
+        assert_eq!(status, 200, "{pr}");
+        let keys: Vec<&str> = pr.as_object().expect("object").keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "assignees",
+                "author",
+                "base_branch",
+                "body",
+                "check_runs",
+                "closed_at",
+                "created_at",
+                "draft",
+                "head_branch",
+                "head_sha",
+                "history",
+                "html_url",
+                "labels",
+                "merged_at",
+                "metadata",
+                "number",
+                "repository",
+                "state",
+                "title",
+                "updated_at",
+            ],
+            "#{number}"
+        );
+        assert_eq!(pr["repository"], "octo-org/api");
+        assert_eq!(pr["number"], *number);
+        assert_eq!(pr["title"], expected.title);
+        assert_eq!(pr["author"], expected.author);
+        assert_eq!(pr["state"], serde_json::json!(expected.state));
+        assert_eq!(pr["draft"], expected.draft);
+        assert_eq!(pr["base_branch"], expected.base_ref);
+        assert_eq!(pr["head_branch"], expected.head_ref);
+        assert_eq!(pr["head_sha"], expected.head_sha);
+        let url = pr["html_url"].as_str().expect("html_url");
+        assert!(url.ends_with(&format!("/octo-org/api/pull/{number}")), "{url}");
+        assert_eq!(pr["body"], serde_json::json!(expected.body));
+        assert_eq!(pr["labels"], serde_json::json!(expected.labels));
+        assert_eq!(pr["assignees"], serde_json::json!(expected.assignees));
+        assert!(pr["metadata"].is_object(), "{pr}");
+        assert_eq!(pr["created_at"], serde_json::json!(expected.created_at));
+        assert_eq!(pr["updated_at"], serde_json::json!(expected.updated_at));
+        assert_eq!(pr["closed_at"], serde_json::json!(expected.closed_at));
+        assert_eq!(pr["merged_at"], serde_json::json!(expected.merged_at));
+
+        // Newest run first.
+        let mut runs: Vec<_> = repo.runs_for(&expected.head_sha).collect();
+        runs.sort_by_key(|run| std::cmp::Reverse(run.id));
+        let served = pr["check_runs"].as_array().expect("check_runs");
+        assert_eq!(served.len(), runs.len(), "#{number}: {pr}");
+        for (served, run) in served.iter().zip(runs) {
+            let keys: Vec<&str> = served.as_object().expect("object").keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                [
+                    "completed_at",
+                    "conclusion",
+                    "details_url",
+                    "html_url",
+                    "id",
+                    "name",
+                    "output_title",
+                    "started_at",
+                    "status"
+                ]
+            );
+            assert_eq!(served["id"], run.id);
+            assert_eq!(served["name"], run.name);
+            assert_eq!(served["status"], run.status);
+            assert_eq!(served["conclusion"], serde_json::json!(run.conclusion));
+            let details = served["details_url"].as_str().expect("details_url");
+            assert!(details.ends_with(&format!("/ci/octo-org/api/{}", run.id)), "{details}");
+            let html = served["html_url"].as_str().expect("html_url");
+            assert!(html.ends_with(&format!("/octo-org/api/runs/{}", run.id)), "{html}");
+            assert_eq!(served["output_title"], serde_json::json!(run.output_title));
+            assert_eq!(served["started_at"], serde_json::json!(run.started_at));
+            assert_eq!(served["completed_at"], serde_json::json!(run.completed_at));
+        }
+
+        let history = pr["history"].as_array().expect("history");
+        assert!(!history.is_empty(), "#{number}: a backfill records the first state");
+        for entry in history {
+            let keys: Vec<&str> = entry.as_object().expect("object").keys().map(String::as_str).collect();
+            assert_eq!(keys, ["at", "cause", "delivery_id", "field", "new", "old"]);
+            assert_eq!(entry["cause"], "backfill");
+            assert_eq!(entry["delivery_id"], Value::Null, "a backfill has no delivery");
+        }
+        assert_eq!(history[0]["field"], "state");
+        assert_eq!(history[0]["old"], Value::Null);
+        assert_eq!(history[0]["new"], serde_json::json!(expected.state));
+        assert!(history[0]["at"]
+            .as_str()
+            .is_some_and(|at| at.parse::<chrono::DateTime<chrono::Utc>>().is_ok()));
+    }
+}
+
+/// The exact status and body of each refusal of the read API.
+#[tokio::test]
+async fn read_api_errors_are_json_bodies_naming_the_problem() {
+    let (app, _sim) = backfilled().await;
+    let pulls = "/api/v1/repositories/octo-org/api/pulls";
+    let cases: Vec<(String, Option<&str>, u16, &str)> = vec![
+        (pulls.to_owned(), None, 401, "a valid bearer token is required"),
+        (pulls.to_owned(), Some("wrong"), 401, "a valid bearer token is required"),
+        ("/api/v1/repositories".to_owned(), None, 401, "a valid bearer token is required"),
+        (format!("{pulls}/1"), None, 401, "a valid bearer token is required"),
+        (format!("{pulls}?page=0"), Some(READ_TOKEN), 400, "page must be a whole number from 1 to 1000000"),
+        (
+            format!("{pulls}?per_page=101"),
+            Some(READ_TOKEN),
+            400,
+            "per_page must be a whole number from 1 to 100",
+        ),
+        (
+            "/api/v1/repositories?per_page=x".to_owned(),
+            Some(READ_TOKEN),
+            400,
+            "per_page must be a whole number from 1 to 100",
+        ),
+        (format!("{pulls}?draft=maybe"), Some(READ_TOKEN), 400, "draft must be true or false"),
+        (format!("{pulls}?label=a%00b"), Some(READ_TOKEN), 400, "label must not contain a NUL character"),
+        (
+            format!("{pulls}?author={}", "x".repeat(257)),
+            Some(READ_TOKEN),
+            400,
+            "author must be at most 256 bytes",
+        ),
+        (
+            format!("{pulls}?state=weird"),
+            Some(READ_TOKEN),
+            400,
+            "state is open, closed, merged or all, not 'weird'",
+        ),
+        (format!("{pulls}?checks=red"), Some(READ_TOKEN), 400, "checks is failing, pending, passing or none"),
+        (
+            "/api/v1/repositories/octo-org/nope/pulls".to_owned(),
+            Some(READ_TOKEN),
+            404,
+            "octo-org/nope is not a watched repository",
+        ),
+        (
+            "/api/v1/repositories/octo-org/nope/pulls/1".to_owned(),
+            Some(READ_TOKEN),
+            404,
+            "octo-org/nope is not a watched repository",
+        ),
+        (
+            "/api/v1/repositories/oc%00to/api/pulls".to_owned(),
+            Some(READ_TOKEN),
+            400,
+            "owner must not contain a NUL character",
+        ),
+        (
+            format!("{pulls}?colour=blue"),
+            Some(READ_TOKEN),
+            400,
+            "unknown or malformed query parameters: Query deserialize error: unknown field `colour`, \
+             expected one of `state`, `draft`, `label`, `author`, `checks`, `page`, `per_page`",
+        ),
+        (format!("{pulls}/x"), Some(READ_TOKEN), 400, "a pull request number is a number"),
+        (format!("{pulls}/99"), Some(READ_TOKEN), 404, "no pull request #99 in octo-org/api"),
+    ];
+    for (path, token, status, message) in cases {
+        let mut request = app.client.get(app.url(&path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("sent");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok());
+        assert_eq!(content_type, Some("application/json"), "{path}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body, serde_json::json!({ "error": message }), "{path}");
+    }
+}
+
+/// Without a read or admin token configured the read API is off, and says how to turn it on.
+#[tokio::test]
+async fn the_read_api_without_tokens_says_it_is_disabled() {
+    let app = prmonitor_testkit::spawn_app().await;
+    for path in ["/api/v1/repositories", "/api/v1/repositories/o/n/pulls", "/api/v1/repositories/o/n/pulls/1"]
+    {
+        let (status, body) = get(&app, path, Some("anything")).await;
+        assert_eq!(status, 401, "{path}");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "the read API is disabled: set PRMONITOR_READ_TOKEN or PRMONITOR_ADMIN_TOKEN"
+            }),
+            "{path}"
+        );
+    }
+}
+
+/// A database that refuses connections is a 503 naming the pool's error, on every read route.
+#[tokio::test]
+async fn with_the_database_down_the_read_api_answers_503() {
+    // A port nothing listens on: every connection attempt is refused.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let db = TestDatabase::unique();
+    let mut settings = test_settings(&db, &[("PRMONITOR_READ_TOKEN", READ_TOKEN)]);
+    settings.database_url = prmonitor::config::DatabaseUrl::parse(&format!(
+        "postgres://postgres@127.0.0.1:{closed_port}/nowhere"
+    ))
+    .expect("url");
+    let app = spawn_app_on(db, settings).await;
+    for path in ["/api/v1/repositories", "/api/v1/repositories/o/n/pulls", "/api/v1/repositories/o/n/pulls/1"]
+    {
+        let (status, body) = get(&app, path, Some(READ_TOKEN)).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        // The pool's own words, then the driver's cause (whose OS wording varies).
+        let expected = "the database is unavailable: Error occurred while creating a new object: \
+                        error connecting to server: Connection refused";
+        assert!(message.starts_with(expected), "{path}: {message}");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{path}: {body}");
+    }
+}

@@ -18,6 +18,8 @@ pub mod demo;
 pub mod fuzzing;
 pub mod github;
 pub mod http;
+/// Newtypes for the identifiers that are easy to confuse.
+pub mod ids;
 pub mod jitter;
 pub mod monitor;
 pub mod progress;

@@ -103,13 +103,13 @@ enum JobStateArg {
     Dead,
 }
 
-impl JobStateArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Done => "done",
-            Self::Dead => "dead",
+impl From<JobStateArg> for crate::queue::JobState {
+    fn from(arg: JobStateArg) -> Self {
+        match arg {
+            JobStateArg::Pending => Self::Pending,
+            JobStateArg::Running => Self::Running,
+            JobStateArg::Done => Self::Done,
+            JobStateArg::Dead => Self::Dead,
         }
     }
 }
@@ -325,7 +325,7 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
                 "{:>8}  {:<8}  {:<8}  {:>8}  {:<24}  last error",
                 "id", "kind", "state", "attempts", "key"
             );
-            for job in crate::queue::list(&mut conn, state.map(JobStateArg::as_str), limit).await? {
+            for job in crate::queue::list(&mut conn, state.map(Into::into), limit).await? {
                 println!(
                     "{:>8}  {:<8}  {:<8}  {:>4}/{:<3}  {:<24}  {}",
                     job.id,
@@ -340,7 +340,7 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
         }
         JobsCommand::Retry { ids, all_dead } => {
             let ids = if all_dead {
-                crate::queue::list(&mut conn, Some("dead"), i64::MAX)
+                crate::queue::list(&mut conn, Some(crate::queue::JobState::Dead), i64::MAX)
                     .await?
                     .into_iter()
                     .map(|j| j.id)

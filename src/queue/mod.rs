@@ -6,10 +6,12 @@
 //! deliveries for one pull request is one job.
 
 mod job;
+mod state;
 
 pub use job::{
     EventTarget, InstallationTarget, JobKind, NewJob, RepoRef, RepositoryJob, DEFAULT_MAX_ATTEMPTS,
 };
+pub use state::{JobState, UnknownJobState};
 
 use std::collections::HashMap;
 
@@ -63,7 +65,7 @@ pub async fn enqueue_unless_running(conn: &mut AsyncPgConnection, job: &NewJob) 
     if let Some(key) = job.coalesce_key.as_deref() {
         let running: i64 = jobs::table
             .filter(jobs::coalesce_key.eq(key))
-            .filter(jobs::state.eq("running"))
+            .filter(jobs::state.eq(JobState::Running))
             .count()
             .get_result(conn)
             .await?;
@@ -96,15 +98,16 @@ pub async fn enqueue_many(
     }
     // Same ON CONFLICT target as `enqueue`; a merged row stands for
     // `requests` requests, so the count grows by that many.
-    let rows: Vec<KeyedJob> = diesel::sql_query(
+    let rows: Vec<KeyedJob> = diesel::sql_query(format!(
         "INSERT INTO jobs (kind, coalesce_key, payload, max_attempts, coalesced_count) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int4[], $5::int4[]) \
-         ON CONFLICT (coalesce_key) WHERE state = 'pending' \
+         ON CONFLICT (coalesce_key) WHERE state = {pending} \
          DO UPDATE SET payload = jobs.payload || EXCLUDED.payload, \
                        coalesced_count = jobs.coalesced_count + EXCLUDED.coalesced_count, \
                        updated_at = now() \
          RETURNING id, coalesce_key, coalesced_count",
-    )
+        pending = JobState::Pending.sql(),
+    ))
     .bind::<Array<Text>, _>(&kinds)
     .bind::<Array<Text>, _>(&keys)
     .bind::<Array<Jsonb>, _>(&payloads)
@@ -226,7 +229,7 @@ pub struct JobView {
     pub kind: String,
     pub coalesce_key: Option<String>,
     pub payload: serde_json::Value,
-    pub state: String,
+    pub state: JobState,
     pub coalesced_count: i32,
     pub run_at: DateTime<Utc>,
     pub attempts: i32,
@@ -274,20 +277,21 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimStatement<'_>
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        out.push_sql(
+        let (pending, running) = (JobState::Pending.sql(), JobState::Running.sql());
+        out.push_sql(&format!(
             "WITH expired AS ( \
-                 SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() \
+                 SELECT id FROM jobs WHERE state = {running} AND lease_expires_at < now() \
                  ORDER BY lease_expires_at LIMIT ",
-        );
+        ));
         out.push_bind_param::<BigInt, _>(&self.limit)?;
-        out.push_sql(
+        out.push_sql(&format!(
             " FOR UPDATE SKIP LOCKED), \
              due AS ( \
-                 SELECT id FROM jobs WHERE state = 'pending' AND run_at <= now() \
+                 SELECT id FROM jobs WHERE state = {pending} AND run_at <= now() \
                  ORDER BY run_at, id LIMIT ",
-        );
+        ));
         out.push_bind_param::<BigInt, _>(&self.limit)?;
-        out.push_sql(" FOR UPDATE SKIP LOCKED) UPDATE jobs SET state = 'running', lease_owner = ");
+        out.push_sql(&format!(" FOR UPDATE SKIP LOCKED) UPDATE jobs SET state = {running}, lease_owner = "));
         out.push_bind_param::<Text, _>(&self.worker)?;
         out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
         out.push_bind_param::<diesel::sql_types::Double, _>(&self.lease_secs)?;
@@ -331,24 +335,26 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompleteSyncStatem
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        out.push_sql(
+        out.push_sql(&format!(
             "WITH done AS ( \
-                 UPDATE jobs SET state = 'done', finished_at = now(), updated_at = now(), \
+                 UPDATE jobs SET state = {done}, finished_at = now(), updated_at = now(), \
                         lease_expires_at = NULL, last_error = NULL \
                  WHERE id = ",
-        );
+            done = JobState::Done.sql(),
+        ));
         out.push_bind_param::<BigInt, _>(&self.job_id)?;
         out.push_sql(" AND lease_owner = ");
         out.push_bind_param::<Text, _>(&self.worker)?;
-        out.push_sql(
-            " AND state = 'running' RETURNING id), \
+        out.push_sql(&format!(
+            " AND state = {running} RETURNING id), \
              delivered AS ( \
                  UPDATE webhook_deliveries SET outcome = 'processed', processed_at = now() \
                  WHERE job_id IN (SELECT id FROM done) RETURNING 1) \
              UPDATE repositories SET last_synced_at = now(), consecutive_failures = 0, \
                     last_failure_reason = NULL, updated_at = now() \
              WHERE id = ",
-        );
+            running = JobState::Running.sql(),
+        ));
         out.push_bind_param::<BigInt, _>(&self.repository_id)?;
         Ok(())
     }
@@ -360,10 +366,11 @@ pub async fn extend_lease(
     job: &JobRef,
     lease: std::time::Duration,
 ) -> QueryResult<bool> {
-    let updated = diesel::sql_query(
+    let updated = diesel::sql_query(format!(
         "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) \
-         WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-    )
+         WHERE id = $1 AND lease_owner = $2 AND state = {running}",
+        running = JobState::Running.sql(),
+    ))
     .bind::<BigInt, _>(job.id)
     .bind::<Text, _>(&job.worker)
     .bind::<diesel::sql_types::Double, _>(seconds(lease))
@@ -380,11 +387,11 @@ pub async fn complete(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult
         jobs::table
             .filter(jobs::id.eq(job.id))
             .filter(jobs::lease_owner.eq(&job.worker))
-            .filter(jobs::state.eq("running")),
+            .filter(jobs::state.eq(JobState::Running)),
     )
     // lease_owner stays: it records which worker completed the job.
     .set((
-        jobs::state.eq("done"),
+        jobs::state.eq(JobState::Done),
         jobs::finished_at.eq(diesel::dsl::now),
         jobs::updated_at.eq(diesel::dsl::now),
         jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
@@ -431,7 +438,7 @@ pub async fn fail(
         let held: Option<(i32, i32, Option<String>)> = jobs::table
             .filter(jobs::id.eq(job.id))
             .filter(jobs::lease_owner.eq(&job.worker))
-            .filter(jobs::state.eq("running"))
+            .filter(jobs::state.eq(JobState::Running))
             .select((jobs::attempts, jobs::max_attempts, jobs::coalesce_key))
             .for_update()
             .first(conn)
@@ -443,7 +450,7 @@ pub async fn fail(
         if attempts >= max_attempts {
             diesel::update(jobs::table.find(job.id))
                 .set((
-                    jobs::state.eq("dead"),
+                    jobs::state.eq(JobState::Dead),
                     jobs::last_error.eq(&error),
                     jobs::lease_owner.eq(None::<String>),
                     jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
@@ -538,7 +545,7 @@ async fn reopen_or_absorb(
 async fn reopen(conn: &mut AsyncPgConnection, id: i64, how: &Reopen<'_>) -> QueryResult<usize> {
     let job = jobs::table.find(id);
     let unleased = (
-        jobs::state.eq("pending"),
+        jobs::state.eq(JobState::Pending),
         jobs::lease_owner.eq(None::<String>),
         jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
         jobs::updated_at.eq(diesel::dsl::now),
@@ -578,7 +585,7 @@ pub async fn release(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<
         let key: Option<Option<String>> = jobs::table
             .filter(jobs::id.eq(job.id))
             .filter(jobs::lease_owner.eq(&job.worker))
-            .filter(jobs::state.eq("running"))
+            .filter(jobs::state.eq(JobState::Running))
             .select(jobs::coalesce_key)
             .for_update()
             .first(conn)
@@ -595,7 +602,7 @@ async fn pending_with_key(conn: &mut AsyncPgConnection, key: Option<&str>) -> Qu
     let Some(key) = key else { return Ok(None) };
     jobs::table
         .filter(jobs::coalesce_key.eq(key))
-        .filter(jobs::state.eq("pending"))
+        .filter(jobs::state.eq(JobState::Pending))
         .select(jobs::id)
         .for_update()
         .first(conn)
@@ -621,7 +628,7 @@ async fn absorb(conn: &mut AsyncPgConnection, old: i64, newer: i64, note: &str) 
         .await?;
     diesel::update(jobs::table.find(old))
         .set((
-            jobs::state.eq("done"),
+            jobs::state.eq(JobState::Done),
             jobs::last_error.eq(note),
             jobs::lease_owner.eq(None::<String>),
             jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
@@ -651,12 +658,12 @@ pub async fn get(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Jo
 /// Jobs, newest first, optionally in one state.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    state: Option<&str>,
+    state: Option<JobState>,
     limit: i64,
 ) -> QueryResult<Vec<JobView>> {
     let mut query = jobs::table.select(JobView::as_select()).order(jobs::id.desc()).limit(limit).into_boxed();
     if let Some(state) = state {
-        query = query.filter(jobs::state.eq(state.to_owned()));
+        query = query.filter(jobs::state.eq(state));
     }
     query.load(conn).await
 }
@@ -668,7 +675,7 @@ pub async fn retry_dead(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bo
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
         let key: Option<Option<String>> = jobs::table
             .filter(jobs::id.eq(id))
-            .filter(jobs::state.eq("dead"))
+            .filter(jobs::state.eq(JobState::Dead))
             .select(jobs::coalesce_key)
             .for_update()
             .first(conn)
@@ -693,11 +700,12 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<f
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
         oldest: Option<f64>,
     }
-    let row: Backlog = diesel::sql_query(
+    let row: Backlog = diesel::sql_query(format!(
         "SELECT count(*) AS pending, \
                 EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest \
-         FROM jobs WHERE state = 'pending' AND run_at <= now()",
-    )
+         FROM jobs WHERE state = {pending} AND run_at <= now()",
+        pending = JobState::Pending.sql(),
+    ))
     .get_result(conn)
     .await?;
     Ok((row.pending, row.oldest))
@@ -706,7 +714,7 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<f
 /// Deletes finished jobs older than `keep` (done only: dead letters stay).
 pub async fn purge_done(conn: &mut AsyncPgConnection, keep: std::time::Duration) -> QueryResult<usize> {
     let cutoff = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
-    diesel::delete(jobs::table.filter(jobs::state.eq("done")).filter(jobs::finished_at.lt(cutoff)))
+    diesel::delete(jobs::table.filter(jobs::state.eq(JobState::Done)).filter(jobs::finished_at.lt(cutoff)))
         .execute(conn)
         .await
 }

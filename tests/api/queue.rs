@@ -6,7 +6,7 @@ use std::time::Duration;
 use diesel::sql_types::{Integer, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use prmonitor::queue::{self, EventTarget, FailOutcome, JobRef, NewJob, RepoRef};
+use prmonitor::queue::{self, EventTarget, FailOutcome, JobRef, JobState, NewJob, RepoRef};
 
 use crate::helpers::{connect, count, TestDatabase};
 
@@ -147,4 +147,27 @@ async fn a_dead_letter_retried_while_intake_adds_its_key_merges_into_intakes_job
         )
         .await;
     assert!(retried.expect("the retry is recorded"), "the dead letter was brought back");
+}
+
+#[tokio::test]
+async fn every_job_state_round_trips_through_the_state_column() {
+    let db = TestDatabase::migrated().await;
+    let mut conn = connect(&db.url).await;
+    let id = queue::enqueue(&mut conn, &pr_job()).await.expect("enqueue").id;
+    for state in JobState::ALL {
+        // Written as text, as every statement but diesel's writes it: the
+        // column's CHECK constraint must accept each variant.
+        execute(&mut conn, &format!("UPDATE jobs SET state = '{state}' WHERE id = {id}")).await;
+        let job = queue::get(&mut conn, id).await.expect("get").expect("job");
+        assert_eq!(job.state, state);
+    }
+
+    #[derive(Debug, QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        #[allow(dead_code)]
+        state: JobState,
+    }
+    let unknown = diesel::sql_query("SELECT 'retrying'::text AS state").get_result::<Row>(&mut conn).await;
+    assert!(unknown.is_err(), "an unknown state must not be read as a known one: {unknown:?}");
 }

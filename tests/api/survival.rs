@@ -156,7 +156,7 @@ async fn a_job_that_panics_fails_like_any_other_and_its_slot_goes_on() {
     let error = panicked.last_error.unwrap_or_default();
     assert!(error.contains("panicked") && error.contains("a bug while discovering"), "{error}");
     let fine = queue::get(&mut conn, jobs[1]).await.expect("get").expect("job");
-    assert_eq!(fine.state, "done", "the slot ran the next job");
+    assert_eq!(fine.state, queue::JobState::Done, "the slot ran the next job");
     crate::compare::diff(&db.url, &sim, sim.repo_id("acme/repo-1").expect("repo"))
         .await
         .expect("repo-1 read");

@@ -272,7 +272,7 @@ async fn serve(settings: Settings, components: Components) -> anyhow::Result<()>
 
 async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()> {
     use crate::db::repositories;
-    use crate::queue::{JobKind, NewJob, RepositoryJob};
+    use crate::queue::{NewJob, RepositoryJob};
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
     let mut conn = db::connection(&pool)
         .await
@@ -289,9 +289,8 @@ async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()
     }
     if !args.wait {
         for repo in &repos {
-            let mut job =
-                NewJob::repository(JobKind::Sweep, &RepositoryJob { repository_id: repo.id, manual: true });
-            job.max_attempts = settings.worker.max_attempts;
+            let job = NewJob::sweep(&RepositoryJob { repository_id: repo.id, manual: true })
+                .with_max_attempts(settings.worker.max_attempts);
             let enqueued = crate::queue::enqueue(&mut conn, &job).await?;
             println!("{}\tjob {}", repo.full_name(), enqueued.id);
         }

@@ -190,10 +190,12 @@ pub async fn due_for_sweep(
          WHERE r.active AND (r.last_swept_at IS NULL OR r.last_swept_at < $1) \
            AND NOT EXISTS (SELECT 1 FROM jobs j \
                            WHERE j.state IN ('pending', 'running') \
-                             AND j.coalesce_key IN ('sweep:' || r.id, 'backfill:' || r.id)) \
+                             AND j.coalesce_key IN ($2 || r.id, $3 || r.id)) \
          ORDER BY r.id",
     )
     .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+    .bind::<diesel::sql_types::Text, _>(crate::queue::SWEEP_KEY_PREFIX)
+    .bind::<diesel::sql_types::Text, _>(crate::queue::BACKFILL_KEY_PREFIX)
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())

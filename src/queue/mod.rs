@@ -11,6 +11,7 @@ mod state;
 pub use job::{
     EventTarget, InstallationTarget, JobKind, NewJob, RepoRef, RepositoryJob, DEFAULT_MAX_ATTEMPTS,
 };
+pub(crate) use job::{BACKFILL_KEY_PREFIX, SWEEP_KEY_PREFIX};
 pub use state::{JobState, UnknownJobState};
 
 use std::collections::HashMap;

@@ -171,3 +171,39 @@ async fn every_job_state_round_trips_through_the_state_column() {
     let unknown = diesel::sql_query("SELECT 'retrying'::text AS state").get_result::<Row>(&mut conn).await;
     assert!(unknown.is_err(), "an unknown state must not be read as a known one: {unknown:?}");
 }
+
+/// The scheduler's query recognises sweeps and backfills by their keys: a
+/// repository with either waiting or running gets no second sweep.
+#[tokio::test]
+async fn the_scheduler_sweeps_only_repositories_without_a_sweep_or_backfill_in_flight() {
+    use prmonitor::db::repositories::{self, NewRepository};
+    use prmonitor::queue::RepositoryJob;
+
+    let db = TestDatabase::migrated().await;
+    let settings = crate::helpers::test_settings(&db, &[("PRMONITOR_JOB_MAX_ATTEMPTS", "4")]);
+    let mut conn = connect(&db.url).await;
+    let mut ids = Vec::new();
+    for (github_id, name) in [(101, "backfilled"), (102, "swept")] {
+        let new = NewRepository { github_id, owner: "acme", name, installation_id: None };
+        ids.push(repositories::upsert(&mut conn, &new).await.expect("register").id);
+    }
+    let (backfilled, swept) = (ids[0], ids[1]);
+    let pool = prmonitor::db::build_pool(&db.database_url(), 2).expect("pool");
+    let scheduler = prmonitor::scheduler::Scheduler::new(pool, settings.worker.clone(), &settings.github);
+
+    queue::enqueue(&mut conn, &NewJob::backfill(&RepositoryJob { repository_id: backfilled, manual: false }))
+        .await
+        .expect("enqueue");
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 1, "a backfill waits for the other");
+    let sweep =
+        format!("SELECT count(*) FROM jobs WHERE coalesce_key = 'sweep:{swept}' AND max_attempts = 4");
+    assert_eq!(count(&db.url, &sweep).await, 1, "the sweep carries the operator's limit");
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "both wait for their full read");
+
+    let claimed = queue::claim(&mut conn, WORKER, Duration::from_secs(60), 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "both are being read");
+
+    execute(&mut conn, "UPDATE jobs SET state = 'done'").await;
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 2, "never swept, nothing in flight");
+}

@@ -12,7 +12,7 @@ use prmonitor::monitor::{
     CheckRunData, DatabaseChangeDetector, DatabaseSynchronizer, Discovered, GitHubPrDiscovery, PrData,
     PrDiscovery, PrHead, PrLookup, PrProcessor, ProcessingError,
 };
-use prmonitor::queue::{self, JobKind, NewJob, RepositoryJob};
+use prmonitor::queue::{self, NewJob, RepositoryJob};
 use prmonitor::sim::generate::GENERATED_INSTALLATION;
 use prmonitor::sim::{Generate, NewPr, SimConfig, Simulator};
 use prmonitor::supervise::Fatal;
@@ -133,8 +133,7 @@ async fn a_job_that_panics_fails_like_any_other_and_its_slot_goes_on() {
         )
         .await
         .expect("register");
-        let mut job =
-            NewJob::repository(JobKind::Backfill, &RepositoryJob { repository_id: repo.id, manual: false });
+        let mut job = NewJob::backfill(&RepositoryJob { repository_id: repo.id, manual: false });
         job.max_attempts = 2;
         jobs.push(queue::enqueue(&mut conn, &job).await.expect("enqueue").id);
     }

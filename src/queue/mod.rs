@@ -198,6 +198,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::db::deliveries::DeliveryOutcome;
 use crate::db::schema::{jobs, webhook_deliveries};
 
 /// The job a worker holds: its id and the lease owner that must match.
@@ -306,57 +307,142 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimStatement<'_>
     }
 }
 
-/// The end of a job's synchronization transaction in one statement: the job
-/// done (if its lease is still held), its deliveries processed, and the
-/// repository's successful sync recorded — what `complete` and
-/// `repositories::record_success` do, without two of the round trips every
-/// event job paid.
+/// The end of a job's synchronization transaction: the job done (if its
+/// lease is still held), its deliveries processed, and the repository's
+/// successful sync recorded — what `complete` and
+/// `repositories::record_success` do, in the one statement.
 pub async fn complete_sync(
     conn: &mut AsyncPgConnection,
     job: &JobRef,
     repository_id: i64,
 ) -> QueryResult<()> {
-    CompleteSyncStatement { job_id: job.id, worker: &job.worker, repository_id }
-        .execute(conn)
+    finish(conn, Finishing::Leased(job), Finish::Done { repository_id: Some(repository_id) })
         .await
         .map(|_| ())
 }
 
-/// Prepared once per connection, like the claim.
-struct CompleteSyncStatement<'a> {
-    job_id: i64,
-    worker: &'a str,
-    repository_id: i64,
+/// Which job a completion ends, on what condition.
+enum Finishing<'a> {
+    /// Only while this worker still holds the lease: nothing has locked
+    /// the row before, so the statement checks.
+    Leased(&'a JobRef),
+    /// A row the caller's transaction has locked and checked already.
+    Locked(i64),
 }
 
-crate::db::prepared_statement!(CompleteSyncStatement);
+/// How a job ends.
+enum Finish<'a> {
+    /// Its work is committed: done, its deliveries processed; for a
+    /// synchronization, the repository's success recorded with it.
+    Done { repository_id: Option<i64> },
+    /// Out of attempts: a dead letter, its deliveries failed.
+    Dead { error: &'a str },
+    /// Folded into a newer pending job of its key, which holds its
+    /// deliveries now; `note` says which.
+    Absorbed { note: &'a str },
+}
 
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompleteSyncStatement<'_> {
+/// Every completion — done, dead, absorbed — in one statement, so each
+/// writes the same columns; returns whether the job was finished.
+async fn finish(conn: &mut AsyncPgConnection, which: Finishing<'_>, how: Finish<'_>) -> QueryResult<bool> {
+    let (id, holder) = match which {
+        Finishing::Leased(job) => (job.id, Some(job.worker.as_str())),
+        Finishing::Locked(id) => (id, None),
+    };
+    let statement = match how {
+        // lease_owner stays: it records which worker completed the job.
+        Finish::Done { repository_id } => FinishStatement {
+            id,
+            holder,
+            state: JobState::Done,
+            last_error: None,
+            keep_owner: true,
+            outcome: Some(DeliveryOutcome::Processed.as_str()),
+            repository_id,
+        },
+        Finish::Dead { error } => FinishStatement {
+            id,
+            holder,
+            state: JobState::Dead,
+            last_error: Some(error),
+            keep_owner: false,
+            outcome: Some(DeliveryOutcome::Failed.as_str()),
+            repository_id: None,
+        },
+        Finish::Absorbed { note } => FinishStatement {
+            id,
+            holder,
+            state: JobState::Done,
+            last_error: Some(note),
+            keep_owner: false,
+            outcome: None,
+            repository_id: None,
+        },
+    };
+    let finished: Finished = statement.get_result(conn).await?;
+    Ok(finished.finished == 1)
+}
+
+#[derive(QueryableByName)]
+struct Finished {
+    #[diesel(sql_type = BigInt)]
+    finished: i64,
+}
+
+/// Prepared once per connection, like the claim: it ends every event job.
+/// The text is the same whatever the outcome (absent parts are NULL), so
+/// it is one prepared statement.
+struct FinishStatement<'a> {
+    id: i64,
+    holder: Option<&'a str>,
+    state: JobState,
+    last_error: Option<&'a str>,
+    keep_owner: bool,
+    /// What the job's deliveries become; `None` leaves them alone.
+    outcome: Option<&'static str>,
+    /// The repository whose successful sync commits with the job.
+    repository_id: Option<i64>,
+}
+
+crate::db::prepared_statement!(FinishStatement);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FinishStatement<'_> {
     fn walk_ast<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        out.push_sql(&format!(
-            "WITH done AS ( \
-                 UPDATE jobs SET state = {done}, finished_at = now(), updated_at = now(), \
-                        lease_expires_at = NULL, last_error = NULL \
-                 WHERE id = ",
-            done = JobState::Done.sql(),
-        ));
-        out.push_bind_param::<BigInt, _>(&self.job_id)?;
-        out.push_sql(" AND lease_owner = ");
-        out.push_bind_param::<Text, _>(&self.worker)?;
-        out.push_sql(&format!(
-            " AND state = {running} RETURNING id), \
-             delivered AS ( \
-                 UPDATE webhook_deliveries SET outcome = 'processed', processed_at = now() \
-                 WHERE job_id IN (SELECT id FROM done) RETURNING 1) \
-             UPDATE repositories SET last_synced_at = now(), consecutive_failures = 0, \
-                    last_failure_reason = NULL, updated_at = now() \
+        use diesel::sql_types::{Bool, Nullable};
+        out.push_sql("WITH finished AS (UPDATE jobs SET state = ");
+        out.push_bind_param::<Text, _>(&self.state)?;
+        out.push_sql(", last_error = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.last_error)?;
+        out.push_sql(", lease_owner = CASE WHEN ");
+        out.push_bind_param::<Bool, _>(&self.keep_owner)?;
+        out.push_sql(
+            " THEN lease_owner END, lease_expires_at = NULL, finished_at = now(), updated_at = now() \
              WHERE id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.id)?;
+        out.push_sql(" AND (");
+        out.push_bind_param::<Nullable<Text>, _>(&self.holder)?;
+        out.push_sql("::text IS NULL OR (lease_owner = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.holder)?;
+        out.push_sql(&format!(
+            " AND state = {running})) RETURNING id), \
+             delivered AS (UPDATE webhook_deliveries SET outcome = ",
             running = JobState::Running.sql(),
         ));
-        out.push_bind_param::<BigInt, _>(&self.repository_id)?;
+        out.push_bind_param::<Nullable<Text>, _>(&self.outcome)?;
+        out.push_sql(", processed_at = now() WHERE ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.outcome)?;
+        out.push_sql(
+            "::text IS NOT NULL AND job_id IN (SELECT id FROM finished) RETURNING 1), \
+             synced AS (UPDATE repositories SET last_synced_at = now(), consecutive_failures = 0, \
+                               last_failure_reason = NULL, updated_at = now() \
+                        WHERE id = ",
+        );
+        out.push_bind_param::<Nullable<BigInt>, _>(&self.repository_id)?;
+        out.push_sql(" RETURNING 1) SELECT count(*) AS finished FROM finished");
         Ok(())
     }
 }
@@ -384,32 +470,7 @@ pub async fn extend_lease(
 /// that wrote the job's results. False when the lease was lost meanwhile (the
 /// work is idempotent; the new holder finishes the job).
 pub async fn complete(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<bool> {
-    let updated = diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(job.id))
-            .filter(jobs::lease_owner.eq(&job.worker))
-            .filter(jobs::state.eq(JobState::Running)),
-    )
-    // lease_owner stays: it records which worker completed the job.
-    .set((
-        jobs::state.eq(JobState::Done),
-        jobs::finished_at.eq(diesel::dsl::now),
-        jobs::updated_at.eq(diesel::dsl::now),
-        jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-        jobs::last_error.eq(None::<String>),
-    ))
-    .execute(conn)
-    .await?;
-    if updated == 1 {
-        diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(job.id)))
-            .set((
-                webhook_deliveries::outcome.eq("processed"),
-                webhook_deliveries::processed_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-    }
-    Ok(updated == 1)
+    finish(conn, Finishing::Leased(job), Finish::Done { repository_id: None }).await
 }
 
 /// What became of a failed job.
@@ -449,24 +510,7 @@ pub async fn fail(
             return Ok(FailOutcome::LeaseLost);
         };
         if attempts >= max_attempts {
-            diesel::update(jobs::table.find(job.id))
-                .set((
-                    jobs::state.eq(JobState::Dead),
-                    jobs::last_error.eq(&error),
-                    jobs::lease_owner.eq(None::<String>),
-                    jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-                    jobs::finished_at.eq(diesel::dsl::now),
-                    jobs::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(job.id)))
-                .set((
-                    webhook_deliveries::outcome.eq("failed"),
-                    webhook_deliveries::processed_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
+            finish(conn, Finishing::Locked(job.id), Finish::Dead { error: &error }).await?;
             return Ok(FailOutcome::Dead);
         }
         let run_at = chrono::Duration::from_std(backoff)
@@ -627,18 +671,7 @@ async fn absorb(conn: &mut AsyncPgConnection, old: i64, newer: i64, note: &str) 
         .set(webhook_deliveries::job_id.eq(newer))
         .execute(conn)
         .await?;
-    diesel::update(jobs::table.find(old))
-        .set((
-            jobs::state.eq(JobState::Done),
-            jobs::last_error.eq(note),
-            jobs::lease_owner.eq(None::<String>),
-            jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-            jobs::finished_at.eq(diesel::dsl::now),
-            jobs::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
+    finish(conn, Finishing::Locked(old), Finish::Absorbed { note }).await.map(|_| ())
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -169,18 +169,12 @@ async fn reconcile(address: &str, token: &str) -> anyhow::Result<()> {
 
 /// Waits until every webhook is delivered and no job is pending or running.
 async fn settle(pool: &DbPool, sim: &Simulator) -> anyhow::Result<()> {
-    use crate::db::schema::jobs;
-    use crate::queue::JobState;
     sim.wait_for_deliveries().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let busy: i64 = {
             let mut conn = pool.get().await?;
-            jobs::table
-                .filter(jobs::state.eq_any([JobState::Pending, JobState::Running]))
-                .count()
-                .get_result(&mut conn)
-                .await?
+            crate::queue::unfinished(&mut conn).await?
         };
         if busy == 0 {
             return Ok(());

@@ -87,9 +87,9 @@ impl EventTarget {
 /// The start of a sweep's coalescing key; the rest is `repositories.id`.
 /// The scheduler's query matches keys by these prefixes, so they are
 /// defined once.
-pub(crate) const SWEEP_KEY_PREFIX: &str = "sweep:";
+pub(super) const SWEEP_KEY_PREFIX: &str = "sweep:";
 /// As [`SWEEP_KEY_PREFIX`], for backfills.
-pub(crate) const BACKFILL_KEY_PREFIX: &str = "backfill:";
+pub(super) const BACKFILL_KEY_PREFIX: &str = "backfill:";
 
 /// An `installation` or `installation_repositories` event. The worker re-reads
 /// the installation's repositories, so deliveries for one installation coalesce;

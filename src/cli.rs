@@ -106,13 +106,13 @@ enum JobStateArg {
     Dead,
 }
 
-impl JobStateArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Done => "done",
-            Self::Dead => "dead",
+impl From<JobStateArg> for crate::queue::JobState {
+    fn from(arg: JobStateArg) -> Self {
+        match arg {
+            JobStateArg::Pending => Self::Pending,
+            JobStateArg::Running => Self::Running,
+            JobStateArg::Done => Self::Done,
+            JobStateArg::Dead => Self::Dead,
         }
     }
 }
@@ -290,7 +290,7 @@ async fn serve(settings: Settings, components: Components) -> anyhow::Result<()>
 
 async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()> {
     use crate::db::repositories;
-    use crate::queue::{JobKind, NewJob, RepositoryJob};
+    use crate::queue::{NewJob, RepositoryJob};
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
     let mut conn = db::connection(&pool)
         .await
@@ -307,9 +307,8 @@ async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()
     }
     if !args.wait {
         for repo in &repos {
-            let mut job =
-                NewJob::repository(JobKind::Sweep, &RepositoryJob { repository_id: repo.id, manual: true });
-            job.max_attempts = settings.worker.max_attempts;
+            let job = NewJob::sweep(&RepositoryJob { repository_id: repo.id, manual: true })
+                .with_max_attempts(settings.worker.max_attempts);
             let enqueued = crate::queue::enqueue(&mut conn, &job).await?;
             println!("{}\tjob {}", repo.full_name(), enqueued.id);
         }
@@ -343,7 +342,7 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
                 "{:>8}  {:<8}  {:<8}  {:>8}  {:<24}  last error",
                 "id", "kind", "state", "attempts", "key"
             );
-            for job in crate::queue::list(&mut conn, state.map(JobStateArg::as_str), limit).await? {
+            for job in crate::queue::list(&mut conn, state.map(Into::into), limit).await? {
                 println!(
                     "{:>8}  {:<8}  {:<8}  {:>4}/{:<3}  {:<24}  {}",
                     job.id,
@@ -358,7 +357,7 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
         }
         JobsCommand::Retry { ids, all_dead } => {
             let ids = if all_dead {
-                crate::queue::list(&mut conn, Some("dead"), i64::MAX)
+                crate::queue::list(&mut conn, Some(crate::queue::JobState::Dead), i64::MAX)
                     .await?
                     .into_iter()
                     .map(|j| j.id)

@@ -78,7 +78,9 @@ impl PullRequestNumber {
 }
 
 /// A commit's SHA, as GitHub spells it (40 lowercase hex digits).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, AsExpression, FromSqlRow)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+)]
 #[serde(transparent)]
 #[diesel(sql_type = Text)]
 pub struct CommitSha(pub String);

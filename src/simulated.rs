@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use github_sim::{
     generate::GENERATED_INSTALLATION, Simulator, WebhookTarget, SIM_APP_ID, SIM_APP_PRIVATE_KEY,
 };
@@ -104,17 +102,12 @@ pub async fn reconcile_all(address: &str, admin_token: &str) -> Result<serde_jso
 /// Waits until the simulator has sent every webhook and no job is pending or
 /// running (or `timeout` passes).
 pub async fn settle(pool: &DbPool, sim: &Simulator, timeout: Duration) -> Result<(), SimulatedError> {
-    use crate::db::schema::jobs;
     sim.wait_for_deliveries().await;
     let deadline = Instant::now() + timeout;
     loop {
         let busy: i64 = {
             let mut conn = pool.get().await?;
-            jobs::table
-                .filter(jobs::state.eq_any(["pending", "running"]))
-                .count()
-                .get_result(&mut conn)
-                .await?
+            crate::queue::unfinished(&mut conn).await?
         };
         if busy == 0 {
             return Ok(());

@@ -172,29 +172,3 @@ pub async fn of_installation(
         .load(conn)
         .await
 }
-
-/// Active repositories whose last full read is older than `interval` (or
-/// never happened) and that have no sweep or backfill waiting or running.
-pub async fn due_for_sweep(
-    conn: &mut AsyncPgConnection,
-    interval: std::time::Duration,
-) -> QueryResult<Vec<i64>> {
-    let cutoff = Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        id: i64,
-    }
-    let rows: Vec<Id> = diesel::sql_query(
-        "SELECT r.id FROM repositories r \
-         WHERE r.active AND (r.last_swept_at IS NULL OR r.last_swept_at < $1) \
-           AND NOT EXISTS (SELECT 1 FROM jobs j \
-                           WHERE j.state IN ('pending', 'running') \
-                             AND j.coalesce_key IN ('sweep:' || r.id, 'backfill:' || r.id)) \
-         ORDER BY r.id",
-    )
-    .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}

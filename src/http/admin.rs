@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 use crate::db::{repositories, DbPool};
-use crate::queue::{self, JobKind, NewJob, RepositoryJob};
+use crate::queue::{self, NewJob, RepositoryJob};
 
 pub struct AdminConfig {
     token: Option<Secret>,
@@ -133,9 +133,8 @@ pub async fn reconcile(
     };
     let mut jobs = Vec::with_capacity(repos.len());
     for repo in &repos {
-        let mut job =
-            NewJob::repository(JobKind::Sweep, &RepositoryJob { repository_id: repo.id, manual: true });
-        job.max_attempts = config.max_attempts;
+        let job = NewJob::sweep(&RepositoryJob { repository_id: repo.id, manual: true })
+            .with_max_attempts(config.max_attempts);
         match queue::enqueue(&mut conn, &job).await {
             Ok(enqueued) => jobs.push(json!({ "repository": repo.full_name(), "job_id": enqueued.id })),
             Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

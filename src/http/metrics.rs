@@ -3,26 +3,12 @@
 //! from the database at scrape time, so every instance reports the same truth.
 
 use actix_web::{web, HttpResponse};
-use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::sql_types::BigInt;
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 
 use crate::db::DbPool;
-use crate::queue::JobKind;
-
-#[derive(QueryableByName)]
-struct KindRow {
-    #[diesel(sql_type = Text)]
-    kind: String,
-    #[diesel(sql_type = BigInt)]
-    pending: i64,
-    #[diesel(sql_type = BigInt)]
-    running: i64,
-    #[diesel(sql_type = BigInt)]
-    dead: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    oldest: Option<f64>,
-}
+use crate::queue::{self, JobKind};
 
 #[derive(QueryableByName)]
 struct Failing {
@@ -32,17 +18,7 @@ struct Failing {
 
 async fn record_database_gauges(pool: &DbPool) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let rows: Vec<KindRow> = diesel::sql_query(
-        "SELECT kind, \
-                count(*) FILTER (WHERE state = 'pending') AS pending, \
-                count(*) FILTER (WHERE state = 'running') AS running, \
-                count(*) FILTER (WHERE state = 'dead') AS dead, \
-                EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE state = 'pending'))::float8 AS oldest \
-         FROM jobs GROUP BY kind",
-    )
-    .load(&mut conn)
-    .await
-    .map_err(|e| e.to_string())?;
+    let rows = queue::counts_by_kind(&mut conn).await.map_err(|e| e.to_string())?;
     for kind in [JobKind::Event, JobKind::Install, JobKind::Sweep, JobKind::Backfill] {
         let row = rows.iter().find(|r| r.kind == kind.as_str());
         let label = kind.as_str();

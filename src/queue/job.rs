@@ -84,6 +84,13 @@ impl EventTarget {
     }
 }
 
+/// The start of a sweep's coalescing key; the rest is `repositories.id`.
+/// The scheduler's query matches keys by these prefixes, so they are
+/// defined once.
+pub(super) const SWEEP_KEY_PREFIX: &str = "sweep:";
+/// As [`SWEEP_KEY_PREFIX`], for backfills.
+pub(super) const BACKFILL_KEY_PREFIX: &str = "backfill:";
+
 /// An `installation` or `installation_repositories` event. The worker re-reads
 /// the installation's repositories, so deliveries for one installation coalesce;
 /// `action` is the latest one received, a hint rather than the truth.
@@ -113,31 +120,42 @@ pub struct NewJob {
     pub max_attempts: i32,
 }
 
+/// One constructor per kind: each knows its kind's coalescing key and
+/// payload, and starts at [`DEFAULT_MAX_ATTEMPTS`].
 impl NewJob {
+    /// Targeted discovery of what a webhook names; one pending per target.
     pub fn event(target: &EventTarget) -> Self {
-        Self {
-            kind: JobKind::Event,
-            coalesce_key: Some(target.coalesce_key()),
-            payload: to_payload(target),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        }
+        Self::keyed(JobKind::Event, target.coalesce_key(), target)
     }
 
-    /// A full re-read of one repository (`Sweep`, `Backfill`), one pending per repository and kind.
-    pub fn repository(kind: JobKind, target: &RepositoryJob) -> Self {
+    /// The repositories of one installation; one pending per installation.
+    pub fn installation(target: &InstallationTarget) -> Self {
+        Self::keyed(JobKind::Install, format!("installation:{}", target.installation_id), target)
+    }
+
+    /// A full re-read of one stored repository; one pending per repository.
+    pub fn sweep(target: &RepositoryJob) -> Self {
+        Self::keyed(JobKind::Sweep, format!("{SWEEP_KEY_PREFIX}{}", target.repository_id), target)
+    }
+
+    /// The first full read of one stored repository; one pending per
+    /// repository, apart from its sweeps.
+    pub fn backfill(target: &RepositoryJob) -> Self {
+        Self::keyed(JobKind::Backfill, format!("{BACKFILL_KEY_PREFIX}{}", target.repository_id), target)
+    }
+
+    /// The operator's limit (`PRMONITOR_JOB_MAX_ATTEMPTS`) instead of the
+    /// default. It is stamped on the job when enqueued, so a job keeps the
+    /// limit it was enqueued with.
+    pub fn with_max_attempts(self, max_attempts: i32) -> Self {
+        Self { max_attempts, ..self }
+    }
+
+    fn keyed<T: Serialize>(kind: JobKind, key: String, payload: &T) -> Self {
         Self {
             kind,
-            coalesce_key: Some(format!("{}:{}", kind.as_str(), target.repository_id)),
-            payload: to_payload(target),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        }
-    }
-
-    pub fn installation(target: &InstallationTarget) -> Self {
-        Self {
-            kind: JobKind::Install,
-            coalesce_key: Some(format!("installation:{}", target.installation_id)),
-            payload: to_payload(target),
+            coalesce_key: Some(key),
+            payload: to_payload(payload),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }
@@ -167,6 +185,61 @@ mod tests {
 
         let with_checks = EventTarget::PullRequest { repository: repo(), number: 5, with_checks: true };
         assert_eq!(NewJob::event(&with_checks).payload["with_checks"], true);
+    }
+
+    #[test]
+    fn each_kind_builds_its_own_key_and_payload() {
+        let repository = RepositoryJob { repository_id: 42, manual: true };
+        let cases = [
+            (
+                NewJob::event(&EventTarget::PullRequest { repository: repo(), number: 5, with_checks: true }),
+                JobKind::Event,
+                "pr:1296269:5",
+            ),
+            (
+                NewJob::event(&EventTarget::CommitChecks { repository: repo(), head_sha: "abc123".into() }),
+                JobKind::Event,
+                "checks:1296269:abc123",
+            ),
+            (
+                NewJob::event(&EventTarget::Repository {
+                    repository: repo(),
+                    action: Some("renamed".into()),
+                }),
+                JobKind::Event,
+                "repository:1296269",
+            ),
+            (
+                NewJob::installation(&InstallationTarget { installation_id: 7, action: None }),
+                JobKind::Install,
+                "installation:7",
+            ),
+            (NewJob::sweep(&repository), JobKind::Sweep, "sweep:42"),
+            (NewJob::backfill(&repository), JobKind::Backfill, "backfill:42"),
+        ];
+        // The formats are stored in pending jobs: changing one would let a
+        // job of the old format and one of the new run side by side.
+        for (job, kind, key) in cases {
+            assert_eq!((job.kind, job.coalesce_key.as_deref()), (kind, Some(key)));
+            assert_eq!(job.max_attempts, DEFAULT_MAX_ATTEMPTS);
+        }
+        let sweep = NewJob::sweep(&repository);
+        assert_eq!(serde_json::from_value::<RepositoryJob>(sweep.payload).expect("round trip"), repository);
+    }
+
+    #[test]
+    fn sweep_and_backfill_keys_are_their_prefix_and_the_repository_id() {
+        let target = RepositoryJob { repository_id: 9001, manual: false };
+        assert_eq!(NewJob::sweep(&target).coalesce_key, Some(format!("{SWEEP_KEY_PREFIX}9001")));
+        assert_eq!(NewJob::backfill(&target).coalesce_key, Some(format!("{BACKFILL_KEY_PREFIX}9001")));
+        assert_ne!(NewJob::sweep(&target).coalesce_key, NewJob::backfill(&target).coalesce_key);
+    }
+
+    #[test]
+    fn the_operators_limit_replaces_the_default_and_nothing_else() {
+        let job = NewJob::sweep(&RepositoryJob { repository_id: 1, manual: false });
+        let limited = job.clone().with_max_attempts(3);
+        assert_eq!(limited, NewJob { max_attempts: 3, ..job });
     }
 
     #[test]

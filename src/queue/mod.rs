@@ -4,18 +4,31 @@
 //! Enqueueing coalesces: while a job with the same key is pending, a new
 //! request is merged into it instead of adding another, so a burst of twenty
 //! deliveries for one pull request is one job.
+//!
+//! This file is the lifecycle: which transition a job makes and why. The
+//! statements that make them are all in `storage.rs`.
 
 mod job;
+mod state;
+mod storage;
 
 pub use job::{
     EventTarget, InstallationTarget, JobKind, NewJob, RepoRef, RepositoryJob, DEFAULT_MAX_ATTEMPTS,
 };
+pub use state::{JobState, UnknownJobState};
+pub use storage::{
+    backlog, claim, counts_by_kind, extend_lease, get, list, purge_done, repositories_due_for_sweep,
+    unfinished, ClaimedJob, JobView, KindCounts,
+};
 
 use std::collections::HashMap;
 
-use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Text};
-use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Integer};
+use diesel::{QueryResult, QueryableByName};
+use diesel_async::AsyncPgConnection;
+
+use storage::{Finish, Finishing, KeyedInsert, Reopen};
 
 /// The job a request ended up in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
@@ -33,27 +46,25 @@ impl EnqueuedJob {
     }
 }
 
+/// The job a worker holds: its id and the lease owner that must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRef {
+    pub id: i64,
+    pub worker: String,
+}
+
 /// Adds `job`, or merges it into the pending job with the same coalescing key.
 ///
 /// Merging is a shallow JSON merge (`||`): the newer request's keys win, keys
 /// it lacks are kept. Job payloads are shaped for that: flags are written only
 /// when true, so a merge never clears one.
-pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> diesel::QueryResult<EnqueuedJob> {
+pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> QueryResult<EnqueuedJob> {
     if job.coalesce_key.is_some() {
         let mut enqueued = enqueue_many(conn, &[job]).await?;
         return enqueued.pop().ok_or(diesel::result::Error::NotFound);
     }
     // Without a key nothing coalesces: a plain insert.
-    diesel::insert_into(jobs::table)
-        .values((
-            jobs::kind.eq(job.kind.as_str()),
-            jobs::payload.eq(&job.payload),
-            jobs::max_attempts.eq(job.max_attempts),
-        ))
-        .returning((jobs::id, jobs::coalesced_count))
-        .get_result::<(i64, i32)>(conn)
-        .await
-        .map(|(id, coalesced_count)| EnqueuedJob { id, coalesced_count })
+    storage::insert(conn, job).await
 }
 
 /// As [`enqueue`], unless a job with the same key is running: for work that
@@ -61,13 +72,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, job: &NewJob) -> diesel::Quer
 /// was enqueued (or merged into a pending one).
 pub async fn enqueue_unless_running(conn: &mut AsyncPgConnection, job: &NewJob) -> QueryResult<bool> {
     if let Some(key) = job.coalesce_key.as_deref() {
-        let running: i64 = jobs::table
-            .filter(jobs::coalesce_key.eq(key))
-            .filter(jobs::state.eq("running"))
-            .count()
-            .get_result(conn)
-            .await?;
-        if running > 0 {
+        if storage::running_with_key(conn, key).await? {
             return Ok(false);
         }
     }
@@ -80,44 +85,11 @@ pub async fn enqueue_unless_running(conn: &mut AsyncPgConnection, job: &NewJob) 
 ///
 /// Every job must have a coalescing key: the merged result is mapped back to
 /// the inputs by key.
-pub async fn enqueue_many(
-    conn: &mut AsyncPgConnection,
-    jobs: &[&NewJob],
-) -> diesel::QueryResult<Vec<EnqueuedJob>> {
+pub async fn enqueue_many(conn: &mut AsyncPgConnection, jobs: &[&NewJob]) -> QueryResult<Vec<EnqueuedJob>> {
     let merged = merge_by_key(jobs)?;
-    let (mut kinds, mut keys, mut payloads, mut max_attempts, mut counts) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for job in &merged {
-        kinds.push(job.kind.as_str());
-        keys.push(job.key);
-        payloads.push(&job.payload);
-        max_attempts.push(job.max_attempts);
-        counts.push(job.requests);
-    }
-    // Same ON CONFLICT target as `enqueue`; a merged row stands for
-    // `requests` requests, so the count grows by that many.
-    let rows: Vec<KeyedJob> = diesel::sql_query(
-        "INSERT INTO jobs (kind, coalesce_key, payload, max_attempts, coalesced_count) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int4[], $5::int4[]) \
-         ON CONFLICT (coalesce_key) WHERE state = 'pending' \
-         DO UPDATE SET payload = jobs.payload || EXCLUDED.payload, \
-                       coalesced_count = jobs.coalesced_count + EXCLUDED.coalesced_count, \
-                       updated_at = now() \
-         RETURNING id, coalesce_key, coalesced_count",
-    )
-    .bind::<Array<Text>, _>(&kinds)
-    .bind::<Array<Text>, _>(&keys)
-    .bind::<Array<Jsonb>, _>(&payloads)
-    .bind::<Array<Integer>, _>(&max_attempts)
-    .bind::<Array<Integer>, _>(&counts)
-    .load(conn)
-    .await?;
-    let by_key: HashMap<&str, EnqueuedJob> = rows
-        .iter()
-        .map(|row| {
-            (row.coalesce_key.as_str(), EnqueuedJob { id: row.id, coalesced_count: row.coalesced_count })
-        })
-        .collect();
+    // A merged row stands for `requests` requests, so a pending job it
+    // merges into grows by that many.
+    let by_key = storage::insert_or_merge(conn, &merged).await?;
     jobs.iter()
         .map(|job| {
             job.coalesce_key
@@ -128,27 +100,9 @@ pub async fn enqueue_many(
         .collect()
 }
 
-#[derive(QueryableByName)]
-struct KeyedJob {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Text)]
-    coalesce_key: String,
-    #[diesel(sql_type = Integer)]
-    coalesced_count: i32,
-}
-
 /// Jobs of one key merged as the database would merge them one by one.
-struct MergedJob<'a> {
-    kind: JobKind,
-    key: &'a str,
-    payload: serde_json::Value,
-    max_attempts: i32,
-    requests: i32,
-}
-
-fn merge_by_key<'a>(jobs: &[&'a NewJob]) -> diesel::QueryResult<Vec<MergedJob<'a>>> {
-    let mut merged: Vec<MergedJob<'a>> = Vec::new();
+fn merge_by_key<'a>(jobs: &[&'a NewJob]) -> QueryResult<Vec<KeyedInsert<'a>>> {
+    let mut merged: Vec<KeyedInsert<'a>> = Vec::new();
     let mut index: HashMap<&'a str, usize> = HashMap::new();
     for job in jobs {
         let key = job
@@ -163,7 +117,7 @@ fn merge_by_key<'a>(jobs: &[&'a NewJob]) -> diesel::QueryResult<Vec<MergedJob<'a
             }
             None => {
                 index.insert(key, merged.len());
-                merged.push(MergedJob {
+                merged.push(KeyedInsert {
                     kind: job.kind,
                     key,
                     payload: job.payload.clone(),
@@ -190,218 +144,24 @@ fn json_merge(into: &mut serde_json::Value, newer: &serde_json::Value) {
     }
 }
 
-use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use serde::Serialize;
-
-use crate::db::schema::{jobs, webhook_deliveries};
-
-/// The job a worker holds: its id and the lease owner that must match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRef {
-    pub id: i64,
-    pub worker: String,
+/// Marks a job done and its deliveries processed. Run it in the transaction
+/// that wrote the job's results. False when the lease was lost meanwhile (the
+/// work is idempotent; the new holder finishes the job).
+pub async fn complete(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<bool> {
+    storage::finish(conn, Finishing::Leased(job), Finish::Done { repository_id: None }).await
 }
 
-/// A claimed job, ready to run.
-#[derive(Debug, Clone, PartialEq, QueryableByName)]
-pub struct ClaimedJob {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = Text)]
-    pub kind: String,
-    #[diesel(sql_type = Jsonb)]
-    pub payload: serde_json::Value,
-    #[diesel(sql_type = Integer)]
-    pub attempts: i32,
-    #[diesel(sql_type = Integer)]
-    pub max_attempts: i32,
-}
-
-/// A job as operators see it.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
-#[diesel(table_name = jobs)]
-pub struct JobView {
-    pub id: i64,
-    pub kind: String,
-    pub coalesce_key: Option<String>,
-    pub payload: serde_json::Value,
-    pub state: String,
-    pub coalesced_count: i32,
-    pub run_at: DateTime<Utc>,
-    pub attempts: i32,
-    pub max_attempts: i32,
-    pub lease_owner: Option<String>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-fn seconds(duration: std::time::Duration) -> f64 {
-    duration.as_secs_f64()
-}
-
-/// Claims up to `limit` due jobs for `worker`: pending jobs whose time has
-/// come, and running jobs whose lease expired (their worker died). Concurrent
-/// claimers skip each other's rows instead of waiting.
-pub async fn claim(
-    conn: &mut AsyncPgConnection,
-    worker: &str,
-    lease: std::time::Duration,
-    limit: i64,
-) -> QueryResult<Vec<ClaimedJob>> {
-    ClaimStatement { worker, lease_secs: seconds(lease), limit }.load(conn).await
-}
-
-/// The claim, as a statement diesel prepares once per connection (a
-/// `sql_query` is parsed and planned on every call, and claims run for every
-/// job). One locking scan per partial index, each stopping after `limit`
-/// rows: a single `OR` of both states made PostgreSQL read and sort every job
-/// on each claim, the largest cost of a long backlog in the pipeline profile.
-/// Expired leases first: those jobs have waited longest.
-struct ClaimStatement<'a> {
-    worker: &'a str,
-    lease_secs: f64,
-    limit: i64,
-}
-
-crate::db::prepared_statement!(ClaimStatement);
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ClaimStatement<'_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        out.push_sql(
-            "WITH expired AS ( \
-                 SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() \
-                 ORDER BY lease_expires_at LIMIT ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.limit)?;
-        out.push_sql(
-            " FOR UPDATE SKIP LOCKED), \
-             due AS ( \
-                 SELECT id FROM jobs WHERE state = 'pending' AND run_at <= now() \
-                 ORDER BY run_at, id LIMIT ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.limit)?;
-        out.push_sql(" FOR UPDATE SKIP LOCKED) UPDATE jobs SET state = 'running', lease_owner = ");
-        out.push_bind_param::<Text, _>(&self.worker)?;
-        out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
-        out.push_bind_param::<diesel::sql_types::Double, _>(&self.lease_secs)?;
-        out.push_sql(
-            "), attempts = attempts + 1, updated_at = now() \
-             WHERE id IN (SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM due) claimable LIMIT ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.limit)?;
-        out.push_sql(") RETURNING id, kind, payload, attempts, max_attempts");
-        Ok(())
-    }
-}
-
-/// The end of a job's synchronization transaction in one statement: the job
-/// done (if its lease is still held), its deliveries processed, and the
-/// repository's successful sync recorded — what `complete` and
-/// `repositories::record_success` do, without two of the round trips every
-/// event job paid.
+/// The end of a job's synchronization transaction: the job done (if its
+/// lease is still held), its deliveries processed, and the repository's
+/// successful sync recorded — what `complete` and
+/// `repositories::record_success` do, in the one statement.
 pub async fn complete_sync(
     conn: &mut AsyncPgConnection,
     job: &JobRef,
     repository_id: i64,
 ) -> QueryResult<()> {
-    CompleteSyncStatement { job_id: job.id, worker: &job.worker, repository_id }
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// Prepared once per connection, like the claim.
-struct CompleteSyncStatement<'a> {
-    job_id: i64,
-    worker: &'a str,
-    repository_id: i64,
-}
-
-crate::db::prepared_statement!(CompleteSyncStatement);
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CompleteSyncStatement<'_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        out.push_sql(
-            "WITH done AS ( \
-                 UPDATE jobs SET state = 'done', finished_at = now(), updated_at = now(), \
-                        lease_expires_at = NULL, last_error = NULL \
-                 WHERE id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.job_id)?;
-        out.push_sql(" AND lease_owner = ");
-        out.push_bind_param::<Text, _>(&self.worker)?;
-        out.push_sql(
-            " AND state = 'running' RETURNING id), \
-             delivered AS ( \
-                 UPDATE webhook_deliveries SET outcome = 'processed', processed_at = now() \
-                 WHERE job_id IN (SELECT id FROM done) RETURNING 1) \
-             UPDATE repositories SET last_synced_at = now(), consecutive_failures = 0, \
-                    last_failure_reason = NULL, updated_at = now() \
-             WHERE id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.repository_id)?;
-        Ok(())
-    }
-}
-
-/// Extends a held lease; false when the lease is no longer this worker's.
-pub async fn extend_lease(
-    conn: &mut AsyncPgConnection,
-    job: &JobRef,
-    lease: std::time::Duration,
-) -> QueryResult<bool> {
-    let updated = diesel::sql_query(
-        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) \
-         WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-    )
-    .bind::<BigInt, _>(job.id)
-    .bind::<Text, _>(&job.worker)
-    .bind::<diesel::sql_types::Double, _>(seconds(lease))
-    .execute(conn)
-    .await?;
-    Ok(updated == 1)
-}
-
-/// Marks a job done and its deliveries processed. Run it in the transaction
-/// that wrote the job's results. False when the lease was lost meanwhile (the
-/// work is idempotent; the new holder finishes the job).
-pub async fn complete(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<bool> {
-    let updated = diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(job.id))
-            .filter(jobs::lease_owner.eq(&job.worker))
-            .filter(jobs::state.eq("running")),
-    )
-    // lease_owner stays: it records which worker completed the job.
-    .set((
-        jobs::state.eq("done"),
-        jobs::finished_at.eq(diesel::dsl::now),
-        jobs::updated_at.eq(diesel::dsl::now),
-        jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-        jobs::last_error.eq(None::<String>),
-    ))
-    .execute(conn)
-    .await?;
-    if updated == 1 {
-        diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(job.id)))
-            .set((
-                webhook_deliveries::outcome.eq("processed"),
-                webhook_deliveries::processed_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-    }
-    Ok(updated == 1)
+    let done = Finish::Done { repository_id: Some(repository_id) };
+    storage::finish(conn, Finishing::Leased(job), done).await.map(|_| ())
 }
 
 /// What became of a failed job.
@@ -428,37 +188,11 @@ pub async fn fail(
     use diesel_async::AsyncConnection as _;
     let error = truncate(error, 2000);
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let held: Option<(i32, i32, Option<String>)> = jobs::table
-            .filter(jobs::id.eq(job.id))
-            .filter(jobs::lease_owner.eq(&job.worker))
-            .filter(jobs::state.eq("running"))
-            .select((jobs::attempts, jobs::max_attempts, jobs::coalesce_key))
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?;
-        let Some((attempts, max_attempts, key)) = held else {
+        let Some(held) = storage::lock_held(conn, job).await? else {
             return Ok(FailOutcome::LeaseLost);
         };
-        if attempts >= max_attempts {
-            diesel::update(jobs::table.find(job.id))
-                .set((
-                    jobs::state.eq("dead"),
-                    jobs::last_error.eq(&error),
-                    jobs::lease_owner.eq(None::<String>),
-                    jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-                    jobs::finished_at.eq(diesel::dsl::now),
-                    jobs::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(job.id)))
-                .set((
-                    webhook_deliveries::outcome.eq("failed"),
-                    webhook_deliveries::processed_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
+        if held.attempts >= held.max_attempts {
+            storage::finish(conn, Finishing::Locked(job.id), Finish::Dead { error: &error }).await?;
             return Ok(FailOutcome::Dead);
         }
         let run_at = chrono::Duration::from_std(backoff)
@@ -466,9 +200,8 @@ pub async fn fail(
             .and_then(|backoff| Utc::now().checked_add_signed(backoff))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let note = |newer: i64| format!("superseded by job {newer} after: {error}");
-        match reopen_or_absorb(conn, job.id, key.as_deref(), &note, Reopen::Retry { run_at, error: &error })
-            .await?
-        {
+        let key = held.coalesce_key.as_deref();
+        match reopen_or_absorb(conn, job.id, key, &note, Reopen::Retry { run_at, error: &error }).await? {
             Reopened::Pending => Ok(FailOutcome::Retrying),
             Reopened::Absorbed => Ok(FailOutcome::Merged),
         }
@@ -476,14 +209,31 @@ pub async fn fail(
     .await
 }
 
-/// How a job goes back to `pending`.
-enum Reopen<'a> {
-    /// A failed attempt: again at `run_at`, with its error.
-    Retry { run_at: DateTime<Utc>, error: &'a str },
-    /// Given back at shutdown: again now, the attempt not counted.
-    Release,
-    /// A dead letter brought back: again now, with fresh attempts.
-    Revive,
+/// Gives a running job back (graceful shutdown): pending again, now, without
+/// counting the attempt.
+pub async fn release(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<()> {
+    use diesel_async::AsyncConnection as _;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let Some(held) = storage::lock_held(conn, job).await? else { return Ok(()) };
+        let note = |newer: i64| format!("released at shutdown into job {newer}");
+        reopen_or_absorb(conn, job.id, held.coalesce_key.as_deref(), &note, Reopen::Release).await.map(|_| ())
+    })
+    .await
+}
+
+/// Brings a dead letter back: pending now, with fresh attempts. Returns false
+/// when the job is not dead. A pending job with the same key absorbs it.
+pub async fn retry_dead(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
+    use diesel_async::AsyncConnection as _;
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        let Some(key) = storage::lock_dead(conn, id).await? else { return Ok(false) };
+        let note = |newer: i64| format!("retried into pending job {newer}");
+        if let Reopened::Pending = reopen_or_absorb(conn, id, key.as_deref(), &note, Reopen::Revive).await? {
+            storage::notify_workers(conn).await?;
+        }
+        Ok(true)
+    })
+    .await
 }
 
 /// Where a reopened job ended up.
@@ -516,11 +266,12 @@ async fn reopen_or_absorb(
     let mut tries = 0;
     loop {
         tries += 1;
-        if let Some(newer) = pending_with_key(conn, key).await? {
-            absorb(conn, id, newer, &note(newer)).await?;
+        if let Some(newer) = storage::pending_with_key(conn, key).await? {
+            storage::absorb(conn, id, newer, &note(newer)).await?;
             return Ok(Reopened::Absorbed);
         }
-        let updated = conn.transaction::<_, Error, _>(async |conn| reopen(conn, id, &how).await).await;
+        let updated =
+            conn.transaction::<_, Error, _>(async |conn| storage::reopen(conn, id, &how).await).await;
         match updated {
             Ok(_) => return Ok(Reopened::Pending),
             Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) if tries < REOPEN_TRIES => {
@@ -535,104 +286,6 @@ async fn reopen_or_absorb(
     }
 }
 
-async fn reopen(conn: &mut AsyncPgConnection, id: i64, how: &Reopen<'_>) -> QueryResult<usize> {
-    let job = jobs::table.find(id);
-    let unleased = (
-        jobs::state.eq("pending"),
-        jobs::lease_owner.eq(None::<String>),
-        jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-        jobs::updated_at.eq(diesel::dsl::now),
-    );
-    match how {
-        Reopen::Retry { run_at, error } => {
-            diesel::update(job)
-                .set((unleased, jobs::run_at.eq(run_at), jobs::last_error.eq(*error)))
-                .execute(conn)
-                .await
-        }
-        Reopen::Release => {
-            diesel::update(job)
-                .set((unleased, jobs::run_at.eq(diesel::dsl::now), jobs::attempts.eq(jobs::attempts - 1)))
-                .execute(conn)
-                .await
-        }
-        Reopen::Revive => {
-            diesel::update(job)
-                .set((
-                    unleased,
-                    jobs::attempts.eq(0),
-                    jobs::run_at.eq(diesel::dsl::now),
-                    jobs::finished_at.eq(None::<DateTime<Utc>>),
-                ))
-                .execute(conn)
-                .await
-        }
-    }
-}
-
-/// Gives a running job back (graceful shutdown): pending again, now, without
-/// counting the attempt.
-pub async fn release(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<()> {
-    use diesel_async::AsyncConnection as _;
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let key: Option<Option<String>> = jobs::table
-            .filter(jobs::id.eq(job.id))
-            .filter(jobs::lease_owner.eq(&job.worker))
-            .filter(jobs::state.eq("running"))
-            .select(jobs::coalesce_key)
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?;
-        let Some(key) = key else { return Ok(()) };
-        let note = |newer: i64| format!("released at shutdown into job {newer}");
-        reopen_or_absorb(conn, job.id, key.as_deref(), &note, Reopen::Release).await.map(|_| ())
-    })
-    .await
-}
-
-async fn pending_with_key(conn: &mut AsyncPgConnection, key: Option<&str>) -> QueryResult<Option<i64>> {
-    let Some(key) = key else { return Ok(None) };
-    jobs::table
-        .filter(jobs::coalesce_key.eq(key))
-        .filter(jobs::state.eq("pending"))
-        .select(jobs::id)
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// Folds job `old` into the pending job `newer`: its payload (the newer's
-/// keys win), its count and its deliveries move over; `old` is closed.
-async fn absorb(conn: &mut AsyncPgConnection, old: i64, newer: i64, note: &str) -> QueryResult<()> {
-    diesel::sql_query(
-        "UPDATE jobs AS n SET payload = o.payload || n.payload, \
-                coalesced_count = n.coalesced_count + o.coalesced_count, updated_at = now() \
-         FROM jobs AS o WHERE n.id = $1 AND o.id = $2",
-    )
-    .bind::<BigInt, _>(newer)
-    .bind::<BigInt, _>(old)
-    .execute(conn)
-    .await?;
-    diesel::update(webhook_deliveries::table.filter(webhook_deliveries::job_id.eq(old)))
-        .set(webhook_deliveries::job_id.eq(newer))
-        .execute(conn)
-        .await?;
-    diesel::update(jobs::table.find(old))
-        .set((
-            jobs::state.eq("done"),
-            jobs::last_error.eq(note),
-            jobs::lease_owner.eq(None::<String>),
-            jobs::lease_expires_at.eq(None::<DateTime<Utc>>),
-            jobs::finished_at.eq(diesel::dsl::now),
-            jobs::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
@@ -642,73 +295,6 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
-}
-
-pub async fn get(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<JobView>> {
-    jobs::table.find(id).select(JobView::as_select()).first(conn).await.optional()
-}
-
-/// Jobs, newest first, optionally in one state.
-pub async fn list(
-    conn: &mut AsyncPgConnection,
-    state: Option<&str>,
-    limit: i64,
-) -> QueryResult<Vec<JobView>> {
-    let mut query = jobs::table.select(JobView::as_select()).order(jobs::id.desc()).limit(limit).into_boxed();
-    if let Some(state) = state {
-        query = query.filter(jobs::state.eq(state.to_owned()));
-    }
-    query.load(conn).await
-}
-
-/// Brings a dead letter back: pending now, with fresh attempts. Returns false
-/// when the job is not dead. A pending job with the same key absorbs it.
-pub async fn retry_dead(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<bool> {
-    use diesel_async::AsyncConnection as _;
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        let key: Option<Option<String>> = jobs::table
-            .filter(jobs::id.eq(id))
-            .filter(jobs::state.eq("dead"))
-            .select(jobs::coalesce_key)
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?;
-        let Some(key) = key else { return Ok(false) };
-        let note = |newer: i64| format!("retried into pending job {newer}");
-        if let Reopened::Pending = reopen_or_absorb(conn, id, key.as_deref(), &note, Reopen::Revive).await? {
-            diesel::sql_query("SELECT pg_notify('prmonitor_jobs', '')").execute(conn).await?;
-        }
-        Ok(true)
-    })
-    .await
-}
-
-/// Pending jobs and the age of the oldest one, for readiness and metrics.
-pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<f64>)> {
-    #[derive(QueryableByName)]
-    struct Backlog {
-        #[diesel(sql_type = BigInt)]
-        pending: i64,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
-        oldest: Option<f64>,
-    }
-    let row: Backlog = diesel::sql_query(
-        "SELECT count(*) AS pending, \
-                EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest \
-         FROM jobs WHERE state = 'pending' AND run_at <= now()",
-    )
-    .get_result(conn)
-    .await?;
-    Ok((row.pending, row.oldest))
-}
-
-/// Deletes finished jobs older than `keep` (done only: dead letters stay).
-pub async fn purge_done(conn: &mut AsyncPgConnection, keep: std::time::Duration) -> QueryResult<usize> {
-    let cutoff = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
-    diesel::delete(jobs::table.filter(jobs::state.eq("done")).filter(jobs::finished_at.lt(cutoff)))
-        .execute(conn)
-        .await
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@ use tokio::sync::watch;
 
 use crate::config::{GitHubSettings, WorkerSettings};
 use crate::db::schema::webhook_deliveries;
-use crate::db::{repositories, DbPool};
+use crate::db::DbPool;
 use crate::github::cache;
 use crate::jitter::Jitter;
-use crate::queue::{self, JobKind, NewJob, RepositoryJob};
+use crate::queue::{self, NewJob, RepositoryJob};
 
 /// Finished jobs stay this long for `GET /api/v1/jobs/{id}` and `jobs list`.
 const KEEP_DONE_JOBS: Duration = Duration::from_secs(86_400);
@@ -62,13 +62,10 @@ impl Scheduler {
     /// Enqueues a sweep for each repository that is due; returns how many.
     pub async fn schedule_due_sweeps(&self) -> Result<usize, diesel::result::Error> {
         let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
-        let due = repositories::due_for_sweep(&mut conn, self.settings.sweep_interval).await?;
+        let due = queue::repositories_due_for_sweep(&mut conn, self.settings.sweep_interval).await?;
         for repository_id in &due {
-            let mut job = NewJob::repository(
-                JobKind::Sweep,
-                &RepositoryJob { repository_id: *repository_id, manual: false },
-            );
-            job.max_attempts = self.settings.max_attempts;
+            let job = NewJob::sweep(&RepositoryJob { repository_id: *repository_id, manual: false })
+                .with_max_attempts(self.settings.max_attempts);
             queue::enqueue(&mut conn, &job).await?;
         }
         Ok(due.len())

@@ -240,9 +240,8 @@ async fn enqueue_backfill(
     repo: &Repository,
     max_attempts: i32,
 ) -> diesel::QueryResult<bool> {
-    let mut backfill =
-        NewJob::repository(JobKind::Backfill, &RepositoryJob { repository_id: repo.id, manual: false });
-    backfill.max_attempts = max_attempts;
+    let backfill = NewJob::backfill(&RepositoryJob { repository_id: repo.id, manual: false })
+        .with_max_attempts(max_attempts);
     queue::enqueue_unless_running(conn, &backfill).await
 }
 

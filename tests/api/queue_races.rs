@@ -6,7 +6,7 @@ use std::time::Duration;
 use diesel::sql_types::{Integer, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use prmonitor::queue::{self, EventTarget, FailOutcome, JobRef, NewJob, RepoRef};
+use prmonitor::queue::{self, EventTarget, FailOutcome, JobRef, JobState, NewJob, RepoRef};
 
 use prmonitor_testkit::{connect, count, TestDatabase};
 
@@ -147,4 +147,172 @@ async fn a_dead_letter_retried_while_intake_adds_its_key_merges_into_intakes_job
         )
         .await;
     assert!(retried.expect("the retry is recorded"), "the dead letter was brought back");
+}
+
+#[tokio::test]
+async fn every_job_state_round_trips_through_the_state_column() {
+    let db = TestDatabase::migrated().await;
+    let mut conn = connect(&db.url).await;
+    let id = queue::enqueue(&mut conn, &pr_job()).await.expect("enqueue").id;
+    for state in JobState::ALL {
+        // Written as text, as every statement but diesel's writes it: the
+        // column's CHECK constraint must accept each variant.
+        execute(&mut conn, &format!("UPDATE jobs SET state = '{state}' WHERE id = {id}")).await;
+        let job = queue::get(&mut conn, id).await.expect("get").expect("job");
+        assert_eq!(job.state, state);
+    }
+
+    #[derive(Debug, QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        #[allow(dead_code)]
+        state: JobState,
+    }
+    let unknown = diesel::sql_query("SELECT 'retrying'::text AS state").get_result::<Row>(&mut conn).await;
+    assert!(unknown.is_err(), "an unknown state must not be read as a known one: {unknown:?}");
+}
+
+/// The scheduler's query recognises sweeps and backfills by their keys: a
+/// repository with either waiting or running gets no second sweep.
+#[tokio::test]
+async fn the_scheduler_sweeps_only_repositories_without_a_sweep_or_backfill_in_flight() {
+    use prmonitor::db::repositories::{self, NewRepository};
+    use prmonitor::queue::RepositoryJob;
+
+    let db = TestDatabase::migrated().await;
+    let settings = prmonitor_testkit::test_settings(&db, &[("PRMONITOR_JOB_MAX_ATTEMPTS", "4")]);
+    let mut conn = connect(&db.url).await;
+    let mut ids = Vec::new();
+    for (github_id, name) in [(101, "backfilled"), (102, "swept")] {
+        let new = NewRepository { github_id, owner: "acme", name, installation_id: None };
+        ids.push(repositories::upsert(&mut conn, &new).await.expect("register").id);
+    }
+    let (backfilled, swept) = (ids[0], ids[1]);
+    let pool = prmonitor::db::build_pool(&db.database_url(), 2).expect("pool");
+    let scheduler = prmonitor::scheduler::Scheduler::new(pool, settings.worker.clone(), &settings.github);
+
+    queue::enqueue(&mut conn, &NewJob::backfill(&RepositoryJob { repository_id: backfilled, manual: false }))
+        .await
+        .expect("enqueue");
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 1, "a backfill waits for the other");
+    let sweep =
+        format!("SELECT count(*) FROM jobs WHERE coalesce_key = 'sweep:{swept}' AND max_attempts = 4");
+    assert_eq!(count(&db.url, &sweep).await, 1, "the sweep carries the operator's limit");
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "both wait for their full read");
+
+    let claimed = queue::claim(&mut conn, WORKER, Duration::from_secs(60), 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "both are being read");
+
+    execute(&mut conn, "UPDATE jobs SET state = 'done'").await;
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 2, "never swept, nothing in flight");
+}
+
+#[derive(QueryableByName)]
+struct Ending {
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    lease_owner: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    leased: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    finished: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Text)]
+    delivery: String,
+}
+
+/// A claimed job with one delivery, as intake and a claim leave it.
+async fn claimed_with_a_delivery(conn: &mut AsyncPgConnection, number: i64) -> JobRef {
+    let repository = RepoRef { github_id: 1, full_name: "acme/hot".into(), installation_id: None };
+    let job = NewJob::event(&EventTarget::PullRequest { repository, number, with_checks: false })
+        .with_max_attempts(1);
+    let id = queue::enqueue(conn, &job).await.expect("enqueue").id;
+    execute(
+        conn,
+        &format!(
+            "INSERT INTO webhook_deliveries (delivery_id, event, outcome, job_id, payload_size) \
+             VALUES ('delivery-{id}', 'pull_request', 'queued', {id}, 0)"
+        ),
+    )
+    .await;
+    let claimed = queue::claim(conn, WORKER, Duration::from_secs(60), 1).await.expect("claim");
+    assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), [id]);
+    JobRef { id, worker: WORKER.to_owned() }
+}
+
+async fn ending(conn: &mut AsyncPgConnection, id: i64) -> Ending {
+    diesel::sql_query(format!(
+        "SELECT j.state, j.lease_owner, j.lease_expires_at IS NOT NULL AS leased, \
+                j.finished_at IS NOT NULL AS finished, j.last_error, d.outcome AS delivery \
+         FROM jobs j JOIN webhook_deliveries d ON d.job_id = j.id WHERE j.id = {id}"
+    ))
+    .get_result(conn)
+    .await
+    .expect("job and delivery")
+}
+
+#[tokio::test]
+async fn a_completion_by_the_lease_holder_closes_the_job_and_its_deliveries() {
+    let db = TestDatabase::migrated().await;
+    let mut conn = connect(&db.url).await;
+    let job = claimed_with_a_delivery(&mut conn, 1).await;
+
+    let stranger = JobRef { id: job.id, worker: "another-worker".to_owned() };
+    assert!(!queue::complete(&mut conn, &stranger).await.expect("complete"), "not the lease holder");
+    let untouched = ending(&mut conn, job.id).await;
+    assert_eq!((untouched.state.as_str(), untouched.delivery.as_str()), ("running", "queued"));
+    assert!(untouched.leased && !untouched.finished);
+
+    assert!(queue::complete(&mut conn, &job).await.expect("complete"));
+    let done = ending(&mut conn, job.id).await;
+    assert_eq!((done.state.as_str(), done.delivery.as_str()), ("done", "processed"));
+    assert_eq!(done.lease_owner.as_deref(), Some(WORKER), "records which worker completed it");
+    assert!(!done.leased && done.finished && done.last_error.is_none());
+    assert!(!queue::complete(&mut conn, &job).await.expect("complete"), "a job completes once");
+}
+
+#[tokio::test]
+async fn a_synchronization_completes_its_job_and_records_the_repositorys_success() {
+    use prmonitor::db::repositories::{self, NewRepository};
+
+    let db = TestDatabase::migrated().await;
+    let mut conn = connect(&db.url).await;
+    let new = NewRepository { github_id: 1, owner: "acme", name: "hot", installation_id: None };
+    let repo = repositories::upsert(&mut conn, &new).await.expect("register");
+    execute(
+        &mut conn,
+        &format!(
+            "UPDATE repositories SET consecutive_failures = 3, last_failure_reason = 'x' WHERE id = {}",
+            repo.id
+        ),
+    )
+    .await;
+    let job = claimed_with_a_delivery(&mut conn, 2).await;
+
+    queue::complete_sync(&mut conn, &job, repo.id).await.expect("complete");
+    let done = ending(&mut conn, job.id).await;
+    assert_eq!((done.state.as_str(), done.delivery.as_str()), ("done", "processed"));
+    let sql = format!(
+        "SELECT count(*) FROM repositories WHERE id = {} AND consecutive_failures = 0 \
+         AND last_failure_reason IS NULL AND last_synced_at IS NOT NULL",
+        repo.id
+    );
+    assert_eq!(count(&db.url, &sql).await, 1);
+}
+
+#[tokio::test]
+async fn a_failure_out_of_attempts_is_a_dead_letter_and_fails_its_deliveries() {
+    let db = TestDatabase::migrated().await;
+    let mut conn = connect(&db.url).await;
+    let job = claimed_with_a_delivery(&mut conn, 3).await;
+
+    let outcome = queue::fail(&mut conn, &job, "GitHub said 404", Duration::ZERO).await.expect("fail");
+    assert_eq!(outcome, FailOutcome::Dead);
+    let dead = ending(&mut conn, job.id).await;
+    assert_eq!((dead.state.as_str(), dead.delivery.as_str()), ("dead", "failed"));
+    assert_eq!(dead.last_error.as_deref(), Some("GitHub said 404"));
+    assert!(dead.lease_owner.is_none() && !dead.leased && dead.finished);
 }

@@ -14,7 +14,7 @@ use prmonitor::monitor::{
     CheckRunData, DatabaseChangeDetector, DatabaseSynchronizer, Discovered, GitHubPrDiscovery, PrData,
     PrDiscovery, PrHead, PrLookup, PrProcessor, ProcessingError,
 };
-use prmonitor::queue::{self, JobKind, NewJob, RepositoryJob};
+use prmonitor::queue::{self, NewJob, RepositoryJob};
 use prmonitor::supervise::Fatal;
 use prmonitor::worker::{Worker, WorkerDeps};
 
@@ -134,8 +134,7 @@ async fn a_job_that_panics_fails_like_any_other_and_its_slot_goes_on() {
         )
         .await
         .expect("register");
-        let mut job =
-            NewJob::repository(JobKind::Backfill, &RepositoryJob { repository_id: repo.id, manual: false });
+        let mut job = NewJob::backfill(&RepositoryJob { repository_id: repo.id, manual: false });
         job.max_attempts = 2;
         jobs.push(queue::enqueue(&mut conn, &job).await.expect("enqueue").id);
     }
@@ -157,7 +156,7 @@ async fn a_job_that_panics_fails_like_any_other_and_its_slot_goes_on() {
     let error = panicked.last_error.unwrap_or_default();
     assert!(error.contains("panicked") && error.contains("a bug while discovering"), "{error}");
     let fine = queue::get(&mut conn, jobs[1]).await.expect("get").expect("job");
-    assert_eq!(fine.state, "done", "the slot ran the next job");
+    assert_eq!(fine.state, queue::JobState::Done, "the slot ran the next job");
     prmonitor_testkit::verify::diff(&db.url, &sim, sim.repo_id("acme/repo-1").expect("repo"))
         .await
         .expect("repo-1 read");

@@ -391,7 +391,8 @@ pub fn webhook_target(address: &str) -> WebhookTarget {
 /// Waits until no job is pending or running in the database at `db_url`.
 pub async fn drain(db_url: &str, timeout: Duration) {
     let started = std::time::Instant::now();
-    while count(db_url, "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").await > 0 {
+    let mut conn = connect(db_url).await;
+    while prmonitor::queue::unfinished(&mut conn).await.expect("count unfinished jobs") > 0 {
         assert!(started.elapsed() < timeout, "the queue did not drain within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::data::{CheckRunData, CheckStatus, PrData, PrState};
+use super::data::{CheckRunData, PrData, PrState};
+use super::forward::{self, CheckRunVersion};
 use crate::db::pull_requests::{self, StoredCheckRun, StoredPr};
 use crate::db::DbPool;
 use crate::github::cache::Validator;
@@ -205,18 +206,14 @@ fn push_opt<F, T: PartialEq + ToString>(
     }
 }
 
-/// The changed fields of a stored PR, or `None` when `incoming` is older than
-/// what is stored (rule 4: never backwards). Ties in `updated_at` are settled
-/// by the data: a merged PR is never replaced by an unmerged snapshot.
+/// The changed fields of a stored PR, or `None` when `incoming` may not
+/// replace it ([`forward::pr_may_replace`]: never backwards).
 pub fn diff_pr(stored: &StoredPr, incoming: &PrData) -> Option<Vec<FieldChange<PrField>>> {
-    if incoming.updated_at < stored.gh_updated_at {
+    if !forward::pr_may_replace(stored.into(), incoming.into()) {
         return None;
     }
     let stored_state = PrState::parse(&stored.state);
     let new_state = incoming.to_pr_state();
-    if stored_state == Some(PrState::Merged) && new_state != PrState::Merged {
-        return None;
-    }
     let mut changes = Vec::new();
     push_if(&mut changes, PrField::Title, &stored.title, &incoming.title);
     push_if(&mut changes, PrField::State, &stored.state, &new_state.as_str().to_owned());
@@ -252,24 +249,14 @@ pub fn diff_pr(stored: &StoredPr, incoming: &PrData) -> Option<Vec<FieldChange<P
     Some(changes)
 }
 
-/// The changed fields of a stored check run, or `None` when `incoming` would
-/// move it backwards (a completed run never returns to queued or in progress;
-/// an in-progress one never to queued; an older completion never replaces a newer one).
+/// The changed fields of a stored check run, or `None` when `incoming` may
+/// not replace it ([`forward::check_run_may_replace`]: never backwards).
 pub fn diff_check_run(
     stored: &StoredCheckRun,
     incoming: &CheckRunData,
 ) -> Option<Vec<FieldChange<CheckField>>> {
-    let stored_rank = CheckStatus::parse(&stored.status).rank();
-    let new_rank = incoming.to_check_status().rank();
-    if new_rank < stored_rank {
+    if !forward::check_run_may_replace(stored.into(), incoming.into()) {
         return None;
-    }
-    if stored_rank == 2 && new_rank == 2 {
-        if let (Some(old), Some(new)) = (stored.gh_completed_at, incoming.completed_at) {
-            if new < old {
-                return None;
-            }
-        }
     }
     let mut changes = Vec::new();
     push_if(&mut changes, CheckField::Status, &stored.status, &incoming.status);
@@ -360,8 +347,8 @@ pub fn pr_snapshot_fit(stored: Option<&StoredPr>, incoming: &PrData) -> Snapshot
 
 pub fn check_run_snapshot_fit(stored: Option<&StoredCheckRun>, incoming: &CheckRunData) -> SnapshotFit {
     let Some(row) = stored else { return SnapshotFit::Apply };
-    let old = CheckStatus::parse(&row.status).progress(row.gh_completed_at);
-    match incoming.progress().cmp(&old) {
+    let old = CheckRunVersion::from(row).progress();
+    match forward::check_run_progress(incoming).cmp(&old) {
         std::cmp::Ordering::Greater => SnapshotFit::Apply,
         std::cmp::Ordering::Less => SnapshotFit::Known,
         std::cmp::Ordering::Equal => match diff_check_run(row, incoming) {
@@ -427,7 +414,7 @@ pub async fn detect_check_runs_on(
     if check_runs.is_empty() {
         return Ok(Detected::of(Vec::new(), 0));
     }
-    let runs = newest_per_key(check_runs, |run| run.github_id, CheckRunData::progress);
+    let runs = newest_per_key(check_runs, |run| run.github_id, forward::check_run_progress);
     let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
     let stored: HashMap<i64, StoredCheckRun> = pull_requests::load_check_runs(conn, &ids)
         .await?

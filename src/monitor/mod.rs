@@ -10,6 +10,7 @@ pub mod data;
 pub mod delivered;
 pub mod detect;
 pub mod discovery;
+pub mod forward;
 pub mod processor;
 pub mod sync;
 

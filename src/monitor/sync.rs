@@ -9,6 +9,7 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::data::{CheckRunData, PrData};
 use super::detect::{self, ChangeKind, ChangeSet, PrChangeRecord};
+use super::forward;
 use crate::db::pull_requests::{HistoryRow, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
@@ -135,8 +136,8 @@ pub async fn write_change_set(
     Ok(report)
 }
 
-/// Bulk upsert, guarded so stored state only moves forward: an older
-/// `updated_at` never replaces a newer one and a merged PR never reverts.
+/// Bulk upsert, guarded so stored state only moves forward
+/// ([`forward::pr_guard_sql`]).
 /// Returns the ids of the rows written, by number.
 async fn upsert_prs(
     conn: &mut AsyncPgConnection,
@@ -263,8 +264,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
             out.push_sql(", ");
             out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(column)?;
         }
-        // The guard is the upsert's WHERE: checked against the row as stored
-        // at write time, so a concurrent newer write is never undone.
+        // Rule 4 is the upsert's WHERE: checked against the row as stored at
+        // write time, so a concurrent newer write is never undone.
         out.push_sql(
             ") AS u(repository_id, github_id, number, title, author, state, draft, base_branch, base_sha, \
                    head_branch, head_sha, html_url, body, labels, assignees, metadata, gh_created_at, \
@@ -278,10 +279,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
                  gh_created_at = excluded.gh_created_at, gh_updated_at = excluded.gh_updated_at, \
                  gh_closed_at = excluded.gh_closed_at, gh_merged_at = excluded.gh_merged_at, \
                  deleted_at = NULL, last_changed_at = now() \
-             WHERE pull_requests.gh_updated_at <= excluded.gh_updated_at \
-               AND (pull_requests.state <> 'merged' OR excluded.state = 'merged') \
-             RETURNING id, number",
+             WHERE ",
         );
+        out.push_sql(forward::pr_guard_sql());
+        out.push_sql(" RETURNING id, number");
         Ok(())
     }
 }
@@ -376,10 +377,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
             out.push_sql(", ");
             out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(column)?;
         }
-        // Rule 4 for check runs, in the statement itself so that a
-        // concurrent newer write is never undone: status only moves forward
-        // (queued < in_progress < completed), and an older completion never
-        // replaces a newer one.
+        // Rule 4 in the statement itself, checked against the row as stored
+        // at write time, so that a concurrent newer write is never undone.
         out.push_sql(
             ") ON CONFLICT (github_id) DO UPDATE SET \
                  check_suite_id = excluded.check_suite_id, head_sha = excluded.head_sha, \
@@ -388,11 +387,9 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
                  html_url = excluded.html_url, output_title = excluded.output_title, \
                  output_summary = excluded.output_summary, gh_started_at = excluded.gh_started_at, \
                  gh_completed_at = excluded.gh_completed_at, last_changed_at = now() \
-             WHERE (CASE check_runs.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
-                   <= (CASE excluded.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
-               AND (check_runs.gh_completed_at IS NULL OR excluded.gh_completed_at IS NULL \
-                    OR excluded.gh_completed_at >= check_runs.gh_completed_at)",
+             WHERE ",
         );
+        out.push_sql(forward::check_run_guard_sql());
         Ok(())
     }
 }

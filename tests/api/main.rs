@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod intake;
 mod json_schema;
+mod never_backwards;
 mod pipeline;
 mod process;
 mod queue;

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use super::data::{CheckRunData, PrData, PrState};
+use super::error::DetectionError;
 use super::forward::{self, CheckRunVersion};
 use crate::db::pull_requests::{self, StoredCheckRun, StoredPr};
 use crate::db::DbPool;
@@ -284,10 +285,6 @@ pub fn diff_check_run(
     }
     Some(changes)
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("change detection failed: {0}")]
-pub struct DetectionError(pub String);
 
 /// Compares discovered data with stored rows.
 #[async_trait]

@@ -10,6 +10,7 @@ pub mod data;
 pub mod delivered;
 pub mod detect;
 pub mod discovery;
+pub mod error;
 pub mod forward;
 pub mod processor;
 pub mod sync;
@@ -17,10 +18,9 @@ pub mod sync;
 pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState};
 pub use detect::{
     Cause, ChangeDetector, ChangeKind, ChangeSet, CheckField, CheckRunChangeRecord, DatabaseChangeDetector,
-    DetectionError, FieldChange, PrChangeRecord, PrField, SnapshotFit, SweepMark,
+    FieldChange, PrChangeRecord, PrField, SnapshotFit, SweepMark,
 };
 pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead, PrLookup};
-pub use processor::{
-    BatchProcessingResult, ErrorKind, PrProcessor, ProcessingError, ProcessingResult, Target, WorkContext,
-};
-pub use sync::{DatabaseSynchronizer, SyncError, SyncReport, Synchronizer};
+pub use error::{DetectionError, ErrorKind, ProcessingError, SyncError};
+pub use processor::{BatchProcessingResult, PrProcessor, ProcessingResult, Target, WorkContext};
+pub use sync::{DatabaseSynchronizer, SyncReport, Synchronizer};

@@ -10,28 +10,10 @@ use serde::Serialize;
 use super::data::{CheckRunData, PrData};
 use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, SweepMark};
 use super::discovery::{PrDiscovery, PrHead, PrLookup};
-use super::sync::{SyncError, Synchronizer};
+use super::error::{DetectionError, ErrorKind, ProcessingError, SyncError};
+use super::sync::Synchronizer;
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    DiscoveryFailure,
-    ChangeDetectionFailure,
-    SynchronizationFailure,
-}
-
-/// What went wrong, and where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{kind:?} in {repository}{}: {context}", pr_number.map(|n| format!(" #{n}")).unwrap_or_default())]
-pub struct ProcessingError {
-    pub kind: ErrorKind,
-    pub repository: String,
-    pub pr_number: Option<i32>,
-    pub check_run_id: Option<i64>,
-    pub context: String,
-}
 
 /// The outcome of processing one repository.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -228,13 +210,11 @@ impl PrProcessor {
         result.finished_at = Utc::now();
         let outcome = outcome.map_err(|stop| match stop {
             Stop::Failed(error) => error,
-            Stop::Undecided => ProcessingError {
-                kind: ErrorKind::SynchronizationFailure,
-                repository: repo.full_name(),
-                pr_number: None,
-                check_run_id: None,
-                context: "a read target reported an undecided snapshot".into(),
-            },
+            Stop::Undecided => ProcessingError::new(
+                ErrorKind::SynchronizationFailure,
+                repo,
+                "a read target reported an undecided snapshot",
+            ),
         });
         match outcome {
             Ok(()) => result.success = true,
@@ -266,15 +246,7 @@ impl PrProcessor {
         result: &mut ProcessingResult,
     ) -> Result<(), Stop> {
         let purpose = ctx.cause.purpose();
-        let failure = |kind: ErrorKind, context: String| ProcessingError {
-            kind,
-            repository: repo.full_name(),
-            pr_number: None,
-            check_run_id: None,
-            context,
-        };
-        let detection =
-            |e: super::detect::DetectionError| failure(ErrorKind::ChangeDetectionFailure, e.to_string());
+        let detection = |e: DetectionError| ProcessingError::new(ErrorKind::ChangeDetectionFailure, repo, e);
         let mut changes = ChangeSet {
             cause: ctx.cause,
             delivery_id: ctx.delivery_id.clone(),
@@ -388,7 +360,7 @@ impl PrProcessor {
         changes.incomplete = !result.errors.is_empty();
         let report = self.synchronizer.synchronize_changes(repo.id, &changes).await.map_err(|e| match e {
             SyncError::Undecided(_) => Stop::Undecided,
-            e => Stop::Failed(failure(ErrorKind::SynchronizationFailure, e.to_string())),
+            e => Stop::Failed(ProcessingError::new(ErrorKind::SynchronizationFailure, repo, e)),
         })?;
         result.new_prs = report.new_prs;
         result.updated_prs = report.updated_prs;
@@ -488,11 +460,5 @@ impl PrProcessor {
 
 /// Reading the stored rows a unit of work compares against failed.
 fn stored_read_failure(repo: &Repository, error: impl std::fmt::Display) -> ProcessingError {
-    ProcessingError {
-        kind: ErrorKind::ChangeDetectionFailure,
-        repository: repo.full_name(),
-        pr_number: None,
-        check_run_id: None,
-        context: error.to_string(),
-    }
+    ProcessingError::new(ErrorKind::ChangeDetectionFailure, repo, error)
 }

@@ -9,6 +9,7 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::data::{CheckRunData, PrData};
 use super::detect::{self, ChangeKind, ChangeSet, PrChangeRecord};
+use super::error::SyncError;
 use super::forward;
 use crate::db::pull_requests::{HistoryRow, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
@@ -29,18 +30,6 @@ diesel::define_sql_function! {
 pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// Namespace of the per-repository advisory locks ("prsync" in ASCII, shifted).
 const REPOSITORY_LOCK_SPACE: i64 = 0x7072_7379_6e63 << 16;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    #[error("synchronization failed and was rolled back: {0}")]
-    Failed(#[from] diesel::result::Error),
-    /// A webhook snapshot ties with a row written since it was checked (by
-    /// a concurrent job): nothing was written; read GitHub and try again.
-    #[error("a delivered snapshot ties with the stored row; {0} need a read")]
-    Undecided(usize),
-}
 
 /// What a synchronization wrote, as decided under the repository's lock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::data::{CheckRunData, PrData, PrState};
 use super::error::DetectionError;
 use super::forward::{self, CheckRunVersion};
+use super::versions::StoredVersions;
 use crate::db::pull_requests::{self, StoredCheckRun, StoredPr};
 use crate::db::DbPool;
 use crate::github::cache::Validator;
@@ -157,6 +158,12 @@ pub struct ChangeSet {
     /// completed and no sweep or success is stamped, so the job fails and is
     /// retried (its successful reads are free 304s the next time).
     pub incomplete: bool,
+    /// The stored rows detection compared with: the changes are written only
+    /// if no one has written those rows since ([`super::SyncError::Stale`]).
+    /// `None`: the caller vouches for the changes, written as they are
+    /// (under rule 4's guards).
+    #[serde(skip)]
+    pub compared: Option<StoredVersions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -355,32 +362,14 @@ pub fn check_run_snapshot_fit(stored: Option<&StoredCheckRun>, incoming: &CheckR
     }
 }
 
-/// What detection found, and how many webhook snapshots it could not order
-/// against the stored rows (only ever non-zero for delivered data).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detected<T> {
-    pub records: Vec<T>,
-    pub undecided: usize,
-}
-
-impl<T> Detected<T> {
-    fn of(records: Vec<T>, undecided: usize) -> Self {
-        Self { records, undecided }
-    }
-}
-
-/// Compares PRs with the stored rows of their repository, on `conn` (the
-/// synchronizer runs it again under the repository's lock, where it is final).
-/// `delivered`: the PRs are webhook snapshots, kept only where
-/// [`SnapshotFit::Apply`]; ties are counted as `undecided`.
+/// Compares PRs with the stored rows of their repository, on `conn`.
 pub async fn detect_prs_on(
     conn: &mut diesel_async::AsyncPgConnection,
     repository_id: i64,
     prs: &[PrData],
-    delivered: bool,
-) -> diesel::QueryResult<Detected<PrChangeRecord>> {
+) -> diesel::QueryResult<Vec<PrChangeRecord>> {
     if prs.is_empty() {
-        return Ok(Detected::of(Vec::new(), 0));
+        return Ok(Vec::new());
     }
     let prs = newest_per_key(prs, |pr| pr.number, |pr| pr.updated_at);
     let numbers: Vec<i32> = prs.iter().map(|pr| pr.number).collect();
@@ -389,7 +378,6 @@ pub async fn detect_prs_on(
         .into_iter()
         .map(|row| (row.number, row))
         .collect();
-    let (prs, undecided) = applicable(prs, delivered, |pr| pr_snapshot_fit(stored.get(&pr.number), pr));
     let records = prs
         .into_iter()
         .filter_map(|pr| match stored.get(&pr.number) {
@@ -399,17 +387,16 @@ pub async fn detect_prs_on(
                 .map(|changes| PrChangeRecord { kind: ChangeKind::Updated, data: pr.clone(), changes }),
         })
         .collect();
-    Ok(Detected::of(records, undecided))
+    Ok(records)
 }
 
 /// Compares check runs with the stored rows, on `conn`.
 pub async fn detect_check_runs_on(
     conn: &mut diesel_async::AsyncPgConnection,
     check_runs: &[CheckRunData],
-    delivered: bool,
-) -> diesel::QueryResult<Detected<CheckRunChangeRecord>> {
+) -> diesel::QueryResult<Vec<CheckRunChangeRecord>> {
     if check_runs.is_empty() {
-        return Ok(Detected::of(Vec::new(), 0));
+        return Ok(Vec::new());
     }
     let runs = newest_per_key(check_runs, |run| run.github_id, forward::check_run_progress);
     let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
@@ -418,8 +405,6 @@ pub async fn detect_check_runs_on(
         .into_iter()
         .map(|row| (row.github_id, row))
         .collect();
-    let (runs, undecided) =
-        applicable(runs, delivered, |run| check_run_snapshot_fit(stored.get(&run.github_id), run));
     let records = runs
         .into_iter()
         .filter_map(|run| match stored.get(&run.github_id) {
@@ -431,7 +416,7 @@ pub async fn detect_check_runs_on(
             }),
         })
         .collect();
-    Ok(Detected::of(records, undecided))
+    Ok(records)
 }
 
 #[async_trait]
@@ -445,10 +430,7 @@ impl ChangeDetector for DatabaseChangeDetector {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        detect_prs_on(&mut conn, repository_id, prs, false)
-            .await
-            .map(|d| d.records)
-            .map_err(|e| DetectionError(e.to_string()))
+        detect_prs_on(&mut conn, repository_id, prs).await.map_err(|e| DetectionError(e.to_string()))
     }
 
     async fn detect_check_run_changes(
@@ -460,19 +442,13 @@ impl ChangeDetector for DatabaseChangeDetector {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        detect_check_runs_on(&mut conn, check_runs, false)
-            .await
-            .map(|d| d.records)
-            .map_err(|e| DetectionError(e.to_string()))
+        detect_check_runs_on(&mut conn, check_runs).await.map_err(|e| DetectionError(e.to_string()))
     }
 }
 
-/// What detection may decide on: everything that was read; of delivered
-/// snapshots, those [`SnapshotFit::Apply`] — with the count of undecided ones.
-fn applicable<T>(items: Vec<&T>, delivered: bool, fit: impl Fn(&T) -> SnapshotFit) -> (Vec<&T>, usize) {
-    if !delivered {
-        return (items, 0);
-    }
+/// Of delivered snapshots, those that may be written ([`SnapshotFit::Apply`]),
+/// with the count of the undecided ones.
+pub(super) fn applicable<T>(items: Vec<&T>, fit: impl Fn(&T) -> SnapshotFit) -> (Vec<&T>, usize) {
     let mut undecided = 0;
     let kept = items
         .into_iter()
@@ -490,7 +466,7 @@ fn applicable<T>(items: Vec<&T>, delivered: bool, fit: impl Fn(&T) -> SnapshotFi
 
 /// One item per key, the most advanced one: a batch may hold the same PR
 /// twice (two pages shifted under us), and one statement may touch a row once.
-fn newest_per_key<'a, T, K: std::hash::Hash + Eq, O: Ord>(
+pub(super) fn newest_per_key<'a, T, K: std::hash::Hash + Eq, O: Ord>(
     items: &'a [T],
     key: impl Fn(&T) -> K,
     order: impl Fn(&T) -> O,

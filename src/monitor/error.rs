@@ -57,4 +57,8 @@ pub enum SyncError {
     /// a concurrent job): nothing was written; read GitHub and try again.
     #[error("a delivered snapshot ties with the stored row; {0} need a read")]
     Undecided(usize),
+    /// Rows change detection compared with were written since (by a
+    /// concurrent job): nothing was written; detect again.
+    #[error("stored rows changed since change detection compared with them")]
+    Stale,
 }

@@ -4,7 +4,9 @@
 //!
 //! The traits are the extension points: wrap a [`PrDiscovery`] to filter what
 //! is discovered, or a [`ChangeDetector`] / [`Synchronizer`] to add behaviour,
-//! and hand the wrappers to [`PrProcessor`].
+//! and hand the wrappers to [`PrProcessor`]. The detector it is given decides
+//! what is written; the synchronizer holds those decisions to the rules
+//! ([`forward`]: never backwards; [`versions`]: on rows no one changed since).
 
 pub mod data;
 pub mod delivered;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod forward;
 pub mod processor;
 pub mod sync;
+pub mod versions;
 
 pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState};
 pub use detect::{
@@ -24,3 +27,4 @@ pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead,
 pub use error::{DetectionError, ErrorKind, ProcessingError, SyncError};
 pub use processor::{BatchProcessingResult, PrProcessor, ProcessingResult, Target, WorkContext};
 pub use sync::{DatabaseSynchronizer, SyncReport, Synchronizer};
+pub use versions::{StoredVersions, Versions};

@@ -13,6 +13,7 @@ use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, PrField, Sweep
 use super::discovery::{Discovered, PrDiscovery, PrHead, PrLookup};
 use super::error::{DetectionError, ErrorKind, ProcessingError, SyncError};
 use super::sync::Synchronizer;
+use super::versions::{StoredVersions, Versions};
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
 use crate::github::Purpose;
@@ -86,6 +87,18 @@ enum Stop {
     Failed(ProcessingError),
     /// Delivered data tied with a row written under it; nothing was written.
     Undecided,
+}
+
+/// How many times a unit of work detects its changes when the rows they
+/// were compared with keep changing under it (each time, another job wrote
+/// them); then it fails, and its job is retried later.
+const MAX_DETECTIONS: usize = 3;
+
+/// What one synchronization came to.
+enum Attempt {
+    Written,
+    /// Nothing was written: detection compared with rows written since.
+    Stale,
 }
 
 impl From<ProcessingError> for Stop {
@@ -463,9 +476,8 @@ impl PrProcessor {
         result: &mut ProcessingResult,
     ) -> Result<(), Stop> {
         let Gathered { prs, mut heads, pr_heads, delivered_runs, mut changes } = work;
-        let detection = |e: DetectionError| ProcessingError::new(ErrorKind::ChangeDetectionFailure, repo, e);
         result.prs_discovered = prs.len();
-        changes.prs = self.detector.detect_pr_changes(repo.id, &prs).await.map_err(detection)?;
+        self.detect_prs(repo, &prs, &mut changes).await?;
         if pr_heads.wanted(&changes) {
             heads.extend(prs.iter().map(PrHead::from));
         }
@@ -476,11 +488,69 @@ impl PrProcessor {
             }
             None => self.read_check_runs(repo, heads, purpose, &mut changes, result).await,
         };
-        if let Some(runs) = runs {
-            changes.check_runs =
-                self.detector.detect_check_run_changes(repo.id, &runs).await.map_err(detection)?;
+        if let Some(runs) = &runs {
+            self.detect_check_runs(repo, runs, &mut changes).await?;
         }
-        self.synchronize(repo, &mut changes, result).await
+        let mut detections = 1;
+        while let Attempt::Stale = self.synchronize(repo, &mut changes, result).await? {
+            if detections == MAX_DETECTIONS {
+                let context = format!("the stored rows changed under change detection {detections} times");
+                return Err(Stop::Failed(ProcessingError::new(
+                    ErrorKind::SynchronizationFailure,
+                    repo,
+                    context,
+                )));
+            }
+            // Another job wrote the rows detection compared with: its
+            // decisions would be stale, so the same detector decides again.
+            tracing::info!(detections, "stored rows changed since detection; detecting again");
+            detections += 1;
+            self.detect_prs(repo, &prs, &mut changes).await?;
+            if let Some(runs) = &runs {
+                self.detect_check_runs(repo, runs, &mut changes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The detector's decisions on `prs`, with the versions of the stored
+    /// rows it compared them with, read first.
+    async fn detect_prs(
+        &self,
+        repo: &Repository,
+        prs: &[PrData],
+        changes: &mut ChangeSet,
+    ) -> Result<(), ProcessingError> {
+        let versions = if prs.is_empty() {
+            Versions::default()
+        } else {
+            let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+            let numbers = prs.iter().map(|pr| pr.number).collect();
+            Versions::of_prs(&mut conn, repo.id, numbers).await.map_err(|e| stored_read_failure(repo, e))?
+        };
+        changes.prs = self.detector.detect_pr_changes(repo.id, prs).await.map_err(|e| detection(repo, e))?;
+        changes.compared.get_or_insert_with(StoredVersions::default).prs = Some(versions);
+        Ok(())
+    }
+
+    /// Likewise for check runs.
+    async fn detect_check_runs(
+        &self,
+        repo: &Repository,
+        runs: &[CheckRunData],
+        changes: &mut ChangeSet,
+    ) -> Result<(), ProcessingError> {
+        let versions = if runs.is_empty() {
+            Versions::default()
+        } else {
+            let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+            let ids = runs.iter().map(|run| run.github_id).collect();
+            Versions::of_check_runs(&mut conn, ids).await.map_err(|e| stored_read_failure(repo, e))?
+        };
+        changes.check_runs =
+            self.detector.detect_check_run_changes(repo.id, runs).await.map_err(|e| detection(repo, e))?;
+        changes.compared.get_or_insert_with(StoredVersions::default).check_runs = Some(versions);
+        Ok(())
     }
 
     /// The check runs of `heads`, or `None` when there are none to read.
@@ -511,14 +581,18 @@ impl PrProcessor {
         repo: &Repository,
         changes: &mut ChangeSet,
         result: &mut ProcessingResult,
-    ) -> Result<(), Stop> {
+    ) -> Result<Attempt, Stop> {
         // A read that failed (after its retries) must not end the job as done:
         // what was read is written, and the job fails so it runs again.
         changes.incomplete = !result.errors.is_empty();
-        let report = self.synchronizer.synchronize_changes(repo.id, changes).await.map_err(|e| match e {
-            SyncError::Undecided(_) => Stop::Undecided,
-            e => Stop::Failed(ProcessingError::new(ErrorKind::SynchronizationFailure, repo, e)),
-        })?;
+        let report = match self.synchronizer.synchronize_changes(repo.id, changes).await {
+            Ok(report) => report,
+            Err(SyncError::Stale) => return Ok(Attempt::Stale),
+            Err(SyncError::Undecided(_)) => return Err(Stop::Undecided),
+            Err(e) => {
+                return Err(Stop::Failed(ProcessingError::new(ErrorKind::SynchronizationFailure, repo, e)))
+            }
+        };
         result.new_prs = report.new_prs;
         result.updated_prs = report.updated_prs;
         result.new_check_runs = report.new_check_runs;
@@ -538,7 +612,7 @@ impl PrProcessor {
         if changes.incomplete {
             return Err(Stop::Failed(result.errors.remove(0)));
         }
-        Ok(())
+        Ok(Attempt::Written)
     }
 
     async fn stored_open_heads(&self, repo: &Repository) -> Result<Vec<(i32, String)>, ProcessingError> {
@@ -589,6 +663,11 @@ impl PrProcessor {
             results,
         }
     }
+}
+
+/// Change detection failed.
+fn detection(repo: &Repository, error: DetectionError) -> ProcessingError {
+    ProcessingError::new(ErrorKind::ChangeDetectionFailure, repo, error)
 }
 
 /// Reading the stored rows a unit of work compares against failed.

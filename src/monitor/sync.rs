@@ -1,6 +1,6 @@
 //! Synchronization: one change set, one transaction (DESIGN.md §5 rules 4–5).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -8,10 +8,10 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::data::{CheckRunData, PrData};
-use super::detect::{self, ChangeKind, ChangeSet, PrChangeRecord};
+use super::detect::{self, ChangeKind, ChangeSet, CheckRunChangeRecord, PrChangeRecord};
 use super::error::SyncError;
-use super::forward;
-use crate::db::pull_requests::{HistoryRow, HISTORY_ROW_COLUMNS};
+use super::forward::{self, check_run_progress};
+use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, StoredPr, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
 use crate::github::cache;
@@ -31,7 +31,7 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// Namespace of the per-repository advisory locks ("prsync" in ASCII, shifted).
 const REPOSITORY_LOCK_SPACE: i64 = 0x7072_7379_6e63 << 16;
 
-/// What a synchronization wrote, as decided under the repository's lock.
+/// What a synchronization wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncReport {
     /// Rows written (PRs, check runs, PRs marked gone).
@@ -78,6 +78,13 @@ impl Synchronizer for DatabaseSynchronizer {
 
 /// The body of the synchronization transaction; callers may run it inside a
 /// larger one (a job's completion commits with its rows).
+///
+/// It writes the changes as detection decided them: whichever detector the
+/// caller chose decides, and this only holds them to the rules. Under the
+/// lock, the rows detection compared with must be unchanged
+/// ([`ChangeSet::compared`]), webhook snapshots must be strictly newer than
+/// the stored rows ([`detect::SnapshotFit`]), and every upsert carries rule
+/// 4's guard.
 pub async fn write_change_set(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
@@ -86,30 +93,34 @@ pub async fn write_change_set(
     // One writer per repository at a time; released at commit or rollback.
     // Through the query builder, so the statement is prepared once per connection.
     diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id)).execute(conn).await?;
-    // Detection ran before the lock; another worker may have written since.
-    // Decided again here, it is final: a PR is "new" once, its history
-    // records each transition once.
-    let prs: Vec<PrData> = changes.prs.iter().map(|r| r.data.clone()).collect();
-    let runs: Vec<CheckRunData> = changes.check_runs.iter().map(|r| r.data.clone()).collect();
-    let prs = detect::detect_prs_on(conn, repository_id, &prs, changes.delivered_prs).await?;
-    let runs = detect::detect_check_runs_on(conn, &runs, changes.delivered_check_runs).await?;
-    if prs.undecided + runs.undecided > 0 {
-        return Err(SyncError::Undecided(prs.undecided + runs.undecided));
+    // Detection ran before the lock; a job that wrote the same rows since
+    // would make it record a transition twice or a PR "new" twice.
+    if let Some(compared) = &changes.compared {
+        if !compared.hold(conn, repository_id).await? {
+            return Err(SyncError::Stale);
+        }
     }
-    let current = ChangeSet { prs: prs.records, check_runs: runs.records, ..changes.clone() };
-    let changes = &current;
+    let (prs, undecided_prs) = applicable_prs(conn, repository_id, changes).await?;
+    let (runs, undecided_runs) = applicable_check_runs(conn, changes).await?;
+    if undecided_prs + undecided_runs > 0 {
+        return Err(SyncError::Undecided(undecided_prs + undecided_runs));
+    }
+    let pr_ids = upsert_prs(conn, repository_id, &prs).await?;
+    let run_ids = upsert_check_runs(conn, repository_id, &runs).await?;
+    // Counted as written: a record the guard refused changed nothing.
+    let written_prs =
+        |kind| prs.iter().filter(|r| r.kind == kind && pr_ids.contains_key(&r.data.number)).count();
+    let written_runs =
+        |kind| runs.iter().filter(|r| r.kind == kind && run_ids.contains(&r.data.github_id)).count();
     let mut report = SyncReport {
-        new_prs: changes.new_prs(),
-        updated_prs: changes.updated_prs(),
-        new_check_runs: changes.new_check_runs(),
-        updated_check_runs: changes.updated_check_runs(),
-        ..SyncReport::default()
+        written: pr_ids.len() + run_ids.len(),
+        new_prs: written_prs(ChangeKind::New),
+        updated_prs: written_prs(ChangeKind::Updated),
+        new_check_runs: written_runs(ChangeKind::New),
+        updated_check_runs: written_runs(ChangeKind::Updated),
     };
-    let pr_ids = upsert_prs(conn, repository_id, &changes.prs).await?;
-    report.written += pr_ids.len();
-    report.written += upsert_check_runs(conn, repository_id, changes).await?;
     report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
-    insert_history(conn, changes, &pr_ids).await?;
+    insert_history(conn, changes, &prs, &pr_ids).await?;
     cache::save(conn, &changes.validators).await?;
     if changes.incomplete {
         // The job's failure is recorded by its caller; it will run again.
@@ -125,13 +136,52 @@ pub async fn write_change_set(
     Ok(report)
 }
 
+/// The PR records to write, one per number (a statement may touch a row
+/// once): of webhook snapshots, those strictly newer than the stored row,
+/// with the count of those only a read of GitHub can order.
+async fn applicable_prs<'a>(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    changes: &'a ChangeSet,
+) -> diesel::QueryResult<(Vec<&'a PrChangeRecord>, usize)> {
+    let records = detect::newest_per_key(&changes.prs, |r| r.data.number, |r| r.data.updated_at);
+    if !changes.delivered_prs || records.is_empty() {
+        return Ok((records, 0));
+    }
+    let numbers: Vec<i32> = records.iter().map(|r| r.data.number).collect();
+    let stored: HashMap<i32, StoredPr> = stored::load_by_numbers(conn, repository_id, &numbers)
+        .await?
+        .into_iter()
+        .map(|row| (row.number, row))
+        .collect();
+    Ok(detect::applicable(records, |r| detect::pr_snapshot_fit(stored.get(&r.data.number), &r.data)))
+}
+
+/// Likewise for check runs, one per GitHub id.
+async fn applicable_check_runs<'a>(
+    conn: &mut AsyncPgConnection,
+    changes: &'a ChangeSet,
+) -> diesel::QueryResult<(Vec<&'a CheckRunChangeRecord>, usize)> {
+    let records =
+        detect::newest_per_key(&changes.check_runs, |r| r.data.github_id, |r| check_run_progress(&r.data));
+    if !changes.delivered_check_runs || records.is_empty() {
+        return Ok((records, 0));
+    }
+    let ids: Vec<i64> = records.iter().map(|r| r.data.github_id).collect();
+    let stored: HashMap<i64, StoredCheckRun> =
+        stored::load_check_runs(conn, &ids).await?.into_iter().map(|row| (row.github_id, row)).collect();
+    Ok(detect::applicable(records, |r| {
+        detect::check_run_snapshot_fit(stored.get(&r.data.github_id), &r.data)
+    }))
+}
+
 /// Bulk upsert, guarded so stored state only moves forward
 /// ([`forward::pr_guard_sql`]).
 /// Returns the ids of the rows written, by number.
 async fn upsert_prs(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
-    records: &[PrChangeRecord],
+    records: &[&PrChangeRecord],
 ) -> diesel::QueryResult<HashMap<i32, i64>> {
     #[derive(diesel::QueryableByName)]
     struct Written {
@@ -276,16 +326,24 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
     }
 }
 
+/// Returns the GitHub ids of the rows written.
 async fn upsert_check_runs(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
-    changes: &ChangeSet,
-) -> diesel::QueryResult<usize> {
-    if changes.check_runs.is_empty() {
-        return Ok(0);
+    records: &[&CheckRunChangeRecord],
+) -> diesel::QueryResult<HashSet<i64>> {
+    #[derive(diesel::QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = BigInt)]
+        github_id: i64,
     }
-    let runs: Vec<&CheckRunData> = changes.check_runs.iter().map(|record| &record.data).collect();
-    CheckRunUpsert::new(repository_id, &runs).execute(conn).await
+
+    if records.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let runs: Vec<&CheckRunData> = records.iter().map(|record| &record.data).collect();
+    let written: Vec<Written> = CheckRunUpsert::new(repository_id, &runs).load(conn).await?;
+    Ok(written.into_iter().map(|row| row.github_id).collect())
 }
 
 /// The check runs to upsert, one array per column: one statement for any
@@ -379,6 +437,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
              WHERE ",
         );
         out.push_sql(forward::check_run_guard_sql());
+        out.push_sql(" RETURNING github_id");
         Ok(())
     }
 }
@@ -410,10 +469,11 @@ async fn mark_gone(
 async fn insert_history(
     conn: &mut AsyncPgConnection,
     changes: &ChangeSet,
+    records: &[&PrChangeRecord],
     pr_ids: &HashMap<i32, i64>,
 ) -> diesel::QueryResult<()> {
     let mut rows = Vec::new();
-    for record in &changes.prs {
+    for record in records {
         let Some(&pull_request_id) = pr_ids.get(&record.data.number) else {
             // Refused by the never-backwards guard: nothing changed, nothing to record.
             continue;

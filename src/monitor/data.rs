@@ -171,21 +171,6 @@ impl CheckStatus {
             Self::Unknown => "unknown",
         }
     }
-
-    /// How far along a run is; a stored run never moves to a lower rank (rule 4).
-    pub fn rank(self) -> u8 {
-        match self {
-            Self::Queued | Self::Waiting | Self::Requested | Self::Pending | Self::Unknown => 0,
-            Self::InProgress => 1,
-            Self::Completed => 2,
-        }
-    }
-
-    /// The order in which a run's states follow each other: its step, then,
-    /// once completed, when (a re-run reported under the same id completes later).
-    pub fn progress(self, completed_at: Option<DateTime<Utc>>) -> (u8, Option<DateTime<Utc>>) {
-        (self.rank(), if self == Self::Completed { completed_at } else { None })
-    }
 }
 
 /// Every conclusion GitHub documents, plus an explicit unknown.
@@ -288,11 +273,6 @@ impl CheckRunData {
         CheckStatus::parse(&self.status)
     }
 
-    /// See [`CheckStatus::progress`].
-    pub fn progress(&self) -> (u8, Option<DateTime<Utc>>) {
-        self.to_check_status().progress(self.completed_at)
-    }
-
     pub fn to_check_conclusion(&self) -> Option<CheckConclusion> {
         self.conclusion.as_deref().map(CheckConclusion::parse)
     }
@@ -357,7 +337,5 @@ mod tests {
         }
         assert_eq!(CheckConclusion::parse("exploded"), CheckConclusion::Unknown);
         assert_eq!(CheckStatus::parse("weird"), CheckStatus::Unknown);
-        assert!(CheckStatus::Completed.rank() > CheckStatus::InProgress.rank());
-        assert!(CheckStatus::InProgress.rank() > CheckStatus::Queued.rank());
     }
 }

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use super::data::{CheckRunData, PrData};
+use super::forward::check_run_progress;
 use crate::github::models::{CheckRun, IdOnly, PullRequest};
 
 /// One delivery of a job, as stored by intake.
@@ -75,8 +76,8 @@ pub fn check_runs(
         let run = CheckRunData::from_github(&event.check_run);
         match runs.iter_mut().find(|seen| seen.github_id == run.github_id) {
             None => runs.push(run),
-            Some(seen) if run.progress() > seen.progress() => *seen = run,
-            Some(seen) if run.progress() < seen.progress() || run == *seen => {}
+            Some(seen) if check_run_progress(&run) > check_run_progress(seen) => *seen = run,
+            Some(seen) if check_run_progress(&run) < check_run_progress(seen) || run == *seen => {}
             Some(_) => return None,
         }
     }

@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::data::{CheckRunData, CheckStatus, PrData, PrState};
+use super::data::{CheckRunData, PrData, PrState};
+use super::error::DetectionError;
+use super::forward::{self, CheckRunVersion};
+use super::versions::StoredVersions;
 use crate::db::pull_requests::{self, StoredCheckRun, StoredPr};
 use crate::db::DbPool;
 use crate::github::cache::Validator;
@@ -155,6 +158,12 @@ pub struct ChangeSet {
     /// completed and no sweep or success is stamped, so the job fails and is
     /// retried (its successful reads are free 304s the next time).
     pub incomplete: bool,
+    /// The stored rows detection compared with: the changes are written only
+    /// if no one has written those rows since ([`super::SyncError::Stale`]).
+    /// `None`: the caller vouches for the changes, written as they are
+    /// (under rule 4's guards).
+    #[serde(skip)]
+    pub compared: Option<StoredVersions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,18 +214,14 @@ fn push_opt<F, T: PartialEq + ToString>(
     }
 }
 
-/// The changed fields of a stored PR, or `None` when `incoming` is older than
-/// what is stored (rule 4: never backwards). Ties in `updated_at` are settled
-/// by the data: a merged PR is never replaced by an unmerged snapshot.
+/// The changed fields of a stored PR, or `None` when `incoming` may not
+/// replace it ([`forward::pr_may_replace`]: never backwards).
 pub fn diff_pr(stored: &StoredPr, incoming: &PrData) -> Option<Vec<FieldChange<PrField>>> {
-    if incoming.updated_at < stored.gh_updated_at {
+    if !forward::pr_may_replace(stored.into(), incoming.into()) {
         return None;
     }
     let stored_state = PrState::parse(&stored.state);
     let new_state = incoming.to_pr_state();
-    if stored_state == Some(PrState::Merged) && new_state != PrState::Merged {
-        return None;
-    }
     let mut changes = Vec::new();
     push_if(&mut changes, PrField::Title, &stored.title, &incoming.title);
     push_if(&mut changes, PrField::State, &stored.state, &new_state.as_str().to_owned());
@@ -252,24 +257,14 @@ pub fn diff_pr(stored: &StoredPr, incoming: &PrData) -> Option<Vec<FieldChange<P
     Some(changes)
 }
 
-/// The changed fields of a stored check run, or `None` when `incoming` would
-/// move it backwards (a completed run never returns to queued or in progress;
-/// an in-progress one never to queued; an older completion never replaces a newer one).
+/// The changed fields of a stored check run, or `None` when `incoming` may
+/// not replace it ([`forward::check_run_may_replace`]: never backwards).
 pub fn diff_check_run(
     stored: &StoredCheckRun,
     incoming: &CheckRunData,
 ) -> Option<Vec<FieldChange<CheckField>>> {
-    let stored_rank = CheckStatus::parse(&stored.status).rank();
-    let new_rank = incoming.to_check_status().rank();
-    if new_rank < stored_rank {
+    if !forward::check_run_may_replace(stored.into(), incoming.into()) {
         return None;
-    }
-    if stored_rank == 2 && new_rank == 2 {
-        if let (Some(old), Some(new)) = (stored.gh_completed_at, incoming.completed_at) {
-            if new < old {
-                return None;
-            }
-        }
     }
     let mut changes = Vec::new();
     push_if(&mut changes, CheckField::Status, &stored.status, &incoming.status);
@@ -297,10 +292,6 @@ pub fn diff_check_run(
     }
     Some(changes)
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("change detection failed: {0}")]
-pub struct DetectionError(pub String);
 
 /// Compares discovered data with stored rows.
 #[async_trait]
@@ -360,8 +351,8 @@ pub fn pr_snapshot_fit(stored: Option<&StoredPr>, incoming: &PrData) -> Snapshot
 
 pub fn check_run_snapshot_fit(stored: Option<&StoredCheckRun>, incoming: &CheckRunData) -> SnapshotFit {
     let Some(row) = stored else { return SnapshotFit::Apply };
-    let old = CheckStatus::parse(&row.status).progress(row.gh_completed_at);
-    match incoming.progress().cmp(&old) {
+    let old = CheckRunVersion::from(row).progress();
+    match forward::check_run_progress(incoming).cmp(&old) {
         std::cmp::Ordering::Greater => SnapshotFit::Apply,
         std::cmp::Ordering::Less => SnapshotFit::Known,
         std::cmp::Ordering::Equal => match diff_check_run(row, incoming) {
@@ -371,32 +362,14 @@ pub fn check_run_snapshot_fit(stored: Option<&StoredCheckRun>, incoming: &CheckR
     }
 }
 
-/// What detection found, and how many webhook snapshots it could not order
-/// against the stored rows (only ever non-zero for delivered data).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detected<T> {
-    pub records: Vec<T>,
-    pub undecided: usize,
-}
-
-impl<T> Detected<T> {
-    fn of(records: Vec<T>, undecided: usize) -> Self {
-        Self { records, undecided }
-    }
-}
-
-/// Compares PRs with the stored rows of their repository, on `conn` (the
-/// synchronizer runs it again under the repository's lock, where it is final).
-/// `delivered`: the PRs are webhook snapshots, kept only where
-/// [`SnapshotFit::Apply`]; ties are counted as `undecided`.
+/// Compares PRs with the stored rows of their repository, on `conn`.
 pub async fn detect_prs_on(
     conn: &mut diesel_async::AsyncPgConnection,
     repository_id: i64,
     prs: &[PrData],
-    delivered: bool,
-) -> diesel::QueryResult<Detected<PrChangeRecord>> {
+) -> diesel::QueryResult<Vec<PrChangeRecord>> {
     if prs.is_empty() {
-        return Ok(Detected::of(Vec::new(), 0));
+        return Ok(Vec::new());
     }
     let prs = newest_per_key(prs, |pr| pr.number, |pr| pr.updated_at);
     let numbers: Vec<i32> = prs.iter().map(|pr| pr.number).collect();
@@ -405,7 +378,6 @@ pub async fn detect_prs_on(
         .into_iter()
         .map(|row| (row.number, row))
         .collect();
-    let (prs, undecided) = applicable(prs, delivered, |pr| pr_snapshot_fit(stored.get(&pr.number), pr));
     let records = prs
         .into_iter()
         .filter_map(|pr| match stored.get(&pr.number) {
@@ -415,27 +387,24 @@ pub async fn detect_prs_on(
                 .map(|changes| PrChangeRecord { kind: ChangeKind::Updated, data: pr.clone(), changes }),
         })
         .collect();
-    Ok(Detected::of(records, undecided))
+    Ok(records)
 }
 
 /// Compares check runs with the stored rows, on `conn`.
 pub async fn detect_check_runs_on(
     conn: &mut diesel_async::AsyncPgConnection,
     check_runs: &[CheckRunData],
-    delivered: bool,
-) -> diesel::QueryResult<Detected<CheckRunChangeRecord>> {
+) -> diesel::QueryResult<Vec<CheckRunChangeRecord>> {
     if check_runs.is_empty() {
-        return Ok(Detected::of(Vec::new(), 0));
+        return Ok(Vec::new());
     }
-    let runs = newest_per_key(check_runs, |run| run.github_id, CheckRunData::progress);
+    let runs = newest_per_key(check_runs, |run| run.github_id, forward::check_run_progress);
     let ids: Vec<i64> = runs.iter().map(|run| run.github_id).collect();
     let stored: HashMap<i64, StoredCheckRun> = pull_requests::load_check_runs(conn, &ids)
         .await?
         .into_iter()
         .map(|row| (row.github_id, row))
         .collect();
-    let (runs, undecided) =
-        applicable(runs, delivered, |run| check_run_snapshot_fit(stored.get(&run.github_id), run));
     let records = runs
         .into_iter()
         .filter_map(|run| match stored.get(&run.github_id) {
@@ -447,7 +416,7 @@ pub async fn detect_check_runs_on(
             }),
         })
         .collect();
-    Ok(Detected::of(records, undecided))
+    Ok(records)
 }
 
 #[async_trait]
@@ -461,10 +430,7 @@ impl ChangeDetector for DatabaseChangeDetector {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        detect_prs_on(&mut conn, repository_id, prs, false)
-            .await
-            .map(|d| d.records)
-            .map_err(|e| DetectionError(e.to_string()))
+        detect_prs_on(&mut conn, repository_id, prs).await.map_err(|e| DetectionError(e.to_string()))
     }
 
     async fn detect_check_run_changes(
@@ -476,19 +442,13 @@ impl ChangeDetector for DatabaseChangeDetector {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.get().await.map_err(|e| DetectionError(e.to_string()))?;
-        detect_check_runs_on(&mut conn, check_runs, false)
-            .await
-            .map(|d| d.records)
-            .map_err(|e| DetectionError(e.to_string()))
+        detect_check_runs_on(&mut conn, check_runs).await.map_err(|e| DetectionError(e.to_string()))
     }
 }
 
-/// What detection may decide on: everything that was read; of delivered
-/// snapshots, those [`SnapshotFit::Apply`] — with the count of undecided ones.
-fn applicable<T>(items: Vec<&T>, delivered: bool, fit: impl Fn(&T) -> SnapshotFit) -> (Vec<&T>, usize) {
-    if !delivered {
-        return (items, 0);
-    }
+/// Of delivered snapshots, those that may be written ([`SnapshotFit::Apply`]),
+/// with the count of the undecided ones.
+pub(super) fn applicable<T>(items: Vec<&T>, fit: impl Fn(&T) -> SnapshotFit) -> (Vec<&T>, usize) {
     let mut undecided = 0;
     let kept = items
         .into_iter()
@@ -506,7 +466,7 @@ fn applicable<T>(items: Vec<&T>, delivered: bool, fit: impl Fn(&T) -> SnapshotFi
 
 /// One item per key, the most advanced one: a batch may hold the same PR
 /// twice (two pages shifted under us), and one statement may touch a row once.
-fn newest_per_key<'a, T, K: std::hash::Hash + Eq, O: Ord>(
+pub(super) fn newest_per_key<'a, T, K: std::hash::Hash + Eq, O: Ord>(
     items: &'a [T],
     key: impl Fn(&T) -> K,
     order: impl Fn(&T) -> O,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::data::{CheckRunData, PrData};
-use super::processor::{ErrorKind, ProcessingError};
+use super::error::ProcessingError;
 use crate::db::repositories::Repository;
 use crate::github::cache::Validator;
 use crate::github::{Fetched, GitHubClient, Listing, PullQuery, PullState, Purpose};
@@ -114,16 +114,6 @@ impl GitHubPrDiscovery {
     }
 }
 
-fn discovery_error(repo: &Repository, number: Option<i32>, error: impl std::fmt::Display) -> ProcessingError {
-    ProcessingError {
-        kind: ErrorKind::DiscoveryFailure,
-        repository: repo.full_name(),
-        pr_number: number,
-        check_run_id: None,
-        context: error.to_string(),
-    }
-}
-
 impl GitHubPrDiscovery {
     /// Lists PRs as `query` says and turns the fresh pages into `PrData`;
     /// also returns whether every page was fresh.
@@ -137,9 +127,9 @@ impl GitHubPrDiscovery {
             .client
             .list_pull_requests(repo.installation_id, &repo.full_name(), query, purpose)
             .await
-            .map_err(|e| discovery_error(repo, None, e))?;
+            .map_err(|e| ProcessingError::discovery(repo, None, e))?;
         let Listing::Pages(pages) = &listing else {
-            return Err(discovery_error(repo, None, "the repository is gone (404)"));
+            return Err(ProcessingError::discovery(repo, None, "the repository is gone (404)"));
         };
         let unchanged = pages.iter().filter(|p| p.is_unchanged()).count();
         let mut discovered =
@@ -151,7 +141,9 @@ impl GitHubPrDiscovery {
                     discovered.items.push(pr)
                 }
                 Ok(_) => {}
-                Err(e) => discovered.errors.push(discovery_error(repo, i32::try_from(e.number).ok(), e)),
+                Err(e) => {
+                    discovered.errors.push(ProcessingError::discovery(repo, i32::try_from(e.number).ok(), e))
+                }
             }
         }
         Ok((discovered, unchanged == 0))
@@ -190,10 +182,11 @@ impl PrDiscovery for GitHubPrDiscovery {
             .client
             .get_pull_request(repo.installation_id, &repo.full_name(), i64::from(number), purpose)
             .await
-            .map_err(|e| discovery_error(repo, Some(number), e))?;
+            .map_err(|e| ProcessingError::discovery(repo, Some(number), e))?;
         Ok(match fetched {
             Fetched::Fresh { data, validator } => {
-                let pr = PrData::from_github(&data).map_err(|e| discovery_error(repo, Some(number), e))?;
+                let pr = PrData::from_github(&data)
+                    .map_err(|e| ProcessingError::discovery(repo, Some(number), e))?;
                 PrLookup::Fresh { pr: Box::new(pr), validator }
             }
             Fetched::Unchanged { validator } => PrLookup::Unchanged { validator },
@@ -224,7 +217,7 @@ impl PrDiscovery for GitHubPrDiscovery {
             Ok(results) => results,
             Err(error) => {
                 return Discovered {
-                    errors: vec![discovery_error(repo, None, error)],
+                    errors: vec![ProcessingError::discovery(repo, None, error)],
                     ..Discovered::default()
                 };
             }
@@ -239,7 +232,7 @@ impl PrDiscovery for GitHubPrDiscovery {
                 }
                 Err(error) => {
                     let number = heads.iter().find(|h| h.head_sha == sha).map(|h| h.number);
-                    discovered.errors.push(discovery_error(
+                    discovered.errors.push(ProcessingError::discovery(
                         repo,
                         number,
                         format!("check runs of {sha}: {error}"),

@@ -4,22 +4,27 @@
 //!
 //! The traits are the extension points: wrap a [`PrDiscovery`] to filter what
 //! is discovered, or a [`ChangeDetector`] / [`Synchronizer`] to add behaviour,
-//! and hand the wrappers to [`PrProcessor`].
+//! and hand the wrappers to [`PrProcessor`]. The detector it is given decides
+//! what is written; the synchronizer holds those decisions to the rules
+//! ([`forward`]: never backwards; [`versions`]: on rows no one changed since).
 
 pub mod data;
 pub mod delivered;
 pub mod detect;
 pub mod discovery;
+pub mod error;
+pub mod forward;
 pub mod processor;
 pub mod sync;
+pub mod versions;
 
 pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState};
 pub use detect::{
     Cause, ChangeDetector, ChangeKind, ChangeSet, CheckField, CheckRunChangeRecord, DatabaseChangeDetector,
-    DetectionError, FieldChange, PrChangeRecord, PrField, SnapshotFit, SweepMark,
+    FieldChange, PrChangeRecord, PrField, SnapshotFit, SweepMark,
 };
 pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead, PrLookup};
-pub use processor::{
-    BatchProcessingResult, ErrorKind, PrProcessor, ProcessingError, ProcessingResult, Target, WorkContext,
-};
-pub use sync::{DatabaseSynchronizer, SyncError, SyncReport, Synchronizer};
+pub use error::{DetectionError, ErrorKind, ProcessingError, SyncError};
+pub use processor::{BatchProcessingResult, PrProcessor, ProcessingResult, Target, WorkContext};
+pub use sync::{DatabaseSynchronizer, SyncReport, Synchronizer};
+pub use versions::{StoredVersions, Versions};

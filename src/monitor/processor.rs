@@ -1,6 +1,7 @@
 //! The processor: discovery → change detection → synchronization for one
 //! repository, or many at once, with failure tracking per repository.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -8,30 +9,14 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use super::data::{CheckRunData, PrData};
-use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, SweepMark};
-use super::discovery::{PrDiscovery, PrHead, PrLookup};
-use super::sync::{SyncError, Synchronizer};
+use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, PrField, SweepMark};
+use super::discovery::{Discovered, PrDiscovery, PrHead, PrLookup};
+use super::error::{DetectionError, ErrorKind, ProcessingError, SyncError};
+use super::sync::Synchronizer;
+use super::versions::{StoredVersions, Versions};
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    DiscoveryFailure,
-    ChangeDetectionFailure,
-    SynchronizationFailure,
-}
-
-/// What went wrong, and where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{kind:?} in {repository}{}: {context}", pr_number.map(|n| format!(" #{n}")).unwrap_or_default())]
-pub struct ProcessingError {
-    pub kind: ErrorKind,
-    pub repository: String,
-    pub pr_number: Option<i32>,
-    pub check_run_id: Option<i64>,
-    pub context: String,
-}
+use crate::github::Purpose;
 
 /// The outcome of processing one repository.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,6 +89,18 @@ enum Stop {
     Undecided,
 }
 
+/// How many times a unit of work detects its changes when the rows they
+/// were compared with keep changing under it (each time, another job wrote
+/// them); then it fails, and its job is retried later.
+const MAX_DETECTIONS: usize = 3;
+
+/// What one synchronization came to.
+enum Attempt {
+    Written,
+    /// Nothing was written: detection compared with rows written since.
+    Stale,
+}
+
 impl From<ProcessingError> for Stop {
     fn from(error: ProcessingError) -> Self {
         Self::Failed(error)
@@ -172,6 +169,126 @@ pub struct WorkContext {
     pub delivery_id: Option<String>,
 }
 
+/// Whether the check runs of the gathered PRs' own heads are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum PrHeads {
+    /// The target lists the heads to read itself.
+    #[default]
+    Listed,
+    /// When detection finds a new PR or a new head: a new head brings new checks.
+    IfNew,
+    /// Always: the webhook's action asks for them.
+    Always,
+}
+
+impl PrHeads {
+    fn asked(with_checks: bool) -> Self {
+        if with_checks {
+            Self::Always
+        } else {
+            Self::IfNew
+        }
+    }
+
+    fn wanted(self, changes: &ChangeSet) -> bool {
+        let new_head = || {
+            changes
+                .prs
+                .iter()
+                .any(|r| r.kind == ChangeKind::New || r.changes.iter().any(|c| c.field == PrField::HeadSha))
+        };
+        match self {
+            Self::Listed => false,
+            Self::IfNew => new_head(),
+            Self::Always => true,
+        }
+    }
+}
+
+/// What a target gathered for change detection, and what the change set
+/// carries beside the changes (validators, gone PRs, the sweep mark, whether
+/// the data are webhook snapshots).
+#[derive(Default)]
+struct Gathered {
+    prs: Vec<PrData>,
+    /// Commits whose check runs to read.
+    heads: Vec<PrHead>,
+    pr_heads: PrHeads,
+    /// Check runs a webhook delivered: detected without a read.
+    delivered_runs: Option<Vec<CheckRunData>>,
+    changes: ChangeSet,
+}
+
+impl Gathered {
+    fn new(ctx: &WorkContext) -> Self {
+        let changes = ChangeSet {
+            cause: ctx.cause,
+            delivery_id: ctx.delivery_id.clone(),
+            job: ctx.job.clone(),
+            ..ChangeSet::default()
+        };
+        Self { changes, ..Self::default() }
+    }
+
+    /// Takes in a listing of PRs.
+    fn absorb(&mut self, found: Discovered<PrData>, result: &mut ProcessingResult) {
+        result.unchanged_resources += found.unchanged;
+        result.errors.extend(found.errors);
+        self.changes.validators.extend(found.validators);
+        self.prs.extend(found.items);
+    }
+
+    /// Takes in a direct read of PR `number`; true when GitHub answered 304.
+    fn absorb_lookup(&mut self, number: i32, lookup: PrLookup) -> bool {
+        match lookup {
+            PrLookup::Fresh { pr, validator } => {
+                self.changes.validators.extend(validator);
+                self.prs.push(*pr);
+                false
+            }
+            PrLookup::Unchanged { validator } => {
+                self.changes.validators.push(validator);
+                true
+            }
+            PrLookup::Gone => {
+                self.changes.gone_prs.push(number);
+                false
+            }
+        }
+    }
+
+    /// Ends a full read of the repository's PRs: the watermark moves to
+    /// GitHub's newest `updated_at`, and the checks are read of every PR that
+    /// changed, whatever its state (a lost check-run event before a merge is
+    /// healed here too), and of every stored open PR's head.
+    fn end_listing(&mut self, stored_open: Vec<(i32, String)>) {
+        let watermark = self.prs.iter().map(|pr| pr.updated_at).max();
+        self.changes.sweep = Some(SweepMark { watermark });
+        self.heads.extend(self.prs.iter().map(PrHead::from));
+        self.heads.extend(stored_open.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
+    }
+
+    /// [`Target::Commit`]: the check runs of one commit.
+    fn commit(&mut self, head_sha: &str) {
+        self.heads.push(PrHead { number: 0, head_sha: head_sha.to_owned() });
+    }
+
+    /// [`Target::DeliveredPullRequest`]: kept only where strictly newer than
+    /// the stored row, decided under the repository's lock; a tie rolls the
+    /// transaction back and `process` reads GitHub instead.
+    fn delivered_pull_request(&mut self, pr: &PrData, with_checks: bool) {
+        self.prs.push(pr.clone());
+        self.changes.delivered_prs = true;
+        self.pr_heads = PrHeads::asked(with_checks);
+    }
+
+    /// [`Target::DeliveredCheckRuns`]: likewise, for check runs.
+    fn delivered_check_runs(&mut self, runs: &[CheckRunData]) {
+        self.delivered_runs = Some(runs.to_vec());
+        self.changes.delivered_check_runs = true;
+    }
+}
+
 pub struct PrProcessor {
     discovery: Arc<dyn PrDiscovery>,
     detector: Arc<dyn ChangeDetector>,
@@ -228,13 +345,11 @@ impl PrProcessor {
         result.finished_at = Utc::now();
         let outcome = outcome.map_err(|stop| match stop {
             Stop::Failed(error) => error,
-            Stop::Undecided => ProcessingError {
-                kind: ErrorKind::SynchronizationFailure,
-                repository: repo.full_name(),
-                pr_number: None,
-                check_run_id: None,
-                context: "a read target reported an undecided snapshot".into(),
-            },
+            Stop::Undecided => ProcessingError::new(
+                ErrorKind::SynchronizationFailure,
+                repo,
+                "a read target reported an undecided snapshot",
+            ),
         });
         match outcome {
             Ok(()) => result.success = true,
@@ -266,130 +381,218 @@ impl PrProcessor {
         result: &mut ProcessingResult,
     ) -> Result<(), Stop> {
         let purpose = ctx.cause.purpose();
-        let failure = |kind: ErrorKind, context: String| ProcessingError {
-            kind,
-            repository: repo.full_name(),
-            pr_number: None,
-            check_run_id: None,
-            context,
-        };
-        let detection =
-            |e: super::detect::DetectionError| failure(ErrorKind::ChangeDetectionFailure, e.to_string());
-        let mut changes = ChangeSet {
-            cause: ctx.cause,
-            delivery_id: ctx.delivery_id.clone(),
-            job: ctx.job.clone(),
-            ..ChangeSet::default()
-        };
-        let mut prs: Vec<PrData> = Vec::new();
-        // Heads whose check runs to read.
-        let mut heads: Vec<PrHead> = Vec::new();
+        let mut work = Gathered::new(ctx);
         match target {
-            Target::Full | Target::Sweep => {
-                let since = if matches!(target, Target::Sweep) { repo.sweep_watermark } else { None };
-                let updated = self.discovery.discover_prs(repo, since, purpose).await?;
-                result.unchanged_resources += updated.unchanged;
-                result.errors.extend(updated.errors);
-                changes.validators.extend(updated.validators);
-                prs.extend(updated.items);
-                // Read once: the sweep checks them against GitHub's open list,
-                // and their heads' checks are read below.
-                let stored_open = self.stored_open_heads(repo).await?;
-                if matches!(target, Target::Sweep) {
-                    let open = self.discovery.discover_open_prs(repo, purpose).await?;
-                    result.unchanged_resources += open.prs.unchanged;
-                    result.errors.extend(open.prs.errors);
-                    changes.validators.extend(open.prs.validators);
-                    let listed: std::collections::HashSet<i32> =
-                        open.prs.items.iter().chain(prs.iter()).map(|pr| pr.number).collect();
-                    prs.extend(open.prs.items);
-                    if open.complete {
-                        // Open here, absent from GitHub's open list: closed, merged or gone.
-                        for &(number, _) in &stored_open {
-                            if listed.contains(&number) {
-                                continue;
-                            }
-                            match self.discovery.discover_pr(repo, number, purpose).await {
-                                Ok(PrLookup::Fresh { pr, validator }) => {
-                                    prs.push(*pr);
-                                    changes.validators.extend(validator);
-                                }
-                                Ok(PrLookup::Unchanged { validator }) => changes.validators.push(validator),
-                                Ok(PrLookup::Gone) => changes.gone_prs.push(number),
-                                Err(error) => result.errors.push(error),
-                            }
-                        }
+            Target::Full => self.read_full(repo, purpose, &mut work, result).await?,
+            Target::Sweep => self.read_sweep(repo, purpose, &mut work, result).await?,
+            Target::PullRequest { number, with_checks } => {
+                self.read_pull_request(repo, *number, *with_checks, purpose, &mut work, result).await?
+            }
+            Target::Commit { head_sha } => work.commit(head_sha),
+            Target::DeliveredPullRequest { pr, with_checks } => work.delivered_pull_request(pr, *with_checks),
+            Target::DeliveredCheckRuns { runs, .. } => work.delivered_check_runs(runs),
+        }
+        self.detect_and_synchronize(repo, purpose, work, result).await
+    }
+
+    /// [`Target::Full`]: every PR, newest update first, stopping where GitHub
+    /// says nothing changed; the checks of their heads and of every stored
+    /// open PR's head.
+    async fn read_full(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+        work: &mut Gathered,
+        result: &mut ProcessingResult,
+    ) -> Result<(), ProcessingError> {
+        work.absorb(self.discovery.discover_prs(repo, None, purpose).await?, result);
+        let stored_open = self.stored_open_heads(repo).await?;
+        work.end_listing(stored_open);
+        Ok(())
+    }
+
+    /// [`Target::Sweep`]: the PRs updated since the watermark, the open PRs
+    /// (a stored open PR GitHub no longer lists is read on its own), the
+    /// checks of their heads and of the commits that may have changed unseen.
+    async fn read_sweep(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+        work: &mut Gathered,
+        result: &mut ProcessingResult,
+    ) -> Result<(), ProcessingError> {
+        work.absorb(self.discovery.discover_prs(repo, repo.sweep_watermark, purpose).await?, result);
+        // Read once: checked against GitHub's open list here, and their
+        // heads' checks are read.
+        let stored_open = self.stored_open_heads(repo).await?;
+        let open = self.discovery.discover_open_prs(repo, purpose).await?;
+        let listed: HashSet<i32> = open.prs.items.iter().chain(work.prs.iter()).map(|pr| pr.number).collect();
+        work.absorb(open.prs, result);
+        if open.complete {
+            // Open here, absent from GitHub's open list: closed, merged or gone.
+            for &(number, _) in stored_open.iter().filter(|(number, _)| !listed.contains(number)) {
+                match self.discovery.discover_pr(repo, number, purpose).await {
+                    Ok(lookup) => {
+                        work.absorb_lookup(number, lookup);
                     }
+                    Err(error) => result.errors.push(error),
                 }
-                let watermark = prs.iter().map(|pr| pr.updated_at).max();
-                changes.sweep = Some(SweepMark { watermark });
-                // Every PR that changed, whatever its state: a lost check-run
-                // event before a merge is healed here too.
-                heads.extend(prs.iter().map(PrHead::from));
-                heads.extend(stored_open.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
-                if matches!(target, Target::Sweep) {
-                    // Commits that are no open PR's head but may have changed
-                    // unseen: a run's start sends no webhook, and a lost
-                    // webhook on an old head would otherwise never be healed.
-                    heads.extend(
-                        self.commits_to_recheck(repo)
-                            .await?
-                            .into_iter()
-                            .map(|head_sha| PrHead { number: 0, head_sha }),
-                    );
-                }
-            }
-            // Whether to read the head's checks is decided after detection, below.
-            Target::PullRequest { number, .. } => {
-                self.read_pr(repo, *number, purpose, &mut prs, &mut changes, result).await?;
-            }
-            // Kept only where strictly newer than the stored row, decided
-            // under the repository's lock; a tie rolls the transaction back
-            // and `process` reads GitHub instead.
-            Target::DeliveredPullRequest { pr, .. } => {
-                prs.push(pr.as_ref().clone());
-                changes.delivered_prs = true;
-            }
-            Target::Commit { head_sha } => heads.push(PrHead { number: 0, head_sha: head_sha.clone() }),
-            Target::DeliveredCheckRuns { runs, .. } => {
-                result.check_runs_discovered = runs.len();
-                changes.check_runs =
-                    self.detector.detect_check_run_changes(repo.id, runs).await.map_err(detection)?;
-                changes.delivered_check_runs = true;
             }
         }
+        work.end_listing(stored_open);
+        // Commits that are no open PR's head but may have changed unseen: a
+        // run's start sends no webhook, and a lost webhook on an old head
+        // would otherwise never be healed.
+        let commits = self.commits_to_recheck(repo).await?;
+        work.heads.extend(commits.into_iter().map(|head_sha| PrHead { number: 0, head_sha }));
+        Ok(())
+    }
+
+    /// [`Target::PullRequest`]: one PR, read on its own; its head's checks
+    /// when asked, or when detection finds the head new.
+    async fn read_pull_request(
+        &self,
+        repo: &Repository,
+        number: i32,
+        with_checks: bool,
+        purpose: Purpose,
+        work: &mut Gathered,
+        result: &mut ProcessingResult,
+    ) -> Result<(), ProcessingError> {
+        if work.absorb_lookup(number, self.discovery.discover_pr(repo, number, purpose).await?) {
+            result.unchanged_resources += 1;
+        }
+        work.pr_heads = PrHeads::asked(with_checks);
+        Ok(())
+    }
+
+    /// What every target shares once it has read: change detection, the
+    /// check runs detection calls for, and synchronization.
+    async fn detect_and_synchronize(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+        work: Gathered,
+        result: &mut ProcessingResult,
+    ) -> Result<(), Stop> {
+        let Gathered { prs, mut heads, pr_heads, delivered_runs, mut changes } = work;
         result.prs_discovered = prs.len();
-        changes.prs = self.detector.detect_pr_changes(repo.id, &prs).await.map_err(detection)?;
-        if let Target::PullRequest { with_checks, .. } | Target::DeliveredPullRequest { with_checks, .. } =
-            target
-        {
-            // A new PR or a new head brings new checks; so do the actions that ask for them.
-            let new_head = changes.prs.iter().any(|r| {
-                r.kind == ChangeKind::New
-                    || r.changes.iter().any(|c| c.field == super::detect::PrField::HeadSha)
-            });
-            if *with_checks || new_head {
-                heads.extend(prs.iter().map(PrHead::from));
+        self.detect_prs(repo, &prs, &mut changes).await?;
+        if pr_heads.wanted(&changes) {
+            heads.extend(prs.iter().map(PrHead::from));
+        }
+        let runs = match delivered_runs {
+            Some(runs) => {
+                result.check_runs_discovered = runs.len();
+                Some(runs)
+            }
+            None => self.read_check_runs(repo, heads, purpose, &mut changes, result).await,
+        };
+        if let Some(runs) = &runs {
+            self.detect_check_runs(repo, runs, &mut changes).await?;
+        }
+        let mut detections = 1;
+        while let Attempt::Stale = self.synchronize(repo, &mut changes, result).await? {
+            if detections == MAX_DETECTIONS {
+                let context = format!("the stored rows changed under change detection {detections} times");
+                return Err(Stop::Failed(ProcessingError::new(
+                    ErrorKind::SynchronizationFailure,
+                    repo,
+                    context,
+                )));
+            }
+            // Another job wrote the rows detection compared with: its
+            // decisions would be stale, so the same detector decides again.
+            tracing::info!(detections, "stored rows changed since detection; detecting again");
+            detections += 1;
+            self.detect_prs(repo, &prs, &mut changes).await?;
+            if let Some(runs) = &runs {
+                self.detect_check_runs(repo, runs, &mut changes).await?;
             }
         }
+        Ok(())
+    }
+
+    /// The detector's decisions on `prs`, with the versions of the stored
+    /// rows it compared them with, read first.
+    async fn detect_prs(
+        &self,
+        repo: &Repository,
+        prs: &[PrData],
+        changes: &mut ChangeSet,
+    ) -> Result<(), ProcessingError> {
+        let versions = if prs.is_empty() {
+            Versions::default()
+        } else {
+            let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+            let numbers = prs.iter().map(|pr| pr.number).collect();
+            Versions::of_prs(&mut conn, repo.id, numbers).await.map_err(|e| stored_read_failure(repo, e))?
+        };
+        changes.prs = self.detector.detect_pr_changes(repo.id, prs).await.map_err(|e| detection(repo, e))?;
+        changes.compared.get_or_insert_with(StoredVersions::default).prs = Some(versions);
+        Ok(())
+    }
+
+    /// Likewise for check runs.
+    async fn detect_check_runs(
+        &self,
+        repo: &Repository,
+        runs: &[CheckRunData],
+        changes: &mut ChangeSet,
+    ) -> Result<(), ProcessingError> {
+        let versions = if runs.is_empty() {
+            Versions::default()
+        } else {
+            let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+            let ids = runs.iter().map(|run| run.github_id).collect();
+            Versions::of_check_runs(&mut conn, ids).await.map_err(|e| stored_read_failure(repo, e))?
+        };
+        changes.check_runs =
+            self.detector.detect_check_run_changes(repo.id, runs).await.map_err(|e| detection(repo, e))?;
+        changes.compared.get_or_insert_with(StoredVersions::default).check_runs = Some(versions);
+        Ok(())
+    }
+
+    /// The check runs of `heads`, or `None` when there are none to read.
+    async fn read_check_runs(
+        &self,
+        repo: &Repository,
+        mut heads: Vec<PrHead>,
+        purpose: Purpose,
+        changes: &mut ChangeSet,
+        result: &mut ProcessingResult,
+    ) -> Option<Vec<CheckRunData>> {
         heads.sort();
         heads.dedup();
-        if !heads.is_empty() {
-            let runs = self.discovery.discover_check_runs_batch(repo, &heads, purpose).await;
-            result.check_runs_discovered = runs.items.len();
-            result.unchanged_resources += runs.unchanged;
-            result.errors.extend(runs.errors);
-            changes.validators.extend(runs.validators);
-            changes.check_runs =
-                self.detector.detect_check_run_changes(repo.id, &runs.items).await.map_err(detection)?;
+        if heads.is_empty() {
+            return None;
         }
+        let runs = self.discovery.discover_check_runs_batch(repo, &heads, purpose).await;
+        result.check_runs_discovered = runs.items.len();
+        result.unchanged_resources += runs.unchanged;
+        result.errors.extend(runs.errors);
+        changes.validators.extend(runs.validators);
+        Some(runs.items)
+    }
+
+    /// Writes `changes` and counts what was written.
+    async fn synchronize(
+        &self,
+        repo: &Repository,
+        changes: &mut ChangeSet,
+        result: &mut ProcessingResult,
+    ) -> Result<Attempt, Stop> {
         // A read that failed (after its retries) must not end the job as done:
         // what was read is written, and the job fails so it runs again.
         changes.incomplete = !result.errors.is_empty();
-        let report = self.synchronizer.synchronize_changes(repo.id, &changes).await.map_err(|e| match e {
-            SyncError::Undecided(_) => Stop::Undecided,
-            e => Stop::Failed(failure(ErrorKind::SynchronizationFailure, e.to_string())),
-        })?;
+        let report = match self.synchronizer.synchronize_changes(repo.id, changes).await {
+            Ok(report) => report,
+            Err(SyncError::Stale) => return Ok(Attempt::Stale),
+            Err(SyncError::Undecided(_)) => return Err(Stop::Undecided),
+            Err(e) => {
+                return Err(Stop::Failed(ProcessingError::new(ErrorKind::SynchronizationFailure, repo, e)))
+            }
+        };
         result.new_prs = report.new_prs;
         result.updated_prs = report.updated_prs;
         result.new_check_runs = report.new_check_runs;
@@ -409,31 +612,7 @@ impl PrProcessor {
         if changes.incomplete {
             return Err(Stop::Failed(result.errors.remove(0)));
         }
-        Ok(())
-    }
-
-    /// A direct read of one PR, into `prs` (or `gone_prs`).
-    async fn read_pr(
-        &self,
-        repo: &Repository,
-        number: i32,
-        purpose: crate::github::Purpose,
-        prs: &mut Vec<PrData>,
-        changes: &mut ChangeSet,
-        result: &mut ProcessingResult,
-    ) -> Result<(), ProcessingError> {
-        match self.discovery.discover_pr(repo, number, purpose).await? {
-            PrLookup::Fresh { pr, validator } => {
-                changes.validators.extend(validator);
-                prs.push(*pr);
-            }
-            PrLookup::Unchanged { validator } => {
-                result.unchanged_resources += 1;
-                changes.validators.push(validator);
-            }
-            PrLookup::Gone => changes.gone_prs.push(number),
-        }
-        Ok(())
+        Ok(Attempt::Written)
     }
 
     async fn stored_open_heads(&self, repo: &Repository) -> Result<Vec<(i32, String)>, ProcessingError> {
@@ -486,13 +665,12 @@ impl PrProcessor {
     }
 }
 
+/// Change detection failed.
+fn detection(repo: &Repository, error: DetectionError) -> ProcessingError {
+    ProcessingError::new(ErrorKind::ChangeDetectionFailure, repo, error)
+}
+
 /// Reading the stored rows a unit of work compares against failed.
 fn stored_read_failure(repo: &Repository, error: impl std::fmt::Display) -> ProcessingError {
-    ProcessingError {
-        kind: ErrorKind::ChangeDetectionFailure,
-        repository: repo.full_name(),
-        pr_number: None,
-        check_run_id: None,
-        context: error.to_string(),
-    }
+    ProcessingError::new(ErrorKind::ChangeDetectionFailure, repo, error)
 }

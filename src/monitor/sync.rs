@@ -1,6 +1,6 @@
 //! Synchronization: one change set, one transaction (DESIGN.md §5 rules 4–5).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -8,8 +8,10 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
 use super::data::{CheckRunData, PrData};
-use super::detect::{self, ChangeKind, ChangeSet, PrChangeRecord};
-use crate::db::pull_requests::{HistoryRow, HISTORY_ROW_COLUMNS};
+use super::detect::{self, ChangeKind, ChangeSet, CheckRunChangeRecord, PrChangeRecord};
+use super::error::SyncError;
+use super::forward::{self, check_run_progress};
+use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, StoredPr, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
 use crate::github::cache;
@@ -29,19 +31,7 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 /// Namespace of the per-repository advisory locks ("prsync" in ASCII, shifted).
 const REPOSITORY_LOCK_SPACE: i64 = 0x7072_7379_6e63 << 16;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    #[error("synchronization failed and was rolled back: {0}")]
-    Failed(#[from] diesel::result::Error),
-    /// A webhook snapshot ties with a row written since it was checked (by
-    /// a concurrent job): nothing was written; read GitHub and try again.
-    #[error("a delivered snapshot ties with the stored row; {0} need a read")]
-    Undecided(usize),
-}
-
-/// What a synchronization wrote, as decided under the repository's lock.
+/// What a synchronization wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncReport {
     /// Rows written (PRs, check runs, PRs marked gone).
@@ -88,6 +78,13 @@ impl Synchronizer for DatabaseSynchronizer {
 
 /// The body of the synchronization transaction; callers may run it inside a
 /// larger one (a job's completion commits with its rows).
+///
+/// It writes the changes as detection decided them: whichever detector the
+/// caller chose decides, and this only holds them to the rules. Under the
+/// lock, the rows detection compared with must be unchanged
+/// ([`ChangeSet::compared`]), webhook snapshots must be strictly newer than
+/// the stored rows ([`detect::SnapshotFit`]), and every upsert carries rule
+/// 4's guard.
 pub async fn write_change_set(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
@@ -96,30 +93,34 @@ pub async fn write_change_set(
     // One writer per repository at a time; released at commit or rollback.
     // Through the query builder, so the statement is prepared once per connection.
     diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id)).execute(conn).await?;
-    // Detection ran before the lock; another worker may have written since.
-    // Decided again here, it is final: a PR is "new" once, its history
-    // records each transition once.
-    let prs: Vec<PrData> = changes.prs.iter().map(|r| r.data.clone()).collect();
-    let runs: Vec<CheckRunData> = changes.check_runs.iter().map(|r| r.data.clone()).collect();
-    let prs = detect::detect_prs_on(conn, repository_id, &prs, changes.delivered_prs).await?;
-    let runs = detect::detect_check_runs_on(conn, &runs, changes.delivered_check_runs).await?;
-    if prs.undecided + runs.undecided > 0 {
-        return Err(SyncError::Undecided(prs.undecided + runs.undecided));
+    // Detection ran before the lock; a job that wrote the same rows since
+    // would make it record a transition twice or a PR "new" twice.
+    if let Some(compared) = &changes.compared {
+        if !compared.hold(conn, repository_id).await? {
+            return Err(SyncError::Stale);
+        }
     }
-    let current = ChangeSet { prs: prs.records, check_runs: runs.records, ..changes.clone() };
-    let changes = &current;
+    let (prs, undecided_prs) = applicable_prs(conn, repository_id, changes).await?;
+    let (runs, undecided_runs) = applicable_check_runs(conn, changes).await?;
+    if undecided_prs + undecided_runs > 0 {
+        return Err(SyncError::Undecided(undecided_prs + undecided_runs));
+    }
+    let pr_ids = upsert_prs(conn, repository_id, &prs).await?;
+    let run_ids = upsert_check_runs(conn, repository_id, &runs).await?;
+    // Counted as written: a record the guard refused changed nothing.
+    let written_prs =
+        |kind| prs.iter().filter(|r| r.kind == kind && pr_ids.contains_key(&r.data.number)).count();
+    let written_runs =
+        |kind| runs.iter().filter(|r| r.kind == kind && run_ids.contains(&r.data.github_id)).count();
     let mut report = SyncReport {
-        new_prs: changes.new_prs(),
-        updated_prs: changes.updated_prs(),
-        new_check_runs: changes.new_check_runs(),
-        updated_check_runs: changes.updated_check_runs(),
-        ..SyncReport::default()
+        written: pr_ids.len() + run_ids.len(),
+        new_prs: written_prs(ChangeKind::New),
+        updated_prs: written_prs(ChangeKind::Updated),
+        new_check_runs: written_runs(ChangeKind::New),
+        updated_check_runs: written_runs(ChangeKind::Updated),
     };
-    let pr_ids = upsert_prs(conn, repository_id, &changes.prs).await?;
-    report.written += pr_ids.len();
-    report.written += upsert_check_runs(conn, repository_id, changes).await?;
     report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
-    insert_history(conn, changes, &pr_ids).await?;
+    insert_history(conn, changes, &prs, &pr_ids).await?;
     cache::save(conn, &changes.validators).await?;
     if changes.incomplete {
         // The job's failure is recorded by its caller; it will run again.
@@ -135,13 +136,52 @@ pub async fn write_change_set(
     Ok(report)
 }
 
-/// Bulk upsert, guarded so stored state only moves forward: an older
-/// `updated_at` never replaces a newer one and a merged PR never reverts.
+/// The PR records to write, one per number (a statement may touch a row
+/// once): of webhook snapshots, those strictly newer than the stored row,
+/// with the count of those only a read of GitHub can order.
+async fn applicable_prs<'a>(
+    conn: &mut AsyncPgConnection,
+    repository_id: i64,
+    changes: &'a ChangeSet,
+) -> diesel::QueryResult<(Vec<&'a PrChangeRecord>, usize)> {
+    let records = detect::newest_per_key(&changes.prs, |r| r.data.number, |r| r.data.updated_at);
+    if !changes.delivered_prs || records.is_empty() {
+        return Ok((records, 0));
+    }
+    let numbers: Vec<i32> = records.iter().map(|r| r.data.number).collect();
+    let stored: HashMap<i32, StoredPr> = stored::load_by_numbers(conn, repository_id, &numbers)
+        .await?
+        .into_iter()
+        .map(|row| (row.number, row))
+        .collect();
+    Ok(detect::applicable(records, |r| detect::pr_snapshot_fit(stored.get(&r.data.number), &r.data)))
+}
+
+/// Likewise for check runs, one per GitHub id.
+async fn applicable_check_runs<'a>(
+    conn: &mut AsyncPgConnection,
+    changes: &'a ChangeSet,
+) -> diesel::QueryResult<(Vec<&'a CheckRunChangeRecord>, usize)> {
+    let records =
+        detect::newest_per_key(&changes.check_runs, |r| r.data.github_id, |r| check_run_progress(&r.data));
+    if !changes.delivered_check_runs || records.is_empty() {
+        return Ok((records, 0));
+    }
+    let ids: Vec<i64> = records.iter().map(|r| r.data.github_id).collect();
+    let stored: HashMap<i64, StoredCheckRun> =
+        stored::load_check_runs(conn, &ids).await?.into_iter().map(|row| (row.github_id, row)).collect();
+    Ok(detect::applicable(records, |r| {
+        detect::check_run_snapshot_fit(stored.get(&r.data.github_id), &r.data)
+    }))
+}
+
+/// Bulk upsert, guarded so stored state only moves forward
+/// ([`forward::pr_guard_sql`]).
 /// Returns the ids of the rows written, by number.
 async fn upsert_prs(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
-    records: &[PrChangeRecord],
+    records: &[&PrChangeRecord],
 ) -> diesel::QueryResult<HashMap<i32, i64>> {
     #[derive(diesel::QueryableByName)]
     struct Written {
@@ -263,8 +303,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
             out.push_sql(", ");
             out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(column)?;
         }
-        // The guard is the upsert's WHERE: checked against the row as stored
-        // at write time, so a concurrent newer write is never undone.
+        // Rule 4 is the upsert's WHERE: checked against the row as stored at
+        // write time, so a concurrent newer write is never undone.
         out.push_sql(
             ") AS u(repository_id, github_id, number, title, author, state, draft, base_branch, base_sha, \
                    head_branch, head_sha, html_url, body, labels, assignees, metadata, gh_created_at, \
@@ -278,24 +318,32 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
                  gh_created_at = excluded.gh_created_at, gh_updated_at = excluded.gh_updated_at, \
                  gh_closed_at = excluded.gh_closed_at, gh_merged_at = excluded.gh_merged_at, \
                  deleted_at = NULL, last_changed_at = now() \
-             WHERE pull_requests.gh_updated_at <= excluded.gh_updated_at \
-               AND (pull_requests.state <> 'merged' OR excluded.state = 'merged') \
-             RETURNING id, number",
+             WHERE ",
         );
+        out.push_sql(forward::pr_guard_sql());
+        out.push_sql(" RETURNING id, number");
         Ok(())
     }
 }
 
+/// Returns the GitHub ids of the rows written.
 async fn upsert_check_runs(
     conn: &mut AsyncPgConnection,
     repository_id: i64,
-    changes: &ChangeSet,
-) -> diesel::QueryResult<usize> {
-    if changes.check_runs.is_empty() {
-        return Ok(0);
+    records: &[&CheckRunChangeRecord],
+) -> diesel::QueryResult<HashSet<i64>> {
+    #[derive(diesel::QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = BigInt)]
+        github_id: i64,
     }
-    let runs: Vec<&CheckRunData> = changes.check_runs.iter().map(|record| &record.data).collect();
-    CheckRunUpsert::new(repository_id, &runs).execute(conn).await
+
+    if records.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let runs: Vec<&CheckRunData> = records.iter().map(|record| &record.data).collect();
+    let written: Vec<Written> = CheckRunUpsert::new(repository_id, &runs).load(conn).await?;
+    Ok(written.into_iter().map(|row| row.github_id).collect())
 }
 
 /// The check runs to upsert, one array per column: one statement for any
@@ -376,10 +424,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
             out.push_sql(", ");
             out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(column)?;
         }
-        // Rule 4 for check runs, in the statement itself so that a
-        // concurrent newer write is never undone: status only moves forward
-        // (queued < in_progress < completed), and an older completion never
-        // replaces a newer one.
+        // Rule 4 in the statement itself, checked against the row as stored
+        // at write time, so that a concurrent newer write is never undone.
         out.push_sql(
             ") ON CONFLICT (github_id) DO UPDATE SET \
                  check_suite_id = excluded.check_suite_id, head_sha = excluded.head_sha, \
@@ -388,11 +434,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
                  html_url = excluded.html_url, output_title = excluded.output_title, \
                  output_summary = excluded.output_summary, gh_started_at = excluded.gh_started_at, \
                  gh_completed_at = excluded.gh_completed_at, last_changed_at = now() \
-             WHERE (CASE check_runs.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
-                   <= (CASE excluded.status WHEN 'completed' THEN 2 WHEN 'in_progress' THEN 1 ELSE 0 END) \
-               AND (check_runs.gh_completed_at IS NULL OR excluded.gh_completed_at IS NULL \
-                    OR excluded.gh_completed_at >= check_runs.gh_completed_at)",
+             WHERE ",
         );
+        out.push_sql(forward::check_run_guard_sql());
+        out.push_sql(" RETURNING github_id");
         Ok(())
     }
 }
@@ -424,10 +469,11 @@ async fn mark_gone(
 async fn insert_history(
     conn: &mut AsyncPgConnection,
     changes: &ChangeSet,
+    records: &[&PrChangeRecord],
     pr_ids: &HashMap<i32, i64>,
 ) -> diesel::QueryResult<()> {
     let mut rows = Vec::new();
-    for record in &changes.prs {
+    for record in records {
         let Some(&pull_request_id) = pr_ids.get(&record.data.number) else {
             // Refused by the never-backwards guard: nothing changed, nothing to record.
             continue;

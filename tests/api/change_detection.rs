@@ -22,9 +22,9 @@ use prmonitor::db::DbPool;
 use prmonitor::github::{GitHubClient, Purpose};
 use prmonitor::monitor::{
     Cause, ChangeDetector, ChangeKind, ChangeSet, CheckRunChangeRecord, CheckRunData, DatabaseChangeDetector,
-    DatabaseSynchronizer, Discovered, GitHubPrDiscovery, PrChangeRecord, PrData, PrDiscovery, PrField,
-    PrHead, PrLookup, PrProcessor, ProcessingError, ProcessingResult, SyncError, Synchronizer, Target,
-    WorkContext,
+    DatabaseSynchronizer, DetectionError, Discovered, GitHubPrDiscovery, PrChangeRecord, PrData, PrDiscovery,
+    PrField, PrHead, PrLookup, PrProcessor, ProcessingError, ProcessingResult, SyncError, Synchronizer,
+    Target, WorkContext,
 };
 
 use prmonitor_testkit::{count, TestDatabase};
@@ -790,4 +790,119 @@ async fn a_sweep_finds_a_run_whose_webhook_was_lost_on_a_head_replaced_since_the
         count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE github_id = {later}")).await,
         1
     );
+}
+
+/// An extension point: a detector that keeps draft toggles out of the
+/// history (the row still takes the new draft flag).
+struct NoDraftHistory {
+    inner: Arc<dyn ChangeDetector>,
+}
+
+#[async_trait]
+impl ChangeDetector for NoDraftHistory {
+    async fn detect_pr_changes(
+        &self,
+        repository_id: i64,
+        prs: &[PrData],
+    ) -> Result<Vec<PrChangeRecord>, DetectionError> {
+        let mut records = self.inner.detect_pr_changes(repository_id, prs).await?;
+        for record in &mut records {
+            record.changes.retain(|change| change.field != PrField::Draft);
+        }
+        Ok(records)
+    }
+
+    async fn detect_check_run_changes(
+        &self,
+        repository_id: i64,
+        check_runs: &[CheckRunData],
+    ) -> Result<Vec<CheckRunChangeRecord>, DetectionError> {
+        self.inner.detect_check_run_changes(repository_id, check_runs).await
+    }
+}
+
+#[tokio::test]
+async fn the_detector_the_processor_was_given_decides_what_is_written() {
+    let h = harness(generated(1, 0, 0)).await;
+    let repo = h.register("acme/repo-0").await;
+    let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("Drafted", "amy")).expect("open");
+    let processor = PrProcessor::new(
+        h.discovery.clone(),
+        Arc::new(NoDraftHistory { inner: h.detector.clone() }),
+        h.synchronizer.clone(),
+        h.pool.clone(),
+    );
+    let target = || Target::PullRequest { number: n as i32, with_checks: false };
+    assert!(processor.process(&repo, target(), WorkContext::default()).await.success);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sim.mutate_silently(|w| w.set_draft(repo.github_id, n, true)).expect("draft");
+
+    let result = processor.process(&repo, target(), WorkContext::default()).await;
+    assert!(result.success, "{:?}", result.errors);
+    assert_eq!((result.updated_prs, result.changes_synchronized), (1, 1));
+    let draft = format!("SELECT count(*) FROM pull_requests WHERE number = {n} AND draft");
+    assert_eq!(count(&h.db.url, &draft).await, 1, "the row is written");
+    let fields: Vec<String> = h.history(n as i32).await.into_iter().map(|(field, ..)| field).collect();
+    assert_eq!(fields, ["state"], "the history is as the detector decided: no draft toggle");
+}
+
+/// A detector behind which another job writes the same rows, once: between
+/// this job's detection and its synchronization.
+struct Overtaken {
+    inner: Arc<DatabaseChangeDetector>,
+    other_job: Arc<DatabaseSynchronizer>,
+    overtaken: std::sync::atomic::AtomicBool,
+    detections: AtomicUsize,
+}
+
+#[async_trait]
+impl ChangeDetector for Overtaken {
+    async fn detect_pr_changes(
+        &self,
+        repository_id: i64,
+        prs: &[PrData],
+    ) -> Result<Vec<PrChangeRecord>, DetectionError> {
+        self.detections.fetch_add(1, Ordering::Relaxed);
+        let records = self.inner.detect_pr_changes(repository_id, prs).await?;
+        if !self.overtaken.swap(true, Ordering::Relaxed) {
+            let changes = ChangeSet { prs: records.clone(), ..ChangeSet::default() };
+            self.other_job
+                .synchronize_changes(repository_id, &changes)
+                .await
+                .map_err(|e| DetectionError(e.to_string()))?;
+        }
+        Ok(records)
+    }
+
+    async fn detect_check_run_changes(
+        &self,
+        repository_id: i64,
+        check_runs: &[CheckRunData],
+    ) -> Result<Vec<CheckRunChangeRecord>, DetectionError> {
+        self.inner.detect_check_run_changes(repository_id, check_runs).await
+    }
+}
+
+#[tokio::test]
+async fn rows_written_between_detection_and_the_lock_are_detected_again() {
+    let h = harness(generated(1, 0, 0)).await;
+    let repo = h.register("acme/repo-0").await;
+    let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("Raced", "amy")).expect("open");
+    let detector = Arc::new(Overtaken {
+        inner: h.detector.clone(),
+        other_job: h.synchronizer.clone(),
+        overtaken: Default::default(),
+        detections: AtomicUsize::new(0),
+    });
+    let processor =
+        PrProcessor::new(h.discovery.clone(), detector.clone(), h.synchronizer.clone(), h.pool.clone());
+    let target = Target::PullRequest { number: n as i32, with_checks: false };
+    let result = processor.process(&repo, target, WorkContext::default()).await;
+    assert!(result.success, "{:?}", result.errors);
+    // The other job wrote the PR first: for this one it is no longer new,
+    // and its history starts once.
+    assert_eq!(h.history(n as i32).await.len(), 1);
+    assert_eq!(result.new_prs, 0, "{result:?}");
+    let detections = AtomicUsize::load(&detector.detections, Ordering::Relaxed);
+    assert_eq!(detections, 2, "detected again on the other job's row");
 }

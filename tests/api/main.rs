@@ -11,6 +11,7 @@ mod github_client;
 mod health;
 mod installations;
 mod json_schema;
+mod never_backwards;
 mod queue_races;
 mod read_api;
 mod scenarios;

@@ -21,6 +21,7 @@ use github_sim::{self as sim, Generate, NewPr, SimConfig, Simulator, WebhookTarg
 use prmonitor::config::{parse_api_url, DatabaseUrl, GitHubAuth, Secret, Settings};
 use prmonitor::db::repositories::{self, NewRepository};
 use prmonitor::github::GitHubClient;
+use prmonitor::ids::{GithubRepoId, InstallationId, RepositoryId};
 use prmonitor::monitor::{
     Cause, ChangeSet, DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor,
     SyncError, SyncReport, Synchronizer, Target, WorkContext,
@@ -600,10 +601,10 @@ async fn register(db: &str, sim: &Simulator) -> Result<repositories::Repository,
     Ok(repositories::upsert(
         &mut conn,
         &NewRepository {
-            github_id: id,
+            github_id: GithubRepoId(id),
             owner: &owner,
             name: &name,
-            installation_id: Some(sim::generate::GENERATED_INSTALLATION),
+            installation_id: Some(InstallationId(sim::generate::GENERATED_INSTALLATION)),
         },
     )
     .await?)
@@ -720,11 +721,11 @@ struct TimedSynchronizer {
 impl Synchronizer for TimedSynchronizer {
     async fn synchronize_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         changes: &ChangeSet,
     ) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
-        let result = self.inner.synchronize_changes(repository_id, changes).await;
+        let result = self.inner.synchronize_changes(RepositoryId(repository_id.into()), changes).await;
         if let Ok(mut elapsed) = self.elapsed.lock() {
             *elapsed += started.elapsed();
         }

@@ -14,6 +14,7 @@ use crate::github::link::next_link;
 use crate::github::models::{IdOnly, PullRequest};
 use crate::github::pacing::{self, Budget, Purpose};
 use crate::github::policy::{self, LimitHeaders, Verdict, MAX_WAIT};
+use crate::ids::{GithubRepoId, PullRequestNumber};
 use crate::monitor::data::PrData;
 use crate::monitor::delivered::{self, DeliveredPayload};
 use crate::queue::JobKind;
@@ -205,7 +206,7 @@ fn payload(event: &str, body: &[u8]) {
     };
     assert!(object && std::str::from_utf8(body).is_ok());
     if let Some(repo) = &envelope.repository {
-        assert!(repo.github_id > 0);
+        assert!(repo.github_id.0 > 0);
         let (owner, name) = repo.full_name.split_once('/').unwrap_or_default();
         assert!(!owner.is_empty() && !name.is_empty() && !name.contains('/'), "{}", repo.full_name);
         assert_eq!(repo.installation_id, envelope.installation_id);
@@ -398,8 +399,10 @@ pub fn delivered(data: &[u8]) {
         }
     }
 
-    if let Some(pr) = delivered::newest_pr(&payloads, repository, number) {
-        assert_eq!(i64::from(pr.number), number);
+    let found = PullRequestNumber::from_github(number)
+        .and_then(|wanted| delivered::newest_pr(&payloads, GithubRepoId(repository), wanted));
+    if let Some(pr) = found {
+        assert_eq!(i64::from(pr.number.0), number);
         // Every delivery is a snapshot of this PR, none newer than the answer.
         // Read as newest_pr reads them: from_slice does not check the UTF-8 of
         // the strings it skips (intake's parse_payload did, before storing).
@@ -425,7 +428,7 @@ pub fn delivered(data: &[u8]) {
         assert!(found, "the answer is one of the snapshots");
     }
 
-    if let Some(runs) = delivered::check_runs(&payloads, repository, &head_sha) {
+    if let Some(runs) = delivered::check_runs(&payloads, GithubRepoId(repository), &head_sha) {
         assert!(!runs.is_empty() && runs.len() <= payloads.len());
         assert!(payloads.iter().all(|p| p.event == "check_run" && p.body.is_some()));
         for (i, run) in runs.iter().enumerate() {

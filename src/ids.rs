@@ -21,7 +21,8 @@ macro_rules! integer_id {
     ($(#[$doc:meta])* $name:ident($inner:ty) as $sql:ty) => {
         $(#[$doc])*
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+            Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, AsExpression,
+            FromSqlRow,
         )]
         #[serde(transparent)]
         #[diesel(sql_type = $sql)]

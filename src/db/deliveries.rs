@@ -4,6 +4,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::webhook_deliveries;
+use crate::ids::{GithubRepoId, InstallationId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryOutcome {
@@ -37,8 +38,8 @@ pub struct NewDelivery<'a> {
     pub delivery_id: &'a str,
     pub event: &'a str,
     pub action: Option<&'a str>,
-    pub installation_id: Option<i64>,
-    pub repository_github_id: Option<i64>,
+    pub installation_id: Option<InstallationId>,
+    pub repository_github_id: Option<GithubRepoId>,
     pub repository_full_name: Option<&'a str>,
     pub outcome: &'static str,
     pub job_id: Option<i64>,

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::{check_runs, pr_state_history, pull_requests};
+use crate::ids::{PullRequestNumber, RepositoryId};
 
 /// A stored pull request, as change detection compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -12,7 +13,7 @@ use super::schema::{check_runs, pr_state_history, pull_requests};
 pub struct StoredPr {
     pub id: i64,
     pub github_id: i64,
-    pub number: i32,
+    pub number: PullRequestNumber,
     pub title: String,
     pub author: String,
     pub state: String,
@@ -68,8 +69,8 @@ pub const HISTORY_ROW_COLUMNS: usize = 7;
 /// The stored PRs of `repository_id` among `numbers`: one query for a whole batch.
 pub async fn load_by_numbers(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
-    numbers: &[i32],
+    repository_id: RepositoryId,
+    numbers: &[PullRequestNumber],
 ) -> QueryResult<Vec<StoredPr>> {
     let mut rows = Vec::with_capacity(numbers.len());
     // One array parameter per chunk: large batches stay far from any limit.
@@ -105,7 +106,10 @@ pub async fn load_check_runs(
 }
 
 /// Head SHAs of the repository's open PRs: the commits whose checks may still change.
-pub async fn open_heads(conn: &mut AsyncPgConnection, repository_id: i64) -> QueryResult<Vec<(i32, String)>> {
+pub async fn open_heads(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+) -> QueryResult<Vec<(PullRequestNumber, String)>> {
     pull_requests::table
         .filter(pull_requests::repository_id.eq(repository_id))
         .filter(pull_requests::state.eq("open"))
@@ -127,7 +131,7 @@ pub const MAX_UNFINISHED_CHECK_HEADS: i64 = 100;
 /// them whether or not they are an open PR's head.
 pub async fn unfinished_check_heads(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
 ) -> QueryResult<Vec<String>> {
     use super::schema::check_runs;
     let since = chrono::Utc::now() - chrono::Duration::days(i64::from(UNFINISHED_CHECKS_WINDOW_DAYS));
@@ -156,7 +160,7 @@ pub async fn unfinished_check_heads(
 /// a run created there while its webhook was lost is found nowhere else.
 pub async fn replaced_heads(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     since: chrono::DateTime<chrono::Utc>,
 ) -> QueryResult<Vec<String>> {
     use super::schema::pr_state_history;

@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::schema::{check_runs, pr_state_history, pull_requests};
+use crate::ids::{PullRequestNumber, RepositoryId};
 
 /// Conclusions of a completed run that do not fail its PR. Every other
 /// conclusion of a completed run fails it.
@@ -44,7 +45,7 @@ const PR_CHECKS_SQL: &str =
 #[serde(rename_all = "snake_case")]
 pub struct PullSummary {
     #[diesel(sql_type = Integer)]
-    pub number: i32,
+    pub number: PullRequestNumber,
     #[diesel(sql_type = Text)]
     pub title: String,
     #[diesel(sql_type = Text)]
@@ -97,7 +98,7 @@ fn summary_sql() -> String {
 /// Every PR of a repository with its check summary, by number.
 pub async fn pulls_with_checks(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
 ) -> diesel::QueryResult<Vec<PullSummary>> {
     diesel::sql_query(format!("{} ORDER BY number", summary_sql()))
         .bind::<BigInt, _>(repository_id)
@@ -129,7 +130,7 @@ struct FilteredRow {
 /// One page of a repository's PRs, newest number first, and how many match in all.
 pub async fn list_pulls(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     filter: &PullFilter,
     limit: i64,
     offset: i64,
@@ -165,7 +166,7 @@ pub async fn list_pulls(
 #[diesel(table_name = pull_requests, check_for_backend(Pg))]
 pub struct PullDetail {
     pub id: i64,
-    pub number: i32,
+    pub number: PullRequestNumber,
     pub title: String,
     pub author: String,
     pub state: String,
@@ -214,8 +215,8 @@ pub struct HistoryEntry {
 /// PR `number` of repository `repository_id`, deleted or not.
 pub async fn pull_request(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
-    number: i32,
+    repository_id: RepositoryId,
+    number: PullRequestNumber,
 ) -> diesel::QueryResult<Option<PullDetail>> {
     pull_requests::table
         .filter(pull_requests::repository_id.eq(repository_id))
@@ -230,7 +231,7 @@ pub async fn pull_request(
 /// of them, not only the newest of each name as in [`PullSummary`]).
 pub async fn head_check_runs(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     head_sha: &str,
 ) -> diesel::QueryResult<Vec<HeadCheckRun>> {
     check_runs::table

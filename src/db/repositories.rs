@@ -7,15 +7,16 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::schema::repositories;
+use crate::ids::{GithubRepoId, InstallationId, RepositoryId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
 #[diesel(table_name = repositories)]
 pub struct Repository {
-    pub id: i64,
-    pub github_id: i64,
+    pub id: RepositoryId,
+    pub github_id: GithubRepoId,
     pub owner: String,
     pub name: String,
-    pub installation_id: Option<i64>,
+    pub installation_id: Option<InstallationId>,
     pub active: bool,
     pub consecutive_failures: i32,
     pub last_failure_reason: Option<String>,
@@ -36,10 +37,10 @@ impl Repository {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = repositories)]
 pub struct NewRepository<'a> {
-    pub github_id: i64,
+    pub github_id: GithubRepoId,
     pub owner: &'a str,
     pub name: &'a str,
-    pub installation_id: Option<i64>,
+    pub installation_id: Option<InstallationId>,
 }
 
 /// Registers a repository, or refreshes its name and installation (renames,
@@ -61,7 +62,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, repo: &NewRepository<'_>) -> Q
         .await
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Repository> {
+pub async fn find(conn: &mut AsyncPgConnection, id: RepositoryId) -> QueryResult<Repository> {
     repositories::table.find(id).select(Repository::as_select()).first(conn).await
 }
 
@@ -75,7 +76,7 @@ pub async fn list_active(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Reposi
 }
 
 /// One more consecutive failure, with its reason.
-pub async fn record_failure(conn: &mut AsyncPgConnection, id: i64, reason: &str) -> QueryResult<()> {
+pub async fn record_failure(conn: &mut AsyncPgConnection, id: RepositoryId, reason: &str) -> QueryResult<()> {
     diesel::update(repositories::table.find(id))
         .set((
             repositories::consecutive_failures.eq(repositories::consecutive_failures + 1),
@@ -89,7 +90,7 @@ pub async fn record_failure(conn: &mut AsyncPgConnection, id: i64, reason: &str)
 }
 
 /// A successful sync: stamps the time and clears the failure streak.
-pub async fn record_success(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<()> {
+pub async fn record_success(conn: &mut AsyncPgConnection, id: RepositoryId) -> QueryResult<()> {
     diesel::update(repositories::table.find(id))
         .set((
             repositories::last_synced_at.eq(diesel::dsl::now),
@@ -105,7 +106,7 @@ pub async fn record_success(conn: &mut AsyncPgConnection, id: i64) -> QueryResul
 /// A full read finished: stamps it and moves the watermark forward (never back).
 pub async fn record_sweep(
     conn: &mut AsyncPgConnection,
-    id: i64,
+    id: RepositoryId,
     watermark: Option<DateTime<Utc>>,
 ) -> QueryResult<()> {
     diesel::sql_query(
@@ -122,7 +123,7 @@ pub async fn record_sweep(
 
 pub async fn find_by_github_id(
     conn: &mut AsyncPgConnection,
-    github_id: i64,
+    github_id: GithubRepoId,
 ) -> QueryResult<Option<Repository>> {
     repositories::table
         .filter(repositories::github_id.eq(github_id))
@@ -152,7 +153,7 @@ pub async fn find_by_full_name(
 
 /// Stops sweeping repositories (data kept): the installation is gone or
 /// suspended, or the repositories left it. Returns how many were active.
-pub async fn deactivate(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
+pub async fn deactivate(conn: &mut AsyncPgConnection, ids: &[RepositoryId]) -> QueryResult<usize> {
     diesel::update(
         repositories::table.filter(repositories::id.eq_any(ids)).filter(repositories::active.eq(true)),
     )
@@ -163,7 +164,7 @@ pub async fn deactivate(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResul
 
 pub async fn of_installation(
     conn: &mut AsyncPgConnection,
-    installation_id: i64,
+    installation_id: InstallationId,
 ) -> QueryResult<Vec<Repository>> {
     repositories::table
         .filter(repositories::installation_id.eq(installation_id))

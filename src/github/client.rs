@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt as _;
-use octocrab::models::{AppId, InstallationId};
+use octocrab::models::{AppId, InstallationId as OctocrabInstallationId};
 use octocrab::Octocrab;
 use serde::de::DeserializeOwned;
 
@@ -18,6 +18,7 @@ use super::pacing::{Budget, Pacer, Purpose};
 use super::policy::{self, LimitHeaders, Verdict};
 use crate::config::{GitHubAuth, GitHubSettings};
 use crate::db::DbPool;
+use crate::ids::{InstallationId, PullRequestNumber};
 use crate::jitter::Jitter;
 
 /// GitHub's largest page.
@@ -292,7 +293,7 @@ impl GitHubClient {
     /// `query` says.
     pub async fn list_pull_requests(
         &self,
-        installation: Option<i64>,
+        installation: Option<InstallationId>,
         repo: &str,
         query: PullQuery,
         purpose: Purpose,
@@ -312,9 +313,9 @@ impl GitHubClient {
     /// `GET /repos/{repo}/pulls/{number}`.
     pub async fn get_pull_request(
         &self,
-        installation: Option<i64>,
+        installation: Option<InstallationId>,
         repo: &str,
-        number: i64,
+        number: PullRequestNumber,
         purpose: Purpose,
     ) -> Result<Fetched<PullRequest>, GitHubError> {
         let path = format!("/repos/{}/pulls/{number}", repo_path(repo)?);
@@ -326,7 +327,7 @@ impl GitHubClient {
     /// newest run of each name).
     pub async fn list_check_runs(
         &self,
-        installation: Option<i64>,
+        installation: Option<InstallationId>,
         repo: &str,
         head_sha: &str,
         purpose: Purpose,
@@ -345,7 +346,7 @@ impl GitHubClient {
     /// The stored validators of all of them are read with one query.
     pub async fn list_check_runs_for_heads(
         &self,
-        installation: Option<i64>,
+        installation: Option<InstallationId>,
         repo: &str,
         head_shas: &[String],
         purpose: Purpose,
@@ -389,7 +390,7 @@ impl GitHubClient {
     /// `GET /installation/repositories`: what an installation may read.
     pub async fn list_installation_repositories(
         &self,
-        installation: Option<i64>,
+        installation: Option<InstallationId>,
     ) -> Result<Listing<Repository>, GitHubError> {
         let path = format!("/installation/repositories?per_page={PER_PAGE}");
         self.list(self.who(installation)?, Purpose::Installation, &path, |_: &[Repository]| false, false)
@@ -405,10 +406,10 @@ impl GitHubClient {
         self.list(Who::App, Purpose::Installation, &path, |_: &[Installation]| false, false).await
     }
 
-    fn who(&self, installation: Option<i64>) -> Result<Who, GitHubError> {
+    fn who(&self, installation: Option<InstallationId>) -> Result<Who, GitHubError> {
         match (&self.inner.auth, installation) {
             (Auth::Token(_), _) => Ok(Who::Token),
-            (Auth::App { .. }, Some(id)) if id > 0 => Ok(Who::Installation(id)),
+            (Auth::App { .. }, Some(id)) if id.0 > 0 => Ok(Who::Installation(id.0)),
             (Auth::App { .. }, _) => {
                 Err(GitHubError::Config("a GitHub App call needs the repository's installation id".into()))
             }
@@ -429,7 +430,7 @@ impl GitHubClient {
                         let id_u64 = u64::try_from(id)
                             .map_err(|_| GitHubError::Config(format!("bad installation id {id}")))?;
                         let octocrab = app
-                            .installation(InstallationId(id_u64))
+                            .installation(OctocrabInstallationId(id_u64))
                             .map_err(|e| GitHubError::Auth(e.to_string()))?;
                         let client = InstallationClient {
                             octocrab: Arc::new(octocrab),
@@ -830,7 +831,7 @@ mod tests {
             decode_items(br#"{"total_count":0,"repositories":[]}"#).expect("wrapped repositories");
         assert!(repos.is_empty());
         let installations: Vec<Installation> = decode_items(br#"[{"id":1,"account":null}]"#).expect("array");
-        assert_eq!(installations[0].id, 1);
+        assert_eq!(installations[0].id, InstallationId(1));
         assert!(decode_items::<Installation>(b"{\"message\":\"x\"}").is_err());
     }
 

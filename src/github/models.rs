@@ -2,6 +2,7 @@
 //! API and the objects embedded in webhook payloads. Unknown fields are
 //! ignored; fields GitHub may omit have defaults.
 
+use crate::ids::{GithubRepoId, InstallationId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -105,7 +106,7 @@ pub struct CheckRun {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Repository {
-    pub id: i64,
+    pub id: GithubRepoId,
     pub name: String,
     pub full_name: String,
     pub owner: User,
@@ -115,7 +116,7 @@ pub struct Repository {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Installation {
-    pub id: i64,
+    pub id: InstallationId,
     #[serde(default)]
     pub account: Option<User>,
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! The read API's errors: one enum, each variant one status, every body
 //! `{"error": "<message>"}`, so handlers return them with `?`.
 
+use crate::ids::PullRequestNumber;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -22,7 +23,7 @@ pub enum ReadError {
     #[error("{0} is not a watched repository")]
     UnknownRepository(String),
     #[error("no pull request #{number} in {repository}")]
-    UnknownPullRequest { repository: String, number: i32 },
+    UnknownPullRequest { repository: String, number: PullRequestNumber },
     /// No connection, or a query that failed.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -99,7 +100,7 @@ mod tests {
             ),
             (ReadError::UnknownRepository("octo/nope".into()), 404, "octo/nope is not a watched repository"),
             (
-                ReadError::UnknownPullRequest { repository: "octo/api".into(), number: 7 },
+                ReadError::UnknownPullRequest { repository: "octo/api".into(), number: PullRequestNumber(7) },
                 404,
                 "no pull request #7 in octo/api",
             ),

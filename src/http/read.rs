@@ -12,6 +12,7 @@ use super::error::ReadError;
 use crate::config::Secret;
 use crate::db::reads::{self, PullFilter};
 use crate::db::{repositories, DbPool};
+use crate::ids::PullRequestNumber;
 
 /// Tokens that may read: the read token and the admin token.
 pub struct ReadConfig {
@@ -194,7 +195,10 @@ pub async fn get_pull(
 ) -> Result<HttpResponse, ReadError> {
     config.authorize(&request)?;
     let (owner, name, number) = path.into_inner();
-    let number: i32 = number.parse().map_err(|_| ReadError::invalid("a pull request number is a number"))?;
+    let number = number
+        .parse()
+        .map(PullRequestNumber)
+        .map_err(|_| ReadError::invalid("a pull request number is a number"))?;
     let mut conn = pool.get().await?;
     let repo = repository(&mut conn, &owner, &name).await?;
     let pr = reads::pull_request(&mut conn, repo.id, number)

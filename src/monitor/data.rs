@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::github::models::{CheckRun, PullRequest};
+use crate::ids::PullRequestNumber;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,7 +47,7 @@ impl fmt::Display for PrState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrData {
     pub github_id: i64,
-    pub number: i32,
+    pub number: PullRequestNumber,
     pub title: String,
     /// `ghost` when GitHub no longer knows the account.
     pub author: String,
@@ -78,9 +79,7 @@ pub struct DataError {
 
 impl PrData {
     pub fn from_github(pr: &PullRequest) -> Result<Self, DataError> {
-        let number = i32::try_from(pr.number)
-            .ok()
-            .filter(|n| *n > 0)
+        let number = PullRequestNumber::from_github(pr.number)
             .ok_or_else(|| DataError { number: pr.number, reason: "number out of range".into() })?;
         let mut labels: Vec<String> = pr.labels.iter().map(|l| l.name.clone()).collect();
         labels.sort();
@@ -291,7 +290,7 @@ mod tests {
     #[test]
     fn webhook_pull_requests_read_into_pr_data() {
         let opened = PrData::from_json(&fixture("pull_request/opened.json")["pull_request"]).expect("opened");
-        assert_eq!(opened.number, 2);
+        assert_eq!(opened.number, PullRequestNumber(2));
         assert_eq!(opened.author, "Codertocat");
         assert_eq!(opened.to_pr_state(), PrState::Open);
         assert_eq!(opened.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");

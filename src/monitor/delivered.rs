@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::data::{CheckRunData, PrData};
 use super::forward::check_run_progress;
 use crate::github::models::{CheckRun, IdOnly, PullRequest};
+use crate::ids::{GithubRepoId, PullRequestNumber};
 
 /// One delivery of a job, as stored by intake.
 #[derive(Debug, Clone)]
@@ -34,14 +35,18 @@ struct CheckRunEvent {
 /// when a read is needed: a delivery without a usable PR object (purged,
 /// malformed, not this PR), or two different snapshots with the same
 /// `updated_at` (GitHub's one-second resolution cannot order them).
-pub fn newest_pr(payloads: &[DeliveredPayload], repository_github_id: i64, number: i64) -> Option<PrData> {
+pub fn newest_pr(
+    payloads: &[DeliveredPayload],
+    repository_github_id: GithubRepoId,
+    number: PullRequestNumber,
+) -> Option<PrData> {
     let mut newest: Option<PrData> = None;
     for payload in payloads {
         if payload.event != "pull_request" {
             return None;
         }
         let event: PullRequestEvent = serde_json::from_slice(payload.body.as_deref()?).ok()?;
-        if event.repository.id != repository_github_id || event.pull_request.number != number {
+        if event.repository.id != repository_github_id.0 || event.pull_request.number != i64::from(number.0) {
             return None;
         }
         let pr = PrData::from_github(&event.pull_request).ok()?;
@@ -61,7 +66,7 @@ pub fn newest_pr(payloads: &[DeliveredPayload], repository_github_id: i64, numbe
 /// step cannot be ordered.
 pub fn check_runs(
     payloads: &[DeliveredPayload],
-    repository_github_id: i64,
+    repository_github_id: GithubRepoId,
     head_sha: &str,
 ) -> Option<Vec<CheckRunData>> {
     let mut runs: Vec<CheckRunData> = Vec::new();
@@ -70,7 +75,7 @@ pub fn check_runs(
             return None;
         }
         let event: CheckRunEvent = serde_json::from_slice(payload.body.as_deref()?).ok()?;
-        if event.repository.id != repository_github_id || event.check_run.head_sha != head_sha {
+        if event.repository.id != repository_github_id.0 || event.check_run.head_sha != head_sha {
             return None;
         }
         let run = CheckRunData::from_github(&event.check_run);
@@ -109,33 +114,53 @@ mod tests {
     #[test]
     fn the_newest_pr_snapshot_wins_whatever_the_order() {
         let payload = pr_at("2030-01-01T00:00:02Z", "new");
-        let (repo, number) =
-            (payload["repository"]["id"].as_i64().expect("id"), payload["number"].as_i64().expect("n"));
+        let (repo, number) = (
+            payload["repository"]["id"].as_i64().expect("id"),
+            PullRequestNumber::from_github(payload["number"].as_i64().expect("n")).expect("a PR number"),
+        );
         let older = delivered("pull_request", &pr_at("2030-01-01T00:00:01Z", "old"));
         let newer = delivered("pull_request", &payload);
         for order in [[older.clone(), newer.clone()], [newer.clone(), older.clone()]] {
-            assert_eq!(newest_pr(&order, repo, number).expect("decided").title, "new");
+            assert_eq!(newest_pr(&order, GithubRepoId(repo), number).expect("decided").title, "new");
         }
         // The same snapshot twice (a redelivery) is still decided.
-        assert!(newest_pr(&[newer.clone(), newer.clone()], repo, number).is_some());
+        assert!(newest_pr(&[newer.clone(), newer.clone()], GithubRepoId(repo), number).is_some());
     }
 
     #[test]
     fn pr_snapshots_that_cannot_be_trusted_ask_for_a_read() {
         let payload = pr_at("2030-01-01T00:00:02Z", "a");
-        let (repo, number) =
-            (payload["repository"]["id"].as_i64().expect("id"), payload["number"].as_i64().expect("n"));
+        let (repo, number) = (
+            payload["repository"]["id"].as_i64().expect("id"),
+            PullRequestNumber::from_github(payload["number"].as_i64().expect("n")).expect("a PR number"),
+        );
         let a = delivered("pull_request", &payload);
         let tie = delivered("pull_request", &pr_at("2030-01-01T00:00:02Z", "b"));
-        assert_eq!(newest_pr(&[a.clone(), tie], repo, number), None, "same second, different content");
-        assert_eq!(newest_pr(std::slice::from_ref(&a), repo + 1, number), None, "another repository");
-        assert_eq!(newest_pr(std::slice::from_ref(&a), repo, number + 1), None, "another PR");
+        assert_eq!(
+            newest_pr(&[a.clone(), tie], GithubRepoId(repo), number),
+            None,
+            "same second, different content"
+        );
+        assert_eq!(
+            newest_pr(std::slice::from_ref(&a), GithubRepoId(repo + 1), number),
+            None,
+            "another repository"
+        );
+        assert_eq!(
+            newest_pr(std::slice::from_ref(&a), GithubRepoId(repo), PullRequestNumber(number.0 + 1)),
+            None,
+            "another PR"
+        );
         let purged = DeliveredPayload { event: "pull_request".into(), body: None };
-        assert_eq!(newest_pr(&[a.clone(), purged], repo, number), None, "a purged payload");
+        assert_eq!(newest_pr(&[a.clone(), purged], GithubRepoId(repo), number), None, "a purged payload");
         let garbage =
             DeliveredPayload { event: "pull_request".into(), body: Some(b"{\"pull_request\":1}".to_vec()) };
-        assert_eq!(newest_pr(&[garbage], repo, number), None, "a payload that is not a PR event");
-        assert_eq!(newest_pr(&[], repo, number), None, "no deliveries");
+        assert_eq!(
+            newest_pr(&[garbage], GithubRepoId(repo), number),
+            None,
+            "a payload that is not a PR event"
+        );
+        assert_eq!(newest_pr(&[], GithubRepoId(repo), number), None, "no deliveries");
     }
 
     #[test]
@@ -149,18 +174,25 @@ mod tests {
         created["check_run"]["status"] = json!("queued");
         created["check_run"]["conclusion"] = Value::Null;
         created["check_run"]["completed_at"] = Value::Null;
-        let runs =
-            check_runs(&[delivered("check_run", &completed), delivered("check_run", &created)], repo, &sha)
-                .expect("decided");
+        let runs = check_runs(
+            &[delivered("check_run", &completed), delivered("check_run", &created)],
+            GithubRepoId(repo),
+            &sha,
+        )
+        .expect("decided");
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].status, "completed", "a completion is never undone by a late 'created'");
 
         let mut relabelled = completed.clone();
         relabelled["check_run"]["conclusion"] = json!("failure");
         let tie = [delivered("check_run", &completed), delivered("check_run", &relabelled)];
-        assert_eq!(check_runs(&tie, repo, &sha), None, "same step, different content");
+        assert_eq!(check_runs(&tie, GithubRepoId(repo), &sha), None, "same step, different content");
         let suite = delivered("check_suite", &fixture("check_suite/completed.json"));
-        assert_eq!(check_runs(&[delivered("check_run", &completed), suite], repo, &sha), None);
-        assert_eq!(check_runs(&[delivered("check_run", &completed)], repo, "0000"), None, "another commit");
+        assert_eq!(check_runs(&[delivered("check_run", &completed), suite], GithubRepoId(repo), &sha), None);
+        assert_eq!(
+            check_runs(&[delivered("check_run", &completed)], GithubRepoId(repo), "0000"),
+            None,
+            "another commit"
+        );
     }
 }

@@ -16,6 +16,7 @@ use super::versions::StoredVersions;
 use crate::db::pull_requests::{self, StoredCheckRun, StoredPr};
 use crate::db::DbPool;
 use crate::github::cache::Validator;
+use crate::ids::{PullRequestNumber, RepositoryId};
 
 /// What caused a unit of work; recorded with every history row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -139,7 +140,7 @@ pub struct ChangeSet {
     #[serde(skip)]
     pub validators: Vec<Validator>,
     /// Pull requests GitHub no longer knows (404 on a direct read).
-    pub gone_prs: Vec<i32>,
+    pub gone_prs: Vec<PullRequestNumber>,
     pub cause: Cause,
     /// The delivery that caused it, for the history trail.
     pub delivery_id: Option<String>,
@@ -298,13 +299,13 @@ pub fn diff_check_run(
 pub trait ChangeDetector: Send + Sync {
     async fn detect_pr_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         prs: &[PrData],
     ) -> Result<Vec<PrChangeRecord>, DetectionError>;
 
     async fn detect_check_run_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         check_runs: &[CheckRunData],
     ) -> Result<Vec<CheckRunChangeRecord>, DetectionError>;
 }
@@ -365,19 +366,20 @@ pub fn check_run_snapshot_fit(stored: Option<&StoredCheckRun>, incoming: &CheckR
 /// Compares PRs with the stored rows of their repository, on `conn`.
 pub async fn detect_prs_on(
     conn: &mut diesel_async::AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     prs: &[PrData],
 ) -> diesel::QueryResult<Vec<PrChangeRecord>> {
     if prs.is_empty() {
         return Ok(Vec::new());
     }
     let prs = newest_per_key(prs, |pr| pr.number, |pr| pr.updated_at);
-    let numbers: Vec<i32> = prs.iter().map(|pr| pr.number).collect();
-    let stored: HashMap<i32, StoredPr> = pull_requests::load_by_numbers(conn, repository_id, &numbers)
-        .await?
-        .into_iter()
-        .map(|row| (row.number, row))
-        .collect();
+    let numbers: Vec<PullRequestNumber> = prs.iter().map(|pr| pr.number).collect();
+    let stored: HashMap<PullRequestNumber, StoredPr> =
+        pull_requests::load_by_numbers(conn, repository_id, &numbers)
+            .await?
+            .into_iter()
+            .map(|row| (row.number, row))
+            .collect();
     let records = prs
         .into_iter()
         .filter_map(|pr| match stored.get(&pr.number) {
@@ -423,7 +425,7 @@ pub async fn detect_check_runs_on(
 impl ChangeDetector for DatabaseChangeDetector {
     async fn detect_pr_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         prs: &[PrData],
     ) -> Result<Vec<PrChangeRecord>, DetectionError> {
         if prs.is_empty() {
@@ -435,7 +437,7 @@ impl ChangeDetector for DatabaseChangeDetector {
 
     async fn detect_check_run_changes(
         &self,
-        _repository_id: i64,
+        _repository_id: RepositoryId,
         check_runs: &[CheckRunData],
     ) -> Result<Vec<CheckRunChangeRecord>, DetectionError> {
         if check_runs.is_empty() {
@@ -498,7 +500,7 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("time");
         PrData {
             github_id: 1,
-            number: 7,
+            number: PullRequestNumber(7),
             title: "Title".into(),
             author: "alice".into(),
             author_id: Some(1),

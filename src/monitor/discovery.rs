@@ -11,6 +11,7 @@ use super::error::ProcessingError;
 use crate::db::repositories::Repository;
 use crate::github::cache::Validator;
 use crate::github::{Fetched, GitHubClient, Listing, PullQuery, PullState, Purpose};
+use crate::ids::PullRequestNumber;
 
 /// What a discovery found: fresh items, the validators to save with them,
 /// how many resources were unchanged (304), and per-item failures.
@@ -52,7 +53,7 @@ pub enum PrLookup {
 /// A PR's head: the commit whose check runs are the PR's checks.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PrHead {
-    pub number: i32,
+    pub number: PullRequestNumber,
     pub head_sha: String,
 }
 
@@ -75,7 +76,7 @@ pub trait PrDiscovery: Send + Sync {
     async fn discover_pr(
         &self,
         repo: &Repository,
-        number: i32,
+        number: PullRequestNumber,
         purpose: Purpose,
     ) -> Result<PrLookup, ProcessingError>;
 
@@ -141,9 +142,11 @@ impl GitHubPrDiscovery {
                     discovered.items.push(pr)
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    discovered.errors.push(ProcessingError::discovery(repo, i32::try_from(e.number).ok(), e))
-                }
+                Err(e) => discovered.errors.push(ProcessingError::discovery(
+                    repo,
+                    PullRequestNumber::from_github(e.number),
+                    e,
+                )),
             }
         }
         Ok((discovered, unchanged == 0))
@@ -175,12 +178,12 @@ impl PrDiscovery for GitHubPrDiscovery {
     async fn discover_pr(
         &self,
         repo: &Repository,
-        number: i32,
+        number: PullRequestNumber,
         purpose: Purpose,
     ) -> Result<PrLookup, ProcessingError> {
         let fetched = self
             .client
-            .get_pull_request(repo.installation_id, &repo.full_name(), i64::from(number), purpose)
+            .get_pull_request(repo.installation_id, &repo.full_name(), number, purpose)
             .await
             .map_err(|e| ProcessingError::discovery(repo, Some(number), e))?;
         Ok(match fetched {

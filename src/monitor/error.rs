@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::db::repositories::Repository;
+use crate::ids::PullRequestNumber;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -20,7 +21,7 @@ pub enum ErrorKind {
 pub struct ProcessingError {
     pub kind: ErrorKind,
     pub repository: String,
-    pub pr_number: Option<i32>,
+    pub pr_number: Option<PullRequestNumber>,
     pub check_run_id: Option<i64>,
     pub context: String,
 }
@@ -38,7 +39,11 @@ impl ProcessingError {
     }
 
     /// Reading GitHub failed, for one PR when `pr_number` says which.
-    pub fn discovery(repo: &Repository, pr_number: Option<i32>, context: impl std::fmt::Display) -> Self {
+    pub fn discovery(
+        repo: &Repository,
+        pr_number: Option<PullRequestNumber>,
+        context: impl std::fmt::Display,
+    ) -> Self {
         Self { pr_number, ..Self::new(ErrorKind::DiscoveryFailure, repo, context) }
     }
 }

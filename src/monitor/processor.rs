@@ -17,6 +17,7 @@ use super::versions::{StoredVersions, Versions};
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
 use crate::github::Purpose;
+use crate::ids::{PullRequestNumber, RepositoryId};
 
 /// The outcome of processing one repository.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -115,7 +116,7 @@ pub enum Target {
     /// PRs updated since the watermark, the open PRs, and the checks of open heads.
     Sweep,
     /// One PR (after a webhook); its head's checks when asked or when the head is new.
-    PullRequest { number: i32, with_checks: bool },
+    PullRequest { number: PullRequestNumber, with_checks: bool },
     /// The check runs of one commit.
     Commit { head_sha: String },
     /// A PR as a webhook delivered it: applied without a read when it is
@@ -239,7 +240,7 @@ impl Gathered {
     }
 
     /// Takes in a direct read of PR `number`; true when GitHub answered 304.
-    fn absorb_lookup(&mut self, number: i32, lookup: PrLookup) -> bool {
+    fn absorb_lookup(&mut self, number: PullRequestNumber, lookup: PrLookup) -> bool {
         match lookup {
             PrLookup::Fresh { pr, validator } => {
                 self.changes.validators.extend(validator);
@@ -261,7 +262,7 @@ impl Gathered {
     /// GitHub's newest `updated_at`, and the checks are read of every PR that
     /// changed, whatever its state (a lost check-run event before a merge is
     /// healed here too), and of every stored open PR's head.
-    fn end_listing(&mut self, stored_open: Vec<(i32, String)>) {
+    fn end_listing(&mut self, stored_open: Vec<(PullRequestNumber, String)>) {
         let watermark = self.prs.iter().map(|pr| pr.updated_at).max();
         self.changes.sweep = Some(SweepMark { watermark });
         self.heads.extend(self.prs.iter().map(PrHead::from));
@@ -270,7 +271,7 @@ impl Gathered {
 
     /// [`Target::Commit`]: the check runs of one commit.
     fn commit(&mut self, head_sha: &str) {
-        self.heads.push(PrHead { number: 0, head_sha: head_sha.to_owned() });
+        self.heads.push(PrHead { number: PullRequestNumber(0), head_sha: head_sha.to_owned() });
     }
 
     /// [`Target::DeliveredPullRequest`]: kept only where strictly newer than
@@ -426,7 +427,8 @@ impl PrProcessor {
         // heads' checks are read.
         let stored_open = self.stored_open_heads(repo).await?;
         let open = self.discovery.discover_open_prs(repo, purpose).await?;
-        let listed: HashSet<i32> = open.prs.items.iter().chain(work.prs.iter()).map(|pr| pr.number).collect();
+        let listed: HashSet<PullRequestNumber> =
+            open.prs.items.iter().chain(work.prs.iter()).map(|pr| pr.number).collect();
         work.absorb(open.prs, result);
         if open.complete {
             // Open here, absent from GitHub's open list: closed, merged or gone.
@@ -444,7 +446,8 @@ impl PrProcessor {
         // run's start sends no webhook, and a lost webhook on an old head
         // would otherwise never be healed.
         let commits = self.commits_to_recheck(repo).await?;
-        work.heads.extend(commits.into_iter().map(|head_sha| PrHead { number: 0, head_sha }));
+        work.heads
+            .extend(commits.into_iter().map(|head_sha| PrHead { number: PullRequestNumber(0), head_sha }));
         Ok(())
     }
 
@@ -453,7 +456,7 @@ impl PrProcessor {
     async fn read_pull_request(
         &self,
         repo: &Repository,
-        number: i32,
+        number: PullRequestNumber,
         with_checks: bool,
         purpose: Purpose,
         work: &mut Gathered,
@@ -615,7 +618,10 @@ impl PrProcessor {
         Ok(Attempt::Written)
     }
 
-    async fn stored_open_heads(&self, repo: &Repository) -> Result<Vec<(i32, String)>, ProcessingError> {
+    async fn stored_open_heads(
+        &self,
+        repo: &Repository,
+    ) -> Result<Vec<(PullRequestNumber, String)>, ProcessingError> {
         let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
         pull_requests::open_heads(&mut conn, repo.id).await.map_err(|e| stored_read_failure(repo, e))
     }
@@ -635,7 +641,7 @@ impl PrProcessor {
         Ok(commits)
     }
 
-    async fn record_failure(&self, repository_id: i64, reason: &str) -> Result<(), String> {
+    async fn record_failure(&self, repository_id: RepositoryId, reason: &str) -> Result<(), String> {
         let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
         repositories::record_failure(&mut conn, repository_id, reason).await.map_err(|e| e.to_string())
     }

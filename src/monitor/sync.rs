@@ -15,6 +15,7 @@ use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, Store
 use crate::db::schema::{pr_state_history, pull_requests};
 use crate::db::{repositories, DbPool};
 use crate::github::cache;
+use crate::ids::{PullRequestNumber, RepositoryId};
 
 /// PostgreSQL's `void`, the result of functions called for their effect.
 #[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
@@ -48,7 +49,7 @@ pub trait Synchronizer: Send + Sync {
     /// Writes everything in `changes` or nothing.
     async fn synchronize_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         changes: &ChangeSet,
     ) -> Result<SyncReport, SyncError>;
 }
@@ -67,7 +68,7 @@ impl DatabaseSynchronizer {
 impl Synchronizer for DatabaseSynchronizer {
     async fn synchronize_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         changes: &ChangeSet,
     ) -> Result<SyncReport, SyncError> {
         let mut conn = self.pool.get().await.map_err(|e| SyncError::Unavailable(e.to_string()))?;
@@ -87,12 +88,12 @@ impl Synchronizer for DatabaseSynchronizer {
 /// 4's guard.
 pub async fn write_change_set(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     changes: &ChangeSet,
 ) -> Result<SyncReport, SyncError> {
     // One writer per repository at a time; released at commit or rollback.
     // Through the query builder, so the statement is prepared once per connection.
-    diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id)).execute(conn).await?;
+    diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id.0)).execute(conn).await?;
     // Detection ran before the lock; a job that wrote the same rows since
     // would make it record a transition twice or a PR "new" twice.
     if let Some(compared) = &changes.compared {
@@ -141,15 +142,15 @@ pub async fn write_change_set(
 /// with the count of those only a read of GitHub can order.
 async fn applicable_prs<'a>(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     changes: &'a ChangeSet,
 ) -> diesel::QueryResult<(Vec<&'a PrChangeRecord>, usize)> {
     let records = detect::newest_per_key(&changes.prs, |r| r.data.number, |r| r.data.updated_at);
     if !changes.delivered_prs || records.is_empty() {
         return Ok((records, 0));
     }
-    let numbers: Vec<i32> = records.iter().map(|r| r.data.number).collect();
-    let stored: HashMap<i32, StoredPr> = stored::load_by_numbers(conn, repository_id, &numbers)
+    let numbers: Vec<PullRequestNumber> = records.iter().map(|r| r.data.number).collect();
+    let stored: HashMap<PullRequestNumber, StoredPr> = stored::load_by_numbers(conn, repository_id, &numbers)
         .await?
         .into_iter()
         .map(|row| (row.number, row))
@@ -180,15 +181,15 @@ async fn applicable_check_runs<'a>(
 /// Returns the ids of the rows written, by number.
 async fn upsert_prs(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     records: &[&PrChangeRecord],
-) -> diesel::QueryResult<HashMap<i32, i64>> {
+) -> diesel::QueryResult<HashMap<PullRequestNumber, i64>> {
     #[derive(diesel::QueryableByName)]
     struct Written {
         #[diesel(sql_type = BigInt)]
         id: i64,
         #[diesel(sql_type = diesel::sql_types::Integer)]
-        number: i32,
+        number: PullRequestNumber,
     }
 
     if records.is_empty() {
@@ -205,7 +206,7 @@ async fn upsert_prs(
 struct PrUpsert<'a> {
     repository_id: Vec<i64>,
     github_id: Vec<i64>,
-    number: Vec<i32>,
+    number: Vec<PullRequestNumber>,
     title: Vec<&'a str>,
     author: Vec<&'a str>,
     state: Vec<&'static str>,
@@ -226,9 +227,9 @@ struct PrUpsert<'a> {
 }
 
 impl<'a> PrUpsert<'a> {
-    fn new(repository_id: i64, prs: &[&'a PrData]) -> Self {
+    fn new(repository_id: RepositoryId, prs: &[&'a PrData]) -> Self {
         Self {
-            repository_id: vec![repository_id; prs.len()],
+            repository_id: vec![repository_id.0; prs.len()],
             github_id: prs.iter().map(|pr| pr.github_id).collect(),
             number: prs.iter().map(|pr| pr.number).collect(),
             title: prs.iter().map(|pr| pr.title.as_str()).collect(),
@@ -329,7 +330,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
 /// Returns the GitHub ids of the rows written.
 async fn upsert_check_runs(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
+    repository_id: RepositoryId,
     records: &[&CheckRunChangeRecord],
 ) -> diesel::QueryResult<HashSet<i64>> {
     #[derive(diesel::QueryableByName)]
@@ -367,9 +368,9 @@ struct CheckRunUpsert<'a> {
 }
 
 impl<'a> CheckRunUpsert<'a> {
-    fn new(repository_id: i64, runs: &[&'a CheckRunData]) -> Self {
+    fn new(repository_id: RepositoryId, runs: &[&'a CheckRunData]) -> Self {
         Self {
-            repository_id: vec![repository_id; runs.len()],
+            repository_id: vec![repository_id.0; runs.len()],
             github_id: runs.iter().map(|r| r.github_id).collect(),
             check_suite_id: runs.iter().map(|r| r.check_suite_id).collect(),
             head_sha: runs.iter().map(|r| r.head_sha.as_str()).collect(),
@@ -444,8 +445,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
 
 async fn mark_gone(
     conn: &mut AsyncPgConnection,
-    repository_id: i64,
-    numbers: &[i32],
+    repository_id: RepositoryId,
+    numbers: &[PullRequestNumber],
 ) -> diesel::QueryResult<usize> {
     if numbers.is_empty() {
         return Ok(0);
@@ -470,7 +471,7 @@ async fn insert_history(
     conn: &mut AsyncPgConnection,
     changes: &ChangeSet,
     records: &[&PrChangeRecord],
-    pr_ids: &HashMap<i32, i64>,
+    pr_ids: &HashMap<PullRequestNumber, i64>,
 ) -> diesel::QueryResult<()> {
     let mut rows = Vec::new();
     for record in records {

@@ -19,6 +19,7 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{check_runs, pull_requests};
+use crate::ids::{PullRequestNumber, RepositoryId};
 
 /// The rows detection was asked about: every key, and the versions of the
 /// keys that had a row.
@@ -32,13 +33,13 @@ pub struct Versions<K> {
 /// known, so not checked).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredVersions {
-    pub prs: Option<Versions<i32>>,
+    pub prs: Option<Versions<PullRequestNumber>>,
     pub check_runs: Option<Versions<i64>>,
 }
 
 impl StoredVersions {
     /// Whether the stored rows are still the ones detection compared with.
-    pub async fn hold(&self, conn: &mut AsyncPgConnection, repository_id: i64) -> QueryResult<bool> {
+    pub async fn hold(&self, conn: &mut AsyncPgConnection, repository_id: RepositoryId) -> QueryResult<bool> {
         if let Some(prs) = &self.prs {
             if Versions::of_prs(conn, repository_id, prs.keys.clone()).await? != *prs {
                 return Ok(false);
@@ -53,12 +54,12 @@ impl StoredVersions {
     }
 }
 
-impl Versions<i32> {
+impl Versions<PullRequestNumber> {
     /// The versions of a repository's PRs `numbers`.
     pub async fn of_prs(
         conn: &mut AsyncPgConnection,
-        repository_id: i64,
-        mut numbers: Vec<i32>,
+        repository_id: RepositoryId,
+        mut numbers: Vec<PullRequestNumber>,
     ) -> QueryResult<Self> {
         numbers.sort_unstable();
         numbers.dedup();

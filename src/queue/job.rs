@@ -1,5 +1,6 @@
 //! What a job asks the worker to do, as stored in `jobs.kind` and `jobs.payload`.
 
+use crate::ids::{GithubRepoId, InstallationId, PullRequestNumber, RepositoryId};
 use serde::{Deserialize, Serialize};
 
 /// Attempts before a job is dead-lettered.
@@ -43,10 +44,10 @@ impl JobKind {
 /// installation whose token reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoRef {
-    pub github_id: i64,
+    pub github_id: GithubRepoId,
     pub full_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub installation_id: Option<i64>,
+    pub installation_id: Option<InstallationId>,
 }
 
 /// The resource an event job must re-read from GitHub.
@@ -55,7 +56,7 @@ pub struct RepoRef {
 pub enum EventTarget {
     PullRequest {
         repository: RepoRef,
-        number: i64,
+        number: PullRequestNumber,
         /// Also read the head SHA's check runs (opened, reopened, synchronize).
         /// Written only when true, so coalescing never clears it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -96,7 +97,7 @@ pub(super) const BACKFILL_KEY_PREFIX: &str = "backfill:";
 /// `action` is the latest one received, a hint rather than the truth.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallationTarget {
-    pub installation_id: i64,
+    pub installation_id: InstallationId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
 }
@@ -105,7 +106,7 @@ pub struct InstallationTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepositoryJob {
     /// `repositories.id`.
-    pub repository_id: i64,
+    pub repository_id: RepositoryId,
     /// Operator-requested (reconcile): recorded as the cause in the history.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
@@ -171,28 +172,38 @@ mod tests {
     use super::*;
 
     fn repo() -> RepoRef {
-        RepoRef { github_id: 1296269, full_name: "octocat/Hello-World".into(), installation_id: Some(7) }
+        RepoRef {
+            github_id: GithubRepoId(1296269),
+            full_name: "octocat/Hello-World".into(),
+            installation_id: Some(InstallationId(7)),
+        }
     }
 
     #[test]
     fn event_payloads_round_trip_and_omit_false_flags() {
-        let target = EventTarget::PullRequest { repository: repo(), number: 5, with_checks: false };
+        let target =
+            EventTarget::PullRequest { repository: repo(), number: PullRequestNumber(5), with_checks: false };
         let job = NewJob::event(&target);
         assert_eq!(job.coalesce_key.as_deref(), Some("pr:1296269:5"));
         assert!(job.payload.get("with_checks").is_none(), "a false flag must not be written");
         let back: EventTarget = serde_json::from_value(job.payload).expect("round trip");
         assert_eq!(back, target);
 
-        let with_checks = EventTarget::PullRequest { repository: repo(), number: 5, with_checks: true };
+        let with_checks =
+            EventTarget::PullRequest { repository: repo(), number: PullRequestNumber(5), with_checks: true };
         assert_eq!(NewJob::event(&with_checks).payload["with_checks"], true);
     }
 
     #[test]
     fn each_kind_builds_its_own_key_and_payload() {
-        let repository = RepositoryJob { repository_id: 42, manual: true };
+        let repository = RepositoryJob { repository_id: RepositoryId(42), manual: true };
         let cases = [
             (
-                NewJob::event(&EventTarget::PullRequest { repository: repo(), number: 5, with_checks: true }),
+                NewJob::event(&EventTarget::PullRequest {
+                    repository: repo(),
+                    number: PullRequestNumber(5),
+                    with_checks: true,
+                }),
                 JobKind::Event,
                 "pr:1296269:5",
             ),
@@ -210,7 +221,10 @@ mod tests {
                 "repository:1296269",
             ),
             (
-                NewJob::installation(&InstallationTarget { installation_id: 7, action: None }),
+                NewJob::installation(&InstallationTarget {
+                    installation_id: InstallationId(7),
+                    action: None,
+                }),
                 JobKind::Install,
                 "installation:7",
             ),
@@ -229,7 +243,7 @@ mod tests {
 
     #[test]
     fn sweep_and_backfill_keys_are_their_prefix_and_the_repository_id() {
-        let target = RepositoryJob { repository_id: 9001, manual: false };
+        let target = RepositoryJob { repository_id: RepositoryId(9001), manual: false };
         assert_eq!(NewJob::sweep(&target).coalesce_key, Some(format!("{SWEEP_KEY_PREFIX}9001")));
         assert_eq!(NewJob::backfill(&target).coalesce_key, Some(format!("{BACKFILL_KEY_PREFIX}9001")));
         assert_ne!(NewJob::sweep(&target).coalesce_key, NewJob::backfill(&target).coalesce_key);
@@ -237,7 +251,7 @@ mod tests {
 
     #[test]
     fn the_operators_limit_replaces_the_default_and_nothing_else() {
-        let job = NewJob::sweep(&RepositoryJob { repository_id: 1, manual: false });
+        let job = NewJob::sweep(&RepositoryJob { repository_id: RepositoryId(1), manual: false });
         let limited = job.clone().with_max_attempts(3);
         assert_eq!(limited, NewJob { max_attempts: 3, ..job });
     }
@@ -245,11 +259,22 @@ mod tests {
     #[test]
     fn keys_separate_prs_commits_repositories_and_installations() {
         let keys = [
-            NewJob::event(&EventTarget::PullRequest { repository: repo(), number: 1, with_checks: false }),
-            NewJob::event(&EventTarget::PullRequest { repository: repo(), number: 2, with_checks: false }),
+            NewJob::event(&EventTarget::PullRequest {
+                repository: repo(),
+                number: PullRequestNumber(1),
+                with_checks: false,
+            }),
+            NewJob::event(&EventTarget::PullRequest {
+                repository: repo(),
+                number: PullRequestNumber(2),
+                with_checks: false,
+            }),
             NewJob::event(&EventTarget::CommitChecks { repository: repo(), head_sha: "abc".into() }),
             NewJob::event(&EventTarget::Repository { repository: repo(), action: None }),
-            NewJob::installation(&InstallationTarget { installation_id: 1296269, action: None }),
+            NewJob::installation(&InstallationTarget {
+                installation_id: InstallationId(1296269),
+                action: None,
+            }),
         ]
         .map(|job| job.coalesce_key.expect("keyed"));
         let unique: std::collections::HashSet<_> = keys.iter().collect();

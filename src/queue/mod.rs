@@ -28,6 +28,7 @@ use diesel::sql_types::{BigInt, Integer};
 use diesel::{QueryResult, QueryableByName};
 use diesel_async::AsyncPgConnection;
 
+use crate::ids::RepositoryId;
 use storage::{Finish, Finishing, KeyedInsert, Reopen};
 
 /// The job a request ended up in.
@@ -158,7 +159,7 @@ pub async fn complete(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult
 pub async fn complete_sync(
     conn: &mut AsyncPgConnection,
     job: &JobRef,
-    repository_id: i64,
+    repository_id: RepositoryId,
 ) -> QueryResult<()> {
     let done = Finish::Done { repository_id: Some(repository_id) };
     storage::finish(conn, Finishing::Leased(job), done).await.map(|_| ())
@@ -302,8 +303,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pr_job(number: i64, with_checks: bool) -> NewJob {
-        let repository = RepoRef { github_id: 1, full_name: "o/r".into(), installation_id: None };
+    use crate::ids::{GithubRepoId, PullRequestNumber};
+
+    fn pr_job(number: i32, with_checks: bool) -> NewJob {
+        let number = PullRequestNumber(number);
+        let repository =
+            RepoRef { github_id: GithubRepoId(1), full_name: "o/r".into(), installation_id: None };
         NewJob::event(&EventTarget::PullRequest { repository, number, with_checks })
     }
 

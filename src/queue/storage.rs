@@ -20,6 +20,7 @@ use super::job::{BACKFILL_KEY_PREFIX, SWEEP_KEY_PREFIX};
 use super::{EnqueuedJob, JobKind, JobRef, JobState, NewJob};
 use crate::db::deliveries::DeliveryOutcome;
 use crate::db::schema::{jobs, webhook_deliveries};
+use crate::ids::RepositoryId;
 
 /// A claimed job, ready to run.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
@@ -372,7 +373,7 @@ pub(super) enum Finishing<'a> {
 pub(super) enum Finish<'a> {
     /// Its work is committed: done, its deliveries processed; for a
     /// synchronization, the repository's success recorded with it.
-    Done { repository_id: Option<i64> },
+    Done { repository_id: Option<RepositoryId> },
     /// Out of attempts: a dead letter, its deliveries failed.
     Dead { error: &'a str },
     /// Folded into a newer pending job of its key, which holds its
@@ -442,7 +443,7 @@ struct FinishStatement<'a> {
     /// What the job's deliveries become; `None` leaves them alone.
     outcome: Option<&'static str>,
     /// The repository whose successful sync commits with the job.
-    repository_id: Option<i64>,
+    repository_id: Option<RepositoryId>,
 }
 
 crate::db::prepared_statement!(FinishStatement);
@@ -571,11 +572,11 @@ pub async fn unfinished(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
 pub async fn repositories_due_for_sweep(
     conn: &mut AsyncPgConnection,
     interval: std::time::Duration,
-) -> QueryResult<Vec<i64>> {
+) -> QueryResult<Vec<RepositoryId>> {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = BigInt)]
-        id: i64,
+        id: RepositoryId,
     }
     let cutoff = Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
     let rows: Vec<Id> = diesel::sql_query(format!(

@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 
+use crate::ids::{GithubRepoId, InstallationId, PullRequestNumber};
 use crate::queue::{EventTarget, InstallationTarget, NewJob, RepoRef};
 
 /// The events prmonitor knows by name: the tracked ones, `ping`, and `push`
@@ -94,7 +95,7 @@ pub enum Disposition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub action: Option<String>,
-    pub installation_id: Option<i64>,
+    pub installation_id: Option<InstallationId>,
     pub repository: Option<RepoRef>,
     pub disposition: Disposition,
 }
@@ -142,7 +143,7 @@ pub fn parse_payload(event: &str, body: &[u8]) -> Result<Envelope, EnvelopeError
     let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
     let raw: RawEnvelope =
         serde_json::from_str(text).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
-    let installation_id = raw.installation.as_ref().map(|i| i.id);
+    let installation_id = raw.installation.as_ref().map(|i| InstallationId(i.id));
     let repository = match &raw.repository {
         Some(repo) => Some(repo_ref(event_label(event), repo, installation_id)?),
         None => None,
@@ -167,7 +168,7 @@ fn event_label(event: &str) -> &'static str {
 fn repo_ref(
     event: &'static str,
     raw: &RawRepository,
-    installation_id: Option<i64>,
+    installation_id: Option<InstallationId>,
 ) -> Result<RepoRef, EnvelopeError> {
     let valid = raw.id > 0
         && raw
@@ -177,14 +178,14 @@ fn repo_ref(
     if !valid {
         return Err(EnvelopeError::InvalidField { event, field: "repository" });
     }
-    Ok(RepoRef { github_id: raw.id, full_name: raw.full_name.clone(), installation_id })
+    Ok(RepoRef { github_id: GithubRepoId(raw.id), full_name: raw.full_name.clone(), installation_id })
 }
 
 fn disposition(
     event: &str,
     raw: &RawEnvelope,
     repository: Option<&RepoRef>,
-    installation_id: Option<i64>,
+    installation_id: Option<InstallationId>,
 ) -> Result<Disposition, EnvelopeError> {
     let event_label = event_label(event);
     let need_repo =
@@ -196,9 +197,8 @@ fn disposition(
                 raw.pull_request.as_ref().and_then(|pr| pr.number).or(raw.number).ok_or(
                     EnvelopeError::MissingField { event: event_label, field: "pull_request.number" },
                 )?;
-            if number <= 0 || number > i64::from(i32::MAX) {
-                return Err(EnvelopeError::InvalidField { event: event_label, field: "pull_request.number" });
-            }
+            let number = PullRequestNumber::from_github(number)
+                .ok_or(EnvelopeError::InvalidField { event: event_label, field: "pull_request.number" })?;
             let with_checks = matches!(raw.action.as_deref(), Some("opened" | "reopened" | "synchronize"));
             EventTarget::PullRequest { repository: need_repo()?, number, with_checks }
         }
@@ -283,7 +283,7 @@ mod tests {
         let body = br#"{"action":"synchronize","number":7,"pull_request":{"number":7},
             "repository":{"id":42,"full_name":"o/r"},"installation":{"id":9}}"#;
         let envelope = parse_payload("pull_request", body).expect("valid");
-        assert_eq!(envelope.installation_id, Some(9));
+        assert_eq!(envelope.installation_id, Some(InstallationId(9)));
         let Disposition::Enqueue(job) = envelope.disposition else { panic!("not enqueued") };
         assert_eq!(job.kind, JobKind::Event);
         assert_eq!(job.coalesce_key.as_deref(), Some("pr:42:7"));

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::db::deliveries::{self, DeliveryOutcome, NewDelivery};
 use crate::db::DbPool;
+use crate::ids::{GithubRepoId, InstallationId};
 use crate::queue::{self, EnqueuedJob, NewJob};
 use crate::supervise::{supervise, Fatal, Restart};
 
@@ -40,9 +41,9 @@ pub struct DeliveryRecord {
     pub delivery_id: String,
     pub event: String,
     pub action: Option<String>,
-    pub installation_id: Option<i64>,
+    pub installation_id: Option<InstallationId>,
     /// GitHub id and full name.
-    pub repository: Option<(i64, String)>,
+    pub repository: Option<(GithubRepoId, String)>,
     pub outcome: DeliveryOutcome,
     pub job: Option<NewJob>,
     pub body: Bytes,

@@ -9,6 +9,7 @@ use crate::db::repositories::{self, NewRepository, Repository};
 use crate::db::schema::webhook_deliveries;
 use crate::db::DbPool;
 use crate::github::{GitHubError, Listing};
+use crate::ids::RepositoryId;
 use crate::monitor::delivered::{self, DeliveredPayload};
 use crate::monitor::{Cause, Target, WorkContext};
 use crate::queue::{
@@ -260,11 +261,7 @@ async fn run_event(
             // The deliveries' own PR object when they carry a usable one; a read otherwise.
             let target = match delivered::newest_pr(payloads, repository.github_id, number) {
                 Some(pr) => Target::DeliveredPullRequest { pr: Box::new(pr), with_checks },
-                None => {
-                    let number =
-                        i32::try_from(number).map_err(|_| format!("PR number {number} out of range"))?;
-                    Target::PullRequest { number, with_checks }
-                }
+                None => Target::PullRequest { number, with_checks },
             };
             process(deps, &repo, target, Cause::Webhook, job, delivery_id).await
         }
@@ -366,7 +363,8 @@ async fn run_installation(
                     }
                 }
             }
-            let stale: Vec<i64> = known.iter().filter(|k| !keep.contains(&k.id)).map(|k| k.id).collect();
+            let stale: Vec<RepositoryId> =
+                known.iter().filter(|k| !keep.contains(&k.id)).map(|k| k.id).collect();
             let deactivated = repositories::deactivate(conn, &stale).await?;
             queue::complete(conn, &job).await?;
             Ok((registered, deactivated))
@@ -374,7 +372,7 @@ async fn run_installation(
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
-        installation_id,
+        installation_id = installation_id.0,
         registered,
         deactivated,
         action = target.action.as_deref().unwrap_or(""),

@@ -27,6 +27,7 @@ use prmonitor::monitor::{
     Target, WorkContext,
 };
 
+use prmonitor::ids::{GithubRepoId, InstallationId, PullRequestNumber, RepositoryId};
 use prmonitor_testkit::{count, TestDatabase};
 
 const INSTALLATION: i64 = github_sim::generate::GENERATED_INSTALLATION;
@@ -106,7 +107,12 @@ impl Harness {
         let mut conn = self.pool.get().await.expect("conn");
         repositories::upsert(
             &mut conn,
-            &NewRepository { github_id: id, owner: &owner, name: &name, installation_id: Some(installation) },
+            &NewRepository {
+                github_id: GithubRepoId(id),
+                owner: &owner,
+                name: &name,
+                installation_id: Some(InstallationId(installation)),
+            },
         )
         .await
         .expect("register")
@@ -138,7 +144,7 @@ impl Harness {
     /// The stored PRs and check runs equal the simulator's model, field by field.
     async fn assert_matches_sim(&self, repo: &Repository) {
         if let Err(difference) =
-            prmonitor_testkit::verify::diff(&self.db.url, &self.sim, repo.github_id).await
+            prmonitor_testkit::verify::diff(&self.db.url, &self.sim, repo.github_id.into()).await
         {
             panic!("{difference}");
         }
@@ -220,9 +226,9 @@ async fn a_backfill_of_1000_prs_and_10000_check_runs_is_exact_bulk_and_frugal() 
     assert_eq!(stats.count(PULLS, 304), 1, "an unchanged first page ends the listing");
 
     // Ids above 2^31 round-trip unchanged.
-    let max_id: i64 = h
-        .sim
-        .world(|w| w.repo(repo.github_id).expect("repo").check_runs.keys().max().copied().expect("runs"));
+    let max_id: i64 = h.sim.world(|w| {
+        w.repo(repo.github_id.into()).expect("repo").check_runs.keys().max().copied().expect("runs")
+    });
     assert!(max_id > i64::from(i32::MAX));
     let stored =
         count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE github_id = {max_id}")).await;
@@ -238,7 +244,7 @@ async fn each_single_field_change_is_one_update_with_old_and_new_and_transitions
     let full = "acme/repo-0";
     // A PR that is open in the generated world.
     let n = h.sim.world(|w| {
-        w.repo(repo.github_id)
+        w.repo(repo.github_id.into())
             .expect("repo")
             .pulls
             .values()
@@ -250,18 +256,18 @@ async fn each_single_field_change_is_one_update_with_old_and_new_and_transitions
         None => h.sim.open_pr(full, github_sim::NewPr::new("fresh", "zoe")).expect("open"),
     };
     let number = n as i32;
-    if backfill.prs.iter().all(|r| r.data.number != number) {
+    if backfill.prs.iter().all(|r| r.data.number != PullRequestNumber(number)) {
         h.step(&repo, Cause::Sweep).await;
     }
     // Start from a draft, so that the draft change below (ready for review)
     // leaves a PR that can be merged at the end.
-    if !h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].draft) {
-        h.sim.mutate_silently(|w| w.set_draft(repo.github_id, n, true)).expect("draft");
+    if !h.sim.world(|w| w.repo(repo.github_id.into()).expect("repo").pulls[&n].draft) {
+        h.sim.mutate_silently(|w| w.set_draft(repo.github_id.into(), n, true)).expect("draft");
         h.step(&repo, Cause::Sweep).await;
     }
     let before = h.history(number).await.len();
-    let old_title = h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].title.clone());
-    let old_head = h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].head_sha.clone());
+    let old_title = h.sim.world(|w| w.repo(repo.github_id.into()).expect("repo").pulls[&n].title.clone());
+    let old_head = h.sim.world(|w| w.repo(repo.github_id.into()).expect("repo").pulls[&n].head_sha.clone());
 
     type Change = (PrField, Option<String>, Option<String>, Option<&'static str>);
     let expect = |changes: ChangeSet, field: PrField, old: Option<&str>, new: Option<&str>| -> Change {
@@ -277,30 +283,35 @@ async fn each_single_field_change_is_one_update_with_old_and_new_and_transitions
         (field, relevant[0].old.clone(), relevant[0].new.clone(), field.history_name())
     };
 
-    h.sim.mutate_silently(|w| w.edit_pr(repo.github_id, n, Some("Retitled".into()), None)).expect("edit");
+    h.sim
+        .mutate_silently(|w| w.edit_pr(repo.github_id.into(), n, Some("Retitled".into()), None))
+        .expect("edit");
     let changes = h.step(&repo, Cause::Sweep).await;
     expect(changes, PrField::Title, Some(&old_title), Some("Retitled"));
 
     let old_labels = h.sim.world(|w| {
-        let mut l = w.repo(repo.github_id).expect("repo").pulls[&n].labels.clone();
+        let mut l = w.repo(repo.github_id.into()).expect("repo").pulls[&n].labels.clone();
         l.sort();
         l.join(",")
     });
-    h.sim.mutate_silently(|w| w.add_label(repo.github_id, n, "zz-urgent")).expect("label");
+    h.sim.mutate_silently(|w| w.add_label(repo.github_id.into(), n, "zz-urgent")).expect("label");
     let changes = h.step(&repo, Cause::Sweep).await;
     let new_labels =
         if old_labels.is_empty() { "zz-urgent".to_owned() } else { format!("{old_labels},zz-urgent") };
     expect(changes, PrField::Labels, Some(&old_labels), Some(&new_labels));
 
-    let draft = h.sim.world(|w| w.repo(repo.github_id).expect("repo").pulls[&n].draft);
-    h.sim.mutate_silently(|w| w.set_draft(repo.github_id, n, !draft)).expect("draft");
+    let draft = h.sim.world(|w| w.repo(repo.github_id.into()).expect("repo").pulls[&n].draft);
+    h.sim.mutate_silently(|w| w.set_draft(repo.github_id.into(), n, !draft)).expect("draft");
     let changes = h.step(&repo, Cause::Sweep).await;
     expect(changes, PrField::Draft, Some(&draft.to_string()), Some(&(!draft).to_string()));
 
     // A force-push: the PR's checks become those of the new head.
-    let (new_head, _) = h.sim.mutate_silently(|w| w.push(repo.github_id, n)).expect("push");
-    let new_run =
-        h.sim.mutate_silently(|w| w.create_check_run(repo.github_id, &new_head, "build")).expect("run").0;
+    let (new_head, _) = h.sim.mutate_silently(|w| w.push(repo.github_id.into(), n)).expect("push");
+    let new_run = h
+        .sim
+        .mutate_silently(|w| w.create_check_run(repo.github_id.into(), &new_head, "build"))
+        .expect("run")
+        .0;
     let changes = h.step(&repo, Cause::Sweep).await;
     assert_eq!(changes.new_check_runs(), 1);
     expect(changes, PrField::HeadSha, Some(&old_head), Some(&new_head));
@@ -319,12 +330,12 @@ async fn each_single_field_change_is_one_update_with_old_and_new_and_transitions
         count(&h.db.url, &format!("SELECT count(*) FROM check_runs WHERE head_sha = '{old_head}'")).await;
     assert_eq!(old_runs, 2, "the old head keeps its runs");
 
-    h.sim.mutate_silently(|w| w.close_pr(repo.github_id, n, false)).expect("close");
+    h.sim.mutate_silently(|w| w.close_pr(repo.github_id.into(), n, false)).expect("close");
     let changes = h.step(&repo, Cause::Sweep).await;
     expect(changes, PrField::State, Some("open"), Some("closed"));
-    h.sim.mutate_silently(|w| w.reopen_pr(repo.github_id, n)).expect("reopen");
+    h.sim.mutate_silently(|w| w.reopen_pr(repo.github_id.into(), n)).expect("reopen");
     h.step(&repo, Cause::Sweep).await;
-    h.sim.mutate_silently(|w| w.close_pr(repo.github_id, n, true)).expect("merge");
+    h.sim.mutate_silently(|w| w.close_pr(repo.github_id.into(), n, true)).expect("merge");
     let changes = h.step(&repo, Cause::Sweep).await;
     expect(changes, PrField::State, Some("open"), Some("merged"));
 
@@ -351,12 +362,15 @@ async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
     let h = harness(generated(1, 1, 0)).await;
     let repo = h.register("acme/repo-0").await;
     let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("Order", "amy")).expect("open");
-    let older = h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read");
+    let older =
+        h.discovery.discover_pr(&repo, PullRequestNumber(n as i32), Purpose::Webhook).await.expect("read");
     let PrLookup::Fresh { pr: older, .. } = older else { panic!("fresh") };
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    h.sim.mutate_silently(|w| w.edit_pr(repo.github_id, n, Some("Newer title".into()), None)).expect("edit");
+    h.sim
+        .mutate_silently(|w| w.edit_pr(repo.github_id.into(), n, Some("Newer title".into()), None))
+        .expect("edit");
     let PrLookup::Fresh { pr: newer, .. } =
-        h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read")
+        h.discovery.discover_pr(&repo, PullRequestNumber(n as i32), Purpose::Webhook).await.expect("read")
     else {
         panic!("fresh")
     };
@@ -386,9 +400,10 @@ async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
 
     // Check runs: a completed run fed an older in-progress snapshot stays completed.
     let sha = newer.head_sha.clone();
-    let run_id = h.sim.mutate_silently(|w| w.create_check_run(repo.github_id, &sha, "ci")).expect("run").0;
+    let run_id =
+        h.sim.mutate_silently(|w| w.create_check_run(repo.github_id.into(), &sha, "ci")).expect("run").0;
     h.sim.start_check_run(run_id).expect("start");
-    let head = [PrHead { number: n as i32, head_sha: sha.clone() }];
+    let head = [PrHead { number: PullRequestNumber(n as i32), head_sha: sha.clone() }];
     let snapshot = || async {
         let runs = h.discovery.discover_check_runs_batch(&repo, &head, Purpose::Webhook).await;
         runs.items.into_iter().find(|r| r.github_id == run_id).expect("run")
@@ -437,19 +452,19 @@ async fn a_failure_in_the_last_row_leaves_the_database_as_it_was() {
     // 3,300 new PRs and a check run, written after them. The very last PR
     // breaks a constraint (a PR number must be positive).
     let PrLookup::Fresh { pr: template, .. } =
-        h.discovery.discover_pr(&repo, 1, Purpose::Sweep).await.expect("read")
+        h.discovery.discover_pr(&repo, PullRequestNumber(1), Purpose::Sweep).await.expect("read")
     else {
         panic!("PR #1 is fresh")
     };
     let mut records: Vec<PrChangeRecord> = (0..3300)
         .map(|i| {
             let mut pr = (*template).clone();
-            pr.number = 10_000 + i;
+            pr.number = PullRequestNumber(10_000 + i);
             pr.github_id = 90_000_000 + i64::from(i);
             PrChangeRecord { kind: ChangeKind::New, data: pr, changes: vec![] }
         })
         .collect();
-    records.last_mut().expect("last").data.number = 0;
+    records.last_mut().expect("last").data.number = PullRequestNumber(0);
     let check_run = CheckRunData {
         github_id: 5_000_000_000,
         check_suite_id: None,
@@ -530,7 +545,7 @@ impl PrDiscovery for ExcludeLabels {
     async fn discover_pr(
         &self,
         repo: &Repository,
-        number: i32,
+        number: PullRequestNumber,
         purpose: Purpose,
     ) -> Result<PrLookup, ProcessingError> {
         self.inner.discover_pr(repo, number, purpose).await
@@ -567,7 +582,7 @@ async fn the_traits_take_a_label_filter_and_a_metrics_wrapper_in_a_few_lines() {
     let h = harness(generated(1, 40, 1)).await;
     let repo = h.register("acme/repo-0").await;
     let wip = h.sim.world(|w| {
-        w.repo(repo.github_id)
+        w.repo(repo.github_id.into())
             .expect("repo")
             .pulls
             .values()
@@ -605,14 +620,21 @@ async fn delivered_snapshots_are_applied_without_reads_and_ties_ask_github() {
     let repo = h.register("acme/repo-0").await;
     let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("First", "amy")).expect("open");
     let read = || async {
-        match h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read") {
+        match h
+            .discovery
+            .discover_pr(&repo, PullRequestNumber(n as i32), Purpose::Webhook)
+            .await
+            .expect("read")
+        {
             PrLookup::Fresh { pr, .. } => *pr,
             other => panic!("{other:?}"),
         }
     };
     let first = read().await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    h.sim.mutate_silently(|w| w.edit_pr(repo.github_id, n, Some("Second".into()), None)).expect("edit");
+    h.sim
+        .mutate_silently(|w| w.edit_pr(repo.github_id.into(), n, Some("Second".into()), None))
+        .expect("edit");
     let second = read().await;
     assert!(second.updated_at > first.updated_at);
     // Another state GitHub held within the same second (what a webhook
@@ -654,8 +676,9 @@ async fn delivered_snapshots_are_applied_without_reads_and_ties_ask_github() {
     // Check runs: queued then completed from deliveries, a late "queued"
     // ignored, all without reads; a tie at the same step is read.
     let sha = second.head_sha.clone();
-    let run_id = h.sim.mutate_silently(|w| w.create_check_run(repo.github_id, &sha, "ci")).expect("run").0;
-    let head = [PrHead { number: n as i32, head_sha: sha.clone() }];
+    let run_id =
+        h.sim.mutate_silently(|w| w.create_check_run(repo.github_id.into(), &sha, "ci")).expect("run").0;
+    let head = [PrHead { number: PullRequestNumber(n as i32), head_sha: sha.clone() }];
     let snapshot = || async {
         let runs = h.discovery.discover_check_runs_batch(&repo, &head, Purpose::Webhook).await;
         runs.items.into_iter().find(|r| r.github_id == run_id).expect("run")
@@ -687,7 +710,7 @@ async fn a_delivered_snapshot_that_ties_under_the_lock_writes_nothing() {
     let repo = h.register("acme/repo-0").await;
     let n = h.sim.open_pr("acme/repo-0", github_sim::NewPr::new("Locked", "amy")).expect("open");
     let PrLookup::Fresh { pr, .. } =
-        h.discovery.discover_pr(&repo, n as i32, Purpose::Webhook).await.expect("read")
+        h.discovery.discover_pr(&repo, PullRequestNumber(n as i32), Purpose::Webhook).await.expect("read")
     else {
         panic!("fresh")
     };
@@ -802,7 +825,7 @@ struct NoDraftHistory {
 impl ChangeDetector for NoDraftHistory {
     async fn detect_pr_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         prs: &[PrData],
     ) -> Result<Vec<PrChangeRecord>, DetectionError> {
         let mut records = self.inner.detect_pr_changes(repository_id, prs).await?;
@@ -814,7 +837,7 @@ impl ChangeDetector for NoDraftHistory {
 
     async fn detect_check_run_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         check_runs: &[CheckRunData],
     ) -> Result<Vec<CheckRunChangeRecord>, DetectionError> {
         self.inner.detect_check_run_changes(repository_id, check_runs).await
@@ -832,10 +855,10 @@ async fn the_detector_the_processor_was_given_decides_what_is_written() {
         h.synchronizer.clone(),
         h.pool.clone(),
     );
-    let target = || Target::PullRequest { number: n as i32, with_checks: false };
+    let target = || Target::PullRequest { number: PullRequestNumber(n as i32), with_checks: false };
     assert!(processor.process(&repo, target(), WorkContext::default()).await.success);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    h.sim.mutate_silently(|w| w.set_draft(repo.github_id, n, true)).expect("draft");
+    h.sim.mutate_silently(|w| w.set_draft(repo.github_id.into(), n, true)).expect("draft");
 
     let result = processor.process(&repo, target(), WorkContext::default()).await;
     assert!(result.success, "{:?}", result.errors);
@@ -859,7 +882,7 @@ struct Overtaken {
 impl ChangeDetector for Overtaken {
     async fn detect_pr_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         prs: &[PrData],
     ) -> Result<Vec<PrChangeRecord>, DetectionError> {
         self.detections.fetch_add(1, Ordering::Relaxed);
@@ -876,7 +899,7 @@ impl ChangeDetector for Overtaken {
 
     async fn detect_check_run_changes(
         &self,
-        repository_id: i64,
+        repository_id: RepositoryId,
         check_runs: &[CheckRunData],
     ) -> Result<Vec<CheckRunChangeRecord>, DetectionError> {
         self.inner.detect_check_run_changes(repository_id, check_runs).await
@@ -896,7 +919,7 @@ async fn rows_written_between_detection_and_the_lock_are_detected_again() {
     });
     let processor =
         PrProcessor::new(h.discovery.clone(), detector.clone(), h.synchronizer.clone(), h.pool.clone());
-    let target = Target::PullRequest { number: n as i32, with_checks: false };
+    let target = Target::PullRequest { number: PullRequestNumber(n as i32), with_checks: false };
     let result = processor.process(&repo, target, WorkContext::default()).await;
     assert!(result.success, "{:?}", result.errors);
     // The other job wrote the PR first: for this one it is no longer new,

@@ -9,6 +9,7 @@ use prmonitor::db::reads::{self, PullFilter, PullSummary, CHECKS_STATES, PASSING
 use prmonitor::db::repositories::{self, NewRepository};
 use prmonitor::monitor::{CheckConclusion, CheckStatus};
 
+use prmonitor::ids::GithubRepoId;
 use prmonitor_testkit::{connect, TestDatabase};
 
 /// Every status GitHub documents, and one it does not.
@@ -113,7 +114,12 @@ async fn every_read_classifies_check_runs_alike() {
     let mut conn = connect(&db.url).await;
     let repo = repositories::upsert(
         &mut conn,
-        &NewRepository { github_id: 900_001, owner: "rules", name: "checks", installation_id: None },
+        &NewRepository {
+            github_id: GithubRepoId(900_001),
+            owner: "rules",
+            name: "checks",
+            installation_id: None,
+        },
     )
     .await
     .expect("register");
@@ -163,7 +169,7 @@ async fn every_read_classifies_check_runs_alike() {
 
     let got = |rows: &[PullSummary]| -> BTreeMap<i32, (i64, i64, i64, String)> {
         rows.iter()
-            .map(|r| (r.number, (r.checks_passing, r.checks_failing, r.checks_pending, r.checks.clone())))
+            .map(|r| (r.number.0, (r.checks_passing, r.checks_failing, r.checks_pending, r.checks.clone())))
             .collect()
     };
 
@@ -178,7 +184,7 @@ async fn every_read_classifies_check_runs_alike() {
     for state in CHECKS_STATES {
         let filter = PullFilter { checks: Some(state.to_owned()), ..PullFilter::default() };
         let (rows, total) = reads::list_pulls(&mut conn, repo.id, &filter, 1_000, 0).await.expect("filtered");
-        let numbers: Vec<i32> = rows.iter().rev().map(|r| r.number).collect();
+        let numbers: Vec<i32> = rows.iter().rev().map(|r| r.number.0).collect();
         let wanted: Vec<i32> = expected.iter().filter(|(_, e)| e.3 == state).map(|(n, _)| *n).collect();
         assert_eq!(numbers, wanted, "?checks={state}");
         assert_eq!(total, wanted.len() as i64, "?checks={state}");

@@ -8,13 +8,15 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prmonitor::queue::{self, EventTarget, FailOutcome, JobRef, JobState, NewJob, RepoRef};
 
+use prmonitor::ids::{GithubRepoId, PullRequestNumber};
 use prmonitor_testkit::{connect, count, TestDatabase};
 
 const WORKER: &str = "worker-under-test";
 
 fn pr_job() -> NewJob {
-    let repository = RepoRef { github_id: 1, full_name: "acme/hot".into(), installation_id: None };
-    NewJob::event(&EventTarget::PullRequest { repository, number: 5, with_checks: false })
+    let repository =
+        RepoRef { github_id: GithubRepoId(1), full_name: "acme/hot".into(), installation_id: None };
+    NewJob::event(&EventTarget::PullRequest { repository, number: PullRequestNumber(5), with_checks: false })
 }
 
 #[derive(QueryableByName)]
@@ -184,7 +186,8 @@ async fn the_scheduler_sweeps_only_repositories_without_a_sweep_or_backfill_in_f
     let mut conn = connect(&db.url).await;
     let mut ids = Vec::new();
     for (github_id, name) in [(101, "backfilled"), (102, "swept")] {
-        let new = NewRepository { github_id, owner: "acme", name, installation_id: None };
+        let new =
+            NewRepository { github_id: GithubRepoId(github_id), owner: "acme", name, installation_id: None };
         ids.push(repositories::upsert(&mut conn, &new).await.expect("register").id);
     }
     let (backfilled, swept) = (ids[0], ids[1]);
@@ -225,8 +228,10 @@ struct Ending {
 }
 
 /// A claimed job with one delivery, as intake and a claim leave it.
-async fn claimed_with_a_delivery(conn: &mut AsyncPgConnection, number: i64) -> JobRef {
-    let repository = RepoRef { github_id: 1, full_name: "acme/hot".into(), installation_id: None };
+async fn claimed_with_a_delivery(conn: &mut AsyncPgConnection, number: i32) -> JobRef {
+    let number = PullRequestNumber(number);
+    let repository =
+        RepoRef { github_id: GithubRepoId(1), full_name: "acme/hot".into(), installation_id: None };
     let job = NewJob::event(&EventTarget::PullRequest { repository, number, with_checks: false })
         .with_max_attempts(1);
     let id = queue::enqueue(conn, &job).await.expect("enqueue").id;
@@ -280,7 +285,7 @@ async fn a_synchronization_completes_its_job_and_records_the_repositorys_success
 
     let db = TestDatabase::migrated().await;
     let mut conn = connect(&db.url).await;
-    let new = NewRepository { github_id: 1, owner: "acme", name: "hot", installation_id: None };
+    let new = NewRepository { github_id: GithubRepoId(1), owner: "acme", name: "hot", installation_id: None };
     let repo = repositories::upsert(&mut conn, &new).await.expect("register");
     execute(
         &mut conn,

@@ -9,6 +9,7 @@ use prmonitor::db::repositories::{self, NewRepository};
 use prmonitor::monitor::Cause;
 use serde_json::Value;
 
+use prmonitor::ids::{GithubRepoId, InstallationId};
 use prmonitor_testkit::{connect, count, sign, spawn_app_on, test_settings, TestDatabase, TEST_SECRET};
 
 const READ_TOKEN: &str = "read-token-for-tests";
@@ -39,7 +40,12 @@ async fn backfilled() -> (prmonitor_testkit::TestApp, Simulator) {
     for (github_id, name) in [(700_001, "api"), (700_002, "web")] {
         let repo = repositories::upsert(
             &mut conn,
-            &NewRepository { github_id, owner: "octo-org", name, installation_id: Some(2001) },
+            &NewRepository {
+                github_id: GithubRepoId(github_id),
+                owner: "octo-org",
+                name,
+                installation_id: Some(InstallationId(2001)),
+            },
         )
         .await
         .expect("register");
@@ -210,7 +216,12 @@ async fn metrics_count_what_happened() {
         let mut conn = connect(&db.url).await;
         let repo = repositories::upsert(
             &mut conn,
-            &NewRepository { github_id: 500_000, owner: "acme", name: "repo-0", installation_id: Some(1001) },
+            &NewRepository {
+                github_id: GithubRepoId(500_000),
+                owner: "acme",
+                name: "repo-0",
+                installation_id: Some(InstallationId(1001)),
+            },
         )
         .await
         .expect("register");

@@ -18,6 +18,7 @@ use prmonitor::queue::{self, NewJob, RepositoryJob};
 use prmonitor::supervise::Fatal;
 use prmonitor::worker::{Worker, WorkerDeps};
 
+use prmonitor::ids::{GithubRepoId, InstallationId, PullRequestNumber};
 use prmonitor_testkit::verify::converge;
 use prmonitor_testkit::world::{drain, settings_for, start_service, webhook_target};
 use prmonitor_testkit::{connect, count, TestDatabase};
@@ -82,7 +83,7 @@ impl PrDiscovery for PanicsFor {
     async fn discover_pr(
         &self,
         repo: &Repository,
-        number: i32,
+        number: PullRequestNumber,
         purpose: Purpose,
     ) -> Result<PrLookup, ProcessingError> {
         self.check(repo);
@@ -126,10 +127,10 @@ async fn a_job_that_panics_fails_like_any_other_and_its_slot_goes_on() {
         let repo = repositories::upsert(
             &mut conn,
             &repositories::NewRepository {
-                github_id,
+                github_id: GithubRepoId(github_id),
                 owner: "acme",
                 name,
-                installation_id: Some(GENERATED_INSTALLATION),
+                installation_id: Some(InstallationId(GENERATED_INSTALLATION)),
             },
         )
         .await

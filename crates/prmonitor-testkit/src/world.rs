@@ -16,6 +16,7 @@ use github_sim::{Fixture, Generate, NewPr, SimConfig, Simulator, WebhookTarget};
 use prmonitor::config::Settings;
 use prmonitor::db::repositories::{self, NewRepository};
 use prmonitor::db::DbPool;
+use prmonitor::ids::{GithubRepoId, InstallationId};
 use prmonitor::monitor::Cause;
 use prmonitor::simulated;
 use prmonitor::startup::{Components, Service};
@@ -62,7 +63,12 @@ pub async fn register_repositories(db: &TestDatabase, sim: &Simulator) -> Vec<re
     for (github_id, owner, name, installation) in repos {
         let repo = repositories::upsert(
             &mut conn,
-            &NewRepository { github_id, owner: &owner, name: &name, installation_id: Some(installation) },
+            &NewRepository {
+                github_id: GithubRepoId(github_id),
+                owner: &owner,
+                name: &name,
+                installation_id: Some(InstallationId(installation)),
+            },
         )
         .await
         .expect("register a repository");

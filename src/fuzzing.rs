@@ -14,7 +14,7 @@ use crate::github::link::next_link;
 use crate::github::models::{IdOnly, PullRequest};
 use crate::github::pacing::{self, Budget, Purpose};
 use crate::github::policy::{self, LimitHeaders, Verdict, MAX_WAIT};
-use crate::ids::{GithubRepoId, PullRequestNumber};
+use crate::ids::{CommitSha, GithubRepoId, PullRequestNumber};
 use crate::monitor::data::PrData;
 use crate::monitor::delivered::{self, DeliveredPayload};
 use crate::queue::JobKind;
@@ -428,11 +428,13 @@ pub fn delivered(data: &[u8]) {
         assert!(found, "the answer is one of the snapshots");
     }
 
-    if let Some(runs) = delivered::check_runs(&payloads, GithubRepoId(repository), &head_sha) {
+    if let Some(runs) =
+        delivered::check_runs(&payloads, GithubRepoId(repository), &CommitSha(head_sha.clone()))
+    {
         assert!(!runs.is_empty() && runs.len() <= payloads.len());
         assert!(payloads.iter().all(|p| p.event == "check_run" && p.body.is_some()));
         for (i, run) in runs.iter().enumerate() {
-            assert_eq!(run.head_sha, head_sha);
+            assert_eq!(run.head_sha.as_str(), head_sha);
             assert!(runs[..i].iter().all(|other| other.github_id != run.github_id), "one entry per run");
         }
     }

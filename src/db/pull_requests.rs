@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::{check_runs, pr_state_history, pull_requests};
-use crate::ids::{PullRequestNumber, RepositoryId};
+use crate::ids::{CommitSha, PullRequestNumber, RepositoryId};
 
 /// A stored pull request, as change detection compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -19,9 +19,9 @@ pub struct StoredPr {
     pub state: String,
     pub draft: bool,
     pub base_branch: String,
-    pub base_sha: String,
+    pub base_sha: CommitSha,
     pub head_branch: String,
-    pub head_sha: String,
+    pub head_sha: CommitSha,
     pub html_url: String,
     pub body: Option<String>,
     pub labels: Vec<String>,
@@ -39,7 +39,7 @@ pub struct StoredCheckRun {
     pub id: i64,
     pub github_id: i64,
     pub check_suite_id: Option<i64>,
-    pub head_sha: String,
+    pub head_sha: CommitSha,
     pub name: String,
     pub app_slug: Option<String>,
     pub status: String,

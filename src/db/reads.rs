@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::schema::{check_runs, pr_state_history, pull_requests};
-use crate::ids::{PullRequestNumber, RepositoryId};
+use crate::ids::{CommitSha, PullRequestNumber, RepositoryId};
 
 /// Conclusions of a completed run that do not fail its PR. Every other
 /// conclusion of a completed run fails it.
@@ -57,7 +57,7 @@ pub struct PullSummary {
     #[diesel(sql_type = Array<Text>)]
     pub labels: Vec<String>,
     #[diesel(sql_type = Text)]
-    pub head_sha: String,
+    pub head_sha: CommitSha,
     #[diesel(sql_type = Text)]
     pub html_url: String,
     #[diesel(sql_type = Timestamptz)]
@@ -173,7 +173,7 @@ pub struct PullDetail {
     pub draft: bool,
     pub base_branch: String,
     pub head_branch: String,
-    pub head_sha: String,
+    pub head_sha: CommitSha,
     pub html_url: String,
     pub body: Option<String>,
     pub labels: Vec<String>,
@@ -232,7 +232,7 @@ pub async fn pull_request(
 pub async fn head_check_runs(
     conn: &mut AsyncPgConnection,
     repository_id: RepositoryId,
-    head_sha: &str,
+    head_sha: &CommitSha,
 ) -> diesel::QueryResult<Vec<HeadCheckRun>> {
     check_runs::table
         .filter(check_runs::repository_id.eq(repository_id))

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::github::models::{CheckRun, PullRequest};
-use crate::ids::PullRequestNumber;
+use crate::ids::{CommitSha, PullRequestNumber};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,9 +56,9 @@ pub struct PrData {
     pub state: String,
     pub draft: bool,
     pub base_branch: String,
-    pub base_sha: String,
+    pub base_sha: CommitSha,
     pub head_branch: String,
-    pub head_sha: String,
+    pub head_sha: CommitSha,
     pub html_url: String,
     pub body: Option<String>,
     /// Sorted: GitHub's order carries no meaning and must not look like a change.
@@ -96,9 +96,9 @@ impl PrData {
             state: pr.state.clone(),
             draft: pr.draft,
             base_branch: pr.base.ref_name.clone(),
-            base_sha: pr.base.sha.clone(),
+            base_sha: CommitSha(pr.base.sha.clone()),
             head_branch: pr.head.ref_name.clone(),
-            head_sha: pr.head.sha.clone(),
+            head_sha: CommitSha(pr.head.sha.clone()),
             html_url: pr.html_url.clone(),
             body: pr.body.clone(),
             labels,
@@ -225,7 +225,7 @@ pub struct CheckRunData {
     /// Above 2^31 on GitHub today.
     pub github_id: i64,
     pub check_suite_id: Option<i64>,
-    pub head_sha: String,
+    pub head_sha: CommitSha,
     pub name: String,
     pub app_slug: Option<String>,
     /// GitHub's status text; see [`CheckRunData::to_check_status`].
@@ -245,7 +245,7 @@ impl CheckRunData {
         Self {
             github_id: run.id,
             check_suite_id: run.check_suite.as_ref().map(|s| s.id),
-            head_sha: run.head_sha.clone(),
+            head_sha: CommitSha(run.head_sha.clone()),
             name: run.name.clone(),
             app_slug: run.app.as_ref().and_then(|a| a.slug.clone()),
             status: run.status.clone(),
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(opened.number, PullRequestNumber(2));
         assert_eq!(opened.author, "Codertocat");
         assert_eq!(opened.to_pr_state(), PrState::Open);
-        assert_eq!(opened.head_sha, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
+        assert_eq!(opened.head_sha.as_str(), "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
         let closed = PrData::from_json(&fixture("pull_request/closed.json")["pull_request"]).expect("closed");
         assert_eq!(closed.to_pr_state(), PrState::Closed);
         let null_body =

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::data::{CheckRunData, PrData};
 use super::forward::check_run_progress;
 use crate::github::models::{CheckRun, IdOnly, PullRequest};
-use crate::ids::{GithubRepoId, PullRequestNumber};
+use crate::ids::{CommitSha, GithubRepoId, PullRequestNumber};
 
 /// One delivery of a job, as stored by intake.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub fn newest_pr(
 pub fn check_runs(
     payloads: &[DeliveredPayload],
     repository_github_id: GithubRepoId,
-    head_sha: &str,
+    head_sha: &CommitSha,
 ) -> Option<Vec<CheckRunData>> {
     let mut runs: Vec<CheckRunData> = Vec::new();
     for payload in payloads {
@@ -75,7 +75,7 @@ pub fn check_runs(
             return None;
         }
         let event: CheckRunEvent = serde_json::from_slice(payload.body.as_deref()?).ok()?;
-        if event.repository.id != repository_github_id.0 || event.check_run.head_sha != head_sha {
+        if event.repository.id != repository_github_id.0 || event.check_run.head_sha != head_sha.as_str() {
             return None;
         }
         let run = CheckRunData::from_github(&event.check_run);
@@ -168,7 +168,7 @@ mod tests {
         let completed = fixture("check_run/completed.json");
         let (repo, sha) = (
             completed["repository"]["id"].as_i64().expect("id"),
-            completed["check_run"]["head_sha"].as_str().expect("sha").to_owned(),
+            CommitSha::from(completed["check_run"]["head_sha"].as_str().expect("sha")),
         );
         let mut created = completed.clone();
         created["check_run"]["status"] = json!("queued");
@@ -190,7 +190,7 @@ mod tests {
         let suite = delivered("check_suite", &fixture("check_suite/completed.json"));
         assert_eq!(check_runs(&[delivered("check_run", &completed), suite], GithubRepoId(repo), &sha), None);
         assert_eq!(
-            check_runs(&[delivered("check_run", &completed)], GithubRepoId(repo), "0000"),
+            check_runs(&[delivered("check_run", &completed)], GithubRepoId(repo), &CommitSha::from("0000")),
             None,
             "another commit"
         );

@@ -494,6 +494,7 @@ pub(super) fn newest_per_key<'a, T, K: std::hash::Hash + Eq, O: Ord>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::CommitSha;
     use chrono::{Duration, TimeZone, Utc};
 
     fn pr() -> PrData {
@@ -507,9 +508,9 @@ mod tests {
             state: "open".into(),
             draft: false,
             base_branch: "main".into(),
-            base_sha: "b".repeat(40),
+            base_sha: CommitSha("b".repeat(40)),
             head_branch: "feature".into(),
-            head_sha: "a".repeat(40),
+            head_sha: CommitSha("a".repeat(40)),
             html_url: "https://github.com/o/r/pull/7".into(),
             body: None,
             labels: vec!["bug".into()],
@@ -641,7 +642,7 @@ mod tests {
         CheckRunData {
             github_id: 16_354_767_716,
             check_suite_id: Some(1),
-            head_sha: "a".repeat(40),
+            head_sha: CommitSha("a".repeat(40)),
             name: "build".into(),
             app_slug: None,
             status: status.into(),

@@ -11,7 +11,7 @@ use super::error::ProcessingError;
 use crate::db::repositories::Repository;
 use crate::github::cache::Validator;
 use crate::github::{Fetched, GitHubClient, Listing, PullQuery, PullState, Purpose};
-use crate::ids::PullRequestNumber;
+use crate::ids::{CommitSha, PullRequestNumber};
 
 /// What a discovery found: fresh items, the validators to save with them,
 /// how many resources were unchanged (304), and per-item failures.
@@ -54,7 +54,7 @@ pub enum PrLookup {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PrHead {
     pub number: PullRequestNumber,
-    pub head_sha: String,
+    pub head_sha: CommitSha,
 }
 
 impl From<&PrData> for PrHead {
@@ -205,7 +205,7 @@ impl PrDiscovery for GitHubPrDiscovery {
     ) -> Discovered<CheckRunData> {
         // Several PRs may share a head: ask once per commit.
         let shas: Vec<String> =
-            heads.iter().map(|h| h.head_sha.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            heads.iter().map(|h| h.head_sha.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let results = match self
             .client
             .list_check_runs_for_heads(
@@ -234,7 +234,7 @@ impl PrDiscovery for GitHubPrDiscovery {
                     discovered.items.extend(listing.fresh_items().map(CheckRunData::from_github));
                 }
                 Err(error) => {
-                    let number = heads.iter().find(|h| h.head_sha == sha).map(|h| h.number);
+                    let number = heads.iter().find(|h| h.head_sha.as_str() == sha).map(|h| h.number);
                     discovered.errors.push(ProcessingError::discovery(
                         repo,
                         number,

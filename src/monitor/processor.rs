@@ -17,7 +17,7 @@ use super::versions::{StoredVersions, Versions};
 use crate::db::repositories::{self, Repository};
 use crate::db::{pull_requests, DbPool};
 use crate::github::Purpose;
-use crate::ids::{PullRequestNumber, RepositoryId};
+use crate::ids::{CommitSha, PullRequestNumber, RepositoryId};
 
 /// The outcome of processing one repository.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,14 +118,14 @@ pub enum Target {
     /// One PR (after a webhook); its head's checks when asked or when the head is new.
     PullRequest { number: PullRequestNumber, with_checks: bool },
     /// The check runs of one commit.
-    Commit { head_sha: String },
+    Commit { head_sha: CommitSha },
     /// A PR as a webhook delivered it: applied without a read when it is
     /// strictly newer than the stored row, read like `PullRequest` when it
     /// ties with it ([`SnapshotFit`]).
     DeliveredPullRequest { pr: Box<PrData>, with_checks: bool },
     /// Check runs of one commit as webhooks delivered them; any tie with a
     /// stored run makes it a read of the commit, like `Commit`.
-    DeliveredCheckRuns { head_sha: String, runs: Vec<CheckRunData> },
+    DeliveredCheckRuns { head_sha: CommitSha, runs: Vec<CheckRunData> },
 }
 
 impl Target {
@@ -266,12 +266,16 @@ impl Gathered {
         let watermark = self.prs.iter().map(|pr| pr.updated_at).max();
         self.changes.sweep = Some(SweepMark { watermark });
         self.heads.extend(self.prs.iter().map(PrHead::from));
-        self.heads.extend(stored_open.into_iter().map(|(number, head_sha)| PrHead { number, head_sha }));
+        self.heads.extend(
+            stored_open
+                .into_iter()
+                .map(|(number, head_sha)| PrHead { number, head_sha: CommitSha(head_sha) }),
+        );
     }
 
     /// [`Target::Commit`]: the check runs of one commit.
-    fn commit(&mut self, head_sha: &str) {
-        self.heads.push(PrHead { number: PullRequestNumber(0), head_sha: head_sha.to_owned() });
+    fn commit(&mut self, head_sha: &CommitSha) {
+        self.heads.push(PrHead { number: PullRequestNumber(0), head_sha: head_sha.clone() });
     }
 
     /// [`Target::DeliveredPullRequest`]: kept only where strictly newer than
@@ -446,8 +450,11 @@ impl PrProcessor {
         // run's start sends no webhook, and a lost webhook on an old head
         // would otherwise never be healed.
         let commits = self.commits_to_recheck(repo).await?;
-        work.heads
-            .extend(commits.into_iter().map(|head_sha| PrHead { number: PullRequestNumber(0), head_sha }));
+        work.heads.extend(
+            commits
+                .into_iter()
+                .map(|head_sha| PrHead { number: PullRequestNumber(0), head_sha: CommitSha(head_sha) }),
+        );
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! What a job asks the worker to do, as stored in `jobs.kind` and `jobs.payload`.
 
-use crate::ids::{GithubRepoId, InstallationId, PullRequestNumber, RepositoryId};
+use crate::ids::{CommitSha, GithubRepoId, InstallationId, PullRequestNumber, RepositoryId};
 use serde::{Deserialize, Serialize};
 
 /// Attempts before a job is dead-lettered.
@@ -63,7 +63,7 @@ pub enum EventTarget {
         with_checks: bool,
     },
     /// The check runs of one commit, attached to every PR whose head it is.
-    CommitChecks { repository: RepoRef, head_sha: String },
+    CommitChecks { repository: RepoRef, head_sha: CommitSha },
     /// A `repository` event: renamed, transferred, deleted, archived, ...
     Repository {
         repository: RepoRef,

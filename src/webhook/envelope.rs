@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use crate::ids::{GithubRepoId, InstallationId, PullRequestNumber};
+use crate::ids::{CommitSha, GithubRepoId, InstallationId, PullRequestNumber};
 use crate::queue::{EventTarget, InstallationTarget, NewJob, RepoRef};
 
 /// The events prmonitor knows by name: the tracked ones, `ping`, and `push`
@@ -214,7 +214,7 @@ fn disposition(
             if !is_commit_sha(&head_sha) {
                 return Err(EnvelopeError::InvalidField { event: event_label, field });
             }
-            EventTarget::CommitChecks { repository: need_repo()?, head_sha }
+            EventTarget::CommitChecks { repository: need_repo()?, head_sha: CommitSha(head_sha) }
         }
         "repository" => EventTarget::Repository { repository: need_repo()?, action: raw.action.clone() },
         "installation" | "installation_repositories" => {

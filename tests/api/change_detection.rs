@@ -400,8 +400,11 @@ async fn older_snapshots_change_nothing_and_completed_checks_stay_completed() {
 
     // Check runs: a completed run fed an older in-progress snapshot stays completed.
     let sha = newer.head_sha.clone();
-    let run_id =
-        h.sim.mutate_silently(|w| w.create_check_run(repo.github_id.into(), &sha, "ci")).expect("run").0;
+    let run_id = h
+        .sim
+        .mutate_silently(|w| w.create_check_run(repo.github_id.into(), sha.as_str(), "ci"))
+        .expect("run")
+        .0;
     h.sim.start_check_run(run_id).expect("start");
     let head = [PrHead { number: PullRequestNumber(n as i32), head_sha: sha.clone() }];
     let snapshot = || async {
@@ -676,8 +679,11 @@ async fn delivered_snapshots_are_applied_without_reads_and_ties_ask_github() {
     // Check runs: queued then completed from deliveries, a late "queued"
     // ignored, all without reads; a tie at the same step is read.
     let sha = second.head_sha.clone();
-    let run_id =
-        h.sim.mutate_silently(|w| w.create_check_run(repo.github_id.into(), &sha, "ci")).expect("run").0;
+    let run_id = h
+        .sim
+        .mutate_silently(|w| w.create_check_run(repo.github_id.into(), sha.as_str(), "ci"))
+        .expect("run")
+        .0;
     let head = [PrHead { number: PullRequestNumber(n as i32), head_sha: sha.clone() }];
     let snapshot = || async {
         let runs = h.discovery.discover_check_runs_batch(&repo, &head, Purpose::Webhook).await;

@@ -9,6 +9,7 @@ mod change_detection;
 mod check_rules;
 mod github_client;
 mod health;
+mod identifiers;
 mod installations;
 mod json_schema;
 mod never_backwards;

@@ -12,6 +12,8 @@ use prmonitor::ids::{InstallationId, PullRequestNumber};
 use prmonitor_testkit::{connect, TestDatabase};
 
 const INSTALLATION: i64 = github_sim::generate::GENERATED_INSTALLATION;
+/// The installation as the client takes it.
+const AS_INSTALLATION: Option<InstallationId> = Some(InstallationId(INSTALLATION));
 const PULLS: &str = "GET /repos/{owner}/{repo}/pulls";
 const PULL: &str = "GET /repos/{owner}/{repo}/pulls/{number}";
 const TOKENS: &str = "POST /app/installations/{id}/access_tokens";
@@ -64,12 +66,7 @@ async fn the_github_app_path_works_and_renews_an_expired_token() {
     let client = client(&db, &app_settings(&sim.api_url())).await;
 
     let listing = client
-        .list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullQuery::all(),
-            Purpose::Webhook,
-        )
+        .list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Webhook)
         .await
         .expect("JWT → installation token → API call");
     assert_eq!(listing.fresh_items().count(), 3);
@@ -82,12 +79,7 @@ async fn the_github_app_path_works_and_renews_an_expired_token() {
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let fetched = client
-        .get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(1),
-            Purpose::Webhook,
-        )
+        .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(1), Purpose::Webhook)
         .await
         .expect("renewed");
     assert!(matches!(fetched, Fetched::Fresh { ref data, .. } if data.number == 1));
@@ -98,10 +90,7 @@ async fn the_github_app_path_works_and_renews_an_expired_token() {
     // The App's own endpoint takes the JWT, not an installation token.
     let installations = client.list_installations().await.expect("installations");
     assert_eq!(installations.fresh_items().map(|i| i.id).collect::<Vec<_>>(), [InstallationId(INSTALLATION)]);
-    let repositories = client
-        .list_installation_repositories(Some(InstallationId(INSTALLATION)))
-        .await
-        .expect("repositories");
+    let repositories = client.list_installation_repositories(AS_INSTALLATION).await.expect("repositories");
     assert_eq!(repositories.fresh_items().map(|r| r.full_name.as_str()).collect::<Vec<_>>(), ["acme/repo-0"]);
 }
 
@@ -114,12 +103,7 @@ async fn a_wrong_app_key_is_an_auth_error_not_a_retry_loop() {
         Some(GitHubAuth::App { app_id: SIM_APP_ID + 1, private_key: Secret::new(SIM_APP_PRIVATE_KEY) });
     let client = client(&db, &settings).await;
     let error = client
-        .get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(1),
-            Purpose::Webhook,
-        )
+        .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(1), Purpose::Webhook)
         .await
         .expect_err("the simulator refuses the JWT");
     assert!(matches!(error, github::GitHubError::Auth(_)), "{error}");
@@ -131,14 +115,7 @@ async fn listing_500_prs_is_5_requests_then_5_free_304s_then_only_the_changed_pa
     let sim = sim(one_repo(500)).await;
     let db = TestDatabase::migrated().await;
     let client = client(&db, &app_settings(&sim.api_url())).await;
-    let list = || {
-        client.list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullQuery::all(),
-            Purpose::Sweep,
-        )
-    };
+    let list = || client.list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep);
 
     let first = list().await.expect("first listing");
     assert_eq!(first.fresh_items().count(), 500);
@@ -177,12 +154,7 @@ async fn without_stored_validators_nothing_is_conditional() {
     let client = client(&db, &app_settings(&sim.api_url())).await;
     for _ in 0..2 {
         let listing = client
-            .list_pull_requests(
-                Some(InstallationId(INSTALLATION)),
-                "acme/repo-0",
-                PullQuery::all(),
-                Purpose::Sweep,
-            )
+            .list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep)
             .await
             .expect("listing");
         assert_eq!(statuses(&listing), ["200", "200"]);
@@ -198,7 +170,7 @@ async fn a_listing_stops_at_the_watermark() {
     let since = chrono::Utc::now() - chrono::Duration::minutes(5);
     let listing = client
         .list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
+            AS_INSTALLATION,
             "acme/repo-0",
             PullQuery { updated_since: Some(since), ..PullQuery::all() },
             Purpose::Sweep,
@@ -219,12 +191,7 @@ async fn with_30_percent_5xx_and_a_secondary_limit_all_500_prs_arrive_and_the_wa
     let client = client(&db, &settings).await;
 
     let listing = client
-        .list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullQuery::all(),
-            Purpose::Sweep,
-        )
+        .list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep)
         .await
         .expect("the listing survives the faults");
     let numbers: BTreeSet<i64> = listing.fresh_items().map(|pr| pr.number).collect();
@@ -250,22 +217,12 @@ async fn at_the_reserve_a_sweep_waits_for_the_reset_while_a_webhook_goes_through
     let client = client(&db, &app_settings(&sim.api_url())).await;
     // 10 % of 100 is kept back; the window resets in 3 s.
     client
-        .get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(1),
-            Purpose::Webhook,
-        )
+        .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(1), Purpose::Webhook)
         .await
         .expect("warm up");
     let bucket = sim.set_budget(INSTALLATION, Some(100), Some(11), Some(Duration::from_secs(3)));
     client
-        .get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(1),
-            Purpose::Webhook,
-        )
+        .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(1), Purpose::Webhook)
         .await
         .expect("learns 10 left");
     sim.reset_stats();
@@ -274,24 +231,13 @@ async fn at_the_reserve_a_sweep_waits_for_the_reset_while_a_webhook_goes_through
         let client = client.clone();
         tokio::spawn(async move {
             client
-                .get_pull_request(
-                    Some(InstallationId(INSTALLATION)),
-                    "acme/repo-0",
-                    PullRequestNumber(2),
-                    Purpose::Sweep,
-                )
+                .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(2), Purpose::Sweep)
                 .await
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let webhook = client
-        .get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(3),
-            Purpose::Webhook,
-        )
-        .await;
+    let webhook =
+        client.get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(3), Purpose::Webhook).await;
     assert!(matches!(webhook, Ok(Fetched::Fresh { .. })), "the webhook call uses the reserve");
     assert!(!sweep.is_finished(), "the sweep call is still waiting");
     let sweep = sweep.await.expect("join").expect("the sweep call goes after the reset");
@@ -310,27 +256,16 @@ async fn gone_is_an_answer_and_other_4xx_fail_at_once() {
     let db = TestDatabase::migrated().await;
     let client = client(&db, &app_settings(&sim.api_url())).await;
     let missing = client
-        .get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(99),
-            Purpose::Webhook,
-        )
+        .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(99), Purpose::Webhook)
         .await;
     assert!(matches!(missing, Ok(Fetched::Gone)), "{missing:?}");
     sim.set_faults(Faults { not_found: vec!["/repos/acme/repo-0/pulls/1".into()], ..Faults::default() });
-    let forced = client
-        .get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(1),
-            Purpose::Webhook,
-        )
-        .await;
+    let forced =
+        client.get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(1), Purpose::Webhook).await;
     assert!(matches!(forced, Ok(Fetched::Gone)), "{forced:?}");
     let unknown_repo = client
         .list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
+            AS_INSTALLATION,
             "acme/nope",
             PullQuery { state: PullState::Open, ..PullQuery::all() },
             Purpose::Webhook,
@@ -339,7 +274,7 @@ async fn gone_is_an_answer_and_other_4xx_fail_at_once() {
     assert!(matches!(unknown_repo, Ok(Listing::Gone)), "{unknown_repo:?}");
     let bad_sha = client
         .list_check_runs(
-            Some(InstallationId(INSTALLATION)),
+            AS_INSTALLATION,
             "acme/repo-0",
             "0123456789abcdef0123456789abcdef01234567",
             Purpose::Webhook,
@@ -360,12 +295,7 @@ async fn an_enterprise_base_url_reaches_the_simulator_under_its_prefix() {
     let db = TestDatabase::migrated().await;
     let client = client(&db, &app_settings(&sim.api_url())).await;
     let listing = client
-        .list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullQuery::all(),
-            Purpose::Backfill,
-        )
+        .list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Backfill)
         .await
         .expect("listing under the prefix");
     assert_eq!(listing.fresh_items().count(), 130, "the next link kept the prefix");
@@ -384,7 +314,7 @@ async fn check_runs_of_a_commit_come_back_with_64_bit_ids_across_pages() {
         sim.create_check_run("acme/repo-0", &sha, &format!("job-{i}")).expect("create");
     }
     let listing = client
-        .list_check_runs(Some(InstallationId(INSTALLATION)), "acme/repo-0", &sha, Purpose::Webhook)
+        .list_check_runs(AS_INSTALLATION, "acme/repo-0", &sha, Purpose::Webhook)
         .await
         .expect("check runs");
     assert_eq!(listing.pages().len(), 2);
@@ -428,7 +358,7 @@ async fn new_prs_appear_on_the_next_listing() {
     let client = client(&db, &app_settings(&sim.api_url())).await;
     let empty = client
         .list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
+            AS_INSTALLATION,
             "acme/repo-0",
             PullQuery { state: PullState::Open, ..PullQuery::all() },
             Purpose::Webhook,
@@ -440,7 +370,7 @@ async fn new_prs_appear_on_the_next_listing() {
     sim.open_pr("acme/repo-0", NewPr::new("First", "alice")).expect("open");
     let one = client
         .list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
+            AS_INSTALLATION,
             "acme/repo-0",
             PullQuery { state: PullState::Open, ..PullQuery::all() },
             Purpose::Webhook,
@@ -458,14 +388,7 @@ async fn validators_unused_past_the_ttl_are_ignored_and_purged() {
     let mut settings = app_settings(&sim.api_url());
     settings.cache_ttl = Duration::from_secs(1);
     let client = client(&db, &settings).await;
-    let list = || {
-        client.list_pull_requests(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullQuery::all(),
-            Purpose::Sweep,
-        )
-    };
+    let list = || client.list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep);
     let first = list().await.expect("listing");
     store_validators(&db, &first).await;
     assert_eq!(statuses(&list().await.expect("listing")), ["304"]);
@@ -484,12 +407,7 @@ async fn a_burst_of_calls_shares_one_installation_token() {
     let db = TestDatabase::migrated().await;
     let client = client(&db, &app_settings(&sim.api_url())).await;
     let calls = (1..=30).map(|n| {
-        client.get_pull_request(
-            Some(InstallationId(INSTALLATION)),
-            "acme/repo-0",
-            PullRequestNumber(n),
-            Purpose::Webhook,
-        )
+        client.get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(n), Purpose::Webhook)
     });
     let results = futures_util::future::join_all(calls).await;
     assert!(results.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))));

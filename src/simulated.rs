@@ -103,6 +103,11 @@ pub async fn reconcile_all(address: &str, admin_token: &str) -> Result<serde_jso
 /// running (or `timeout` passes).
 pub async fn settle(pool: &DbPool, sim: &Simulator, timeout: Duration) -> Result<(), SimulatedError> {
     sim.wait_for_deliveries().await;
+    wait_for_queue(pool, timeout).await
+}
+
+/// Waits until no job is pending or running (or `timeout` passes).
+pub async fn wait_for_queue(pool: &DbPool, timeout: Duration) -> Result<(), SimulatedError> {
     let deadline = Instant::now() + timeout;
     loop {
         let busy: i64 = {

@@ -198,6 +198,11 @@ impl Service {
         self.fatal.failed().await
     }
 
+    /// Why a part has failed beyond restarting, if one has (see [`Service::failed`]).
+    pub fn failure(&self) -> Option<String> {
+        self.fatal.reason()
+    }
+
     /// The HTTP address, when HTTP runs.
     pub fn address(&self) -> Option<SocketAddr> {
         self.address

@@ -280,3 +280,17 @@ impl SenderTask {
         record
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sign;
+
+    #[test]
+    fn signatures_match_githubs_test_vector() {
+        // FACTS.md §1: GitHub's documented vector, no trailing newline.
+        assert_eq!(
+            sign("It's a Secret to Everybody", b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+}

@@ -218,10 +218,7 @@ impl TestWorld {
     }
 
     fn assert_service_alive(&self) {
-        use std::future::Future as _;
-        let failed = std::pin::pin!(self.service().failed());
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        if let std::task::Poll::Ready(reason) = failed.poll(&mut context) {
+        if let Some(reason) = self.service().failure() {
             panic!("the service failed: {reason}");
         }
     }
@@ -396,10 +393,7 @@ pub fn webhook_target(address: &str) -> WebhookTarget {
 
 /// Waits until no job is pending or running in the database at `db_url`.
 pub async fn drain(db_url: &str, timeout: Duration) {
-    let started = std::time::Instant::now();
-    let mut conn = connect(db_url).await;
-    while prmonitor::queue::unfinished(&mut conn).await.expect("count unfinished jobs") > 0 {
-        assert!(started.elapsed() < timeout, "the queue did not drain within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let url = prmonitor::config::DatabaseUrl::parse(db_url).expect("a database URL");
+    let pool = prmonitor::db::build_pool(&url, 1).expect("pool");
+    simulated::wait_for_queue(&pool, timeout).await.expect("the queue drains");
 }

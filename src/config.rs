@@ -140,6 +140,14 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// How often each active repository is swept (the backstop for lost webhooks).
     pub sweep_interval: Duration,
+    /// How sweeps and backfills read GitHub in bulk.
+    pub bulk_reads: BulkReads,
+    /// Repositories surveyed by one GraphQL query in a sweep.
+    pub sweep_batch_repositories: usize,
+    /// A backfill stores PRs closed longer ago than this without their check
+    /// runs (their checks no longer change, and reading them is most of a
+    /// backfill's cost).
+    pub backfill_checks_for_closed: Duration,
     /// How long a claimed job is held before another worker may take it over
     /// (renewed while the job runs; matters only when a worker dies).
     pub lease: Duration,
@@ -153,11 +161,25 @@ pub struct WorkerSettings {
     pub payload_retention: Duration,
 }
 
+/// How sweeps and backfills read GitHub in bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkReads {
+    /// Check runs of many commits per GraphQL query; sweeps survey many
+    /// repositories per query and read in full only what changed.
+    Graphql,
+    /// REST only: one call per head's check runs, each repository swept on
+    /// its own (what GitHub Enterprise versions without the GraphQL fields need).
+    Rest,
+}
+
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             concurrency: 4,
             sweep_interval: Duration::from_secs(6 * 3600),
+            bulk_reads: BulkReads::Graphql,
+            sweep_batch_repositories: 50,
+            backfill_checks_for_closed: Duration::from_secs(30 * 86_400),
             lease: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
             retry_delay: Duration::from_secs(5),
@@ -200,6 +222,9 @@ pub enum GitHubAuth {
 pub struct GitHubSettings {
     /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise.
     pub api_url: url::Url,
+    /// `https://api.github.com/graphql`, or `https://HOST/api/graphql`: follows
+    /// `api_url` unless set on its own.
+    pub graphql_url: url::Url,
     /// `None` until the App or a token is configured; nothing calls GitHub then.
     pub auth: Option<GitHubAuth>,
     pub request_timeout: Duration,
@@ -218,6 +243,7 @@ pub struct GitHubSettings {
 impl GitHubSettings {
     pub fn new(api_url: url::Url, auth: Option<GitHubAuth>) -> Self {
         Self {
+            graphql_url: crate::github::graphql::endpoint_for(&api_url),
             api_url,
             auth,
             request_timeout: Duration::from_secs(30),
@@ -261,12 +287,16 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_SHUTDOWN_TIMEOUT_SECS", secret: false },
     Key { env: "PRMONITOR_WORKER_CONCURRENCY", secret: false },
     Key { env: "PRMONITOR_SWEEP_INTERVAL", secret: false },
+    Key { env: "PRMONITOR_BULK_READS", secret: false },
+    Key { env: "PRMONITOR_SWEEP_BATCH_REPOSITORIES", secret: false },
+    Key { env: "PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", secret: false },
     Key { env: "PRMONITOR_JOB_LEASE", secret: false },
     Key { env: "PRMONITOR_JOB_POLL_INTERVAL", secret: false },
     Key { env: "PRMONITOR_JOB_RETRY_DELAY", secret: false },
     Key { env: "PRMONITOR_JOB_MAX_ATTEMPTS", secret: false },
     Key { env: "PRMONITOR_PAYLOAD_RETENTION", secret: false },
     Key { env: "PRMONITOR_GITHUB_API_URL", secret: false },
+    Key { env: "PRMONITOR_GITHUB_GRAPHQL_URL", secret: false },
     Key { env: "PRMONITOR_GITHUB_APP_ID", secret: false },
     Key { env: "PRMONITOR_GITHUB_PRIVATE_KEY", secret: true },
     Key { env: "PRMONITOR_GITHUB_PRIVATE_KEY_FILE", secret: false },
@@ -528,6 +558,27 @@ fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
             defaults.sweep_interval,
             Duration::from_secs(1),
         )?,
+        bulk_reads: match raw.string("PRMONITOR_BULK_READS")?.as_deref().map(str::trim) {
+            None => defaults.bulk_reads,
+            Some("graphql") => BulkReads::Graphql,
+            Some("rest") => BulkReads::Rest,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "PRMONITOR_BULK_READS",
+                    reason: format!("expected 'graphql' or 'rest', got '{other}'"),
+                })
+            }
+        },
+        sweep_batch_repositories: raw.number(
+            "PRMONITOR_SWEEP_BATCH_REPOSITORIES",
+            defaults.sweep_batch_repositories,
+            1..=100,
+        )?,
+        backfill_checks_for_closed: duration(
+            "PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED",
+            defaults.backfill_checks_for_closed,
+            Duration::ZERO,
+        )?,
         lease: duration("PRMONITOR_JOB_LEASE", defaults.lease, Duration::from_secs(1))?,
         poll_interval: duration(
             "PRMONITOR_JOB_POLL_INTERVAL",
@@ -604,6 +655,10 @@ fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
 
     // The defaults are `GitHubSettings::new`'s, and only there.
     let mut github = GitHubSettings::new(api_url, auth);
+    if let Some(raw_url) = raw.string("PRMONITOR_GITHUB_GRAPHQL_URL")? {
+        github.graphql_url = parse_api_url(&raw_url)
+            .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_GRAPHQL_URL", reason })?;
+    }
     github.request_timeout = Duration::from_secs(raw.number(
         "PRMONITOR_GITHUB_TIMEOUT_SECS",
         github.request_timeout.as_secs(),
@@ -844,6 +899,14 @@ mod tests {
         let settings =
             load(&[("PRMONITOR_GITHUB_API_URL", "https://ghe.example.com/api/v3/")]).expect("valid");
         assert_eq!(settings.github.api_url.as_str(), "https://ghe.example.com/api/v3");
+        assert_eq!(settings.github.graphql_url.as_str(), "https://ghe.example.com/api/graphql");
+        let own = load(&[
+            ("PRMONITOR_GITHUB_API_URL", "https://ghe.example.com/api/v3"),
+            ("PRMONITOR_GITHUB_GRAPHQL_URL", "https://gql.example.com/graphql"),
+        ])
+        .expect("valid");
+        assert_eq!(own.github.graphql_url.as_str(), "https://gql.example.com/graphql");
+        assert!(load(&[("PRMONITOR_GITHUB_GRAPHQL_URL", "ftp://x")]).is_err());
         for bad in ["ftp://x", "not a url", "https://x/api?y=1"] {
             assert!(load(&[("PRMONITOR_GITHUB_API_URL", bad)]).is_err(), "{bad}");
         }

@@ -114,11 +114,15 @@ pub enum StartError {
 /// The pipeline with the database-backed detector and synchronizer.
 pub fn processor(github: &GitHubClient, pool: &DbPool, settings: &Settings) -> PrProcessor {
     PrProcessor::new(
-        Arc::new(GitHubPrDiscovery::new(github.clone(), settings.github.max_concurrent_requests)),
+        Arc::new(
+            GitHubPrDiscovery::new(github.clone(), settings.github.max_concurrent_requests)
+                .with_bulk_reads(settings.worker.bulk_reads),
+        ),
         Arc::new(DatabaseChangeDetector::new(pool.clone())),
         Arc::new(DatabaseSynchronizer::new(pool.clone())),
         pool.clone(),
     )
+    .with_checks_for_closed(settings.worker.backfill_checks_for_closed)
 }
 
 /// A running service.

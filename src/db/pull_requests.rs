@@ -184,3 +184,60 @@ pub async fn replaced_heads(
     heads.truncate(MAX_UNFINISHED_CHECK_HEADS as usize);
     Ok(heads)
 }
+
+/// What a sweep's survey compares with GitHub's answer: a PR's update time,
+/// head, draft flag and state.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct SurveyedPr {
+    pub number: PullRequestNumber,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub head_sha: String,
+    pub draft: bool,
+    /// `open`, `closed` or `merged`.
+    pub state: String,
+}
+
+/// The repository's open PRs, and the PRs numbered `also` whatever their state.
+pub async fn surveyed_prs(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    also: &[PullRequestNumber],
+) -> QueryResult<Vec<SurveyedPr>> {
+    pull_requests::table
+        .filter(pull_requests::repository_id.eq(repository_id))
+        .filter(pull_requests::deleted_at.is_null())
+        .filter(pull_requests::state.eq("open").or(pull_requests::number.eq_any(also)))
+        .select((
+            pull_requests::number,
+            pull_requests::gh_updated_at,
+            pull_requests::head_sha,
+            pull_requests::draft,
+            pull_requests::state,
+        ))
+        .load(conn)
+        .await
+}
+
+/// The stored check runs of `shas` as (head SHA, name, status, conclusion,
+/// GitHub id): what a head's rollup is computed from.
+pub async fn runs_of_heads(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    shas: &[String],
+) -> QueryResult<Vec<(String, String, String, Option<String>, i64)>> {
+    if shas.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_runs::table
+        .filter(check_runs::repository_id.eq(repository_id))
+        .filter(check_runs::head_sha.eq_any(shas))
+        .select((
+            check_runs::head_sha,
+            check_runs::name,
+            check_runs::status,
+            check_runs::conclusion,
+            check_runs::github_id,
+        ))
+        .load(conn)
+        .await
+}

@@ -66,6 +66,16 @@ pub async fn find(conn: &mut AsyncPgConnection, id: RepositoryId) -> QueryResult
     repositories::table.find(id).select(Repository::as_select()).first(conn).await
 }
 
+/// The repositories with these ids, in id order.
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[RepositoryId]) -> QueryResult<Vec<Repository>> {
+    repositories::table
+        .filter(repositories::id.eq_any(ids))
+        .order(repositories::id)
+        .select(Repository::as_select())
+        .load(conn)
+        .await
+}
+
 pub async fn list_active(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Repository>> {
     repositories::table
         .filter(repositories::active.eq(true))

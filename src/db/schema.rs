@@ -20,6 +20,7 @@ diesel::table! {
         gh_completed_at -> Nullable<Timestamptz>,
         first_seen_at -> Timestamptz,
         last_changed_at -> Timestamptz,
+        node_id -> Nullable<Text>,
     }
 }
 
@@ -95,6 +96,7 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         first_seen_at -> Timestamptz,
         last_changed_at -> Timestamptz,
+        node_id -> Nullable<Text>,
     }
 }
 

@@ -12,6 +12,7 @@ use octocrab::Octocrab;
 use serde::de::DeserializeOwned;
 
 use super::cache::{self, Validator};
+use super::graphql;
 use super::link;
 use super::models::{CheckRun, Installation, PullRequest, Repository, Wrapped};
 use super::pacing::{Budget, Pacer, Purpose};
@@ -234,8 +235,17 @@ struct Inner {
     settings: GitHubSettings,
     /// The API's path prefix (`/api/v3` on GitHub Enterprise, empty on github.com).
     base_path: String,
+    /// GraphQL goes through a client without auth of its own, rooted at the
+    /// GraphQL URL's origin: octocrab joins every path to its base path, and
+    /// GitHub Enterprise's `/api/graphql` lies outside REST's `/api/v3`.
+    /// The installation's token is added to each request.
+    graphql_transport: Octocrab,
+    /// The GraphQL endpoint's path.
+    graphql_path: String,
     pool: DbPool,
     pacer: Pacer,
+    /// GraphQL has its own budget (`x-ratelimit-resource: graphql`): its own lanes.
+    graphql_pacer: Pacer,
     counters: Counters,
     jitter: Jitter,
 }
@@ -266,12 +276,26 @@ impl GitHubClient {
                     .map_err(|e| GitHubError::Config(e.to_string()))?,
             )),
         };
+        let graphql_origin = settings.graphql_url.origin().ascii_serialization();
+        let graphql_transport = octocrab::Octocrab::builder()
+            .base_uri(graphql_origin.as_str())
+            .map_err(|e| GitHubError::Config(format!("PRMONITOR_GITHUB_GRAPHQL_URL: {e}")))?
+            .set_connect_timeout(Some(settings.request_timeout))
+            .set_read_timeout(Some(settings.request_timeout))
+            .build()
+            .map_err(|e| GitHubError::Config(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 auth,
                 base_path: settings.api_url.path().trim_end_matches('/').to_owned(),
+                graphql_transport,
+                graphql_path: settings.graphql_url.path().to_owned(),
                 pool,
                 pacer: Pacer::new(settings.max_concurrent_requests, settings.rate_limit_reserve_percent),
+                graphql_pacer: Pacer::new(
+                    settings.max_concurrent_requests,
+                    settings.rate_limit_reserve_percent,
+                ),
                 counters: Counters::default(),
                 jitter: Jitter::new(),
                 settings: settings.clone(),
@@ -406,6 +430,41 @@ impl GitHubClient {
         self.list(Who::App, Purpose::Installation, &path, |_: &[Installation]| false, false).await
     }
 
+    /// POSTs a GraphQL document with the installation's token (or the
+    /// configured token), paced and retried like REST calls but against the
+    /// `graphql` budget. An answer whose errors go beyond objects GitHub
+    /// could not resolve is an error.
+    pub async fn graphql(
+        &self,
+        installation: Option<InstallationId>,
+        purpose: Purpose,
+        document: &graphql::Document,
+    ) -> Result<graphql::Answer, GitHubError> {
+        let who = self.who(installation)?;
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(&document.body()).map_err(|e| GitHubError::Decode(e.to_string()))?,
+        );
+        let Answer::Body { body, .. } = self.send(who, purpose, Call::Graphql { body: &body }).await? else {
+            return Err(GitHubError::Api { status: 304, message: "a GraphQL query answered without a body".into() });
+        };
+        let answer: graphql::Answer = decode(&body)?;
+        if let Some(cost) = answer.cost() {
+            metrics::counter!("prmonitor_github_graphql_points_total", "purpose" => purpose.as_str())
+                .increment(cost);
+        }
+        if let Some(first) = answer.fatal_errors().first() {
+            return Err(GitHubError::Api {
+                status: 200,
+                message: format!(
+                    "GraphQL: {}{}",
+                    first.kind.as_deref().map(|k| format!("{k}: ")).unwrap_or_default(),
+                    first.message
+                ),
+            });
+        }
+        Ok(answer)
+    }
+
     fn who(&self, installation: Option<InstallationId>) -> Result<Who, GitHubError> {
         match (&self.inner.auth, installation) {
             (Auth::Token(_), _) => Ok(Who::Token),
@@ -468,7 +527,7 @@ impl GitHubClient {
     ) -> Result<Fetched<T>, GitHubError> {
         let url = format!("{}{path}", self.inner.base_path);
         let validator = self.cache_lookup(who, &url).await?;
-        match self.send(who, purpose, &url, validator.as_ref()).await? {
+        match self.send(who, purpose, Call::Get { url: &url, validator: validator.as_ref() }).await? {
             Answer::Body { headers, body } => {
                 let data = decode(&body)?;
                 Ok(Fetched::Fresh { data, validator: Some(validator_from(who, &url, &headers, None)) })
@@ -514,7 +573,7 @@ impl GitHubClient {
                 Some(validator) => validator,
                 None => self.cache_lookup(who, &url).await?,
             };
-            match self.send(who, purpose, &url, validator.as_ref()).await? {
+            match self.send(who, purpose, Call::Get { url: &url, validator: validator.as_ref() }).await? {
                 Answer::Body { headers, body } => {
                     let items = decode_items::<T>(&body)?;
                     next = self.next_page(&headers)?;
@@ -575,16 +634,17 @@ impl GitHubClient {
         }))
     }
 
-    /// One logical GET: paced, timed out, retried.
-    async fn send(
-        &self,
-        who: Who,
-        purpose: Purpose,
-        url: &str,
-        validator: Option<&Validator>,
-    ) -> Result<Answer, GitHubError> {
+    /// One logical call: paced, timed out, retried.
+    async fn send(&self, who: Who, purpose: Purpose, call: Call<'_>) -> Result<Answer, GitHubError> {
         let octo = self.octocrab(who).await?;
-        let lane = self.inner.pacer.lane(who.key());
+        let validator = match call {
+            Call::Get { validator, .. } => validator,
+            Call::Graphql { .. } => None,
+        };
+        let lane = match call {
+            Call::Get { .. } => self.inner.pacer.lane(who.key()),
+            Call::Graphql { .. } => self.inner.graphql_pacer.lane(who.key()),
+        };
         let settings = &self.inner.settings;
         let attempts = settings.retry_attempts + 1;
         let mut last_failure = String::new();
@@ -593,8 +653,13 @@ impl GitHubClient {
                 self.inner.counters.add(purpose, "retried");
             }
             let permit = lane.turn(purpose).await;
-            let exchange =
-                tokio::time::timeout(settings.request_timeout, exchange(&octo, url, validator)).await;
+            let exchange = tokio::time::timeout(settings.request_timeout, async {
+                match call {
+                    Call::Get { url, validator } => exchange(&octo, url, validator).await,
+                    Call::Graphql { body } => self.exchange_graphql(&octo, body).await,
+                }
+            })
+            .await;
             drop(permit);
             let (status, headers, body) = match exchange {
                 Err(_) => {
@@ -621,11 +686,23 @@ impl GitHubClient {
             });
             lane.observe(&limits);
             if let Some(remaining) = limits.remaining {
-                metrics::gauge!("prmonitor_github_rate_limit_remaining", "installation" => who.key().to_string())
-                    .set(remaining as f64);
+                let gauge = match call {
+                    Call::Get { .. } => "prmonitor_github_rate_limit_remaining",
+                    Call::Graphql { .. } => "prmonitor_github_graphql_rate_limit_remaining",
+                };
+                metrics::gauge!(gauge, "installation" => who.key().to_string()).set(remaining as f64);
             }
             let message = github_message(&body);
-            match policy::classify(status, &limits, &message, SystemTime::now()) {
+            // GitHub answers an exhausted GraphQL budget with 200 and an error.
+            let graphql_limited = matches!(call, Call::Graphql { .. })
+                && status == 200
+                && serde_json::from_slice::<graphql::Answer>(&body).is_ok_and(|a| a.is_rate_limited());
+            let verdict = if graphql_limited {
+                Verdict::RateLimited { wait: policy::rate_limit_wait(&limits, SystemTime::now()) }
+            } else {
+                policy::classify(status, &limits, &message, SystemTime::now())
+            };
+            match verdict {
                 Verdict::Success => return Ok(Answer::Body { headers, body }),
                 Verdict::NotModified if validator.is_some() => return Ok(Answer::NotModified { headers }),
                 Verdict::NotModified => {
@@ -667,6 +744,54 @@ impl GitHubClient {
             tokio::time::sleep(self.backoff(attempt)).await;
         }
     }
+
+    /// One GraphQL POST with the credential `octo` holds.
+    async fn exchange_graphql(
+        &self,
+        octo: &Octocrab,
+        body: &bytes::Bytes,
+    ) -> Result<(u16, http::HeaderMap, bytes::Bytes), ExchangeError> {
+        use octocrab::secrecy::ExposeSecret as _;
+        let token = match &self.inner.auth {
+            Auth::Token(_) => match &self.inner.settings.auth {
+                Some(GitHubAuth::Token(token)) => token.expose().to_owned(),
+                _ => return Err(ExchangeError::Auth("no token configured".into())),
+            },
+            // The cached token, renewed by `octocrab` before this call.
+            Auth::App { .. } => octo
+                .installation_token()
+                .await
+                .map_err(|e| ExchangeError::Auth(token_error(e)))?
+                .expose_secret()
+                .to_owned(),
+        };
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(self.inner.graphql_path.as_str())
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .body(octocrab::OctoBody::from(body.clone()))
+            .map_err(|e| ExchangeError::Transport(e.to_string()))?;
+        let response = self
+            .inner
+            .graphql_transport
+            .execute(request)
+            .await
+            .map_err(|e| ExchangeError::Transport(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| ExchangeError::Transport(e.to_string()))?.to_bytes();
+        Ok((parts.status.as_u16(), parts.headers, body))
+    }
+}
+
+/// What one logical call sends.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// A REST GET, conditional when a validator is known.
+    Get { url: &'a str, validator: Option<&'a Validator> },
+    /// A GraphQL query (JSON body).
+    Graphql { body: &'a bytes::Bytes },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 pub mod cache;
 mod client;
+pub mod graphql;
 pub mod link;
 pub mod models;
 pub mod pacing;

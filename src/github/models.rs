@@ -27,6 +27,9 @@ pub struct GitRef {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct PullRequest {
     pub id: i64,
+    /// GitHub's global id: GraphQL's `id`.
+    #[serde(default)]
+    pub node_id: Option<String>,
     pub number: i64,
     pub title: String,
     #[serde(default)]
@@ -80,6 +83,9 @@ pub struct CheckRunPullRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct CheckRun {
     pub id: i64,
+    /// GitHub's global id: GraphQL's `id`.
+    #[serde(default)]
+    pub node_id: Option<String>,
     pub head_sha: String,
     pub name: String,
     pub status: String,

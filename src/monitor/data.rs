@@ -47,6 +47,8 @@ impl fmt::Display for PrState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrData {
     pub github_id: i64,
+    /// GitHub's global id, which GraphQL objects are joined by. Kept, not compared.
+    pub node_id: Option<String>,
     pub number: PullRequestNumber,
     pub title: String,
     /// `ghost` when GitHub no longer knows the account.
@@ -89,6 +91,7 @@ impl PrData {
         assignees.dedup();
         Ok(Self {
             github_id: pr.id,
+            node_id: pr.node_id.clone(),
             number,
             title: pr.title.clone(),
             author: pr.user.as_ref().map_or_else(|| "ghost".to_owned(), |u| u.login.clone()),
@@ -224,6 +227,8 @@ impl CheckConclusion {
 pub struct CheckRunData {
     /// Above 2^31 on GitHub today.
     pub github_id: i64,
+    /// GitHub's global id (GraphQL's `id`). Kept, not compared.
+    pub node_id: Option<String>,
     pub check_suite_id: Option<i64>,
     pub head_sha: CommitSha,
     pub name: String,
@@ -244,6 +249,7 @@ impl CheckRunData {
     pub fn from_github(run: &CheckRun) -> Self {
         Self {
             github_id: run.id,
+            node_id: run.node_id.clone(),
             check_suite_id: run.check_suite.as_ref().map(|s| s.id),
             head_sha: CommitSha(run.head_sha.clone()),
             name: run.name.clone(),

@@ -501,6 +501,7 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("time");
         PrData {
             github_id: 1,
+            node_id: None,
             number: PullRequestNumber(7),
             title: "Title".into(),
             author: "alice".into(),
@@ -641,6 +642,7 @@ mod tests {
     fn run(status: &str, conclusion: Option<&str>) -> CheckRunData {
         CheckRunData {
             github_id: 16_354_767_716,
+            node_id: None,
             check_suite_id: Some(1),
             head_sha: CommitSha("a".repeat(40)),
             name: "build".into(),

@@ -6,8 +6,10 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::bulk::{self, RepoCommit};
 use super::data::{CheckRunData, PrData};
 use super::error::ProcessingError;
+use crate::config::BulkReads;
 use crate::db::repositories::Repository;
 use crate::github::cache::Validator;
 use crate::github::{Fetched, GitHubClient, Listing, PullQuery, PullState, Purpose};
@@ -107,11 +109,50 @@ pub trait PrDiscovery: Send + Sync {
 pub struct GitHubPrDiscovery {
     client: GitHubClient,
     max_concurrent_requests: usize,
+    bulk_reads: BulkReads,
 }
 
 impl GitHubPrDiscovery {
+    /// REST for every read (see [`GitHubPrDiscovery::with_bulk_reads`]).
     pub fn new(client: GitHubClient, max_concurrent_requests: usize) -> Self {
-        Self { client, max_concurrent_requests: max_concurrent_requests.max(1) }
+        Self { client, max_concurrent_requests: max_concurrent_requests.max(1), bulk_reads: BulkReads::Rest }
+    }
+
+    /// With [`BulkReads::Graphql`], sweeps and backfills read check runs
+    /// through GraphQL, 50 commits a query; webhook-driven reads stay REST,
+    /// where an ETag earned by the same token often still gives a free 304.
+    pub fn with_bulk_reads(mut self, bulk_reads: BulkReads) -> Self {
+        self.bulk_reads = bulk_reads;
+        self
+    }
+
+    /// Check runs through GraphQL, one installation's commits at a time.
+    async fn check_runs_by_graphql(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<CheckRunData> {
+        let commits: BTreeSet<RepoCommit> = heads
+            .iter()
+            .map(|h| RepoCommit { owner: repo.owner.clone(), name: repo.name.clone(), sha: h.head_sha.0.clone() })
+            .collect();
+        let found = bulk::check_runs_of_commits(&self.client, repo.installation_id, &commits, purpose).await;
+        let mut discovered = Discovered::default();
+        for (commit, runs) in found {
+            match runs {
+                Ok(runs) => discovered.items.extend(runs),
+                Err(error) => {
+                    let number = heads.iter().find(|h| h.head_sha.as_str() == commit.sha).map(|h| h.number);
+                    discovered.errors.push(ProcessingError::discovery(
+                        repo,
+                        number,
+                        format!("check runs of {}: {error}", commit.sha),
+                    ));
+                }
+            }
+        }
+        discovered
     }
 }
 
@@ -203,6 +244,9 @@ impl PrDiscovery for GitHubPrDiscovery {
         heads: &[PrHead],
         purpose: Purpose,
     ) -> Discovered<CheckRunData> {
+        if self.bulk_reads == BulkReads::Graphql && purpose != Purpose::Webhook {
+            return self.check_runs_by_graphql(repo, heads, purpose).await;
+        }
         // Several PRs may share a head: ask once per commit.
         let shas: Vec<String> =
             heads.iter().map(|h| h.head_sha.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();

@@ -8,6 +8,7 @@
 //! what is written; the synchronizer holds those decisions to the rules
 //! ([`forward`]: never backwards; [`versions`]: on rows no one changed since).
 
+pub mod bulk;
 pub mod data;
 pub mod delivered;
 pub mod detect;
@@ -15,6 +16,7 @@ pub mod discovery;
 pub mod error;
 pub mod forward;
 pub mod processor;
+pub mod survey;
 pub mod sync;
 pub mod versions;
 

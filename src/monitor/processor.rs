@@ -1,7 +1,7 @@
 //! The processor: discovery → change detection → synchronization for one
 //! repository, or many at once, with failure tracking per repository.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -126,6 +126,17 @@ pub enum Target {
     /// Check runs of one commit as webhooks delivered them; any tie with a
     /// stored run makes it a read of the commit, like `Commit`.
     DeliveredCheckRuns { head_sha: CommitSha, runs: Vec<CheckRunData> },
+    /// A sweep after a survey ([`super::survey`]): the PRs that differ, read
+    /// one by one, with the check runs already read of `commits`; a PR read
+    /// with a head not among them has its head's runs read too.
+    Surveyed {
+        numbers: Vec<PullRequestNumber>,
+        commits: Vec<CommitSha>,
+        runs: Vec<CheckRunData>,
+        /// Commits whose runs the survey's read could not get.
+        failed: Vec<String>,
+        watermark: Option<chrono::DateTime<Utc>>,
+    },
 }
 
 impl Target {
@@ -157,6 +168,7 @@ impl Target {
             Self::Commit { .. } => "commit",
             Self::DeliveredPullRequest { .. } => "delivered_pull_request",
             Self::DeliveredCheckRuns { .. } => "delivered_check_runs",
+            Self::Surveyed { .. } => "surveyed",
         }
     }
 }
@@ -215,8 +227,11 @@ struct Gathered {
     /// Commits whose check runs to read.
     heads: Vec<PrHead>,
     pr_heads: PrHeads,
-    /// Check runs a webhook delivered: detected without a read.
+    /// Check runs a webhook delivered, or a survey read: detected without a
+    /// (further) read.
     delivered_runs: Option<Vec<CheckRunData>>,
+    /// The commits whose runs `delivered_runs` holds in full.
+    commits_in_hand: BTreeSet<CommitSha>,
     changes: ChangeSet,
 }
 
@@ -262,10 +277,20 @@ impl Gathered {
     /// GitHub's newest `updated_at`, and the checks are read of every PR that
     /// changed, whatever its state (a lost check-run event before a merge is
     /// healed here too), and of every stored open PR's head.
-    fn end_listing(&mut self, stored_open: Vec<(PullRequestNumber, String)>) {
+    ///
+    /// PRs closed before `closed_cutoff` are stored without their checks.
+    fn end_listing(
+        &mut self,
+        stored_open: Vec<(PullRequestNumber, String)>,
+        closed_cutoff: Option<chrono::DateTime<Utc>>,
+    ) {
         let watermark = self.prs.iter().map(|pr| pr.updated_at).max();
         self.changes.sweep = Some(SweepMark { watermark });
-        self.heads.extend(self.prs.iter().map(PrHead::from));
+        let wanted = |pr: &&PrData| match (pr.closed_at, closed_cutoff) {
+            (Some(closed_at), Some(cutoff)) => closed_at >= cutoff,
+            _ => true,
+        };
+        self.heads.extend(self.prs.iter().filter(wanted).map(PrHead::from));
         self.heads.extend(
             stored_open
                 .into_iter()
@@ -300,6 +325,8 @@ pub struct PrProcessor {
     synchronizer: Arc<dyn Synchronizer>,
     pool: DbPool,
     max_concurrent_repos: usize,
+    /// PRs closed longer ago than this are stored without their check runs.
+    checks_for_closed: Option<std::time::Duration>,
 }
 
 impl PrProcessor {
@@ -309,7 +336,27 @@ impl PrProcessor {
         synchronizer: Arc<dyn Synchronizer>,
         pool: DbPool,
     ) -> Self {
-        Self { discovery, detector, synchronizer, pool, max_concurrent_repos: DEFAULT_MAX_CONCURRENT_REPOS }
+        Self {
+            discovery,
+            detector,
+            synchronizer,
+            pool,
+            max_concurrent_repos: DEFAULT_MAX_CONCURRENT_REPOS,
+            checks_for_closed: None,
+        }
+    }
+
+    /// Full reads and sweeps store PRs closed longer ago than `age` without
+    /// their check runs: those no longer change, and reading them is most of
+    /// what a backfill costs.
+    pub fn with_checks_for_closed(mut self, age: std::time::Duration) -> Self {
+        self.checks_for_closed = Some(age);
+        self
+    }
+
+    fn closed_cutoff(&self) -> Option<chrono::DateTime<Utc>> {
+        let age = chrono::Duration::from_std(self.checks_for_closed?).ok()?;
+        Utc::now().checked_sub_signed(age)
     }
 
     pub fn with_max_concurrent_repos(mut self, max: usize) -> Self {
@@ -396,6 +443,23 @@ impl PrProcessor {
             Target::Commit { head_sha } => work.commit(head_sha),
             Target::DeliveredPullRequest { pr, with_checks } => work.delivered_pull_request(pr, *with_checks),
             Target::DeliveredCheckRuns { runs, .. } => work.delivered_check_runs(runs),
+            Target::Surveyed { numbers, commits, runs, failed, watermark } => {
+                for number in numbers {
+                    match self.discovery.discover_pr(repo, *number, purpose).await {
+                        Ok(lookup) => {
+                            if work.absorb_lookup(*number, lookup) {
+                                result.unchanged_resources += 1;
+                            }
+                        }
+                        Err(error) => result.errors.push(error),
+                    }
+                }
+                result.errors.extend(failed.iter().map(|f| ProcessingError::discovery(repo, None, f)));
+                work.pr_heads = PrHeads::IfNew;
+                work.delivered_runs = Some(runs.clone());
+                work.commits_in_hand = commits.iter().cloned().collect();
+                work.changes.sweep = Some(SweepMark { watermark: *watermark });
+            }
         }
         self.detect_and_synchronize(repo, purpose, work, result).await
     }
@@ -412,7 +476,7 @@ impl PrProcessor {
     ) -> Result<(), ProcessingError> {
         work.absorb(self.discovery.discover_prs(repo, None, purpose).await?, result);
         let stored_open = self.stored_open_heads(repo).await?;
-        work.end_listing(stored_open);
+        work.end_listing(stored_open, self.closed_cutoff());
         Ok(())
     }
 
@@ -445,7 +509,7 @@ impl PrProcessor {
                 }
             }
         }
-        work.end_listing(stored_open);
+        work.end_listing(stored_open, self.closed_cutoff());
         // Commits that are no open PR's head but may have changed unseen: a
         // run's start sends no webhook, and a lost webhook on an old head
         // would otherwise never be healed.
@@ -485,14 +549,20 @@ impl PrProcessor {
         work: Gathered,
         result: &mut ProcessingResult,
     ) -> Result<(), Stop> {
-        let Gathered { prs, mut heads, pr_heads, delivered_runs, mut changes } = work;
+        let Gathered { prs, mut heads, pr_heads, delivered_runs, commits_in_hand, mut changes } = work;
         result.prs_discovered = prs.len();
         self.detect_prs(repo, &prs, &mut changes).await?;
         if pr_heads.wanted(&changes) {
             heads.extend(prs.iter().map(PrHead::from));
         }
         let runs = match delivered_runs {
-            Some(runs) => {
+            Some(mut runs) => {
+                // Heads detection asked for beyond the commits in hand (a
+                // surveyed PR whose head moved again since the survey).
+                heads.retain(|head| !commits_in_hand.contains(&head.head_sha));
+                if let Some(more) = self.read_check_runs(repo, heads, purpose, &mut changes, result).await {
+                    runs.extend(more);
+                }
                 result.check_runs_discovered = runs.len();
                 Some(runs)
             }

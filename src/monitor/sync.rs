@@ -206,6 +206,7 @@ async fn upsert_prs(
 struct PrUpsert<'a> {
     repository_id: Vec<i64>,
     github_id: Vec<i64>,
+    node_id: Vec<Option<&'a str>>,
     number: Vec<PullRequestNumber>,
     title: Vec<&'a str>,
     author: Vec<&'a str>,
@@ -231,6 +232,7 @@ impl<'a> PrUpsert<'a> {
         Self {
             repository_id: vec![repository_id.0; prs.len()],
             github_id: prs.iter().map(|pr| pr.github_id).collect(),
+            node_id: prs.iter().map(|pr| pr.node_id.as_deref()).collect(),
             number: prs.iter().map(|pr| pr.number).collect(),
             title: prs.iter().map(|pr| pr.title.as_str()).collect(),
             author: prs.iter().map(|pr| pr.author.as_str()).collect(),
@@ -262,11 +264,11 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
     ) -> QueryResult<()> {
         use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamptz};
         out.push_sql(
-            "INSERT INTO pull_requests (repository_id, github_id, number, title, author, state, draft, \
+            "INSERT INTO pull_requests (repository_id, github_id, node_id, number, title, author, state, draft, \
                                         base_branch, base_sha, head_branch, head_sha, html_url, body, \
                                         labels, assignees, metadata, gh_created_at, gh_updated_at, \
                                         gh_closed_at, gh_merged_at) \
-             SELECT u.repository_id, u.github_id, u.number, u.title, u.author, u.state, u.draft, \
+             SELECT u.repository_id, u.github_id, u.node_id, u.number, u.title, u.author, u.state, u.draft, \
                     u.base_branch, u.base_sha, u.head_branch, u.head_sha, u.html_url, u.body, \
                     ARRAY(SELECT e FROM jsonb_array_elements_text(u.labels) WITH ORDINALITY AS l(e, i) ORDER BY i), \
                     ARRAY(SELECT e FROM jsonb_array_elements_text(u.assignees) WITH ORDINALITY AS a(e, i) ORDER BY i), \
@@ -276,6 +278,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&self.repository_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.github_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.node_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Integer>, _>(&self.number)?;
         for column in [&self.title, &self.author] {
@@ -307,11 +311,12 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for PrUpsert<'_> {
         // Rule 4 is the upsert's WHERE: checked against the row as stored at
         // write time, so a concurrent newer write is never undone.
         out.push_sql(
-            ") AS u(repository_id, github_id, number, title, author, state, draft, base_branch, base_sha, \
+            ") AS u(repository_id, github_id, node_id, number, title, author, state, draft, base_branch, base_sha, \
                    head_branch, head_sha, html_url, body, labels, assignees, metadata, gh_created_at, \
                    gh_updated_at, gh_closed_at, gh_merged_at) \
              ON CONFLICT (repository_id, number) DO UPDATE SET \
-                 github_id = excluded.github_id, title = excluded.title, author = excluded.author, \
+                 github_id = excluded.github_id, \
+                 node_id = COALESCE(excluded.node_id, pull_requests.node_id), title = excluded.title, author = excluded.author, \
                  state = excluded.state, draft = excluded.draft, base_branch = excluded.base_branch, \
                  base_sha = excluded.base_sha, head_branch = excluded.head_branch, \
                  head_sha = excluded.head_sha, html_url = excluded.html_url, body = excluded.body, \
@@ -353,6 +358,7 @@ async fn upsert_check_runs(
 struct CheckRunUpsert<'a> {
     repository_id: Vec<i64>,
     github_id: Vec<i64>,
+    node_id: Vec<Option<&'a str>>,
     check_suite_id: Vec<Option<i64>>,
     head_sha: Vec<&'a str>,
     name: Vec<&'a str>,
@@ -372,6 +378,7 @@ impl<'a> CheckRunUpsert<'a> {
         Self {
             repository_id: vec![repository_id.0; runs.len()],
             github_id: runs.iter().map(|r| r.github_id).collect(),
+            node_id: runs.iter().map(|r| r.node_id.as_deref()).collect(),
             check_suite_id: runs.iter().map(|r| r.check_suite_id).collect(),
             head_sha: runs.iter().map(|r| r.head_sha.as_str()).collect(),
             name: runs.iter().map(|r| r.name.as_str()).collect(),
@@ -397,7 +404,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
     ) -> QueryResult<()> {
         use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
         out.push_sql(
-            "INSERT INTO check_runs (repository_id, github_id, check_suite_id, head_sha, name, app_slug, \
+            "INSERT INTO check_runs (repository_id, github_id, node_id, check_suite_id, head_sha, name, app_slug, \
                                      status, conclusion, details_url, html_url, output_title, output_summary, \
                                      gh_started_at, gh_completed_at) \
              SELECT * FROM unnest(",
@@ -405,6 +412,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
         out.push_bind_param::<Array<BigInt>, _>(&self.repository_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.github_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.node_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.check_suite_id)?;
         for column in [&self.head_sha, &self.name] {
@@ -429,7 +438,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
         // at write time, so that a concurrent newer write is never undone.
         out.push_sql(
             ") ON CONFLICT (github_id) DO UPDATE SET \
-                 check_suite_id = excluded.check_suite_id, head_sha = excluded.head_sha, \
+                 node_id = COALESCE(excluded.node_id, check_runs.node_id), check_suite_id = excluded.check_suite_id, head_sha = excluded.head_sha, \
                  name = excluded.name, app_slug = excluded.app_slug, status = excluded.status, \
                  conclusion = excluded.conclusion, details_url = excluded.details_url, \
                  html_url = excluded.html_url, output_title = excluded.output_title, \

@@ -17,6 +17,9 @@ pub enum JobKind {
     Sweep,
     /// First full read of a newly registered repository.
     Backfill,
+    /// The sweeps of one installation's due repositories, surveyed through
+    /// GraphQL many repositories a query.
+    Survey,
 }
 
 impl JobKind {
@@ -26,6 +29,7 @@ impl JobKind {
             "install" => Some(Self::Install),
             "sweep" => Some(Self::Sweep),
             "backfill" => Some(Self::Backfill),
+            "survey" => Some(Self::Survey),
             _ => None,
         }
     }
@@ -36,6 +40,7 @@ impl JobKind {
             Self::Install => "install",
             Self::Sweep => "sweep",
             Self::Backfill => "backfill",
+            Self::Survey => "survey",
         }
     }
 }
@@ -112,6 +117,14 @@ pub struct RepositoryJob {
     pub manual: bool,
 }
 
+/// The sweeps of one installation's due repositories (`None`: the
+/// repositories read with the configured token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<InstallationId>,
+}
+
 /// A job to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -143,6 +156,15 @@ impl NewJob {
     /// repository, apart from its sweeps.
     pub fn backfill(target: &RepositoryJob) -> Self {
         Self::keyed(JobKind::Backfill, format!("{BACKFILL_KEY_PREFIX}{}", target.repository_id), target)
+    }
+
+    /// The sweeps of one installation's due repositories; one pending per installation.
+    pub fn survey(target: &SurveyJob) -> Self {
+        let key = match target.installation_id {
+            Some(id) => format!("survey:{id}"),
+            None => "survey:token".to_owned(),
+        };
+        Self::keyed(JobKind::Survey, key, target)
     }
 
     /// The operator's limit (`PRMONITOR_JOB_MAX_ATTEMPTS`) instead of the

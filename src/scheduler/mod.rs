@@ -9,12 +9,13 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use tokio::sync::watch;
 
-use crate::config::{GitHubSettings, WorkerSettings};
-use crate::db::schema::webhook_deliveries;
+use crate::config::{BulkReads, GitHubSettings, WorkerSettings};
+use crate::db::schema::{jobs, repositories, webhook_deliveries};
 use crate::db::DbPool;
 use crate::github::cache;
 use crate::jitter::Jitter;
-use crate::queue::{self, NewJob, RepositoryJob};
+use crate::ids::InstallationId;
+use crate::queue::{self, JobKind, JobState, NewJob, RepositoryJob, SurveyJob};
 
 /// Finished jobs stay this long for `GET /api/v1/jobs/{id}` and `jobs list`.
 const KEEP_DONE_JOBS: Duration = Duration::from_secs(86_400);
@@ -59,10 +60,36 @@ impl Scheduler {
         tracing::info!("scheduler stopped");
     }
 
-    /// Enqueues a sweep for each repository that is due; returns how many.
+    /// Enqueues a sweep for each repository that is due (with GraphQL bulk
+    /// reads, one survey per installation instead); returns how many
+    /// repositories were due.
     pub async fn schedule_due_sweeps(&self) -> Result<usize, diesel::result::Error> {
         let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
         let due = queue::repositories_due_for_sweep(&mut conn, self.settings.sweep_interval).await?;
+        if self.settings.bulk_reads == BulkReads::Graphql && !due.is_empty() {
+            let installations: Vec<Option<InstallationId>> = repositories::table
+                .filter(repositories::id.eq_any(&due))
+                .select(repositories::installation_id)
+                .distinct()
+                .load(&mut conn)
+                .await?;
+            // A survey still running would be doubled by another: its
+            // repositories stay due until it reaches them.
+            let busy: Vec<Option<String>> = jobs::table
+                .filter(jobs::kind.eq(JobKind::Survey.as_str()))
+                .filter(jobs::state.eq_any([JobState::Pending, JobState::Running]))
+                .select(jobs::coalesce_key)
+                .load(&mut conn)
+                .await?;
+            for installation_id in installations {
+                let job =
+                    NewJob::survey(&SurveyJob { installation_id }).with_max_attempts(self.settings.max_attempts);
+                if !busy.contains(&job.coalesce_key) {
+                    queue::enqueue(&mut conn, &job).await?;
+                }
+            }
+            return Ok(due.len());
+        }
         for repository_id in &due {
             let job = NewJob::sweep(&RepositoryJob { repository_id: *repository_id, manual: false })
                 .with_max_attempts(self.settings.max_attempts);

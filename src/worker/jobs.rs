@@ -13,7 +13,7 @@ use crate::ids::RepositoryId;
 use crate::monitor::delivered::{self, DeliveredPayload};
 use crate::monitor::{Cause, Target, WorkContext};
 use crate::queue::{
-    self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob,
+    self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob, SurveyJob,
 };
 
 /// Delivery ids kept for logs and the history trail.
@@ -145,6 +145,11 @@ pub async fn run(
                 .map_err(|e| format!("bad install payload: {e}"))?;
             run_installation(deps, &target, job_ref).await
         }
+        JobKind::Survey => {
+            let target: SurveyJob = serde_json::from_value(job.payload.clone())
+                .map_err(|e| format!("bad survey payload: {e}"))?;
+            run_survey(deps, &target, job_ref).await
+        }
         JobKind::Sweep | JobKind::Backfill => {
             let target: RepositoryJob = serde_json::from_value(job.payload.clone())
                 .map_err(|e| format!("bad repository payload: {e}"))?;
@@ -187,6 +192,38 @@ async fn process(
     } else {
         Err(<[_]>::first(&result.errors).map_or_else(|| "processing failed".to_owned(), ToString::to_string))
     }
+}
+
+/// The sweeps of one installation's due repositories through surveys
+/// ([`crate::monitor::survey`]). Each repository commits on its own; one that
+/// fails stays due and is surveyed again at the scheduler's next tick.
+async fn run_survey(deps: &WorkerDeps, target: &SurveyJob, job: &JobRef) -> Result<(), String> {
+    let repos = {
+        let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+        let due = crate::queue::repositories_due_for_sweep(&mut conn, deps.settings.sweep_interval)
+            .await
+            .map_err(|e| e.to_string())?;
+        repositories::find_many(&mut conn, &due).await.map_err(|e| e.to_string())?
+    };
+    let repos: Vec<Repository> =
+        repos.into_iter().filter(|r| r.active && r.installation_id == target.installation_id).collect();
+    let report = crate::monitor::survey::sweep_installation(
+        &deps.github,
+        &deps.processor,
+        &deps.pool,
+        target.installation_id,
+        &repos,
+        deps.settings.sweep_batch_repositories,
+    )
+    .await;
+    let failed = report.results.iter().filter(|r| !r.success).count();
+    tracing::info!(
+        repositories = repos.len(),
+        swept_alone = report.swept_alone,
+        failed,
+        "installation surveyed"
+    );
+    complete(deps, job).await
 }
 
 async fn complete(deps: &WorkerDeps, job: &JobRef) -> Result<(), String> {

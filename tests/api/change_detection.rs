@@ -470,6 +470,7 @@ async fn a_failure_in_the_last_row_leaves_the_database_as_it_was() {
     records.last_mut().expect("last").data.number = PullRequestNumber(0);
     let check_run = CheckRunData {
         github_id: 5_000_000_000,
+        node_id: None,
         check_suite_id: None,
         head_sha: template.head_sha.clone(),
         name: "extra".into(),

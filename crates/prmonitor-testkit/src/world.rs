@@ -44,6 +44,9 @@ pub fn settings_for(db: &TestDatabase, sim: &Simulator, extra: &[(&str, &str)]) 
         ("PRMONITOR_SWEEP_INTERVAL", "1h"),
         ("PRMONITOR_DB_POOL_SIZE", "10"),
         ("PRMONITOR_HTTP_WORKERS", "2"),
+        // The generated history is 30 days old; the tests compare every check
+        // run with the simulator's unless they set the policy themselves.
+        ("PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", "3650d"),
     ];
     overrides.extend_from_slice(extra);
     let mut settings = test_settings(db, &overrides);

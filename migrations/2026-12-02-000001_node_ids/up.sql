@@ -1,0 +1,5 @@
+-- GitHub's global node ids: GraphQL objects join the REST and webhook rows
+-- by them (GraphQL's `id` is REST's `node_id`). Nullable: rows written
+-- before this migration get theirs at their next change.
+ALTER TABLE pull_requests ADD COLUMN node_id TEXT;
+ALTER TABLE check_runs ADD COLUMN node_id TEXT;

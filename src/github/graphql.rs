@@ -374,6 +374,59 @@ pub fn endpoint_for(api_url: &url::Url) -> url::Url {
 mod tests {
     use super::*;
 
+    /// GitHub's published schema (fixtures/github/graphql/).
+    fn github_schema() -> apollo_compiler::validation::Valid<apollo_compiler::Schema> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/github/graphql/schema.graphql");
+        let text = std::fs::read_to_string(path).expect("GitHub's schema");
+        // GitHub's published schema defines two fields of `EnterpriseOwnerInfo`
+        // twice; the parser keeps the first and reports the second, which
+        // does not concern the types queried here.
+        let schema = match apollo_compiler::Schema::parse(text, "schema.graphql") {
+            Ok(schema) => schema,
+            Err(with_errors) => {
+                let reported = with_errors.errors.to_string();
+                assert!(reported.contains("EnterpriseOwnerInfo"), "unexpected schema errors: {reported}");
+                with_errors.partial
+            }
+        };
+        // Validating GitHub's own schema is not this test's business.
+        apollo_compiler::validation::Valid::assume_valid(schema)
+    }
+
+    fn validate(schema: &apollo_compiler::validation::Valid<apollo_compiler::Schema>, doc: &Document) {
+        if let Err(errors) = apollo_compiler::ExecutableDocument::parse_and_validate(schema, &doc.query, "query.graphql") {
+            panic!("{}\n{}", doc.query, errors.errors);
+        }
+    }
+
+    #[test]
+    fn every_document_prmonitor_sends_validates_against_githubs_schema() {
+        let schema = github_schema();
+        let one = [RepositoryCommits { owner: "o", name: "a", shas: vec!["aa"] }];
+        let two = [
+            RepositoryCommits { owner: "o", name: "a", shas: vec!["aa", "bb"] },
+            RepositoryCommits { owner: "o", name: "b", shas: vec!["cc"] },
+        ];
+        for document in [
+            check_runs_of_commits(&one),
+            check_runs_of_commits(&two),
+            check_suites_page("o", "a", "aa", "Y3Vyc29y"),
+            check_runs_page("CS_1", "Y3Vyc29y"),
+            survey(&[SurveyTarget { owner: "o", name: "a" }]),
+            survey(&[SurveyTarget { owner: "o", name: "a" }, SurveyTarget { owner: "o", name: "b" }]),
+        ] {
+            validate(&schema, &document);
+        }
+        // The check can fail: a field GitHub lacks, or a wrong argument type.
+        for wrong in [
+            "query { repository(owner: \"o\", name: \"a\") { pullRequests(first: 1) { nodes { ciState } } } }",
+            "query($n: Int!) { repository(owner: \"o\", name: $n) { id } }",
+        ] {
+            let result = apollo_compiler::ExecutableDocument::parse_and_validate(&schema, wrong, "wrong.graphql");
+            assert!(result.is_err(), "{wrong} should not validate");
+        }
+    }
+
     #[test]
     fn the_endpoint_follows_the_rest_root() {
         let of = |raw: &str| endpoint_for(&url::Url::parse(raw).expect("url")).to_string();

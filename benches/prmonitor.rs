@@ -18,7 +18,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use github_sim::prng::SplitMix64;
 use github_sim::{self as sim, Generate, NewPr, SimConfig, Simulator, WebhookTarget};
-use prmonitor::config::{parse_api_url, DatabaseUrl, GitHubAuth, Secret, Settings};
+use prmonitor::config::{parse_api_url, BulkReads, DatabaseUrl, GitHubAuth, Secret, Settings};
 use prmonitor::db::repositories::{self, NewRepository};
 use prmonitor::github::GitHubClient;
 use prmonitor::ids::{GithubRepoId, InstallationId, RepositoryId};
@@ -785,6 +785,272 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
     Ok(())
 }
 
+/// GitHub's price of what the simulator counted: REST answers other than
+/// 304 and token exchanges cost a point each, GraphQL queries what GitHub's
+/// formula charges. (requests, points, secondary-limit refusals)
+fn github_cost(stats: &sim::Stats) -> (usize, u64, u64) {
+    let rest: Vec<_> = stats.requests.iter().filter(|r| r.route != "POST /graphql" && !r.route.starts_with("POST /app")).collect();
+    let rest_points = rest.iter().filter(|r| r.status != 304).count() as u64;
+    let graphql = stats.requests.iter().filter(|r| r.route == "POST /graphql").count();
+    (rest.len() + graphql, rest_points + stats.graphql_points(), stats.secondary_limited())
+}
+
+/// A processor and its client, as the service builds them, with fresh
+/// installation tokens (a new client mints its own).
+fn pipeline_for(settings: &Settings, pool: &prmonitor::db::DbPool) -> Result<(GitHubClient, PrProcessor), Error> {
+    let github = GitHubClient::new(&settings.github, pool.clone())?;
+    let processor = prmonitor::startup::processor(&github, pool, settings);
+    Ok((github, processor))
+}
+
+async fn register_all(db: &str, sim: &Simulator) -> Result<Vec<repositories::Repository>, Error> {
+    let mut conn = AsyncPgConnection::establish(db).await?;
+    let repos: Vec<(i64, String, String, i64)> =
+        sim.world(|w| w.repos.values().map(|r| (r.id, r.owner.clone(), r.name.clone(), r.installation_id)).collect());
+    let mut stored = Vec::new();
+    for (id, owner, name, installation) in repos {
+        let new = NewRepository {
+            github_id: GithubRepoId(id),
+            owner: &owner,
+            name: &name,
+            installation_id: Some(InstallationId(installation)),
+        };
+        stored.push(repositories::upsert(&mut conn, &new).await?);
+    }
+    Ok(stored)
+}
+
+/// Backfills of the same world through REST and through GraphQL, side by
+/// side: points (REST + GraphQL), requests, wall time; and the policy for
+/// old closed PRs.
+async fn bulk_backfill(report: &mut Report) -> Result<(), Error> {
+    // 10,000 PRs through GraphQL; REST's side is measured on 1,000 of them
+    // (10,100 REST calls would take GitHub's secondary limit of 900 a
+    // minute per endpoint past 11 minutes) and reported per 1,000 PRs.
+    for (bulk, prs) in [("graphql", 10_000), ("rest", 1_000)] {
+        let sim = Simulator::start(SimConfig {
+            generate: Some(Generate { repositories: 1, pull_requests: prs, check_runs: 10 }),
+            rate_limit: 1_000_000,
+            ..SimConfig::default()
+        })
+        .await?;
+        let database = TestDatabase::migrated().await;
+        let mut settings = settings_for(&database.url, &sim)?;
+        settings.worker.bulk_reads = if bulk == "rest" { BulkReads::Rest } else { BulkReads::Graphql };
+        // Every PR with its checks: the figure the target names.
+        settings.worker.backfill_checks_for_closed = Duration::from_secs(3650 * 86_400);
+        let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
+        let (_, processor) = pipeline_for(&settings, &pool)?;
+        let repos = register_all(&database.url, &sim).await?;
+        sim.reset_stats();
+        let started = Instant::now();
+        let result = processor.process_repository(&repos[0], Cause::Backfill).await;
+        let elapsed = started.elapsed();
+        if !result.success {
+            return Err(format!("{bulk} backfill failed: {:?}", result.errors).into());
+        }
+        verify::diff_all(&database.url, &sim).await?;
+        let (requests, points, limited) = github_cost(&sim.stats());
+        let per_1000 = 1000.0 / prs as f64;
+        let scenario = format!("backfill, {bulk} ({prs} PRs × 10 check runs)");
+        report.add(&scenario, "points per 1,000 PRs (REST + GraphQL)", points as f64 * per_1000, "points");
+        if bulk == "graphql" {
+            report.target("≤ 120");
+        }
+        report.add(&scenario, "requests per 1,000 PRs", requests as f64 * per_1000, "requests");
+        report.add(&scenario, "secondary-limit refusals", limited as f64, "");
+        report.add(&scenario, "wall time", elapsed.as_secs_f64(), "s");
+        sim.stop().await;
+    }
+    // Old closed PRs stored without their checks: the generated history is
+    // 30 days old, so with a 7-day policy every closed PR is "old".
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 1, pull_requests: 5_000, check_runs: 10 }),
+        ..SimConfig::default()
+    })
+    .await?;
+    let database = TestDatabase::migrated().await;
+    let mut settings = settings_for(&database.url, &sim)?;
+    settings.worker.backfill_checks_for_closed = Duration::from_secs(7 * 86_400);
+    let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
+    let (_, processor) = pipeline_for(&settings, &pool)?;
+    let repos = register_all(&database.url, &sim).await?;
+    // Close the open ones long ago too, silently: a repository of old history.
+    sim.mutate_silently(|w| {
+        let repo_id = repos[0].github_id.0;
+        let open: Vec<i64> = w.repo(repo_id)?.pulls.values().filter(|p| p.state == sim::model::PrState::Open).map(|p| p.number).collect();
+        for number in open {
+            let created = w.repo(repo_id)?.pulls[&number].created_at;
+            w.close_pr(repo_id, number, false)?;
+            w.backdate(repo_id, number, created + chrono::Duration::hours(2))?;
+        }
+        Ok(())
+    })?;
+    sim.reset_stats();
+    let result = processor.process_repository(&repos[0], Cause::Backfill).await;
+    if !result.success {
+        return Err(format!("closed backfill failed: {:?}", result.errors).into());
+    }
+    let (requests, points, _) = github_cost(&sim.stats());
+    let scenario = "backfill of 5,000 old closed PRs (policy: checks for PRs closed within 7 days)";
+    report.add(scenario, "points per 1,000 PRs", points as f64 / 5.0, "points");
+    report.target("≤ 15");
+    report.add(scenario, "requests per 1,000 PRs", requests as f64 / 5.0, "requests");
+    sim.stop().await;
+    Ok(())
+}
+
+/// Makes every stored repository due for a sweep.
+async fn make_due(db: &str) -> Result<(), Error> {
+    let mut conn = AsyncPgConnection::establish(db).await?;
+    diesel::sql_query("UPDATE repositories SET last_swept_at = now() - interval '7 days'").execute(&mut conn).await?;
+    Ok(())
+}
+
+/// Sweeps of 1,000 repositories × 10 open PRs after a token rotation:
+/// unchanged, then with 1 % of the PRs changed (GraphQL surveys), and the
+/// unchanged sweep on the REST path for the record.
+async fn bulk_sweep(report: &mut Report) -> Result<(), Error> {
+    const REPOS: usize = 1_000;
+    let sim = Simulator::start(SimConfig {
+        // 14 generated PRs leave about 10 open per repository.
+        generate: Some(Generate { repositories: REPOS, pull_requests: 14, check_runs: 2 }),
+        ..SimConfig::default()
+    })
+    .await?;
+    // A world at rest: every check finished (a pending check is re-read by
+    // every sweep until it finishes, by design).
+    sim.mutate_silently(|w| {
+        let unfinished: Vec<i64> = w
+            .repos
+            .values()
+            .flat_map(|r| r.check_runs.values().filter(|c| c.status != "completed").map(|c| c.id))
+            .collect();
+        for run in unfinished {
+            w.complete_check_run(run, "success")?;
+        }
+        Ok(())
+    })?;
+    let open = sim.world(|w| w.repos.values().flat_map(|r| r.pulls.values()).filter(|p| p.state == sim::model::PrState::Open).count());
+    let database = TestDatabase::migrated().await;
+    let db = database.url.clone();
+    let mut settings = settings_for(&db, &sim)?;
+    settings.worker.backfill_checks_for_closed = Duration::from_secs(3650 * 86_400);
+    let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
+    let repos = register_all(&db, &sim).await?;
+    {
+        let (_, processor) = pipeline_for(&settings, &pool)?;
+        let processor = processor.with_max_concurrent_repos(8);
+        let backfilled = processor.process_repositories(&repos, Cause::Backfill).await;
+        if backfilled.failed > 0 {
+            return Err(format!("{} backfills failed", backfilled.failed).into());
+        }
+    }
+    let installation = Some(InstallationId(sim::generate::GENERATED_INSTALLATION));
+    let mut sweep_graphql = |label: &'static str| {
+        let (sim, db, settings, pool) = (&sim, db.clone(), settings.clone(), pool.clone());
+        async move {
+            make_due(&db).await?;
+            // A new token: ETags earned before are worthless now, as on GitHub.
+            sim.expire_tokens();
+            let (github, processor) = pipeline_for(&settings, &pool)?;
+            let mut conn = AsyncPgConnection::establish(&db).await?;
+            let repos = repositories::list_active(&mut conn).await?;
+            sim.reset_stats();
+            let started = Instant::now();
+            let swept = prmonitor::monitor::survey::sweep_installation(
+                &github,
+                &processor,
+                &pool,
+                installation,
+                &repos,
+                settings.worker.sweep_batch_repositories,
+            )
+            .await;
+            let elapsed = started.elapsed();
+            let failed = swept.results.iter().filter(|r| !r.success).count();
+            if failed > 0 {
+                return Err::<_, Error>(format!("{label}: {failed} repositories failed").into());
+            }
+            verify::diff_all(&db, sim).await?;
+            Ok((github_cost(&sim.stats()), elapsed, swept.swept_alone))
+        }
+    };
+    let scenario = format!("sweep of {REPOS} repositories × ~10 open PRs ({open} open) after a token rotation");
+    let ((requests, points, limited), elapsed, alone) = sweep_graphql("unchanged").await?;
+    report.add(&format!("{scenario}, unchanged, GraphQL"), "points", points as f64, "points");
+    report.target("≤ 120 (moonshot ≤ 30)");
+    report.add(&format!("{scenario}, unchanged, GraphQL"), "requests", requests as f64, "requests");
+    report.target("≤ 150");
+    report.add(&format!("{scenario}, unchanged, GraphQL"), "secondary-limit refusals", limited as f64, "");
+    report.target("0");
+    report.add(&format!("{scenario}, unchanged, GraphQL"), "repositories swept alone (survey inconclusive)", alone as f64, "");
+    report.add(&format!("{scenario}, unchanged, GraphQL"), "wall time", elapsed.as_secs_f64(), "s");
+    report.target("< 60 s");
+    let unchanged_points = points;
+
+    // 1 % of the open PRs changed without a webhook: half retitled, half pushed.
+    let changed = open / 100;
+    let targets: Vec<(i64, i64)> = sim.world(|w| {
+        w.repos
+            .values()
+            .flat_map(|r| r.pulls.values().filter(|p| p.state == sim::model::PrState::Open).map(|p| (r.id, p.number)))
+            .step_by(100)
+            .take(changed)
+            .collect()
+    });
+    sim.mutate_silently(|w| {
+        for (i, (repo, number)) in targets.iter().enumerate() {
+            if i % 2 == 0 {
+                w.edit_pr(*repo, *number, Some(format!("Changed {i}")), None)?;
+            } else {
+                w.push(*repo, *number)?;
+            }
+        }
+        Ok(())
+    })?;
+    let ((requests, points, limited), elapsed, _) = sweep_graphql("1 % changed").await?;
+    report.add(&format!("{scenario}, {changed} PRs changed, GraphQL"), "points", points as f64, "points");
+    report.add(
+        &format!("{scenario}, {changed} PRs changed, GraphQL"),
+        "points per changed PR beyond the unchanged sweep",
+        (points.saturating_sub(unchanged_points)) as f64 / changed.max(1) as f64,
+        "points",
+    );
+    report.target("≤ 2");
+    report.add(&format!("{scenario}, {changed} PRs changed, GraphQL"), "requests", requests as f64, "requests");
+    report.add(&format!("{scenario}, {changed} PRs changed, GraphQL"), "secondary-limit refusals", limited as f64, "");
+    report.add(&format!("{scenario}, {changed} PRs changed, GraphQL"), "wall time", elapsed.as_secs_f64(), "s");
+
+    // The REST path, for the record: 100 of the repositories (12 calls each
+    // after a rotation; all 1,000 would wait minutes on the secondary limit).
+    make_due(&db).await?;
+    sim.expire_tokens();
+    let mut rest_settings = settings.clone();
+    rest_settings.worker.bulk_reads = BulkReads::Rest;
+    let (_, processor) = pipeline_for(&rest_settings, &pool)?;
+    let mut conn = AsyncPgConnection::establish(&db).await?;
+    let repos = repositories::list_active(&mut conn).await?;
+    sim.reset_stats();
+    let started = Instant::now();
+    for repo in repos.iter().take(100) {
+        let ctx = WorkContext { cause: Cause::Sweep, ..WorkContext::default() };
+        let result = processor.process(repo, Target::Sweep, ctx).await;
+        if !result.success {
+            return Err(format!("REST sweep failed: {:?}", result.errors).into());
+        }
+    }
+    let elapsed = started.elapsed();
+    let (requests, points, limited) = github_cost(&sim.stats());
+    let rest = format!("{scenario}, unchanged, REST (100 repositories measured, ×10)");
+    report.add(&rest, "points", points as f64 * 10.0, "points");
+    report.add(&rest, "requests", requests as f64 * 10.0, "requests");
+    report.add(&rest, "secondary-limit refusals (100 repositories)", limited as f64, "");
+    report.add(&rest, "wall time (100 repositories)", elapsed.as_secs_f64(), "s");
+    sim.stop().await;
+    Ok(())
+}
+
 fn machine() -> Value {
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -833,7 +1099,9 @@ fn main() -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut report = Report::default();
-        let scenarios: [(&str, ScenarioFn); 5] = [
+        let scenarios: [(&str, ScenarioFn); 7] = [
+            ("bulk-backfill", |r| Box::pin(bulk_backfill(r))),
+            ("bulk-sweep", |r| Box::pin(bulk_sweep(r))),
             ("ingest", |r| Box::pin(ingest(r))),
             ("pipeline", |r| Box::pin(pipeline(r))),
             ("paced", |r| Box::pin(pipeline_paced(r))),

@@ -237,7 +237,7 @@ fn prs_for_sha(urls: &Urls, repo: &SimRepo, sha: &str) -> Value {
     )
 }
 
-fn suite_status(repo: &SimRepo, suite_id: i64, sha: &str) -> (&'static str, Value) {
+pub(crate) fn suite_status(repo: &SimRepo, suite_id: i64, sha: &str) -> (&'static str, Value) {
     let runs: Vec<&SimCheckRun> = repo.runs_for(sha).filter(|r| r.check_suite_id == suite_id).collect();
     if runs.iter().all(|r| r.status == "completed") {
         let failed = runs
@@ -335,6 +335,32 @@ pub fn check_run(urls: &Urls, repo: &SimRepo, run: &SimCheckRun) -> Value {
     set(&mut value, "check_suite", suite);
     set(&mut value, "pull_requests", prs_for_sha(urls, repo, &run.head_sha));
     value
+}
+
+/// The App behind every check suite and run: the one REST's `check_run.app`
+/// shows (GitHub's example payload), so GraphQL's `CheckSuite.app` agrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckApp {
+    pub id: i64,
+    pub node_id: String,
+    pub name: String,
+    /// The example has no `slug`; GitHub's slug is the last part of the App's page URL.
+    pub slug: String,
+    pub html_url: String,
+}
+
+pub(crate) fn check_app(urls: &Urls) -> CheckApp {
+    let mut app = templates().check_run["app"].clone();
+    rewrite(&mut app, TEMPLATE_HTML, &urls.html);
+    let text = |key: &str| app[key].as_str().unwrap_or_default().to_owned();
+    let html_url = text("html_url");
+    CheckApp {
+        id: app["id"].as_i64().unwrap_or_default(),
+        node_id: text("node_id"),
+        name: text("name"),
+        slug: html_url.rsplit('/').next().unwrap_or_default().to_owned(),
+        html_url,
+    }
 }
 
 /// The `installation` object of `GET /app/installations`.

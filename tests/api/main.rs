@@ -8,6 +8,7 @@ mod binary;
 mod change_detection;
 mod check_rules;
 mod github_client;
+mod graphql_simulator;
 mod health;
 mod identifiers;
 mod installations;

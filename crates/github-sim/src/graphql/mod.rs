@@ -162,7 +162,8 @@ impl QueryContext {
         let Some(result) =
             cost::analyse(&self.document, self.operation_name.as_deref(), &self.variables, schema_types())
         else {
-            // No such operation: execution reports it, and nothing ran to be charged.
+            // No such operation: execution reports it, and nothing runs, so nothing is
+            // charged (the analysis is marked a dry run for that).
             return Admission::Admitted {
                 analysis: Analysis { dry_run: true, ..Analysis::default() },
                 bucket: self.budgets.current(self.caller.bucket()),

@@ -434,8 +434,9 @@ fn run_sim(args: &SimArgs) -> ExitCode {
         let sim = github_sim::Simulator::start(config).await?;
         tracing::info!(
             api_url = %sim.api_url(),
+            graphql_url = %sim.graphql_url(),
             app_id = github_sim::SIM_APP_ID,
-            "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID)"
+            "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID, /_sim/graphql-budget/ID)"
         );
         let signal = shutdown_signal().await;
         tracing::info!(signal, "stopping the simulator");

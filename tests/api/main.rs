@@ -9,6 +9,7 @@ mod change_detection;
 mod check_rules;
 mod github_client;
 mod graphql_reads;
+mod graphql_simulator;
 mod health;
 mod identifiers;
 mod installations;

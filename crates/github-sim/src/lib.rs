@@ -4,8 +4,23 @@
 //! shapes, `Link` pagination, ETags and 304s, `x-ratelimit-*` budgets, App JWT
 //! verification and installation tokens; injects faults; counts every
 //! request; and sends signed webhooks when its model changes.
+//!
+//! It also serves GitHub's GraphQL API at `POST /graphql` (`/api/graphql`
+//! beside Enterprise's `/api/v3`): repositories, pull requests with labels,
+//! assignees, head ref and commits, check suites and runs (`checkType` `ALL`
+//! or the latest per name), `statusCheckRollup`, `node`/`nodes` and
+//! `rateLimit`, every type and field checked against GitHub's published
+//! schema, ids equal to REST's `node_id`s. GitHub's rules hold before a query
+//! runs — `first`/`last` of 1 to 100 on every connection, at most 500,000
+//! nodes, GitHub's point cost charged to a per-caller `graphql` budget
+//! (`RATE_LIMITED` with HTTP 200 once spent) — and errors come in GitHub's
+//! shapes. Known differences: a pull request has one commit (its head), the
+//! head branch counts as deleted once the pull request is closed (`headRef`
+//! null), there are no commit statuses (rollups are check runs only), no
+//! mutations, and GraphQL has no injected faults or secondary limits yet.
 
 pub mod generate;
+mod graphql;
 pub mod model;
 pub mod prng;
 pub mod render;
@@ -47,6 +62,8 @@ pub struct SimConfig {
     pub static_token: Option<String>,
     pub token_lifetime: Duration,
     pub rate_limit: u64,
+    /// Points per window of each caller's GraphQL budget (GitHub: 5,000 an hour).
+    pub graphql_rate_limit: u64,
     pub rate_window: Duration,
     pub seed: u64,
     pub faults: Faults,
@@ -65,6 +82,7 @@ impl Default for SimConfig {
             static_token: None,
             token_lifetime: Duration::from_secs(3600),
             rate_limit: 5000,
+            graphql_rate_limit: 5000,
             rate_window: Duration::from_secs(3600),
             seed: 1,
             faults: Faults::default(),
@@ -78,6 +96,7 @@ impl Default for SimConfig {
 /// A running simulator. Dropping it does not stop the server; call [`Simulator::stop`].
 pub struct Simulator {
     shared: web::Data<Shared>,
+    graphql: web::Data<graphql::Budgets>,
     address: SocketAddr,
     handle: ServerHandle,
 }
@@ -115,10 +134,13 @@ impl Simulator {
             rng: rng.clone(),
             dispatcher: Dispatcher::start(webhook, rng),
         });
+        let graphql = web::Data::new(graphql::Budgets::new(config.graphql_rate_limit, config.rate_window));
         let data = shared.clone();
+        let graphql_data = graphql.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(graphql_data.clone())
                 .configure(server::admin_routes)
                 .configure(server::routes(&prefix))
         })
@@ -132,12 +154,18 @@ impl Simulator {
         .run();
         let handle = server.handle();
         tokio::spawn(server);
-        Ok(Self { shared, address, handle })
+        Ok(Self { shared, graphql, address, handle })
     }
 
     /// `http://127.0.0.1:PORT` plus the path prefix: what `PRMONITOR_GITHUB_API_URL` should be.
     pub fn api_url(&self) -> String {
         self.shared.urls.api.clone()
+    }
+
+    /// The GraphQL endpoint: `…/graphql`, or `…/api/graphql` under the Enterprise prefix `/api/v3`.
+    pub fn graphql_url(&self) -> String {
+        let prefix = self.shared.prefix.as_str();
+        format!("http://{}{}", self.address, graphql::path(prefix))
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -286,6 +314,23 @@ impl Simulator {
     /// An installation's current rate-limit window, if it was used or set.
     pub fn budget(&self, bucket: i64) -> Option<Bucket> {
         self.shared.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&bucket).copied()
+    }
+
+    /// Sets a caller's GraphQL budget (installation id; 0: the static token),
+    /// apart from its REST budget as on GitHub.
+    pub fn set_graphql_budget(
+        &self,
+        bucket: i64,
+        limit: Option<u64>,
+        remaining: Option<u64>,
+        reset_in: Option<Duration>,
+    ) -> Bucket {
+        self.graphql.set(bucket, limit, remaining, reset_in)
+    }
+
+    /// A caller's current GraphQL budget, if it was used or set.
+    pub fn graphql_budget(&self, bucket: i64) -> Option<Bucket> {
+        self.graphql.get(bucket)
     }
 
     pub fn stats(&self) -> Stats {

@@ -101,8 +101,10 @@ pub fn user_id(login: &str) -> i64 {
     (hash % 900_000_000) as i64 + 1_000_000
 }
 
-fn node_id(kind: &str, id: i64) -> Value {
-    Value::String(format!("{kind}_sim{id}"))
+/// The global node id of an object: REST's `node_id`, the webhooks' `node_id`
+/// and GraphQL's `id` are this one string, so a client can join them.
+pub(crate) fn node_id(kind: &str, id: i64) -> String {
+    format!("{kind}_sim{id}")
 }
 
 pub fn user(urls: &Urls, login: &str) -> Value {
@@ -112,7 +114,7 @@ pub fn user(urls: &Urls, login: &str) -> Value {
     rewrite(&mut user, TEMPLATE_OWNER, login);
     set(&mut user, "login", json!(login));
     set(&mut user, "id", json!(user_id(login)));
-    set(&mut user, "node_id", node_id("U", user_id(login)));
+    set(&mut user, "node_id", json!(node_id("U", user_id(login))));
     set(&mut user, "type", json!("User"));
     user
 }
@@ -125,7 +127,7 @@ pub fn repository(urls: &Urls, repo: &SimRepo) -> Value {
     rewrite(&mut value, TEMPLATE_FULL_NAME, &full_name);
     rewrite(&mut value, "git://github.com", "git://sim.invalid");
     set(&mut value, "id", json!(repo.id));
-    set(&mut value, "node_id", node_id("R", repo.id));
+    set(&mut value, "node_id", json!(node_id("R", repo.id)));
     set(&mut value, "name", json!(repo.name));
     set(&mut value, "full_name", json!(full_name));
     set(&mut value, "owner", user(urls, &repo.owner));
@@ -137,7 +139,7 @@ pub fn repository(urls: &Urls, repo: &SimRepo) -> Value {
 fn label(urls: &Urls, repo: &SimRepo, name: &str) -> Value {
     let mut value = templates().label.clone();
     set(&mut value, "id", json!(user_id(name)));
-    set(&mut value, "node_id", node_id("LA", user_id(name)));
+    set(&mut value, "node_id", json!(node_id("LA", user_id(name))));
     set(&mut value, "url", json!(format!("{}/repos/{}/labels/{}", urls.api, repo.full_name(), name)));
     set(&mut value, "name", json!(name));
     set(&mut value, "description", Value::Null);
@@ -171,7 +173,7 @@ pub fn pull_request(urls: &Urls, repo: &SimRepo, pr: &SimPr) -> Value {
     let n = pr.number;
     set(&mut value, "url", json!(format!("{api}/pulls/{n}")));
     set(&mut value, "id", json!(pr.id));
-    set(&mut value, "node_id", node_id("PR", pr.id));
+    set(&mut value, "node_id", json!(node_id("PR", pr.id)));
     set(&mut value, "html_url", json!(format!("{html}/pull/{n}")));
     set(&mut value, "diff_url", json!(format!("{html}/pull/{n}.diff")));
     set(&mut value, "patch_url", json!(format!("{html}/pull/{n}.patch")));
@@ -235,7 +237,7 @@ fn prs_for_sha(urls: &Urls, repo: &SimRepo, sha: &str) -> Value {
     )
 }
 
-fn suite_status(repo: &SimRepo, suite_id: i64, sha: &str) -> (&'static str, Value) {
+pub(crate) fn suite_status(repo: &SimRepo, suite_id: i64, sha: &str) -> (&'static str, Value) {
     let runs: Vec<&SimCheckRun> = repo.runs_for(sha).filter(|r| r.check_suite_id == suite_id).collect();
     if runs.iter().all(|r| r.status == "completed") {
         let failed = runs
@@ -259,7 +261,7 @@ pub fn check_suite(urls: &Urls, repo: &SimRepo, suite_id: i64, head_sha: &str) -
     let created = runs.iter().filter_map(|r| r.started_at).min().unwrap_or_else(crate::model::now);
     let updated = runs.iter().filter_map(|r| r.completed_at.or(r.started_at)).max().unwrap_or(created);
     set(&mut value, "id", json!(suite_id));
-    set(&mut value, "node_id", node_id("CS", suite_id));
+    set(&mut value, "node_id", json!(node_id("CS", suite_id)));
     set(&mut value, "head_branch", json!(runs.first().map_or("main", |r| r.head_branch.as_str())));
     set(&mut value, "head_sha", json!(head_sha));
     set(&mut value, "status", json!(status));
@@ -294,7 +296,7 @@ pub fn check_run(urls: &Urls, repo: &SimRepo, run: &SimCheckRun) -> Value {
     rewrite(&mut value, TEMPLATE_HTML, &urls.html);
     rewrite(&mut value, TEMPLATE_FULL_NAME, &full_name);
     set(&mut value, "id", json!(run.id));
-    set(&mut value, "node_id", node_id("CR", run.id));
+    set(&mut value, "node_id", json!(node_id("CR", run.id)));
     set(&mut value, "head_sha", json!(run.head_sha));
     set(&mut value, "external_id", json!(run.id.to_string()));
     set(&mut value, "url", json!(format!("{}/repos/{full_name}/check-runs/{}", urls.api, run.id)));
@@ -318,7 +320,7 @@ pub fn check_run(urls: &Urls, repo: &SimRepo, run: &SimCheckRun) -> Value {
     let mut suite = value["check_suite"].clone();
     let (status, conclusion) = suite_status(repo, run.check_suite_id, &run.head_sha);
     set(&mut suite, "id", json!(run.check_suite_id));
-    set(&mut suite, "node_id", node_id("CS", run.check_suite_id));
+    set(&mut suite, "node_id", json!(node_id("CS", run.check_suite_id)));
     set(&mut suite, "head_branch", json!(run.head_branch));
     set(&mut suite, "head_sha", json!(run.head_sha));
     set(&mut suite, "status", json!(status));
@@ -333,6 +335,32 @@ pub fn check_run(urls: &Urls, repo: &SimRepo, run: &SimCheckRun) -> Value {
     set(&mut value, "check_suite", suite);
     set(&mut value, "pull_requests", prs_for_sha(urls, repo, &run.head_sha));
     value
+}
+
+/// The App behind every check suite and run: the one REST's `check_run.app`
+/// shows (GitHub's example payload), so GraphQL's `CheckSuite.app` agrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckApp {
+    pub id: i64,
+    pub node_id: String,
+    pub name: String,
+    /// The example has no `slug`; GitHub's slug is the last part of the App's page URL.
+    pub slug: String,
+    pub html_url: String,
+}
+
+pub(crate) fn check_app(urls: &Urls) -> CheckApp {
+    let mut app = templates().check_run["app"].clone();
+    rewrite(&mut app, TEMPLATE_HTML, &urls.html);
+    let text = |key: &str| app[key].as_str().unwrap_or_default().to_owned();
+    let html_url = text("html_url");
+    CheckApp {
+        id: app["id"].as_i64().unwrap_or_default(),
+        node_id: text("node_id"),
+        name: text("name"),
+        slug: html_url.rsplit('/').next().unwrap_or_default().to_owned(),
+        html_url,
+    }
 }
 
 /// The `installation` object of `GET /app/installations`.

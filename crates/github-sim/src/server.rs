@@ -52,6 +52,8 @@ pub struct LoggedRequest {
     pub path: String,
     pub status: u16,
     pub installation: Option<i64>,
+    /// GraphQL points the request was charged (REST requests: 0).
+    pub cost: u64,
 }
 
 /// Every request, and counts by route and status.
@@ -76,6 +78,11 @@ impl Stats {
 
     pub fn count_route(&self, route: &str) -> u64 {
         self.requests.iter().filter(|r| r.route == route).count() as u64
+    }
+
+    /// GraphQL points charged so far, over every caller.
+    pub fn graphql_points(&self) -> u64 {
+        self.requests.iter().filter(|r| r.route == crate::graphql::ROUTE).map(|r| r.cost).sum()
     }
 }
 
@@ -106,17 +113,17 @@ pub(crate) struct Shared {
     pub dispatcher: Dispatcher,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn epoch_now() -> u64 {
+pub(crate) fn epoch_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Caller {
+pub(crate) enum Caller {
     /// The App itself, with a JWT.
     App,
     /// An installation token.
@@ -126,7 +133,7 @@ enum Caller {
 }
 
 impl Caller {
-    fn bucket(self) -> i64 {
+    pub(crate) fn bucket(self) -> i64 {
         match self {
             Self::App => -1,
             Self::Installation(id) => id,
@@ -134,14 +141,14 @@ impl Caller {
         }
     }
 
-    fn installation(self) -> Option<i64> {
+    pub(crate) fn installation(self) -> Option<i64> {
         match self {
             Self::Installation(id) => Some(id),
             _ => None,
         }
     }
 
-    fn may_read(self, repo_installation: i64) -> bool {
+    pub(crate) fn may_read(self, repo_installation: i64) -> bool {
         match self {
             Self::Static => true,
             Self::Installation(id) => id == repo_installation,
@@ -152,6 +159,8 @@ impl Caller {
 
 pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
     move |cfg: &mut web::ServiceConfig| {
+        // Before the REST scope: an empty prefix's scope would take `/graphql` too.
+        cfg.route(&crate::graphql::path(prefix), web::post().to(crate::graphql::serve));
         cfg.service(
             web::scope(prefix)
                 .route("/app/installations/{id}/access_tokens", web::post().to(create_token))
@@ -167,12 +176,13 @@ pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ 
 pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/_sim/stats", web::get().to(admin_stats))
         .route("/_sim/faults", web::post().to(admin_faults))
-        .route("/_sim/budget/{bucket}", web::post().to(admin_budget));
+        .route("/_sim/budget/{bucket}", web::post().to(admin_budget))
+        .route("/_sim/graphql-budget/{bucket}", web::post().to(crate::graphql::admin_budget));
 }
 
 /// An error answer in GitHub's shape, before it becomes a response.
 #[derive(Debug, Clone)]
-struct GhError {
+pub(crate) struct GhError {
     status: StatusCode,
     message: String,
 }
@@ -204,6 +214,7 @@ impl Shared {
             path: req.uri().to_string(),
             status,
             installation: caller.and_then(Caller::installation),
+            cost: 0,
         });
     }
 
@@ -213,7 +224,7 @@ impl Shared {
         Some(token.trim().to_owned())
     }
 
-    fn authenticate_token(&self, req: &HttpRequest) -> Result<Caller, GhError> {
+    pub(crate) fn authenticate_token(&self, req: &HttpRequest) -> Result<Caller, GhError> {
         let token = Self::bearer(req)
             .ok_or_else(|| GhError::new(StatusCode::UNAUTHORIZED, "Requires authentication"))?;
         if self.static_token.as_deref() == Some(token.as_str()) {
@@ -684,7 +695,11 @@ async fn list_check_runs(
 
 async fn admin_stats(shared: Data) -> HttpResponse {
     let stats = lock(&shared.stats).clone();
-    HttpResponse::Ok().json(json!({ "counts": stats.counts(), "requests": stats.requests.len() }))
+    HttpResponse::Ok().json(json!({
+        "counts": stats.counts(),
+        "requests": stats.requests.len(),
+        "graphql": { "requests": stats.count_route(crate::graphql::ROUTE), "points": stats.graphql_points() },
+    }))
 }
 
 async fn admin_faults(faults: web::Json<Faults>, shared: Data) -> HttpResponse {

@@ -222,9 +222,8 @@ pub enum GitHubAuth {
 pub struct GitHubSettings {
     /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise.
     pub api_url: url::Url,
-    /// `https://api.github.com/graphql`, or `https://HOST/api/graphql`: follows
-    /// `api_url` unless set on its own.
-    pub graphql_url: url::Url,
+    /// The GraphQL endpoint when set on its own; see [`GitHubSettings::graphql_url`].
+    pub graphql_url_override: Option<url::Url>,
     /// `None` until the App or a token is configured; nothing calls GitHub then.
     pub auth: Option<GitHubAuth>,
     pub request_timeout: Duration,
@@ -243,7 +242,7 @@ pub struct GitHubSettings {
 impl GitHubSettings {
     pub fn new(api_url: url::Url, auth: Option<GitHubAuth>) -> Self {
         Self {
-            graphql_url: crate::github::graphql::endpoint_for(&api_url),
+            graphql_url_override: None,
             api_url,
             auth,
             request_timeout: Duration::from_secs(30),
@@ -255,6 +254,12 @@ impl GitHubSettings {
             cache_ttl: Duration::from_secs(86_400),
             rate_limit_reserve_percent: 10,
         }
+    }
+
+    /// `https://api.github.com/graphql`, or `https://HOST/api/graphql`:
+    /// follows `api_url` unless set on its own.
+    pub fn graphql_url(&self) -> url::Url {
+        self.graphql_url_override.clone().unwrap_or_else(|| crate::github::graphql::endpoint_for(&self.api_url))
     }
 }
 
@@ -656,8 +661,8 @@ fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
     // The defaults are `GitHubSettings::new`'s, and only there.
     let mut github = GitHubSettings::new(api_url, auth);
     if let Some(raw_url) = raw.string("PRMONITOR_GITHUB_GRAPHQL_URL")? {
-        github.graphql_url = parse_api_url(&raw_url)
-            .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_GRAPHQL_URL", reason })?;
+        github.graphql_url_override = Some(parse_api_url(&raw_url)
+            .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_GRAPHQL_URL", reason })?);
     }
     github.request_timeout = Duration::from_secs(raw.number(
         "PRMONITOR_GITHUB_TIMEOUT_SECS",
@@ -899,13 +904,13 @@ mod tests {
         let settings =
             load(&[("PRMONITOR_GITHUB_API_URL", "https://ghe.example.com/api/v3/")]).expect("valid");
         assert_eq!(settings.github.api_url.as_str(), "https://ghe.example.com/api/v3");
-        assert_eq!(settings.github.graphql_url.as_str(), "https://ghe.example.com/api/graphql");
+        assert_eq!(settings.github.graphql_url().as_str(), "https://ghe.example.com/api/graphql");
         let own = load(&[
             ("PRMONITOR_GITHUB_API_URL", "https://ghe.example.com/api/v3"),
             ("PRMONITOR_GITHUB_GRAPHQL_URL", "https://gql.example.com/graphql"),
         ])
         .expect("valid");
-        assert_eq!(own.github.graphql_url.as_str(), "https://gql.example.com/graphql");
+        assert_eq!(own.github.graphql_url().as_str(), "https://gql.example.com/graphql");
         assert!(load(&[("PRMONITOR_GITHUB_GRAPHQL_URL", "ftp://x")]).is_err());
         for bad in ["ftp://x", "not a url", "https://x/api?y=1"] {
             assert!(load(&[("PRMONITOR_GITHUB_API_URL", bad)]).is_err(), "{bad}");

@@ -276,7 +276,8 @@ impl GitHubClient {
                     .map_err(|e| GitHubError::Config(e.to_string()))?,
             )),
         };
-        let graphql_origin = settings.graphql_url.origin().ascii_serialization();
+        let graphql_url = settings.graphql_url();
+        let graphql_origin = graphql_url.origin().ascii_serialization();
         let graphql_transport = octocrab::Octocrab::builder()
             .base_uri(graphql_origin.as_str())
             .map_err(|e| GitHubError::Config(format!("PRMONITOR_GITHUB_GRAPHQL_URL: {e}")))?
@@ -289,7 +290,7 @@ impl GitHubClient {
                 auth,
                 base_path: settings.api_url.path().trim_end_matches('/').to_owned(),
                 graphql_transport,
-                graphql_path: settings.graphql_url.path().to_owned(),
+                graphql_path: graphql_url.path().to_owned(),
                 pool,
                 pacer: Pacer::new(settings.max_concurrent_requests, settings.rate_limit_reserve_percent),
                 graphql_pacer: Pacer::new(

@@ -298,6 +298,11 @@ pub fn check_run(urls: &Urls, repo: &SimRepo, run: &SimCheckRun) -> Value {
     set(&mut value, "id", json!(run.id));
     set(&mut value, "node_id", json!(node_id("CR", run.id)));
     set(&mut value, "head_sha", json!(run.head_sha));
+    // GitHub's REST App object carries the slug (its example payload does not):
+    // the same one GraphQL's `CheckSuite.app.slug` gives.
+    if let Some(app) = value.get_mut("app") {
+        set(app, "slug", json!(check_app(urls).slug));
+    }
     set(&mut value, "external_id", json!(run.id.to_string()));
     set(&mut value, "url", json!(format!("{}/repos/{full_name}/check-runs/{}", urls.api, run.id)));
     set(&mut value, "html_url", json!(format!("{}/{full_name}/runs/{}", urls.html, run.id)));

@@ -227,7 +227,18 @@ impl TestWorld {
     }
 
     /// Settles, then fails the test on anything left behind; stops everything.
-    pub async fn finish(mut self) {
+    pub async fn finish(self) {
+        self.finish_with(true).await;
+    }
+
+    /// As [`TestWorld::finish`], without comparing the database with the
+    /// world: for a world a policy keeps from being a full copy (old closed
+    /// PRs stored without their checks), which the test checks itself.
+    pub async fn finish_partial_copy(self) {
+        self.finish_with(false).await;
+    }
+
+    async fn finish_with(mut self, full_copy: bool) {
         self.settle().await;
         assert_eq!(self.count("SELECT count(*) FROM jobs WHERE state = 'dead'").await, 0, "dead jobs remain");
         assert_eq!(
@@ -242,8 +253,10 @@ impl TestWorld {
             .filter(|d| !d.lost && !d.statuses.iter().all(|s| (200..300).contains(s)))
             .collect();
         assert!(refused.is_empty(), "the service refused webhooks: {refused:?}");
-        if let Err(difference) = self.diff().await {
-            panic!("the database is not the simulator's world: {difference}");
+        if full_copy {
+            if let Err(difference) = self.diff().await {
+                panic!("the database is not the simulator's world: {difference}");
+            }
         }
         if let Some(service) = self.service.take() {
             service.stop().await;

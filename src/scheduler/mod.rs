@@ -61,8 +61,9 @@ impl Scheduler {
     }
 
     /// Enqueues a sweep for each repository that is due (with GraphQL bulk
-    /// reads, one survey per installation instead); returns how many
-    /// repositories were due.
+    /// reads, one survey per installation with due repositories instead, but
+    /// none beside a survey still pending or running); returns how many jobs
+    /// it enqueued.
     pub async fn schedule_due_sweeps(&self) -> Result<usize, diesel::result::Error> {
         let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
         let due = queue::repositories_due_for_sweep(&mut conn, self.settings.sweep_interval).await?;
@@ -81,14 +82,16 @@ impl Scheduler {
                 .select(jobs::coalesce_key)
                 .load(&mut conn)
                 .await?;
+            let mut enqueued = 0;
             for installation_id in installations {
                 let job =
                     NewJob::survey(&SurveyJob { installation_id }).with_max_attempts(self.settings.max_attempts);
                 if !busy.contains(&job.coalesce_key) {
                     queue::enqueue(&mut conn, &job).await?;
+                    enqueued += 1;
                 }
             }
-            return Ok(due.len());
+            return Ok(enqueued);
         }
         for repository_id in &due {
             let job = NewJob::sweep(&RepositoryJob { repository_id: *repository_id, manual: false })

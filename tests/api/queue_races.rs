@@ -182,7 +182,10 @@ async fn the_scheduler_sweeps_only_repositories_without_a_sweep_or_backfill_in_f
     use prmonitor::queue::RepositoryJob;
 
     let db = TestDatabase::migrated().await;
-    let settings = prmonitor_testkit::test_settings(&db, &[("PRMONITOR_JOB_MAX_ATTEMPTS", "4")]);
+    let settings = prmonitor_testkit::test_settings(
+        &db,
+        &[("PRMONITOR_JOB_MAX_ATTEMPTS", "4"), ("PRMONITOR_BULK_READS", "rest")],
+    );
     let mut conn = connect(&db.url).await;
     let mut ids = Vec::new();
     for (github_id, name) in [(101, "backfilled"), (102, "swept")] {
@@ -209,6 +212,45 @@ async fn the_scheduler_sweeps_only_repositories_without_a_sweep_or_backfill_in_f
 
     execute(&mut conn, "UPDATE jobs SET state = 'done'").await;
     assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 2, "never swept, nothing in flight");
+}
+
+/// With GraphQL bulk reads, due repositories are swept by one survey per
+/// installation, never two at once, and never beside their full read.
+#[tokio::test]
+async fn the_scheduler_surveys_each_installation_once_at_a_time() {
+    use prmonitor::db::repositories::{self, NewRepository};
+    use prmonitor::ids::InstallationId;
+    use prmonitor::queue::RepositoryJob;
+
+    let db = TestDatabase::migrated().await;
+    let settings = prmonitor_testkit::test_settings(&db, &[("PRMONITOR_JOB_MAX_ATTEMPTS", "4")]);
+    let mut conn = connect(&db.url).await;
+    let mut ids = Vec::new();
+    for (github_id, name, installation) in [(101, "a", 1), (102, "b", 1), (103, "c", 2), (104, "d", 3)] {
+        let new = NewRepository {
+            github_id: GithubRepoId(github_id),
+            owner: "acme",
+            name,
+            installation_id: Some(InstallationId(installation)),
+        };
+        ids.push(repositories::upsert(&mut conn, &new).await.expect("register").id);
+    }
+    // Installation 3's only repository is being backfilled: not due.
+    queue::enqueue(&mut conn, &NewJob::backfill(&RepositoryJob { repository_id: ids[3], manual: false }))
+        .await
+        .expect("enqueue");
+    let pool = prmonitor::db::build_pool(&db.database_url(), 2).expect("pool");
+    let scheduler = prmonitor::scheduler::Scheduler::new(pool, settings.worker.clone(), &settings.github);
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 2, "one survey per installation");
+    let surveys = "SELECT count(*) FROM jobs WHERE kind = 'survey' AND max_attempts = 4                    AND coalesce_key IN ('survey:1', 'survey:2')";
+    assert_eq!(count(&db.url, surveys).await, 2, "keyed by installation, with the operator's limit");
+    assert_eq!(count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'sweep'").await, 0);
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "pending surveys are not doubled");
+    let claimed = queue::claim(&mut conn, WORKER, Duration::from_secs(60), 10).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "running surveys are not doubled");
+    execute(&mut conn, "UPDATE jobs SET state = 'done'").await;
+    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 3, "still due once they are done");
 }
 
 #[derive(QueryableByName)]

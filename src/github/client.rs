@@ -417,6 +417,12 @@ impl GitHubClient {
     }
 
     /// The client for `who`; for an installation, with a current token.
+    ///
+    /// A token GitHub refuses before its expiry (a rotation, a revocation) is
+    /// octocrab's to replace: on a 401 to an installation token it drops the
+    /// cached token and sends the request once more with a new one, and a
+    /// second 401 reaches [`Self::send`] as the real authentication failure it
+    /// is (Fatal, not retried). `tests/api/github_client.rs` pins both.
     async fn octocrab(&self, who: Who) -> Result<Arc<Octocrab>, GitHubError> {
         let installation = match (&self.inner.auth, who) {
             (Auth::Token(octo), _) => return Ok(octo.clone()),

@@ -147,6 +147,64 @@ async fn listing_500_prs_is_5_requests_then_5_free_304s_then_only_the_changed_pa
 }
 
 #[tokio::test]
+async fn after_a_token_rotation_every_page_is_paid_again_then_free_under_the_new_token() {
+    // GitHub's ETags belong to the token that earned them: a 304 is free only
+    // within one token's lifetime.
+    let sim = sim(one_repo(250)).await;
+    let db = TestDatabase::migrated().await;
+    let client = client(&db, &app_settings(&sim.api_url())).await;
+    let list = || client.list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep);
+    let first = list().await.expect("first listing");
+    store_validators(&db, &first).await;
+    let under_the_first_token = list().await.expect("second listing");
+    assert_eq!(statuses(&under_the_first_token), ["304"; 3]);
+    assert_eq!(sim.stats().count(TOKENS, 201), 1);
+
+    // Every token ends (a rotation): the client's cached token is refused
+    // once, the client mints a new one and asks again.
+    assert_eq!(sim.expire_tokens(), 1);
+    let before = sim.budget(INSTALLATION).expect("bucket");
+    sim.reset_stats();
+    let rotated = list().await.expect("the listing survives the rotation");
+    assert_eq!(statuses(&rotated), ["200"; 3], "old ETags do not match under the new token");
+    assert_eq!(rotated.fresh_items().count(), 250, "full bodies");
+    assert_eq!(
+        sim.budget(INSTALLATION).expect("bucket").remaining,
+        before.remaining - 3,
+        "every page costs a point again"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.count(PULLS, 401), 1, "one refusal of the ended token: {:?}", stats.counts());
+    assert_eq!(stats.count(TOKENS, 201), 1, "one new token: {:?}", stats.counts());
+    let old: Vec<_> = first.validators().into_iter().map(|v| v.etag).collect();
+    let new: Vec<_> = rotated.validators().into_iter().map(|v| v.etag).collect();
+    assert!(old.iter().zip(&new).all(|(old, new)| old != new), "{old:?} vs {new:?}");
+
+    // The new ETags stored, the next listing under the new token is free again.
+    store_validators(&db, &rotated).await;
+    let before = sim.budget(INSTALLATION).expect("bucket");
+    let again = list().await.expect("listing under the new token");
+    assert_eq!(statuses(&again), ["304"; 3]);
+    assert_eq!(sim.budget(INSTALLATION).expect("bucket").remaining, before.remaining);
+}
+
+#[tokio::test]
+async fn a_token_refused_twice_is_an_auth_failure_not_a_loop() {
+    // Tokens that are over as soon as they are minted: every one is refused.
+    let sim = sim(SimConfig { token_lifetime: Duration::ZERO, ..one_repo(1) }).await;
+    let db = TestDatabase::migrated().await;
+    let client = client(&db, &app_settings(&sim.api_url())).await;
+    let error = client
+        .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(1), Purpose::Webhook)
+        .await
+        .expect_err("401");
+    assert!(matches!(error, github::GitHubError::Api { status: 401, .. }), "{error}");
+    let stats = sim.stats();
+    assert_eq!(stats.count(PULL, 401), 2, "one more try with a new token, no more: {:?}", stats.counts());
+    assert!(stats.count(TOKENS, 201) >= 2, "a new token for the second try: {:?}", stats.counts());
+}
+
+#[tokio::test]
 async fn without_stored_validators_nothing_is_conditional() {
     // A 304 must mean "what you stored is current": unsaved validators are never sent.
     let sim = sim(one_repo(150)).await;
@@ -412,4 +470,27 @@ async fn a_burst_of_calls_shares_one_installation_token() {
     let results = futures_util::future::join_all(calls).await;
     assert!(results.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))));
     assert_eq!(sim.stats().count(TOKENS, 201), 1, "{:?}", sim.stats().counts());
+}
+
+#[tokio::test]
+async fn a_burst_across_a_token_rotation_is_refused_at_most_once_per_call_in_flight() {
+    let sim = sim(one_repo(30)).await;
+    let db = TestDatabase::migrated().await;
+    let settings = app_settings(&sim.api_url());
+    let client = client(&db, &settings).await;
+    let burst = || {
+        futures_util::future::join_all((1..=30).map(|n| {
+            client.get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(n), Purpose::Webhook)
+        }))
+    };
+    assert!(burst().await.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))));
+    sim.expire_tokens();
+    sim.reset_stats();
+    let results = burst().await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))), "{results:?}");
+    // Only the calls already sent with the ended token are refused, each once:
+    // its retry goes with a new token, and later calls find one.
+    let refused = sim.stats().count(PULL, 401);
+    assert!((1..=settings.max_concurrent_requests as u64).contains(&refused), "{:?}", sim.stats().counts());
+    assert_eq!(sim.stats().count(PULL, 200), 30);
 }

@@ -213,6 +213,12 @@ pub struct GitHubSettings {
     pub cache_ttl: Duration,
     /// Share of the rate limit kept for webhook-driven work, in percent.
     pub rate_limit_reserve_percent: u32,
+    /// Points a minute per REST endpoint and installation the client keeps to
+    /// (a GET is 1): GitHub's secondary limit is 900, and counts 304s too.
+    pub secondary_points_per_minute: u32,
+    /// The window of `secondary_points_per_minute`: GitHub's minute (no
+    /// setting; tests shorten it).
+    pub secondary_window: Duration,
 }
 
 impl GitHubSettings {
@@ -228,6 +234,8 @@ impl GitHubSettings {
             // is then all 304s. (The seed's 300 s would make every sweep pay.)
             cache_ttl: Duration::from_secs(86_400),
             rate_limit_reserve_percent: 10,
+            secondary_points_per_minute: 900,
+            secondary_window: Duration::from_secs(60),
         }
     }
 }
@@ -276,6 +284,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_GITHUB_MAX_CONCURRENT_REQUESTS", secret: false },
     Key { env: "PRMONITOR_GITHUB_CACHE_TTL_SECS", secret: false },
     Key { env: "PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", secret: false },
+    Key { env: "PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", secret: false },
 ];
 
 /// The file key of an environment variable: `PRMONITOR_LISTEN` → `listen`.
@@ -619,6 +628,12 @@ fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
     )?);
     github.rate_limit_reserve_percent =
         raw.number("PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", github.rate_limit_reserve_percent, 0..=90)?;
+    // Above 900 only for a GitHub (Enterprise Server) that allows more, or a simulator.
+    github.secondary_points_per_minute = raw.number(
+        "PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE",
+        github.secondary_points_per_minute,
+        1..=1_000_000,
+    )?;
     Ok(github)
 }
 
@@ -704,6 +719,17 @@ mod tests {
     }
 
     #[test]
+    fn the_client_keeps_to_githubs_secondary_limit_unless_told_otherwise() {
+        let github = load(&[]).expect("defaults").github;
+        assert_eq!(
+            (github.secondary_points_per_minute, github.secondary_window),
+            (900, Duration::from_secs(60))
+        );
+        let raised = load(&[("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", "5000")]).expect("valid").github;
+        assert_eq!(raised.secondary_points_per_minute, 5000);
+    }
+
+    #[test]
     fn tokens_are_trimmed_and_inner_white_space_is_refused() {
         let settings =
             load(&[("PRMONITOR_ADMIN_TOKEN", " admin-token\n"), ("PRMONITOR_READ_TOKEN", "\tread-token ")])
@@ -744,6 +770,8 @@ mod tests {
             ("DATABASE_URL", "postgres://127.0.0.1:5432"),
             ("PRMONITOR_ADMIN_TOKEN", " "),
             ("PRMONITOR_SHUTDOWN_TIMEOUT_SECS", "-1"),
+            ("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", "0"),
+            ("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", "a lot"),
         ];
         for (key, value) in cases {
             let err = load(&[(key, value)]).expect_err(key);

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::cache::{self, Validator};
 use super::link;
 use super::models::{CheckRun, Installation, PullRequest, Repository, Wrapped};
-use super::pacing::{Budget, Pacer, Purpose};
+use super::pacing::{Budget, EndpointPace, Pacer, Purpose};
 use super::policy::{self, LimitHeaders, Verdict};
 use crate::config::{GitHubAuth, GitHubSettings};
 use crate::db::DbPool;
@@ -271,7 +271,14 @@ impl GitHubClient {
                 auth,
                 base_path: settings.api_url.path().trim_end_matches('/').to_owned(),
                 pool,
-                pacer: Pacer::new(settings.max_concurrent_requests, settings.rate_limit_reserve_percent),
+                pacer: Pacer::new(
+                    settings.max_concurrent_requests,
+                    settings.rate_limit_reserve_percent,
+                    EndpointPace {
+                        points: settings.secondary_points_per_minute,
+                        window: settings.secondary_window,
+                    },
+                ),
                 counters: Counters::default(),
                 jitter: Jitter::new(),
                 settings: settings.clone(),
@@ -591,6 +598,7 @@ impl GitHubClient {
     ) -> Result<Answer, GitHubError> {
         let octo = self.octocrab(who).await?;
         let lane = self.inner.pacer.lane(who.key());
+        let endpoint = endpoint_key(url.strip_prefix(self.inner.base_path.as_str()).unwrap_or(url));
         let settings = &self.inner.settings;
         let attempts = settings.retry_attempts + 1;
         let mut last_failure = String::new();
@@ -598,7 +606,8 @@ impl GitHubClient {
             if attempt > 1 {
                 self.inner.counters.add(purpose, "retried");
             }
-            let permit = lane.turn(purpose).await;
+            // A GET: one point of the endpoint's secondary limit.
+            let permit = lane.turn(purpose, endpoint, 1).await;
             let exchange =
                 tokio::time::timeout(settings.request_timeout, exchange(&octo, url, validator)).await;
             drop(permit);
@@ -801,6 +810,23 @@ fn decode_items<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, GitHubError>
     }
 }
 
+/// The endpoint a request path (below the API's prefix) belongs to, for
+/// GitHub's per-endpoint secondary limit: its route template, with owner,
+/// repository, number and SHA left out. Paths this client does not call share
+/// one key, which paces them together (stricter, never looser).
+fn endpoint_key(path: &str) -> &'static str {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["repos", _, _, "pulls"] => "pulls",
+        ["repos", _, _, "pulls", _] => "pull",
+        ["repos", _, _, "commits", _, "check-runs"] => "check-runs",
+        ["installation", "repositories"] => "installation-repositories",
+        ["app", "installations"] => "installations",
+        _ => "other",
+    }
+}
+
 /// `owner/name`, checked to be a plain repository name (it goes into a URL path).
 fn repo_path(full_name: &str) -> Result<&str, GitHubError> {
     let valid_part = |part: &str| {
@@ -839,6 +865,17 @@ mod tests {
         let installations: Vec<Installation> = decode_items(br#"[{"id":1,"account":null}]"#).expect("array");
         assert_eq!(installations[0].id, InstallationId(1));
         assert!(decode_items::<Installation>(b"{\"message\":\"x\"}").is_err());
+    }
+
+    #[test]
+    fn endpoints_are_route_templates_not_urls() {
+        assert_eq!(endpoint_key("/repos/o/r/pulls?state=all&page=3"), "pulls");
+        assert_eq!(endpoint_key("/repos/other/repo/pulls"), "pulls");
+        assert_eq!(endpoint_key("/repos/o/r/pulls/17"), "pull");
+        assert_eq!(endpoint_key("/repos/o/r/commits/0abc/check-runs?filter=all"), "check-runs");
+        assert_eq!(endpoint_key("/installation/repositories?per_page=100"), "installation-repositories");
+        assert_eq!(endpoint_key("/app/installations"), "installations");
+        assert_eq!(endpoint_key("/repos/o/r/issues"), "other");
     }
 
     #[test]

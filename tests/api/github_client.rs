@@ -268,6 +268,70 @@ async fn with_30_percent_5xx_and_a_secondary_limit_all_500_prs_arrive_and_the_wa
     assert_eq!(counts.get(&(Purpose::Sweep, "4xx")).copied(), Some(1));
 }
 
+/// A simulator that allows 5 points per endpoint in a 2-second window
+/// (GitHub: 900 a minute), with 7 pages of PRs to list.
+fn tight_secondary_limit() -> SimConfig {
+    SimConfig { secondary_points_per_minute: 5, secondary_window: Duration::from_secs(2), ..one_repo(700) }
+}
+
+#[tokio::test]
+async fn a_listing_refused_for_the_secondary_limit_waits_for_retry_after_and_completes() {
+    let sim = sim(SimConfig { static_token: Some("ghp_shared".into()), ..tight_secondary_limit() }).await;
+    let db = TestDatabase::migrated().await;
+    let mut settings = app_settings(&sim.api_url());
+    settings.auth = Some(GitHubAuth::Token(Secret::new("ghp_shared")));
+    // Backoffs far shorter than the window: only by waiting for Retry-After
+    // can a refused call get through.
+    settings.retry_base_delay = Duration::from_millis(1);
+    settings.retry_attempts = 6;
+    let client = client(&db, &settings).await;
+    // Another process with the same token has just spent the endpoint's
+    // points (tiny pages, so they surely fall in one window): this client's
+    // own pacer cannot know, and its first page is refused.
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let url = format!("{}/repos/acme/repo-0/pulls?state=closed&per_page=1", sim.api_url());
+        let answer = http.get(url).bearer_auth("ghp_shared").send().await.expect("sent");
+        assert_eq!(answer.status(), 200);
+    }
+    let listing = client
+        .list_pull_requests(None, "acme/repo-0", PullQuery::all(), Purpose::Sweep)
+        .await
+        .expect("the listing completes after the waits");
+    assert_eq!(listing.fresh_items().map(|pr| pr.number).collect::<BTreeSet<_>>().len(), 700);
+    let stats = sim.stats();
+    assert!(stats.secondary_limited() >= 1, "{:?}", stats.counts());
+    assert_eq!(stats.count(PULLS, 200), 5 + 7);
+    let refused: Vec<_> = stats.requests.iter().filter(|r| r.limited.is_some()).collect();
+    assert!(refused.iter().all(|r| r.status == 403 && r.limited == Some("secondary")), "{refused:?}");
+    // Each refusal was waited out and retried; nothing else failed.
+    let counts = client.call_counts();
+    assert_eq!(counts.get(&(Purpose::Sweep, "4xx")).copied(), Some(stats.secondary_limited()));
+    assert_eq!(counts.get(&(Purpose::Sweep, "retried")).copied(), Some(stats.secondary_limited()));
+}
+
+#[tokio::test]
+async fn a_client_paced_at_the_secondary_limit_is_never_refused() {
+    let sim = sim(tight_secondary_limit()).await;
+    let db = TestDatabase::migrated().await;
+    let mut settings = app_settings(&sim.api_url());
+    settings.secondary_points_per_minute = 5;
+    settings.secondary_window = Duration::from_secs(2);
+    let client = client(&db, &settings).await;
+    let list = || client.list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep);
+    let first = list().await.expect("listing");
+    assert_eq!(statuses(&first), ["200"; 7]);
+    store_validators(&db, &first).await;
+    // 304s count against the secondary limit too: the pacer counts them.
+    let second = list().await.expect("listing");
+    assert_eq!(statuses(&second), ["304"; 7]);
+    // 14 requests to one endpoint, 5 allowed per window: the client waited
+    // for room each time rather than be refused.
+    let stats = sim.stats();
+    assert_eq!(stats.count_route(PULLS), 14, "{:?}", stats.counts());
+    assert_eq!(stats.secondary_limited(), 0, "{:?}", stats.counts());
+}
+
 #[tokio::test]
 async fn at_the_reserve_a_sweep_waits_for_the_reset_while_a_webhook_goes_through() {
     let sim = sim(one_repo(3)).await;

@@ -214,7 +214,8 @@ async fn a_backfill_of_1000_prs_and_10000_check_runs_is_exact_bulk_and_frugal() 
     // per-row statements would add thousands.
     assert!(statements <= small_statements + 30, "{small_statements} → {statements}");
 
-    // Processing it again: nothing changed, nothing written, nothing spent.
+    // Processing it again: nothing changed, nothing written, nothing spent
+    // (the same client, so the same installation token whose ETags these are).
     let budget = h.sim.budget(INSTALLATION).expect("bucket");
     h.sim.reset_stats();
     let again = h.processor.process_repository(&repo, Cause::Sweep).await;

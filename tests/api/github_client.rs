@@ -76,6 +76,18 @@ async fn the_github_app_path_works_and_renews_an_expired_token() {
     let first_tokens = stats.count(TOKENS, 201);
     assert!(first_tokens >= 1, "{:?}", stats.counts());
     assert_eq!(stats.count(PULLS, 200), 1);
+    // ETags belong to the token that earned them: with a token per call, a
+    // stored validator never earns a 304, and each listing costs a point.
+    store_validators(&db, &listing).await;
+    let before = sim.budget(INSTALLATION).expect("bucket").remaining;
+    let again = client
+        .list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Webhook)
+        .await
+        .expect("listing under a renewed token");
+    assert_eq!(statuses(&again), ["200"]);
+    assert_eq!(sim.budget(INSTALLATION).expect("bucket").remaining, before - 1);
+    assert!(sim.stats().count(TOKENS, 201) > first_tokens, "{:?}", sim.stats().counts());
+    let first_tokens = sim.stats().count(TOKENS, 201);
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let fetched = client
@@ -125,6 +137,8 @@ async fn listing_500_prs_is_5_requests_then_5_free_304s_then_only_the_changed_pa
     assert_eq!(sim.stats().count_route(PULLS), 5);
     store_validators(&db, &first).await;
 
+    // All within one token's lifetime: that token's ETags match (after a
+    // rotation every page pays again: after_a_token_rotation_every_page_…).
     let before = sim.budget(INSTALLATION).expect("bucket");
     sim.reset_stats();
     let second = list().await.expect("second listing");

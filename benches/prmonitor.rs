@@ -157,8 +157,17 @@ fn sim_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ("PRMONITOR_JOB_POLL_INTERVAL", "200ms".into()),
         ("PRMONITOR_SWEEP_INTERVAL", "24h".into()),
         ("PRMONITOR_WORKER_CONCURRENCY", "8".into()),
+        // With the simulator's, see WIDENED_SECONDARY.
+        ("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", WIDENED_SECONDARY.to_string()),
     ]
 }
+
+/// The ingest, pipeline and backfill scenarios measure the machinery, so
+/// besides the primary budget they widen GitHub's secondary limit (900
+/// points a minute per endpoint), which would pace 10,000 check-run reads
+/// over 11 minutes; the simulator and the client both get this instead. The
+/// sweep scenario keeps GitHub's limits.
+const WIDENED_SECONDARY: u32 = 1_000_000;
 
 const WORDS: [&str; 48] = [
     "the", "build", "failed", "passed", "test", "error", "warning", "src", "main", "fix", "update", "merge",
@@ -337,6 +346,7 @@ async fn ingest(report: &mut Report) -> Result<(), Error> {
     let sim = Simulator::start(SimConfig {
         generate: Some(Generate { repositories: 1, pull_requests: 500, check_runs: 0 }),
         rate_limit: 10_000_000,
+        secondary_points_per_minute: WIDENED_SECONDARY,
         ..SimConfig::default()
     })
     .await?;
@@ -521,6 +531,7 @@ async fn pipeline_at(
     let sim = Simulator::start(SimConfig {
         generate: Some(Generate { repositories: 20, pull_requests: 100, check_runs: 0 }),
         rate_limit: 10_000_000,
+        secondary_points_per_minute: WIDENED_SECONDARY,
         ..SimConfig::default()
     })
     .await?;
@@ -616,12 +627,14 @@ async fn backfill(report: &mut Report) -> Result<(), Error> {
         // 10,100 calls: more than an hour of a real installation's 5,000/h.
         // The benchmark measures the machinery, so the window is widened.
         rate_limit: 10_000_000,
+        secondary_points_per_minute: WIDENED_SECONDARY,
         ..SimConfig::default()
     })
     .await?;
     let database = TestDatabase::migrated().await;
     let db = database.url.clone();
-    let settings = settings_for(&db, &sim)?;
+    let mut settings = settings_for(&db, &sim)?;
+    settings.github.secondary_points_per_minute = WIDENED_SECONDARY;
     let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
     let github = GitHubClient::new(&settings.github, pool.clone())?;
     // The production pipeline, its synchronizer wrapped to time the write
@@ -751,8 +764,22 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
         return Err(format!("backfill failed: {:?}", backfilled.errors).into());
     }
     // The first sweep after a backfill reads the open-PR listing once (the
-    // backfill lists all states); the second shows the steady state.
-    for (round, label) in [(1, "first sweep after the backfill"), (2, "unchanged sweep")] {
+    // backfill lists all states); the second shows the steady state within
+    // one token's lifetime; the third, after a token rotation (tokens last an
+    // hour, sweeps come every few), what a scheduled sweep really costs: ETags
+    // belong to one token, so every page is a 200 and a point again.
+    let rounds = [
+        (1, "first sweep after the backfill"),
+        (2, "unchanged sweep, same token"),
+        (3, "unchanged sweep after a token rotation"),
+    ];
+    for (round, label) in rounds {
+        // Sweeps come hours apart: the secondary-limit window of the reads
+        // before has passed, and the wall time is the sweep's, not a wait.
+        tokio::time::sleep(settings.github.secondary_window + Duration::from_secs(3)).await;
+        if round == 3 {
+            sim.expire_tokens();
+        }
         let mut conn = AsyncPgConnection::establish(&db).await?;
         let repo = repositories::find(&mut conn, repo.id).await?;
         let budget = sim.budget(sim::generate::GENERATED_INSTALLATION).map_or(0, |b| b.remaining);
@@ -779,6 +806,8 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
         if round == 2 {
             report.target("0");
         }
+        report.add(&scenario, "secondary-limit refusals", stats.secondary_limited() as f64, "requests");
+        report.target("0");
         report.add(&scenario, "wall time", elapsed.as_secs_f64(), "s");
     }
     sim.stop().await;

@@ -157,8 +157,17 @@ fn sim_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ("PRMONITOR_JOB_POLL_INTERVAL", "200ms".into()),
         ("PRMONITOR_SWEEP_INTERVAL", "24h".into()),
         ("PRMONITOR_WORKER_CONCURRENCY", "8".into()),
+        // With the simulator's, see WIDENED_SECONDARY.
+        ("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", WIDENED_SECONDARY.to_string()),
     ]
 }
+
+/// The ingest, pipeline and backfill scenarios measure the machinery, so
+/// besides the primary budget they widen GitHub's secondary limit (900
+/// points a minute per endpoint), which would pace 10,000 check-run reads
+/// over 11 minutes; the simulator and the client both get this instead. The
+/// sweep scenario keeps GitHub's limits.
+const WIDENED_SECONDARY: u32 = 1_000_000;
 
 const WORDS: [&str; 48] = [
     "the", "build", "failed", "passed", "test", "error", "warning", "src", "main", "fix", "update", "merge",
@@ -337,6 +346,7 @@ async fn ingest(report: &mut Report) -> Result<(), Error> {
     let sim = Simulator::start(SimConfig {
         generate: Some(Generate { repositories: 1, pull_requests: 500, check_runs: 0 }),
         rate_limit: 10_000_000,
+        secondary_points_per_minute: WIDENED_SECONDARY,
         ..SimConfig::default()
     })
     .await?;
@@ -521,6 +531,7 @@ async fn pipeline_at(
     let sim = Simulator::start(SimConfig {
         generate: Some(Generate { repositories: 20, pull_requests: 100, check_runs: 0 }),
         rate_limit: 10_000_000,
+        secondary_points_per_minute: WIDENED_SECONDARY,
         ..SimConfig::default()
     })
     .await?;
@@ -616,12 +627,14 @@ async fn backfill(report: &mut Report) -> Result<(), Error> {
         // 10,100 calls: more than an hour of a real installation's 5,000/h.
         // The benchmark measures the machinery, so the window is widened.
         rate_limit: 10_000_000,
+        secondary_points_per_minute: WIDENED_SECONDARY,
         ..SimConfig::default()
     })
     .await?;
     let database = TestDatabase::migrated().await;
     let db = database.url.clone();
-    let settings = settings_for(&db, &sim)?;
+    let mut settings = settings_for(&db, &sim)?;
+    settings.github.secondary_points_per_minute = WIDENED_SECONDARY;
     let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
     let github = GitHubClient::new(&settings.github, pool.clone())?;
     // The production pipeline, its synchronizer wrapped to time the write
@@ -751,8 +764,22 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
         return Err(format!("backfill failed: {:?}", backfilled.errors).into());
     }
     // The first sweep after a backfill reads the open-PR listing once (the
-    // backfill lists all states); the second shows the steady state.
-    for (round, label) in [(1, "first sweep after the backfill"), (2, "unchanged sweep")] {
+    // backfill lists all states); the second shows the steady state within
+    // one token's lifetime; the third, after a token rotation (tokens last an
+    // hour, sweeps come every few), what a scheduled sweep really costs: ETags
+    // belong to one token, so every page is a 200 and a point again.
+    let rounds = [
+        (1, "first sweep after the backfill"),
+        (2, "unchanged sweep, same token"),
+        (3, "unchanged sweep after a token rotation"),
+    ];
+    for (round, label) in rounds {
+        // Sweeps come hours apart: the secondary-limit window of the reads
+        // before has passed, and the wall time is the sweep's, not a wait.
+        tokio::time::sleep(settings.github.secondary_window + Duration::from_secs(3)).await;
+        if round == 3 {
+            sim.expire_tokens();
+        }
         let mut conn = AsyncPgConnection::establish(&db).await?;
         let repo = repositories::find(&mut conn, repo.id).await?;
         let budget = sim.budget(sim::generate::GENERATED_INSTALLATION).map_or(0, |b| b.remaining);
@@ -779,6 +806,8 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
         if round == 2 {
             report.target("0");
         }
+        report.add(&scenario, "secondary-limit refusals", stats.secondary_limited() as f64, "requests");
+        report.target("0");
         report.add(&scenario, "wall time", elapsed.as_secs_f64(), "s");
     }
     sim.stop().await;
@@ -789,7 +818,11 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
 /// 304 and token exchanges cost a point each, GraphQL queries what GitHub's
 /// formula charges. (requests, points, secondary-limit refusals)
 fn github_cost(stats: &sim::Stats) -> (usize, u64, u64) {
-    let rest: Vec<_> = stats.requests.iter().filter(|r| r.route != "POST /graphql" && !r.route.starts_with("POST /app")).collect();
+    let rest: Vec<_> = stats
+        .requests
+        .iter()
+        .filter(|r| r.route != "POST /graphql" && !r.route.starts_with("POST /app"))
+        .collect();
     let rest_points = rest.iter().filter(|r| r.status != 304).count() as u64;
     let graphql = stats.requests.iter().filter(|r| r.route == "POST /graphql").count();
     (rest.len() + graphql, rest_points + stats.graphql_points(), stats.secondary_limited())
@@ -797,7 +830,10 @@ fn github_cost(stats: &sim::Stats) -> (usize, u64, u64) {
 
 /// A processor and its client, as the service builds them, with fresh
 /// installation tokens (a new client mints its own).
-fn pipeline_for(settings: &Settings, pool: &prmonitor::db::DbPool) -> Result<(GitHubClient, PrProcessor), Error> {
+fn pipeline_for(
+    settings: &Settings,
+    pool: &prmonitor::db::DbPool,
+) -> Result<(GitHubClient, PrProcessor), Error> {
     let github = GitHubClient::new(&settings.github, pool.clone())?;
     let processor = prmonitor::startup::processor(&github, pool, settings);
     Ok((github, processor))
@@ -805,8 +841,9 @@ fn pipeline_for(settings: &Settings, pool: &prmonitor::db::DbPool) -> Result<(Gi
 
 async fn register_all(db: &str, sim: &Simulator) -> Result<Vec<repositories::Repository>, Error> {
     let mut conn = AsyncPgConnection::establish(db).await?;
-    let repos: Vec<(i64, String, String, i64)> =
-        sim.world(|w| w.repos.values().map(|r| (r.id, r.owner.clone(), r.name.clone(), r.installation_id)).collect());
+    let repos: Vec<(i64, String, String, i64)> = sim.world(|w| {
+        w.repos.values().map(|r| (r.id, r.owner.clone(), r.name.clone(), r.installation_id)).collect()
+    });
     let mut stored = Vec::new();
     for (id, owner, name, installation) in repos {
         let new = NewRepository {
@@ -878,7 +915,13 @@ async fn bulk_backfill(report: &mut Report) -> Result<(), Error> {
     // Close the open ones long ago too, silently: a repository of old history.
     sim.mutate_silently(|w| {
         let repo_id = repos[0].github_id.0;
-        let open: Vec<i64> = w.repo(repo_id)?.pulls.values().filter(|p| p.state == sim::model::PrState::Open).map(|p| p.number).collect();
+        let open: Vec<i64> = w
+            .repo(repo_id)?
+            .pulls
+            .values()
+            .filter(|p| p.state == sim::model::PrState::Open)
+            .map(|p| p.number)
+            .collect();
         for number in open {
             let created = w.repo(repo_id)?.pulls[&number].created_at;
             w.close_pr(repo_id, number, false)?;
@@ -903,7 +946,9 @@ async fn bulk_backfill(report: &mut Report) -> Result<(), Error> {
 /// Makes every stored repository due for a sweep.
 async fn make_due(db: &str) -> Result<(), Error> {
     let mut conn = AsyncPgConnection::establish(db).await?;
-    diesel::sql_query("UPDATE repositories SET last_swept_at = now() - interval '7 days'").execute(&mut conn).await?;
+    diesel::sql_query("UPDATE repositories SET last_swept_at = now() - interval '7 days'")
+        .execute(&mut conn)
+        .await?;
     Ok(())
 }
 
@@ -931,7 +976,13 @@ async fn bulk_sweep(report: &mut Report) -> Result<(), Error> {
         }
         Ok(())
     })?;
-    let open = sim.world(|w| w.repos.values().flat_map(|r| r.pulls.values()).filter(|p| p.state == sim::model::PrState::Open).count());
+    let open = sim.world(|w| {
+        w.repos
+            .values()
+            .flat_map(|r| r.pulls.values())
+            .filter(|p| p.state == sim::model::PrState::Open)
+            .count()
+    });
     let database = TestDatabase::migrated().await;
     let db = database.url.clone();
     let mut settings = settings_for(&db, &sim)?;
@@ -947,7 +998,7 @@ async fn bulk_sweep(report: &mut Report) -> Result<(), Error> {
         }
     }
     let installation = Some(InstallationId(sim::generate::GENERATED_INSTALLATION));
-    let mut sweep_graphql = |label: &'static str| {
+    let sweep_graphql = |label: &'static str| {
         let (sim, db, settings, pool) = (&sim, db.clone(), settings.clone(), pool.clone());
         async move {
             make_due(&db).await?;
@@ -976,7 +1027,8 @@ async fn bulk_sweep(report: &mut Report) -> Result<(), Error> {
             Ok((github_cost(&sim.stats()), elapsed, swept.swept_alone))
         }
     };
-    let scenario = format!("sweep of {REPOS} repositories × ~10 open PRs ({open} open) after a token rotation");
+    let scenario =
+        format!("sweep of {REPOS} repositories × ~10 open PRs ({open} open) after a token rotation");
     let ((requests, points, limited), elapsed, alone) = sweep_graphql("unchanged").await?;
     report.add(&format!("{scenario}, unchanged, GraphQL"), "points", points as f64, "points");
     report.target("≤ 120 (moonshot ≤ 30)");
@@ -984,7 +1036,12 @@ async fn bulk_sweep(report: &mut Report) -> Result<(), Error> {
     report.target("≤ 150");
     report.add(&format!("{scenario}, unchanged, GraphQL"), "secondary-limit refusals", limited as f64, "");
     report.target("0");
-    report.add(&format!("{scenario}, unchanged, GraphQL"), "repositories swept alone (survey inconclusive)", alone as f64, "");
+    report.add(
+        &format!("{scenario}, unchanged, GraphQL"),
+        "repositories swept alone (survey inconclusive)",
+        alone as f64,
+        "",
+    );
     report.add(&format!("{scenario}, unchanged, GraphQL"), "wall time", elapsed.as_secs_f64(), "s");
     report.target("< 60 s");
     let unchanged_points = points;
@@ -994,7 +1051,9 @@ async fn bulk_sweep(report: &mut Report) -> Result<(), Error> {
     let targets: Vec<(i64, i64)> = sim.world(|w| {
         w.repos
             .values()
-            .flat_map(|r| r.pulls.values().filter(|p| p.state == sim::model::PrState::Open).map(|p| (r.id, p.number)))
+            .flat_map(|r| {
+                r.pulls.values().filter(|p| p.state == sim::model::PrState::Open).map(|p| (r.id, p.number))
+            })
             .step_by(100)
             .take(changed)
             .collect()
@@ -1018,9 +1077,24 @@ async fn bulk_sweep(report: &mut Report) -> Result<(), Error> {
         "points",
     );
     report.target("≤ 2");
-    report.add(&format!("{scenario}, {changed} PRs changed, GraphQL"), "requests", requests as f64, "requests");
-    report.add(&format!("{scenario}, {changed} PRs changed, GraphQL"), "secondary-limit refusals", limited as f64, "");
-    report.add(&format!("{scenario}, {changed} PRs changed, GraphQL"), "wall time", elapsed.as_secs_f64(), "s");
+    report.add(
+        &format!("{scenario}, {changed} PRs changed, GraphQL"),
+        "requests",
+        requests as f64,
+        "requests",
+    );
+    report.add(
+        &format!("{scenario}, {changed} PRs changed, GraphQL"),
+        "secondary-limit refusals",
+        limited as f64,
+        "",
+    );
+    report.add(
+        &format!("{scenario}, {changed} PRs changed, GraphQL"),
+        "wall time",
+        elapsed.as_secs_f64(),
+        "s",
+    );
 
     // The REST path, for the record: 100 of the repositories (12 calls each
     // after a rotation; all 1,000 would wait minutes on the secondary limit).

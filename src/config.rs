@@ -237,6 +237,12 @@ pub struct GitHubSettings {
     pub cache_ttl: Duration,
     /// Share of the rate limit kept for webhook-driven work, in percent.
     pub rate_limit_reserve_percent: u32,
+    /// Points a minute per REST endpoint and installation the client keeps to
+    /// (a GET is 1): GitHub's secondary limit is 900, and counts 304s too.
+    pub secondary_points_per_minute: u32,
+    /// The window of `secondary_points_per_minute`: GitHub's minute (no
+    /// setting; tests shorten it).
+    pub secondary_window: Duration,
 }
 
 impl GitHubSettings {
@@ -253,13 +259,17 @@ impl GitHubSettings {
             // is then all 304s. (The seed's 300 s would make every sweep pay.)
             cache_ttl: Duration::from_secs(86_400),
             rate_limit_reserve_percent: 10,
+            secondary_points_per_minute: 900,
+            secondary_window: Duration::from_secs(60),
         }
     }
 
     /// `https://api.github.com/graphql`, or `https://HOST/api/graphql`:
     /// follows `api_url` unless set on its own.
     pub fn graphql_url(&self) -> url::Url {
-        self.graphql_url_override.clone().unwrap_or_else(|| crate::github::graphql::endpoint_for(&self.api_url))
+        self.graphql_url_override
+            .clone()
+            .unwrap_or_else(|| crate::github::graphql::endpoint_for(&self.api_url))
     }
 }
 
@@ -311,6 +321,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_GITHUB_MAX_CONCURRENT_REQUESTS", secret: false },
     Key { env: "PRMONITOR_GITHUB_CACHE_TTL_SECS", secret: false },
     Key { env: "PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", secret: false },
+    Key { env: "PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", secret: false },
 ];
 
 /// The file key of an environment variable: `PRMONITOR_LISTEN` → `listen`.
@@ -661,8 +672,10 @@ fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
     // The defaults are `GitHubSettings::new`'s, and only there.
     let mut github = GitHubSettings::new(api_url, auth);
     if let Some(raw_url) = raw.string("PRMONITOR_GITHUB_GRAPHQL_URL")? {
-        github.graphql_url_override = Some(parse_api_url(&raw_url)
-            .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_GRAPHQL_URL", reason })?);
+        github.graphql_url_override = Some(
+            parse_api_url(&raw_url)
+                .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_GRAPHQL_URL", reason })?,
+        );
     }
     github.request_timeout = Duration::from_secs(raw.number(
         "PRMONITOR_GITHUB_TIMEOUT_SECS",
@@ -679,6 +692,12 @@ fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
     )?);
     github.rate_limit_reserve_percent =
         raw.number("PRMONITOR_GITHUB_RATE_LIMIT_RESERVE_PERCENT", github.rate_limit_reserve_percent, 0..=90)?;
+    // Above 900 only for a GitHub (Enterprise Server) that allows more, or a simulator.
+    github.secondary_points_per_minute = raw.number(
+        "PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE",
+        github.secondary_points_per_minute,
+        1..=1_000_000,
+    )?;
     Ok(github)
 }
 
@@ -764,6 +783,17 @@ mod tests {
     }
 
     #[test]
+    fn the_client_keeps_to_githubs_secondary_limit_unless_told_otherwise() {
+        let github = load(&[]).expect("defaults").github;
+        assert_eq!(
+            (github.secondary_points_per_minute, github.secondary_window),
+            (900, Duration::from_secs(60))
+        );
+        let raised = load(&[("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", "5000")]).expect("valid").github;
+        assert_eq!(raised.secondary_points_per_minute, 5000);
+    }
+
+    #[test]
     fn tokens_are_trimmed_and_inner_white_space_is_refused() {
         let settings =
             load(&[("PRMONITOR_ADMIN_TOKEN", " admin-token\n"), ("PRMONITOR_READ_TOKEN", "\tread-token ")])
@@ -804,6 +834,8 @@ mod tests {
             ("DATABASE_URL", "postgres://127.0.0.1:5432"),
             ("PRMONITOR_ADMIN_TOKEN", " "),
             ("PRMONITOR_SHUTDOWN_TIMEOUT_SECS", "-1"),
+            ("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", "0"),
+            ("PRMONITOR_GITHUB_SECONDARY_POINTS_PER_MINUTE", "a lot"),
         ];
         for (key, value) in cases {
             let err = load(&[(key, value)]).expect_err(key);

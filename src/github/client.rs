@@ -15,7 +15,7 @@ use super::cache::{self, Validator};
 use super::graphql;
 use super::link;
 use super::models::{CheckRun, Installation, PullRequest, Repository, Wrapped};
-use super::pacing::{Budget, Pacer, Purpose};
+use super::pacing::{Budget, EndpointPace, Pacer, Purpose};
 use super::policy::{self, LimitHeaders, Verdict};
 use crate::config::{GitHubAuth, GitHubSettings};
 use crate::db::DbPool;
@@ -28,6 +28,8 @@ const PER_PAGE: u32 = 100;
 const TOKEN_KEY: i64 = 0;
 /// Lane key for calls made as the App itself (JWT).
 const APP_KEY: i64 = -1;
+/// GitHub's secondary limit of GraphQL points a minute (a query is 1).
+const GRAPHQL_SECONDARY_POINTS_PER_MINUTE: u32 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
@@ -292,10 +294,22 @@ impl GitHubClient {
                 graphql_transport,
                 graphql_path: graphql_url.path().to_owned(),
                 pool,
-                pacer: Pacer::new(settings.max_concurrent_requests, settings.rate_limit_reserve_percent),
+                pacer: Pacer::new(
+                    settings.max_concurrent_requests,
+                    settings.rate_limit_reserve_percent,
+                    EndpointPace {
+                        points: settings.secondary_points_per_minute,
+                        window: settings.secondary_window,
+                    },
+                ),
+                // GitHub's secondary limit for GraphQL: 2,000 points a minute, a query costing 1.
                 graphql_pacer: Pacer::new(
                     settings.max_concurrent_requests,
                     settings.rate_limit_reserve_percent,
+                    EndpointPace {
+                        points: GRAPHQL_SECONDARY_POINTS_PER_MINUTE,
+                        window: settings.secondary_window,
+                    },
                 ),
                 counters: Counters::default(),
                 jitter: Jitter::new(),
@@ -446,7 +460,10 @@ impl GitHubClient {
             serde_json::to_vec(&document.body()).map_err(|e| GitHubError::Decode(e.to_string()))?,
         );
         let Answer::Body { body, .. } = self.send(who, purpose, Call::Graphql { body: &body }).await? else {
-            return Err(GitHubError::Api { status: 304, message: "a GraphQL query answered without a body".into() });
+            return Err(GitHubError::Api {
+                status: 304,
+                message: "a GraphQL query answered without a body".into(),
+            });
         };
         let answer: graphql::Answer = decode(&body)?;
         if let Some(cost) = answer.cost() {
@@ -477,6 +494,12 @@ impl GitHubClient {
     }
 
     /// The client for `who`; for an installation, with a current token.
+    ///
+    /// A token GitHub refuses before its expiry (a rotation, a revocation) is
+    /// octocrab's to replace: on a 401 to an installation token it drops the
+    /// cached token and sends the request once more with a new one, and a
+    /// second 401 reaches [`Self::send`] as the real authentication failure it
+    /// is (Fatal, not retried). `tests/api/github_client.rs` pins both.
     async fn octocrab(&self, who: Who) -> Result<Arc<Octocrab>, GitHubError> {
         let installation = match (&self.inner.auth, who) {
             (Auth::Token(octo), _) => return Ok(octo.clone()),
@@ -642,9 +665,12 @@ impl GitHubClient {
             Call::Get { validator, .. } => validator,
             Call::Graphql { .. } => None,
         };
-        let lane = match call {
-            Call::Get { .. } => self.inner.pacer.lane(who.key()),
-            Call::Graphql { .. } => self.inner.graphql_pacer.lane(who.key()),
+        let (lane, endpoint) = match call {
+            Call::Get { url, .. } => (
+                self.inner.pacer.lane(who.key()),
+                endpoint_key(url.strip_prefix(self.inner.base_path.as_str()).unwrap_or(url)),
+            ),
+            Call::Graphql { .. } => (self.inner.graphql_pacer.lane(who.key()), "graphql"),
         };
         let settings = &self.inner.settings;
         let attempts = settings.retry_attempts + 1;
@@ -653,7 +679,8 @@ impl GitHubClient {
             if attempt > 1 {
                 self.inner.counters.add(purpose, "retried");
             }
-            let permit = lane.turn(purpose).await;
+            // A GET or a GraphQL query: one point of the endpoint's secondary limit.
+            let permit = lane.turn(purpose, endpoint, 1).await;
             let exchange = tokio::time::timeout(settings.request_timeout, async {
                 match call {
                     Call::Get { url, validator } => exchange(&octo, url, validator).await,
@@ -921,6 +948,23 @@ fn decode_items<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, GitHubError>
     }
 }
 
+/// The endpoint a request path (below the API's prefix) belongs to, for
+/// GitHub's per-endpoint secondary limit: its route template, with owner,
+/// repository, number and SHA left out. Paths this client does not call share
+/// one key, which paces them together (stricter, never looser).
+fn endpoint_key(path: &str) -> &'static str {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["repos", _, _, "pulls"] => "pulls",
+        ["repos", _, _, "pulls", _] => "pull",
+        ["repos", _, _, "commits", _, "check-runs"] => "check-runs",
+        ["installation", "repositories"] => "installation-repositories",
+        ["app", "installations"] => "installations",
+        _ => "other",
+    }
+}
+
 /// `owner/name`, checked to be a plain repository name (it goes into a URL path).
 fn repo_path(full_name: &str) -> Result<&str, GitHubError> {
     let valid_part = |part: &str| {
@@ -959,6 +1003,17 @@ mod tests {
         let installations: Vec<Installation> = decode_items(br#"[{"id":1,"account":null}]"#).expect("array");
         assert_eq!(installations[0].id, InstallationId(1));
         assert!(decode_items::<Installation>(b"{\"message\":\"x\"}").is_err());
+    }
+
+    #[test]
+    fn endpoints_are_route_templates_not_urls() {
+        assert_eq!(endpoint_key("/repos/o/r/pulls?state=all&page=3"), "pulls");
+        assert_eq!(endpoint_key("/repos/other/repo/pulls"), "pulls");
+        assert_eq!(endpoint_key("/repos/o/r/pulls/17"), "pull");
+        assert_eq!(endpoint_key("/repos/o/r/commits/0abc/check-runs?filter=all"), "check-runs");
+        assert_eq!(endpoint_key("/installation/repositories?per_page=100"), "installation-repositories");
+        assert_eq!(endpoint_key("/app/installations"), "installations");
+        assert_eq!(endpoint_key("/repos/o/r/issues"), "other");
     }
 
     #[test]

@@ -88,7 +88,10 @@ pub fn check_runs_of_commits(repositories: &[RepositoryCommits<'_>]) -> Document
         selections.push_str(" }");
     }
     Document {
-        query: format!("query CheckRunsOfCommits({}) {{{selections} {RATE_LIMIT} }}", declarations.join(", ")),
+        query: format!(
+            "query CheckRunsOfCommits({}) {{{selections} {RATE_LIMIT} }}",
+            declarations.join(", ")
+        ),
         variables: Value::Object(variables),
     }
 }
@@ -394,7 +397,9 @@ mod tests {
     }
 
     fn validate(schema: &apollo_compiler::validation::Valid<apollo_compiler::Schema>, doc: &Document) {
-        if let Err(errors) = apollo_compiler::ExecutableDocument::parse_and_validate(schema, &doc.query, "query.graphql") {
+        if let Err(errors) =
+            apollo_compiler::ExecutableDocument::parse_and_validate(schema, &doc.query, "query.graphql")
+        {
             panic!("{}\n{}", doc.query, errors.errors);
         }
     }

@@ -1,11 +1,14 @@
 //! Pacing by GitHub's rate-limit headers, per installation.
 //!
 //! Each installation (its own rate-limit bucket) gets a lane: a semaphore
-//! bounding the calls in flight, the last rate-limit headers seen, and a
+//! bounding the calls in flight, the last rate-limit headers seen, a
 //! "blocked until" set by a rate-limit answer so that every call of that
-//! installation waits, not only the one that was refused.
+//! installation waits, not only the one that was refused, and the points
+//! spent per endpoint in the last minute, so that a call waits for room under
+//! GitHub's secondary limit (900 points a minute per REST endpoint, 304s
+//! included) instead of being refused for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +60,69 @@ pub struct Budget {
 struct LaneState {
     budget: Budget,
     blocked_until: Option<Instant>,
+    /// Points spent per endpoint key, for the secondary limit.
+    endpoints: HashMap<&'static str, PointsWindow>,
+}
+
+/// How fast one lane may call one endpoint: GitHub's secondary limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointPace {
+    /// Points per window (GitHub: 900 a minute per REST endpoint).
+    pub points: u32,
+    /// GitHub's minute; tests shorten it.
+    pub window: Duration,
+}
+
+impl EndpointPace {
+    /// Slack added to the window: GitHub counts a call when it arrives, a
+    /// little after this side counted it, and a call sent the instant our
+    /// window frees could still land in GitHub's if its predecessor took
+    /// longer to arrive than it does. Two seconds of GitHub's minute.
+    fn margin(&self) -> Duration {
+        (self.window / 30).clamp(Duration::from_millis(500), Duration::from_secs(2))
+    }
+}
+
+/// The points spent on one endpoint, oldest first, with their sum.
+#[derive(Debug, Default)]
+pub struct PointsWindow {
+    spent: VecDeque<(Instant, u32)>,
+    total: u64,
+}
+
+impl PointsWindow {
+    /// How long until `points` more fit under `pace` (pure but for trimming
+    /// what has left the window): `None` when they fit now. A call costing
+    /// more than the whole limit goes once the window is empty.
+    pub fn wait_for_room(&mut self, pace: EndpointPace, points: u32, now: Instant) -> Option<Duration> {
+        let window = pace.window.saturating_add(pace.margin());
+        while let Some(&(at, spent)) = self.spent.front() {
+            if now.saturating_duration_since(at) < window {
+                break;
+            }
+            self.spent.pop_front();
+            self.total = self.total.saturating_sub(u64::from(spent));
+        }
+        if self.spent.is_empty() || self.total + u64::from(points) <= u64::from(pace.points) {
+            return None;
+        }
+        let excess = (self.total + u64::from(points)).saturating_sub(u64::from(pace.points));
+        let mut freed = 0;
+        let mut until = now;
+        for &(at, spent) in &self.spent {
+            freed += u64::from(spent);
+            until = at.checked_add(window).unwrap_or(now);
+            if freed >= excess {
+                break;
+            }
+        }
+        Some(until.saturating_duration_since(now).min(MAX_WAIT))
+    }
+
+    pub fn record(&mut self, points: u32, now: Instant) {
+        self.spent.push_back((now, points));
+        self.total += u64::from(points);
+    }
 }
 
 /// How long a call of `purpose` must wait before it may be sent (pure), at
@@ -92,27 +158,60 @@ pub struct Lane {
     semaphore: Semaphore,
     state: Mutex<LaneState>,
     reserve_percent: u32,
+    pace: EndpointPace,
 }
 
 impl Lane {
-    fn new(max_concurrent: usize, reserve_percent: u32) -> Self {
-        Self { semaphore: Semaphore::new(max_concurrent), state: Mutex::default(), reserve_percent }
+    fn new(max_concurrent: usize, reserve_percent: u32, pace: EndpointPace) -> Self {
+        Self { semaphore: Semaphore::new(max_concurrent), state: Mutex::default(), reserve_percent, pace }
     }
 
-    /// Waits until a call of `purpose` may go, then takes one of the lane's
-    /// slots. Waits again if the budget changed while it waited for a slot.
-    pub async fn turn(&self, purpose: Purpose) -> SemaphorePermit<'_> {
+    /// Waits until a call of `purpose` to `endpoint` (a route template key,
+    /// e.g. `"pulls"`), costing `points` of the secondary limit, may go, then
+    /// takes one of the lane's slots. Waits again if the budget or the
+    /// endpoint's window changed while it waited for a slot.
+    pub async fn turn(&self, purpose: Purpose, endpoint: &'static str, points: u32) -> SemaphorePermit<'_> {
         loop {
             self.wait_for_budget(purpose).await;
+            self.wait_for_endpoint(endpoint, points).await;
             // The semaphore is never closed, so acquire cannot fail.
             let Ok(permit) = self.semaphore.acquire().await else { continue };
-            let mut state = self.lock();
-            if self.wait_now(&state, purpose).is_none() {
-                // Counted as spent now, so concurrent calls do not all see the same last unit.
-                if let Some(remaining) = state.budget.remaining.as_mut() {
-                    *remaining = remaining.saturating_sub(1);
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            if self.wait_now(state, purpose).is_some() {
+                continue;
+            }
+            let now = Instant::now();
+            let window = state.endpoints.entry(endpoint).or_default();
+            if window.wait_for_room(self.pace, points, now).is_some() {
+                continue;
+            }
+            // Counted as spent now, so concurrent calls do not all see the same last unit.
+            window.record(points, now);
+            if let Some(remaining) = state.budget.remaining.as_mut() {
+                *remaining = remaining.saturating_sub(1);
+            }
+            return permit;
+        }
+    }
+
+    async fn wait_for_endpoint(&self, endpoint: &'static str, points: u32) {
+        loop {
+            let wait = self.lock().endpoints.entry(endpoint).or_default().wait_for_room(
+                self.pace,
+                points,
+                Instant::now(),
+            );
+            match wait {
+                None => return,
+                Some(wait) => {
+                    tracing::debug!(
+                        endpoint,
+                        wait_ms = wait.as_millis() as u64,
+                        "waiting for the secondary limit"
+                    );
+                    tokio::time::sleep(wait).await;
                 }
-                return permit;
             }
         }
     }
@@ -184,18 +283,20 @@ pub struct Pacer {
     lanes: Mutex<HashMap<i64, Arc<Lane>>>,
     max_concurrent: usize,
     reserve_percent: u32,
+    pace: EndpointPace,
 }
 
 impl Pacer {
-    pub fn new(max_concurrent: usize, reserve_percent: u32) -> Self {
-        Self { lanes: Mutex::default(), max_concurrent: max_concurrent.max(1), reserve_percent }
+    pub fn new(max_concurrent: usize, reserve_percent: u32, pace: EndpointPace) -> Self {
+        let pace = EndpointPace { points: pace.points.max(1), window: pace.window };
+        Self { lanes: Mutex::default(), max_concurrent: max_concurrent.max(1), reserve_percent, pace }
     }
 
     pub fn lane(&self, key: i64) -> Arc<Lane> {
         let mut lanes = self.lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         lanes
             .entry(key)
-            .or_insert_with(|| Arc::new(Lane::new(self.max_concurrent, self.reserve_percent)))
+            .or_insert_with(|| Arc::new(Lane::new(self.max_concurrent, self.reserve_percent, self.pace)))
             .clone()
     }
 
@@ -267,7 +368,7 @@ mod tests {
             let reserve = budget(u64::MAX, 1, reset);
             assert_eq!(wait_needed(&reserve, None, Purpose::Sweep, 90, now, wall), Some(MAX_WAIT), "{reset}");
         }
-        let lane = Lane::new(1, 10);
+        let lane = Lane::new(1, 10, GITHUB);
         lane.block_for(Duration::MAX);
         let state = lane.lock();
         assert!(wait_needed(&state.budget, state.blocked_until, Purpose::Webhook, 10, Instant::now(), wall)
@@ -276,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn observed_headers_update_the_lane() {
-        let pacer = Pacer::new(2, 10);
+        let pacer = Pacer::new(2, 10, GITHUB);
         let lane = pacer.lane(7);
         lane.observe(&LimitHeaders {
             limit: Some(100),
@@ -284,7 +385,61 @@ mod tests {
             reset: Some(9),
             retry_after: None,
         });
-        drop(lane.turn(Purpose::Sweep).await);
+        drop(lane.turn(Purpose::Sweep, "pulls", 1).await);
         assert_eq!(pacer.budgets(), vec![(7, budget(100, 49, 9))]);
+    }
+
+    const GITHUB: EndpointPace = EndpointPace { points: 900, window: Duration::from_secs(60) };
+
+    #[test]
+    fn an_endpoint_waits_until_its_oldest_points_leave_the_window() {
+        let pace = EndpointPace { points: 3, window: Duration::from_secs(60) };
+        let margin = pace.margin();
+        assert_eq!(margin, Duration::from_secs(2));
+        let start = Instant::now();
+        let mut window = PointsWindow::default();
+        for i in 0..3 {
+            let at = start + Duration::from_secs(i);
+            assert_eq!(window.wait_for_room(pace, 1, at), None, "call {i}");
+            window.record(1, at);
+        }
+        let at = start + Duration::from_secs(10);
+        // The first call leaves the window at 60 s plus the margin.
+        assert_eq!(window.wait_for_room(pace, 1, at), Some(Duration::from_secs(52)));
+        // Two points need the first two calls gone.
+        assert_eq!(window.wait_for_room(pace, 2, at), Some(Duration::from_secs(53)));
+        assert_eq!(window.wait_for_room(pace, 1, start + Duration::from_secs(62)), None);
+        assert_eq!(window.total, 2, "the first call was trimmed");
+    }
+
+    #[test]
+    fn a_call_larger_than_the_limit_waits_for_an_empty_window_not_forever() {
+        let pace = EndpointPace { points: 2, window: Duration::from_secs(1) };
+        assert_eq!(pace.margin(), Duration::from_millis(500), "at least half a second of slack");
+        let now = Instant::now();
+        let mut window = PointsWindow::default();
+        assert_eq!(window.wait_for_room(pace, 5, now), None);
+        window.record(5, now);
+        assert_eq!(window.wait_for_room(pace, 5, now), Some(Duration::from_millis(1500)));
+        assert_eq!(window.wait_for_room(pace, 1, now + Duration::from_millis(1500)), None);
+    }
+
+    #[tokio::test]
+    async fn turns_of_one_endpoint_wait_while_another_endpoint_goes() {
+        let pace = EndpointPace { points: 2, window: Duration::from_secs(1) };
+        let lane = Arc::new(Lane::new(4, 10, pace));
+        drop(lane.turn(Purpose::Sweep, "pulls", 1).await);
+        drop(lane.turn(Purpose::Sweep, "pulls", 1).await);
+        let third = {
+            let lane = lane.clone();
+            tokio::spawn(async move {
+                drop(lane.turn(Purpose::Sweep, "pulls", 1).await);
+            })
+        };
+        // Another endpoint has its own window.
+        drop(lane.turn(Purpose::Sweep, "check-runs", 1).await);
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished(), "the third call of the endpoint waits for room");
+        third.await.expect("the third call goes once the window frees");
     }
 }

@@ -144,6 +144,11 @@ mod tests {
             classify(status(403), &secondary, "You have exceeded a secondary rate limit", at(0)),
             Verdict::RateLimited { wait: Duration::from_secs(2) }
         );
+        // GitHub answers a secondary limit with 403 or 429: both wait for Retry-After.
+        assert_eq!(
+            classify(status(429), &secondary, "You have exceeded a secondary rate limit", at(0)),
+            Verdict::RateLimited { wait: Duration::from_secs(2) }
+        );
         let primary = LimitHeaders { remaining: Some(0), reset: Some(1_000), ..Default::default() };
         assert_eq!(
             classify(status(403), &primary, "API rate limit exceeded", at(990)),

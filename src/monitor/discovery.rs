@@ -135,7 +135,11 @@ impl GitHubPrDiscovery {
     ) -> Discovered<CheckRunData> {
         let commits: BTreeSet<RepoCommit> = heads
             .iter()
-            .map(|h| RepoCommit { owner: repo.owner.clone(), name: repo.name.clone(), sha: h.head_sha.0.clone() })
+            .map(|h| RepoCommit {
+                owner: repo.owner.clone(),
+                name: repo.name.clone(),
+                sha: h.head_sha.0.clone(),
+            })
             .collect();
         let found = bulk::check_runs_of_commits(&self.client, repo.installation_id, &commits, purpose).await;
         let mut discovered = Discovered::default();

@@ -51,7 +51,9 @@ pub struct Plan {
 /// it: the newest run of each name decides; any failing conclusion makes it
 /// `FAILURE`, else any run not completed `PENDING`, else `SUCCESS`; no runs
 /// give no rollup (GitHub's `statusCheckRollup: null`).
-pub fn stored_rollup<'a>(runs: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>, i64)>) -> Option<&'static str> {
+pub fn stored_rollup<'a>(
+    runs: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>, i64)>,
+) -> Option<&'static str> {
     let mut newest: BTreeMap<&str, (i64, &str, Option<&str>)> = BTreeMap::new();
     for (name, status, conclusion, id) in runs {
         let entry = newest.entry(name).or_insert((id, status, conclusion));
@@ -83,11 +85,7 @@ pub fn plan(
     watermark: Option<DateTime<Utc>>,
 ) -> Plan {
     let by_number: HashMap<i64, &SurveyedPr> = stored.iter().map(|pr| (i64::from(pr.number.0), pr)).collect();
-    let mut plan = Plan {
-        inconclusive: survey.open.page_info.has_next_page,
-        watermark,
-        ..Plan::default()
-    };
+    let mut plan = Plan { inconclusive: survey.open.page_info.has_next_page, watermark, ..Plan::default() };
     let read = |plan: &mut Plan, number: i64| {
         if let Some(number) = PullRequestNumber::from_github(number) {
             if !plan.numbers.contains(&number) {
@@ -101,7 +99,10 @@ pub fn plan(
         plan.watermark = plan.watermark.max(Some(pr.updated_at));
         let known = by_number.get(&pr.number);
         let changed = known.is_none_or(|s| {
-            s.updated_at != pr.updated_at || s.head_sha != pr.head_ref_oid || s.draft != pr.is_draft || s.state != "open"
+            s.updated_at != pr.updated_at
+                || s.head_sha != pr.head_ref_oid
+                || s.draft != pr.is_draft
+                || s.state != "open"
         });
         if changed {
             read(&mut plan, pr.number);
@@ -241,16 +242,31 @@ async fn sweep_alone(processor: &PrProcessor, repo: &Repository) -> ProcessingRe
 }
 
 /// The stored rows a survey is compared with, and the plan.
-async fn plan_repository(pool: &DbPool, repo: &Repository, survey: &SurveyRepository) -> Result<Plan, String> {
+async fn plan_repository(
+    pool: &DbPool,
+    repo: &Repository,
+    survey: &SurveyRepository,
+) -> Result<Plan, String> {
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let closed: Vec<PullRequestNumber> =
-        survey.closed.nodes.iter().flatten().filter_map(|pr| PullRequestNumber::from_github(pr.number)).collect();
+    let closed: Vec<PullRequestNumber> = survey
+        .closed
+        .nodes
+        .iter()
+        .flatten()
+        .filter_map(|pr| PullRequestNumber::from_github(pr.number))
+        .collect();
     let stored = pull_requests::surveyed_prs(&mut conn, repo.id, &closed).await.map_err(|e| e.to_string())?;
-    let heads: Vec<String> = stored.iter().filter(|pr| pr.state == "open").map(|pr| pr.head_sha.clone()).collect();
+    let heads: Vec<String> =
+        stored.iter().filter(|pr| pr.state == "open").map(|pr| pr.head_sha.clone()).collect();
     let runs = pull_requests::runs_of_heads(&mut conn, repo.id, &heads).await.map_err(|e| e.to_string())?;
     let mut by_head: HashMap<&str, Vec<(&str, &str, Option<&str>, i64)>> = HashMap::new();
     for (sha, name, status, conclusion, id) in &runs {
-        by_head.entry(sha.as_str()).or_default().push((name.as_str(), status.as_str(), conclusion.as_deref(), *id));
+        by_head.entry(sha.as_str()).or_default().push((
+            name.as_str(),
+            status.as_str(),
+            conclusion.as_deref(),
+            *id,
+        ));
     }
     let rollups: HashMap<String, Option<&'static str>> = heads
         .iter()
@@ -259,9 +275,11 @@ async fn plan_repository(pool: &DbPool, repo: &Repository, survey: &SurveyReposi
     let mut plan = plan(survey, &stored, &rollups, repo.sweep_watermark);
     // Runs GitHub may have finished without a webhook (a run's start sends
     // none), and heads replaced since the last sweep.
-    let unfinished = pull_requests::unfinished_check_heads(&mut conn, repo.id).await.map_err(|e| e.to_string())?;
+    let unfinished =
+        pull_requests::unfinished_check_heads(&mut conn, repo.id).await.map_err(|e| e.to_string())?;
     let since = repo.last_swept_at.unwrap_or_else(|| Utc::now() - chrono::Duration::days(1));
-    let replaced = pull_requests::replaced_heads(&mut conn, repo.id, since).await.map_err(|e| e.to_string())?;
+    let replaced =
+        pull_requests::replaced_heads(&mut conn, repo.id, since).await.map_err(|e| e.to_string())?;
     plan.commits.extend(unfinished);
     plan.commits.extend(replaced);
     Ok(plan)
@@ -314,9 +332,9 @@ mod tests {
     fn changes_the_survey_sees_are_read() {
         let survey = survey(
             json!([
-                open_pr(1, 9, "bb", Some("PENDING")),  // pushed: new head
-                open_pr(2, 5, "cc", Some("FAILURE")),  // a check failed: rollup differs
-                open_pr(4, 9, "dd", None),             // new
+                open_pr(1, 9, "bb", Some("PENDING")), // pushed: new head
+                open_pr(2, 5, "cc", Some("FAILURE")), // a check failed: rollup differs
+                open_pr(4, 9, "dd", None),            // new
             ]),
             json!([{ "number": 3, "updatedAt": at(8) }]),
             false,
@@ -347,10 +365,22 @@ mod tests {
     #[test]
     fn the_stored_rollup_follows_githubs_rule() {
         assert_eq!(stored_rollup([]), None);
-        assert_eq!(stored_rollup([("a", "completed", Some("success"), 1), ("b", "completed", Some("skipped"), 2)]), Some("SUCCESS"));
-        assert_eq!(stored_rollup([("a", "completed", Some("success"), 1), ("b", "in_progress", None, 2)]), Some("PENDING"));
-        assert_eq!(stored_rollup([("a", "completed", Some("failure"), 1), ("b", "queued", None, 2)]), Some("FAILURE"));
+        assert_eq!(
+            stored_rollup([("a", "completed", Some("success"), 1), ("b", "completed", Some("skipped"), 2)]),
+            Some("SUCCESS")
+        );
+        assert_eq!(
+            stored_rollup([("a", "completed", Some("success"), 1), ("b", "in_progress", None, 2)]),
+            Some("PENDING")
+        );
+        assert_eq!(
+            stored_rollup([("a", "completed", Some("failure"), 1), ("b", "queued", None, 2)]),
+            Some("FAILURE")
+        );
         // A re-run that passed replaces the failure.
-        assert_eq!(stored_rollup([("a", "completed", Some("failure"), 1), ("a", "completed", Some("success"), 2)]), Some("SUCCESS"));
+        assert_eq!(
+            stored_rollup([("a", "completed", Some("failure"), 1), ("a", "completed", Some("success"), 2)]),
+            Some("SUCCESS")
+        );
     }
 }

@@ -13,8 +13,8 @@ use crate::config::{BulkReads, GitHubSettings, WorkerSettings};
 use crate::db::schema::{jobs, repositories, webhook_deliveries};
 use crate::db::DbPool;
 use crate::github::cache;
-use crate::jitter::Jitter;
 use crate::ids::InstallationId;
+use crate::jitter::Jitter;
 use crate::queue::{self, JobKind, JobState, NewJob, RepositoryJob, SurveyJob};
 
 /// Finished jobs stay this long for `GET /api/v1/jobs/{id}` and `jobs list`.
@@ -84,8 +84,8 @@ impl Scheduler {
                 .await?;
             let mut enqueued = 0;
             for installation_id in installations {
-                let job =
-                    NewJob::survey(&SurveyJob { installation_id }).with_max_attempts(self.settings.max_attempts);
+                let job = NewJob::survey(&SurveyJob { installation_id })
+                    .with_max_attempts(self.settings.max_attempts);
                 if !busy.contains(&job.coalesce_key) {
                     queue::enqueue(&mut conn, &job).await?;
                     enqueued += 1;

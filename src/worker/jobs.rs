@@ -13,7 +13,8 @@ use crate::ids::RepositoryId;
 use crate::monitor::delivered::{self, DeliveredPayload};
 use crate::monitor::{Cause, Target, WorkContext};
 use crate::queue::{
-    self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob, SurveyJob,
+    self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob,
+    SurveyJob,
 };
 
 /// Delivery ids kept for logs and the history trail.

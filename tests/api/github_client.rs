@@ -76,6 +76,18 @@ async fn the_github_app_path_works_and_renews_an_expired_token() {
     let first_tokens = stats.count(TOKENS, 201);
     assert!(first_tokens >= 1, "{:?}", stats.counts());
     assert_eq!(stats.count(PULLS, 200), 1);
+    // ETags belong to the token that earned them: with a token per call, a
+    // stored validator never earns a 304, and each listing costs a point.
+    store_validators(&db, &listing).await;
+    let before = sim.budget(INSTALLATION).expect("bucket").remaining;
+    let again = client
+        .list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Webhook)
+        .await
+        .expect("listing under a renewed token");
+    assert_eq!(statuses(&again), ["200"]);
+    assert_eq!(sim.budget(INSTALLATION).expect("bucket").remaining, before - 1);
+    assert!(sim.stats().count(TOKENS, 201) > first_tokens, "{:?}", sim.stats().counts());
+    let first_tokens = sim.stats().count(TOKENS, 201);
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let fetched = client
@@ -125,6 +137,8 @@ async fn listing_500_prs_is_5_requests_then_5_free_304s_then_only_the_changed_pa
     assert_eq!(sim.stats().count_route(PULLS), 5);
     store_validators(&db, &first).await;
 
+    // All within one token's lifetime: that token's ETags match (after a
+    // rotation every page pays again: after_a_token_rotation_every_page_…).
     let before = sim.budget(INSTALLATION).expect("bucket");
     sim.reset_stats();
     let second = list().await.expect("second listing");
@@ -144,6 +158,64 @@ async fn listing_500_prs_is_5_requests_then_5_free_304s_then_only_the_changed_pa
         Some("A new title")
     );
     assert_eq!(sim.budget(INSTALLATION).expect("bucket").remaining, before.remaining - 1);
+}
+
+#[tokio::test]
+async fn after_a_token_rotation_every_page_is_paid_again_then_free_under_the_new_token() {
+    // GitHub's ETags belong to the token that earned them: a 304 is free only
+    // within one token's lifetime.
+    let sim = sim(one_repo(250)).await;
+    let db = TestDatabase::migrated().await;
+    let client = client(&db, &app_settings(&sim.api_url())).await;
+    let list = || client.list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep);
+    let first = list().await.expect("first listing");
+    store_validators(&db, &first).await;
+    let under_the_first_token = list().await.expect("second listing");
+    assert_eq!(statuses(&under_the_first_token), ["304"; 3]);
+    assert_eq!(sim.stats().count(TOKENS, 201), 1);
+
+    // Every token ends (a rotation): the client's cached token is refused
+    // once, the client mints a new one and asks again.
+    assert_eq!(sim.expire_tokens(), 1);
+    let before = sim.budget(INSTALLATION).expect("bucket");
+    sim.reset_stats();
+    let rotated = list().await.expect("the listing survives the rotation");
+    assert_eq!(statuses(&rotated), ["200"; 3], "old ETags do not match under the new token");
+    assert_eq!(rotated.fresh_items().count(), 250, "full bodies");
+    assert_eq!(
+        sim.budget(INSTALLATION).expect("bucket").remaining,
+        before.remaining - 3,
+        "every page costs a point again"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.count(PULLS, 401), 1, "one refusal of the ended token: {:?}", stats.counts());
+    assert_eq!(stats.count(TOKENS, 201), 1, "one new token: {:?}", stats.counts());
+    let old: Vec<_> = first.validators().into_iter().map(|v| v.etag).collect();
+    let new: Vec<_> = rotated.validators().into_iter().map(|v| v.etag).collect();
+    assert!(old.iter().zip(&new).all(|(old, new)| old != new), "{old:?} vs {new:?}");
+
+    // The new ETags stored, the next listing under the new token is free again.
+    store_validators(&db, &rotated).await;
+    let before = sim.budget(INSTALLATION).expect("bucket");
+    let again = list().await.expect("listing under the new token");
+    assert_eq!(statuses(&again), ["304"; 3]);
+    assert_eq!(sim.budget(INSTALLATION).expect("bucket").remaining, before.remaining);
+}
+
+#[tokio::test]
+async fn a_token_refused_twice_is_an_auth_failure_not_a_loop() {
+    // Tokens that are over as soon as they are minted: every one is refused.
+    let sim = sim(SimConfig { token_lifetime: Duration::ZERO, ..one_repo(1) }).await;
+    let db = TestDatabase::migrated().await;
+    let client = client(&db, &app_settings(&sim.api_url())).await;
+    let error = client
+        .get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(1), Purpose::Webhook)
+        .await
+        .expect_err("401");
+    assert!(matches!(error, github::GitHubError::Api { status: 401, .. }), "{error}");
+    let stats = sim.stats();
+    assert_eq!(stats.count(PULL, 401), 2, "one more try with a new token, no more: {:?}", stats.counts());
+    assert!(stats.count(TOKENS, 201) >= 2, "a new token for the second try: {:?}", stats.counts());
 }
 
 #[tokio::test]
@@ -208,6 +280,70 @@ async fn with_30_percent_5xx_and_a_secondary_limit_all_500_prs_arrive_and_the_wa
     let counts = client.call_counts();
     assert!(counts.get(&(Purpose::Sweep, "retried")).copied().unwrap_or(0) >= 2, "{counts:?}");
     assert_eq!(counts.get(&(Purpose::Sweep, "4xx")).copied(), Some(1));
+}
+
+/// A simulator that allows 5 points per endpoint in a 2-second window
+/// (GitHub: 900 a minute), with 7 pages of PRs to list.
+fn tight_secondary_limit() -> SimConfig {
+    SimConfig { secondary_points_per_minute: 5, secondary_window: Duration::from_secs(2), ..one_repo(700) }
+}
+
+#[tokio::test]
+async fn a_listing_refused_for_the_secondary_limit_waits_for_retry_after_and_completes() {
+    let sim = sim(SimConfig { static_token: Some("ghp_shared".into()), ..tight_secondary_limit() }).await;
+    let db = TestDatabase::migrated().await;
+    let mut settings = app_settings(&sim.api_url());
+    settings.auth = Some(GitHubAuth::Token(Secret::new("ghp_shared")));
+    // Backoffs far shorter than the window: only by waiting for Retry-After
+    // can a refused call get through.
+    settings.retry_base_delay = Duration::from_millis(1);
+    settings.retry_attempts = 6;
+    let client = client(&db, &settings).await;
+    // Another process with the same token has just spent the endpoint's
+    // points (tiny pages, so they surely fall in one window): this client's
+    // own pacer cannot know, and its first page is refused.
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let url = format!("{}/repos/acme/repo-0/pulls?state=closed&per_page=1", sim.api_url());
+        let answer = http.get(url).bearer_auth("ghp_shared").send().await.expect("sent");
+        assert_eq!(answer.status(), 200);
+    }
+    let listing = client
+        .list_pull_requests(None, "acme/repo-0", PullQuery::all(), Purpose::Sweep)
+        .await
+        .expect("the listing completes after the waits");
+    assert_eq!(listing.fresh_items().map(|pr| pr.number).collect::<BTreeSet<_>>().len(), 700);
+    let stats = sim.stats();
+    assert!(stats.secondary_limited() >= 1, "{:?}", stats.counts());
+    assert_eq!(stats.count(PULLS, 200), 5 + 7);
+    let refused: Vec<_> = stats.requests.iter().filter(|r| r.limited.is_some()).collect();
+    assert!(refused.iter().all(|r| r.status == 403 && r.limited == Some("secondary")), "{refused:?}");
+    // Each refusal was waited out and retried; nothing else failed.
+    let counts = client.call_counts();
+    assert_eq!(counts.get(&(Purpose::Sweep, "4xx")).copied(), Some(stats.secondary_limited()));
+    assert_eq!(counts.get(&(Purpose::Sweep, "retried")).copied(), Some(stats.secondary_limited()));
+}
+
+#[tokio::test]
+async fn a_client_paced_at_the_secondary_limit_is_never_refused() {
+    let sim = sim(tight_secondary_limit()).await;
+    let db = TestDatabase::migrated().await;
+    let mut settings = app_settings(&sim.api_url());
+    settings.secondary_points_per_minute = 5;
+    settings.secondary_window = Duration::from_secs(2);
+    let client = client(&db, &settings).await;
+    let list = || client.list_pull_requests(AS_INSTALLATION, "acme/repo-0", PullQuery::all(), Purpose::Sweep);
+    let first = list().await.expect("listing");
+    assert_eq!(statuses(&first), ["200"; 7]);
+    store_validators(&db, &first).await;
+    // 304s count against the secondary limit too: the pacer counts them.
+    let second = list().await.expect("listing");
+    assert_eq!(statuses(&second), ["304"; 7]);
+    // 14 requests to one endpoint, 5 allowed per window: the client waited
+    // for room each time rather than be refused.
+    let stats = sim.stats();
+    assert_eq!(stats.count_route(PULLS), 14, "{:?}", stats.counts());
+    assert_eq!(stats.secondary_limited(), 0, "{:?}", stats.counts());
 }
 
 #[tokio::test]
@@ -412,4 +548,27 @@ async fn a_burst_of_calls_shares_one_installation_token() {
     let results = futures_util::future::join_all(calls).await;
     assert!(results.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))));
     assert_eq!(sim.stats().count(TOKENS, 201), 1, "{:?}", sim.stats().counts());
+}
+
+#[tokio::test]
+async fn a_burst_across_a_token_rotation_is_refused_at_most_once_per_call_in_flight() {
+    let sim = sim(one_repo(30)).await;
+    let db = TestDatabase::migrated().await;
+    let settings = app_settings(&sim.api_url());
+    let client = client(&db, &settings).await;
+    let burst = || {
+        futures_util::future::join_all((1..=30).map(|n| {
+            client.get_pull_request(AS_INSTALLATION, "acme/repo-0", PullRequestNumber(n), Purpose::Webhook)
+        }))
+    };
+    assert!(burst().await.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))));
+    sim.expire_tokens();
+    sim.reset_stats();
+    let results = burst().await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Fetched::Fresh { .. }))), "{results:?}");
+    // Only the calls already sent with the ended token are refused, each once:
+    // its retry goes with a new token, and later calls find one.
+    let refused = sim.stats().count(PULL, 401);
+    assert!((1..=settings.max_concurrent_requests as u64).contains(&refused), "{:?}", sim.stats().counts());
+    assert_eq!(sim.stats().count(PULL, 200), 30);
 }

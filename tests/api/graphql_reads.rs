@@ -68,7 +68,8 @@ async fn a_graphql_backfill_stores_the_rows_a_rest_backfill_stores_for_a_fractio
     .expect("simulator");
     // A head with more than a page of check runs: 130 runs of one suite.
     let repo = "acme/repo-0";
-    let head = sim.world(|w| w.repo(w.repo_id(repo).expect("repo")).expect("repo").pulls[&1].head_sha.clone());
+    let head =
+        sim.world(|w| w.repo(w.repo_id(repo).expect("repo")).expect("repo").pulls[&1].head_sha.clone());
     for i in 0..130 {
         let run = sim.create_check_run(repo, &head, &format!("shard-{i}")).expect("run");
         if i % 3 == 0 {
@@ -130,7 +131,8 @@ async fn survey_now(world: &TestWorld) {
         .execute(conn)
         .await
         .expect("due");
-    let job = NewJob::survey(&SurveyJob { installation_id: Some(prmonitor::ids::InstallationId(INSTALLATION)) });
+    let job =
+        NewJob::survey(&SurveyJob { installation_id: Some(prmonitor::ids::InstallationId(INSTALLATION)) });
     queue::enqueue(conn, &job).await.expect("enqueued");
 }
 
@@ -161,13 +163,17 @@ async fn a_graphql_sweep_heals_lost_webhooks_in_50_repositories_for_a_few_points
     world.diff().await.expect("the sweep healed every lost webhook");
     let stats = world.github.stats();
     let points = stats.graphql_points();
-    let rest = stats.requests.iter().filter(|r| r.route != GRAPHQL && !r.route.contains("access_tokens")).count();
+    let rest =
+        stats.requests.iter().filter(|r| r.route != GRAPHQL && !r.route.contains("access_tokens")).count();
     // One survey of 50 repositories (1 point), the unfinished and changed
     // heads' runs (a few points), one REST read per changed PR.
     assert!(points <= 12, "{points} GraphQL points: {:?}", stats.counts());
     assert!(rest <= 4, "{rest} REST calls: {:?}", stats.counts());
     assert_eq!(stats.count_route(ONE_PR), rest as u64, "REST only reads the changed PRs");
-    assert_eq!(world.count("SELECT count(*) FROM repositories WHERE last_swept_at < now() - interval '1 day'").await, 0);
+    assert_eq!(
+        world.count("SELECT count(*) FROM repositories WHERE last_swept_at < now() - interval '1 day'").await,
+        0
+    );
     world.finish().await;
 }
 
@@ -188,10 +194,12 @@ async fn an_exhausted_graphql_budget_holds_sweeps_until_its_reset_while_webhook_
         assert!(std::time::Instant::now() < deadline, "webhook work waited for the GraphQL budget");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let surveys_done = world.count("SELECT count(*) FROM jobs WHERE kind = 'survey' AND state = 'done'").await;
+    let surveys_done =
+        world.count("SELECT count(*) FROM jobs WHERE kind = 'survey' AND state = 'done'").await;
     assert_eq!(surveys_done, 0, "the sweep still waits for the GraphQL reset");
     world.settle().await;
-    let surveys_done = world.count("SELECT count(*) FROM jobs WHERE kind = 'survey' AND state = 'done'").await;
+    let surveys_done =
+        world.count("SELECT count(*) FROM jobs WHERE kind = 'survey' AND state = 'done'").await;
     assert_eq!(surveys_done, 1, "after the reset the sweep ran");
     world.diff().await.expect("the database equals the simulator");
     world.finish().await;
@@ -201,7 +209,12 @@ async fn an_exhausted_graphql_budget_holds_sweeps_until_its_reset_while_webhook_
 async fn a_backfill_stores_prs_closed_before_the_policy_without_their_check_runs() {
     // The generated history ends about 28 days ago: with a 7-day policy every
     // closed PR is old, every open one keeps its checks.
-    let world = TestWorld::builder(1).prs(30, 2).setting("PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", "7d").backfilled().start().await;
+    let world = TestWorld::builder(1)
+        .prs(30, 2)
+        .setting("PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", "7d")
+        .backfilled()
+        .start()
+        .await;
     let (open_runs, closed_heads) = world.github.world(|w| {
         let repo = w.repos.values().next().expect("repo");
         let open: usize = repo
@@ -222,6 +235,10 @@ async fn a_backfill_stores_prs_closed_before_the_policy_without_their_check_runs
         )
         .await;
     assert_eq!(stored_closed_runs, 0, "old closed PRs are stored without their runs");
-    assert_eq!(world.count("SELECT count(*) FROM check_runs").await, open_runs as i64, "open PRs keep theirs");
+    assert_eq!(
+        world.count("SELECT count(*) FROM check_runs").await,
+        open_runs as i64,
+        "open PRs keep theirs"
+    );
     world.finish_partial_copy().await;
 }

@@ -245,10 +245,18 @@ async fn the_scheduler_surveys_each_installation_once_at_a_time() {
     let surveys = "SELECT count(*) FROM jobs WHERE kind = 'survey' AND max_attempts = 4                    AND coalesce_key IN ('survey:1', 'survey:2')";
     assert_eq!(count(&db.url, surveys).await, 2, "keyed by installation, with the operator's limit");
     assert_eq!(count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'sweep'").await, 0);
-    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "pending surveys are not doubled");
+    assert_eq!(
+        scheduler.schedule_due_sweeps().await.expect("schedule"),
+        0,
+        "pending surveys are not doubled"
+    );
     let claimed = queue::claim(&mut conn, WORKER, Duration::from_secs(60), 10).await.expect("claim");
     assert_eq!(claimed.len(), 3);
-    assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 0, "running surveys are not doubled");
+    assert_eq!(
+        scheduler.schedule_due_sweeps().await.expect("schedule"),
+        0,
+        "running surveys are not doubled"
+    );
     execute(&mut conn, "UPDATE jobs SET state = 'done'").await;
     assert_eq!(scheduler.schedule_due_sweeps().await.expect("schedule"), 3, "still due once they are done");
 }

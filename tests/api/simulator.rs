@@ -186,4 +186,159 @@ async fn faults_and_budgets_can_be_set_over_the_admin_api_while_running() {
     assert_eq!(stats["counts"]["GET /repos/{owner}/{repo}/pulls 404"], 1);
     assert_eq!(stats["counts"]["GET /repos/{owner}/{repo}/pulls 403"], 2);
     assert_eq!(stats["requests"], 3);
+    // The injected limit is a secondary one; the spent budget is the primary one.
+    assert_eq!(stats["secondary_limited"], 1);
+    let limited: Vec<_> = sim.stats().requests.iter().map(|r| r.limited).collect();
+    assert_eq!(limited, [None, Some("secondary"), Some("primary")]);
+}
+
+const PULLS: &str = "GET /repos/{owner}/{repo}/pulls";
+
+/// The fixture world, read with a static token, and a client for raw HTTP.
+async fn sim_with_token(config: SimConfig) -> (Simulator, String, reqwest::Client) {
+    let fixture = serde_json::from_str(include_str!("../../fixtures/sim/small.json")).expect("fixture");
+    let sim =
+        Simulator::start(SimConfig { fixture: Some(fixture), static_token: Some("t".into()), ..config })
+            .await
+            .expect("simulator");
+    let base = format!("http://{}", sim.address());
+    (sim, base, reqwest::Client::new())
+}
+
+fn get(http: &reqwest::Client, url: &str, token: &str, etag: Option<&str>) -> reqwest::RequestBuilder {
+    let request = http.get(url).bearer_auth(token);
+    match etag {
+        Some(etag) => request.header("if-none-match", etag),
+        None => request,
+    }
+}
+
+#[tokio::test]
+async fn conditional_requests_answered_304_still_count_against_the_secondary_limit() {
+    let (sim, base, http) =
+        sim_with_token(SimConfig { secondary_points_per_minute: 5, ..SimConfig::default() }).await;
+    let url = format!("{base}/repos/octo-org/api/pulls");
+    let first = get(&http, &url, "t", None).send().await.expect("sent");
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
+    let remaining = first.headers()["x-ratelimit-remaining"].to_str().expect("remaining").to_owned();
+    // The 200 and four free 304s spend the 5 points of this endpoint …
+    for i in 0..4 {
+        let answer = get(&http, &url, "t", Some(&etag)).send().await.expect("sent");
+        assert_eq!(answer.status(), 304, "conditional request {i}");
+    }
+    // … so the fifth conditional request, that would be a 304 too, is refused.
+    let refused = get(&http, &url, "t", Some(&etag)).send().await.expect("sent");
+    assert_eq!(refused.status(), 403);
+    let retry_after: u64 =
+        refused.headers()["retry-after"].to_str().expect("ascii").parse().expect("whole seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // The primary budget is not what refused it: its headers are unchanged.
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], remaining.as_str());
+    assert_ne!(remaining, "0");
+    let body: Value = refused.json().await.expect("json");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.starts_with("You have exceeded a secondary rate limit."), "{message}");
+    assert_eq!(
+        body["documentation_url"],
+        "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+    );
+    // The limit is per endpoint (route template): another one still answers.
+    let pull =
+        get(&http, &format!("{base}/repos/octo-org/api/pulls/1"), "t", None).send().await.expect("sent");
+    assert_eq!(pull.status(), 200);
+
+    let stats = sim.stats();
+    assert_eq!(stats.secondary_limited(), 1);
+    assert_eq!((stats.count(PULLS, 200), stats.count(PULLS, 304), stats.count(PULLS, 403)), (1, 4, 1));
+    let admin: Value =
+        http.get(format!("{base}/_sim/stats")).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(admin["secondary_limited"], 1);
+}
+
+#[tokio::test]
+async fn a_request_beyond_the_concurrency_limit_is_refused_while_the_others_are_in_flight() {
+    let (sim, base, http) = sim_with_token(SimConfig {
+        max_concurrent_requests: 2,
+        faults: github_sim::Faults { latency_ms: 1500, ..github_sim::Faults::default() },
+        ..SimConfig::default()
+    })
+    .await;
+    let url = format!("{base}/repos/octo-org/api/pulls");
+    let answers = futures_util::future::join_all((0..3).map(|_| get(&http, &url, "t", None).send())).await;
+    let mut statuses: Vec<u16> =
+        answers.iter().map(|a| a.as_ref().expect("sent").status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 403]);
+    let refused = answers.iter().flatten().find(|a| a.status() == 403).expect("the refused one");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(sim.stats().secondary_limited(), 1);
+    // The two answered, their places are free again.
+    assert_eq!(get(&http, &url, "t", None).send().await.expect("sent").status(), 200);
+    assert_eq!(sim.stats().secondary_limited(), 1);
+}
+
+/// An App JWT as GitHub wants it (RS256, `iss` the App id, at most 10 minutes).
+fn app_jwt() -> String {
+    use octocrab::jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({ "iss": github_sim::SIM_APP_ID, "iat": now - 60, "exp": now + 540 });
+    let key = EncodingKey::from_rsa_pem(github_sim::SIM_APP_PRIVATE_KEY.as_bytes()).expect("key");
+    encode(&Header::new(Algorithm::RS256), &claims, &key).expect("jwt")
+}
+
+async fn mint(http: &reqwest::Client, base: &str) -> String {
+    let answer: Value = http
+        .post(format!("{base}/app/installations/2001/access_tokens"))
+        .bearer_auth(app_jwt())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    answer["token"].as_str().expect("a token").to_owned()
+}
+
+#[tokio::test]
+async fn an_etag_earned_under_an_ended_token_gets_the_full_body_and_costs_a_point_under_the_next() {
+    let (sim, base, http) = sim_with_token(SimConfig::default()).await;
+    let url = format!("{base}/repos/octo-org/api/pulls");
+    let remaining = |answer: &reqwest::Response| -> u64 {
+        answer.headers()["x-ratelimit-remaining"].to_str().expect("ascii").parse().expect("number")
+    };
+    let old_token = mint(&http, &base).await;
+    let first = get(&http, &url, &old_token, None).send().await.expect("sent");
+    assert_eq!(first.status(), 200);
+    let old_etag = first.headers()["etag"].to_str().expect("etag").to_owned();
+    let budget = remaining(&first);
+    let body = first.bytes().await.expect("body");
+    let same_token = get(&http, &url, &old_token, Some(&old_etag)).send().await.expect("sent");
+    assert_eq!((same_token.status().as_u16(), remaining(&same_token)), (304, budget), "free under its token");
+
+    let ended: Value = http
+        .post(format!("{base}/_sim/tokens/expire"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ended["expired"], 1);
+    let refused = get(&http, &url, &old_token, Some(&old_etag)).send().await.expect("sent");
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.json::<Value>().await.expect("json")["message"], "Bad credentials");
+
+    let new_token = mint(&http, &base).await;
+    let renewed = get(&http, &url, &new_token, Some(&old_etag)).send().await.expect("sent");
+    assert_eq!(renewed.status(), 200, "the old ETag does not match under the new token");
+    assert_eq!(remaining(&renewed), budget - 1, "and the answer costs a point");
+    let new_etag = renewed.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_ne!(new_etag, old_etag);
+    assert_eq!(renewed.bytes().await.expect("body"), body, "the same full body");
+    let again = get(&http, &url, &new_token, Some(&new_etag)).send().await.expect("sent");
+    assert_eq!((again.status().as_u16(), remaining(&again)), (304, budget - 1));
+    // The static token is a credential of its own, too.
+    assert_eq!(get(&http, &url, "t", Some(&new_etag)).send().await.expect("sent").status(), 200);
+    assert_eq!(sim.stats().count(PULLS, 401), 1);
 }

@@ -5,6 +5,23 @@
 //! verification and installation tokens; injects faults; counts every
 //! request; and sends signed webhooks when its model changes.
 //!
+//! It is as strict as GitHub where GitHub documents it:
+//! - An ETag belongs to the token that earned it: under another token (a
+//!   renewed installation token, the static token) the same validator gets a
+//!   200 with the full body, which costs a point of the primary budget. A 304
+//!   is free only within one token's lifetime.
+//! - Installation tokens expire after [`SimConfig::token_lifetime`] (an hour,
+//!   as on GitHub) and [`Simulator::expire_tokens`] (or `POST
+//!   /_sim/tokens/expire`) ends them all at once; an ended token gets 401 `Bad
+//!   credentials`.
+//! - Secondary rate limits count every request, 304s, errors, injected faults
+//!   and the refused requests themselves included: per caller (installation,
+//!   static token, App), at most [`SimConfig::secondary_points_per_minute`]
+//!   points per endpoint (route template) in a sliding window (reads 1 point,
+//!   writes 5) and at most [`SimConfig::max_concurrent_requests`] in flight.
+//!   Beyond them: 403 with GitHub's message and a `Retry-After`, the primary
+//!   `x-ratelimit-*` headers unchanged; [`Stats::secondary_limited`] counts them.
+//!
 //! It also serves GitHub's GraphQL API at `POST /graphql` (`/api/graphql`
 //! beside Enterprise's `/api/v3`): repositories, pull requests with labels,
 //! assignees, head ref and commits, check suites and runs (`checkType` `ALL`
@@ -60,11 +77,23 @@ pub struct SimConfig {
     pub app_public_key: String,
     /// A token that reads every repository (for `PRMONITOR_GITHUB_TOKEN` setups).
     pub static_token: Option<String>,
+    /// How long an installation token lasts: GitHub's hour by default.
     pub token_lifetime: Duration,
     pub rate_limit: u64,
     /// Points per window of each caller's GraphQL budget (GitHub: 5,000 an hour).
     pub graphql_rate_limit: u64,
     pub rate_window: Duration,
+    /// GitHub's secondary limit per REST endpoint and caller: 900 points
+    /// (GET/HEAD 1, POST/PATCH/PUT/DELETE 5) per [`Self::secondary_window`].
+    pub secondary_points_per_minute: u32,
+    /// GitHub's secondary limit of GraphQL: 2,000 points per window, per caller.
+    pub graphql_points_per_minute: u32,
+    /// GitHub's secondary limit of requests in flight at once per caller,
+    /// REST and GraphQL together: 100.
+    pub max_concurrent_requests: u32,
+    /// The sliding window of the per-minute limits: GitHub's minute. Tests
+    /// shorten it so that waiting for it stays short.
+    pub secondary_window: Duration,
     pub seed: u64,
     pub faults: Faults,
     pub webhook: Option<WebhookTarget>,
@@ -84,6 +113,10 @@ impl Default for SimConfig {
             rate_limit: 5000,
             graphql_rate_limit: 5000,
             rate_window: Duration::from_secs(3600),
+            secondary_points_per_minute: 900,
+            graphql_points_per_minute: 2000,
+            max_concurrent_requests: 100,
+            secondary_window: Duration::from_secs(60),
             seed: 1,
             faults: Faults::default(),
             webhook: None,
@@ -123,6 +156,13 @@ impl Simulator {
             webhook: webhook.clone(),
             tokens: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
+            admission: Mutex::default(),
+            secondary: server::SecondaryLimits {
+                rest_points_per_window: config.secondary_points_per_minute,
+                graphql_points_per_window: config.graphql_points_per_minute,
+                max_concurrent: config.max_concurrent_requests,
+                window: config.secondary_window,
+            },
             stats: Mutex::default(),
             urls,
             prefix: prefix.clone(),
@@ -331,6 +371,13 @@ impl Simulator {
     /// A caller's current GraphQL budget, if it was used or set.
     pub fn graphql_budget(&self, bucket: i64) -> Option<Bucket> {
         self.graphql.get(bucket)
+    }
+
+    /// Ends every installation token minted so far, as a rotation does: the
+    /// next call with one gets 401 and the App must mint a new token (whose
+    /// ETags are new too). Returns how many tokens ended.
+    pub fn expire_tokens(&self) -> usize {
+        self.shared.expire_tokens()
     }
 
     pub fn stats(&self) -> Stats {

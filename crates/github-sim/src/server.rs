@@ -2,9 +2,9 @@
 //! with auth, ETags, pagination, rate limits, fault injection and accounting;
 //! plus a small admin API under `/_sim`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -54,6 +54,9 @@ pub struct LoggedRequest {
     pub installation: Option<i64>,
     /// GraphQL points the request was charged (REST requests: 0).
     pub cost: u64,
+    /// Refused for a rate limit: `"secondary"` (per-minute points, concurrency,
+    /// or an injected one) or `"primary"` (the hourly budget is spent).
+    pub limited: Option<&'static str>,
 }
 
 /// Every request, and counts by route and status.
@@ -84,6 +87,118 @@ impl Stats {
     pub fn graphql_points(&self) -> u64 {
         self.requests.iter().filter(|r| r.route == crate::graphql::ROUTE).map(|r| r.cost).sum()
     }
+    /// Requests refused for a secondary rate limit (a 403 that is not the primary budget).
+    pub fn secondary_limited(&self) -> u64 {
+        self.requests.iter().filter(|r| r.limited == Some(SECONDARY)).count() as u64
+    }
+}
+
+const SECONDARY: &str = "secondary";
+const PRIMARY: &str = "primary";
+/// The endpoint key GraphQL's own per-minute limit applies to.
+pub(crate) const GRAPHQL_ENDPOINT: &str = "POST /graphql";
+const SECONDARY_MESSAGE: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID";
+const SECONDARY_DOCS: &str =
+    "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits";
+
+/// GitHub's secondary rate limits, per caller (FACTS §2): points per
+/// endpoint in a sliding window, and requests in flight at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SecondaryLimits {
+    pub rest_points_per_window: u32,
+    pub graphql_points_per_window: u32,
+    pub max_concurrent: u32,
+    pub window: Duration,
+}
+
+impl SecondaryLimits {
+    fn points_per_window(&self, endpoint: &str) -> u32 {
+        if endpoint == GRAPHQL_ENDPOINT {
+            self.graphql_points_per_window
+        } else {
+            self.rest_points_per_window
+        }
+    }
+}
+
+/// GitHub's secondary-limit points of a request: reads 1, writes 5.
+pub(crate) fn points(method: &actix_web::http::Method) -> u32 {
+    use actix_web::http::Method;
+    if [Method::GET, Method::HEAD, Method::OPTIONS].contains(method) {
+        1
+    } else {
+        5
+    }
+}
+
+/// The points one caller spent on one endpoint in the sliding window: the
+/// requests in arrival order with a running sum, trimmed on each call, so
+/// admission stays O(1) amortised however many requests a benchmark sends.
+#[derive(Debug, Default)]
+struct PointsWindow {
+    spent: VecDeque<(Instant, u32)>,
+    total: u64,
+}
+
+impl PointsWindow {
+    /// Charges `points` at `now` (a refused request is charged too, as GitHub
+    /// counts it); `Err` holds how long until a request of the same cost fits.
+    fn charge(&mut self, now: Instant, window: Duration, limit: u32, points: u32) -> Result<(), Duration> {
+        while let Some(&(at, spent)) = self.spent.front() {
+            if now.saturating_duration_since(at) < window {
+                break;
+            }
+            self.spent.pop_front();
+            self.total -= u64::from(spent);
+        }
+        let fits = self.total + u64::from(points) <= u64::from(limit);
+        self.spent.push_back((now, points));
+        self.total += u64::from(points);
+        if fits {
+            return Ok(());
+        }
+        // Enough of the oldest entries must leave the window for the next
+        // request of this cost to fit; the refused one stays in it.
+        let excess = (self.total + u64::from(points)).saturating_sub(u64::from(limit));
+        let mut freed = 0;
+        for &(at, spent) in &self.spent {
+            freed += u64::from(spent);
+            if freed >= excess {
+                return Err(at.checked_add(window).map_or(window, |end| end.saturating_duration_since(now)));
+            }
+        }
+        Err(window)
+    }
+}
+
+/// Admission bookkeeping: per-(caller, endpoint) windows and per-caller requests in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    windows: HashMap<(i64, &'static str), PointsWindow>,
+    in_flight: HashMap<i64, u32>,
+}
+
+/// A request counted as in flight until this is dropped.
+pub(crate) struct InFlight<'a> {
+    shared: &'a Shared,
+    caller: i64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut admission = lock(&self.shared.admission);
+        if let Some(count) = admission.in_flight.get_mut(&self.caller) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                admission.in_flight.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// A `Retry-After` in whole seconds, at least 1.
+fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// A rate-limit window.
@@ -101,6 +216,8 @@ pub(crate) struct Shared {
     pub webhook: Arc<Mutex<Option<WebhookTarget>>>,
     pub tokens: Mutex<HashMap<String, (i64, SystemTime)>>,
     pub buckets: Mutex<HashMap<i64, Bucket>>,
+    pub admission: Mutex<Admission>,
+    pub secondary: SecondaryLimits,
     pub stats: Mutex<Stats>,
     pub urls: Urls,
     pub prefix: String,
@@ -177,7 +294,8 @@ pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/_sim/stats", web::get().to(admin_stats))
         .route("/_sim/faults", web::post().to(admin_faults))
         .route("/_sim/budget/{bucket}", web::post().to(admin_budget))
-        .route("/_sim/graphql-budget/{bucket}", web::post().to(crate::graphql::admin_budget));
+        .route("/_sim/graphql-budget/{bucket}", web::post().to(crate::graphql::admin_budget))
+        .route("/_sim/tokens/expire", web::post().to(admin_expire_tokens));
 }
 
 /// An error answer in GitHub's shape, before it becomes a response.
@@ -185,28 +303,93 @@ pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
 pub(crate) struct GhError {
     status: StatusCode,
     message: String,
+    documentation_url: &'static str,
+    retry_after: Option<u64>,
+    /// Which rate limit refused the request, if one did.
+    limited: Option<&'static str>,
 }
 
 impl GhError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+            documentation_url: "https://docs.github.com/rest",
+            retry_after: None,
+            limited: None,
+        }
     }
 
-    fn response(&self) -> HttpResponse {
-        error(self.status, &self.message)
+    /// GitHub's answer to a secondary-limit hit: 403 (GitHub also uses 429)
+    /// with `Retry-After`; the primary budget is untouched.
+    fn secondary(retry_after_secs: u64) -> Self {
+        // A counter, not the seeded generator: drawing from that would shift
+        // the injected faults that follow and change what a seed repeats.
+        static REQUEST_IDS: std::sync::atomic::AtomicU64 =
+            std::sync::atomic::AtomicU64::new(0x5EC0_0000_0001);
+        let request_id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: format!(
+                "{SECONDARY_MESSAGE} {:04X}:{:08X}.",
+                request_id >> 48,
+                request_id & 0xffff_ffff
+            ),
+            documentation_url: SECONDARY_DOCS,
+            retry_after: Some(retry_after_secs),
+            limited: Some(SECONDARY),
+        }
+    }
+
+    /// Which rate limit refused the request, if one did.
+    pub(crate) fn limited(&self) -> Option<&'static str> {
+        self.limited
+    }
+
+    pub(crate) fn response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status).json(json!({
+            "message": self.message,
+            "documentation_url": self.documentation_url,
+            "status": self.status.as_u16().to_string(),
+        }));
+        if let Some(value) = self
+            .retry_after
+            .and_then(|secs| actix_web::http::header::HeaderValue::from_str(&secs.to_string()).ok())
+        {
+            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 
 fn error(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({
-        "message": message,
-        "documentation_url": "https://docs.github.com/rest",
-        "status": status.as_u16().to_string(),
-    }))
+    GhError::new(status, message).response()
+}
+
+/// The ETag of `body` as served to `credential`: GitHub's ETags belong to
+/// the token that earned them (FACTS §4), so a validator earned under one
+/// token does not match under another, even for the same bytes.
+fn etag(body: &[u8], credential: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(body);
+    hasher.update([0]);
+    hasher.update(credential.as_bytes());
+    format!("W/\"{}\"", hex::encode(&hasher.finalize()[..16]))
 }
 
 impl Shared {
     fn log(&self, route: &'static str, req: &HttpRequest, status: u16, caller: Option<Caller>) {
+        self.log_limited(route, req, status, caller, None);
+    }
+
+    fn log_limited(
+        &self,
+        route: &'static str,
+        req: &HttpRequest,
+        status: u16,
+        caller: Option<Caller>,
+        limited: Option<&'static str>,
+    ) {
         let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         lock(&self.stats).requests.push(LoggedRequest {
             at,
@@ -215,7 +398,49 @@ impl Shared {
             status,
             installation: caller.and_then(Caller::installation),
             cost: 0,
+            limited,
         });
+    }
+
+    /// Admits one request of `caller` (a [`Caller::bucket`] key: installation
+    /// id, 0 for the static token, -1 for the App) to `endpoint` (a route
+    /// template such as `GET /repos/{owner}/{repo}/pulls`, or
+    /// [`GRAPHQL_ENDPOINT`]), costing `points`, under GitHub's secondary
+    /// limits. Every request counts, whatever its answer will be, and so does
+    /// a refused one. The guard holds the request's place among the caller's
+    /// requests in flight (REST and GraphQL share them) until it is dropped.
+    pub(crate) fn admit(
+        &self,
+        caller: i64,
+        endpoint: &'static str,
+        points: u32,
+    ) -> Result<InFlight<'_>, GhError> {
+        let limit = self.secondary.points_per_window(endpoint);
+        let mut admission = lock(&self.admission);
+        let charged = admission.windows.entry((caller, endpoint)).or_default().charge(
+            Instant::now(),
+            self.secondary.window,
+            limit,
+            points,
+        );
+        if let Err(wait) = charged {
+            return Err(GhError::secondary(retry_after_secs(wait)));
+        }
+        let in_flight = admission.in_flight.entry(caller).or_insert(0);
+        if *in_flight >= self.secondary.max_concurrent {
+            // When one of the others finishes is unknown: GitHub's least wait.
+            return Err(GhError::secondary(1));
+        }
+        *in_flight += 1;
+        Ok(InFlight { shared: self, caller })
+    }
+
+    /// Invalidates every installation token minted so far (a forced rotation); returns how many.
+    pub(crate) fn expire_tokens(&self) -> usize {
+        let mut tokens = lock(&self.tokens);
+        let count = tokens.len();
+        tokens.clear();
+        count
     }
 
     fn bearer(req: &HttpRequest) -> Option<String> {
@@ -224,18 +449,18 @@ impl Shared {
         Some(token.trim().to_owned())
     }
 
-    pub(crate) fn authenticate_token(&self, req: &HttpRequest) -> Result<Caller, GhError> {
+    /// The caller and the credential it presented (the ETags' scope).
+    pub(crate) fn authenticate_token(&self, req: &HttpRequest) -> Result<(Caller, String), GhError> {
         let token = Self::bearer(req)
             .ok_or_else(|| GhError::new(StatusCode::UNAUTHORIZED, "Requires authentication"))?;
         if self.static_token.as_deref() == Some(token.as_str()) {
-            return Ok(Caller::Static);
+            return Ok((Caller::Static, token));
         }
-        match lock(&self.tokens).get(&token) {
-            Some((installation, expires)) if *expires > SystemTime::now() => {
-                Ok(Caller::Installation(*installation))
-            }
-            _ => Err(GhError::new(StatusCode::UNAUTHORIZED, "Bad credentials")),
-        }
+        let installation = match lock(&self.tokens).get(&token) {
+            Some((installation, expires)) if *expires > SystemTime::now() => *installation,
+            _ => return Err(GhError::new(StatusCode::UNAUTHORIZED, "Bad credentials")),
+        };
+        Ok((Caller::Installation(installation), token))
     }
 
     fn authenticate_app(&self, req: &HttpRequest, app_id: u64) -> Result<Caller, GhError> {
@@ -246,18 +471,18 @@ impl Shared {
             .map_err(|reason| GhError::new(StatusCode::UNAUTHORIZED, reason))
     }
 
-    /// Injected faults for one REST request, after auth.
-    async fn faults(&self, req: &HttpRequest) -> Option<HttpResponse> {
+    /// Injected faults for one REST request, after auth and admission.
+    async fn faults(&self, req: &HttpRequest) -> Option<GhError> {
         let faults = lock(&self.faults).clone();
         if faults.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
         }
         let path = req.path().strip_prefix(self.prefix.as_str()).unwrap_or(req.path());
         if faults.not_found.iter().any(|p| p == path) {
-            return Some(error(StatusCode::NOT_FOUND, "Not Found"));
+            return Some(GhError::new(StatusCode::NOT_FOUND, "Not Found"));
         }
         if faults.failing_paths.iter().any(|p| path.starts_with(p.as_str())) {
-            return Some(error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"));
+            return Some(GhError::new(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"));
         }
         // Taken under the lock: concurrent requests may race for the last one.
         let limited = {
@@ -267,16 +492,7 @@ impl Shared {
             armed
         };
         if limited {
-            let mut response = error(
-                StatusCode::FORBIDDEN,
-                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-            );
-            if let Ok(value) =
-                actix_web::http::header::HeaderValue::from_str(&faults.retry_after_secs.to_string())
-            {
-                response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
-            }
-            return Some(response);
+            return Some(GhError::secondary(faults.retry_after_secs));
         }
         if self.rng.chance(faults.error_rate) {
             let status = if self.rng.chance(0.5) {
@@ -284,7 +500,7 @@ impl Shared {
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
             };
-            return Some(error(status, "Server Error"));
+            return Some(GhError::new(status, "Server Error"));
         }
         None
     }
@@ -328,6 +544,19 @@ impl Shared {
         response
     }
 
+    /// A refusal (an injected fault or a secondary limit) with the caller's unchanged budget.
+    fn refuse(
+        &self,
+        route: &'static str,
+        req: &HttpRequest,
+        caller: Caller,
+        refusal: &GhError,
+    ) -> HttpResponse {
+        let response = self.with_limits(refusal.response(), self.bucket(caller));
+        self.log_limited(route, req, response.status().as_u16(), Some(caller), refusal.limited);
+        response
+    }
+
     /// The REST pipeline around a handler's data: auth, faults, budget, ETag, headers, accounting.
     async fn serve_rest(
         &self,
@@ -335,18 +564,21 @@ impl Shared {
         route: &'static str,
         body: impl FnOnce(Caller, &World) -> Result<(Value, Option<PageLinks>), GhError>,
     ) -> HttpResponse {
-        let caller = match self.authenticate_token(req) {
-            Ok(caller) => caller,
+        let (caller, credential) = match self.authenticate_token(req) {
+            Ok(authenticated) => authenticated,
             Err(refusal) => {
                 self.log(route, req, refusal.status.as_u16(), None);
                 return refusal.response();
             }
         };
-        if let Some(response) = self.faults(req).await {
-            let bucket = self.bucket(caller);
-            let response = self.with_limits(response, bucket);
-            self.log(route, req, response.status().as_u16(), Some(caller));
-            return response;
+        // Before the faults: injected errors and latency count and occupy a
+        // place in flight like any other answer.
+        let _in_flight = match self.admit(caller.bucket(), route, points(req.method())) {
+            Ok(in_flight) => in_flight,
+            Err(refusal) => return self.refuse(route, req, caller, &refusal),
+        };
+        if let Some(refusal) = self.faults(req).await {
+            return self.refuse(route, req, caller, &refusal);
         }
         let bucket = self.bucket(caller);
         if bucket.remaining == 0 {
@@ -357,7 +589,7 @@ impl Shared {
                 ),
                 bucket,
             );
-            self.log(route, req, 403, Some(caller));
+            self.log_limited(route, req, 403, Some(caller), Some(PRIMARY));
             return response;
         }
         let result = {
@@ -374,14 +606,15 @@ impl Shared {
             }
         };
         let bytes = serde_json::to_vec(&value).unwrap_or_default();
-        let etag = format!("W/\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
+        let etag = etag(&bytes, &credential);
         let link = links.map(|l| l.header(&self.urls, req));
         let matches = req
             .headers()
             .get("if-none-match")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|candidate| candidate.trim() == etag));
-        // A 304 costs nothing from the budget, as on GitHub.
+        // A 304 costs nothing from the primary budget, as on GitHub (it was
+        // charged to the secondary limits on admission).
         let (mut response, bucket) = if matches {
             (HttpResponse::NotModified().finish(), bucket)
         } else {
@@ -504,6 +737,15 @@ async fn create_token(req: HttpRequest, path: web::Path<i64>, shared: Data) -> H
         shared.log(ROUTE, &req, 401, None);
         return refusal.response();
     }
+    // The App is a caller of its own under the secondary limits.
+    let _in_flight = match shared.admit(Caller::App.bucket(), ROUTE, points(req.method())) {
+        Ok(in_flight) => in_flight,
+        Err(refusal) => {
+            let caller = Some(Caller::Installation(installation_id));
+            shared.log_limited(ROUTE, &req, refusal.status.as_u16(), caller, refusal.limited);
+            return refusal.response();
+        }
+    };
     let known = lock(&shared.world).installations.get(&installation_id).map(|i| i.suspended);
     let response = match known {
         None => error(StatusCode::NOT_FOUND, "Not Found"),
@@ -532,6 +774,13 @@ async fn list_installations(req: HttpRequest, query: web::Query<PageQuery>, shar
         shared.log(ROUTE, &req, 401, None);
         return refusal.response();
     }
+    let _in_flight = match shared.admit(Caller::App.bucket(), ROUTE, points(req.method())) {
+        Ok(in_flight) => in_flight,
+        Err(refusal) => {
+            shared.log_limited(ROUTE, &req, refusal.status.as_u16(), Some(Caller::App), refusal.limited);
+            return refusal.response();
+        }
+    };
     let items: Vec<Value> = {
         let world = lock(&shared.world);
         world.installations.values().map(|i| render::installation(&shared.urls, app_id, i)).collect()
@@ -699,7 +948,12 @@ async fn admin_stats(shared: Data) -> HttpResponse {
         "counts": stats.counts(),
         "requests": stats.requests.len(),
         "graphql": { "requests": stats.count_route(crate::graphql::ROUTE), "points": stats.graphql_points() },
+        "secondary_limited": stats.secondary_limited(),
     }))
+}
+
+async fn admin_expire_tokens(shared: Data) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "expired": shared.expire_tokens() }))
 }
 
 async fn admin_faults(faults: web::Json<Faults>, shared: Data) -> HttpResponse {
@@ -770,5 +1024,63 @@ mod tests {
         assert!(links.is_some());
         let (_, links) = paginate(vec![1], &PageQuery { page: None, per_page: None });
         assert!(links.is_none(), "one page: no Link header");
+    }
+
+    #[test]
+    fn an_etag_belongs_to_the_token_that_earned_it() {
+        let body = br#"[{"number":1}]"#;
+        assert_eq!(etag(body, "ghs_a"), etag(body, "ghs_a"));
+        assert_ne!(etag(body, "ghs_a"), etag(body, "ghs_b"), "same bytes, another token");
+        assert_ne!(etag(body, "ghs_a"), etag(br#"[{"number":2}]"#, "ghs_a"));
+        // The credential cannot be shifted into the body to forge a match.
+        assert_ne!(etag(b"ab", "c"), etag(b"a", "bc"));
+        assert!(etag(body, "t").starts_with("W/\""));
+    }
+
+    #[test]
+    fn the_window_counts_every_request_and_the_refused_ones_too() {
+        let window = Duration::from_secs(60);
+        let start = Instant::now();
+        let mut spent = PointsWindow::default();
+        for i in 0..5 {
+            assert_eq!(spent.charge(start + Duration::from_secs(i), window, 5, 1), Ok(()), "request {i}");
+        }
+        // The sixth: refused, and the wait lasts until the first two have
+        // left (the refused request stays in the window).
+        let refused = spent.charge(start + Duration::from_secs(10), window, 5, 1);
+        assert_eq!(refused, Err(Duration::from_secs(51)));
+        assert_eq!(spent.total, 6);
+        // Just before then, still refused (and charged); at that point, admitted.
+        assert!(spent.charge(start + Duration::from_secs(60), window, 5, 1).is_err());
+        assert_eq!(spent.charge(start + Duration::from_secs(62), window, 5, 1), Ok(()));
+        // Everything leaves a window that has passed.
+        assert_eq!(spent.charge(start + Duration::from_secs(500), window, 5, 5), Ok(()));
+        assert_eq!(spent.total, 5);
+    }
+
+    #[test]
+    fn writes_cost_five_points_and_a_request_beyond_the_limit_waits_a_window() {
+        use actix_web::http::Method;
+        assert_eq!(points(&Method::GET), 1);
+        assert_eq!(points(&Method::HEAD), 1);
+        for write in [Method::POST, Method::PATCH, Method::PUT, Method::DELETE] {
+            assert_eq!(points(&write), 5, "{write}");
+        }
+        let window = Duration::from_secs(60);
+        let now = Instant::now();
+        let mut spent = PointsWindow::default();
+        assert_eq!(spent.charge(now, window, 12, 5), Ok(()));
+        assert_eq!(spent.charge(now, window, 12, 5), Ok(()));
+        assert_eq!(spent.charge(now, window, 12, 5), Err(window));
+        // Larger than the limit on its own: it never fits; the wait is a window, not forever.
+        assert_eq!(PointsWindow::default().charge(now, window, 3, 5), Err(window));
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(59)), 59);
     }
 }

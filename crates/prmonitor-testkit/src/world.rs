@@ -113,6 +113,9 @@ impl WorldBuilder {
     }
 
     /// Registers the repositories and backfills them before the service starts.
+    /// The backfill's client has a token of its own, so the service's first
+    /// reads of what it stored pay in full (ETags belong to one token), as
+    /// after a restart on GitHub.
     pub fn backfilled(mut self) -> Self {
         self.backfilled = true;
         self

@@ -225,14 +225,6 @@ impl Extension for GithubRules {
     }
 }
 
-/// Secondary rate limits (points per minute, concurrency) will be admitted
-/// here, before anything else, as for REST. A GraphQL query costs 1
-/// secondary point and a mutation 5 (GitHub's figures, FACTS §2); the
-/// simulator serves no mutations. For now every request is admitted.
-fn admit_secondary(_shared: &Shared, _req: &HttpRequest) -> Option<HttpResponse> {
-    None
-}
-
 #[derive(Debug, Deserialize)]
 pub(crate) struct BudgetChange {
     limit: Option<u64>,
@@ -276,6 +268,17 @@ fn with_limits(mut response: HttpResponse, bucket: Bucket) -> HttpResponse {
 }
 
 fn log(shared: &Shared, req: &HttpRequest, status: StatusCode, caller: Option<Caller>, cost: u64) {
+    log_limited(shared, req, status, caller, cost, None);
+}
+
+fn log_limited(
+    shared: &Shared,
+    req: &HttpRequest,
+    status: StatusCode,
+    caller: Option<Caller>,
+    cost: u64,
+    limited: Option<&'static str>,
+) {
     let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     lock(&shared.stats).requests.push(LoggedRequest {
         at,
@@ -284,6 +287,7 @@ fn log(shared: &Shared, req: &HttpRequest, status: StatusCode, caller: Option<Ca
         status: status.as_u16(),
         installation: caller.and_then(Caller::installation),
         cost,
+        limited,
     });
 }
 
@@ -302,13 +306,9 @@ pub(crate) async fn serve(
     shared: web::Data<Shared>,
     budgets: web::Data<Budgets>,
 ) -> HttpResponse {
-    if let Some(refused) = admit_secondary(&shared, &req) {
-        log(&shared, &req, refused.status(), None, 0);
-        return refused;
-    }
     let caller = match shared.authenticate_token(&req) {
         // GitHub Apps query GraphQL with installation tokens; a JWT is not a token.
-        Ok(caller) => caller,
+        Ok((caller, _)) => caller,
         Err(_) => {
             let missing = req
                 .headers()
@@ -324,6 +324,17 @@ pub(crate) async fn serve(
                 unauthorized("Bad credentials", errors::DOCS)
             };
             log(&shared, &req, response.status(), None, 0);
+            return response;
+        }
+    };
+    // GitHub's secondary limits: a query is 1 point of GraphQL's 2,000 a
+    // minute, and it counts among the caller's requests in flight, which
+    // REST and GraphQL share. Held until the answer is built.
+    let _in_flight = match shared.admit(caller.bucket(), crate::server::GRAPHQL_ENDPOINT, 1) {
+        Ok(in_flight) => in_flight,
+        Err(refusal) => {
+            let response = refusal.response();
+            log_limited(&shared, &req, response.status(), Some(caller), 0, refusal.limited());
             return response;
         }
     };

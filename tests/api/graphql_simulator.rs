@@ -712,3 +712,64 @@ async fn under_the_enterprise_prefix_graphql_is_at_api_graphql() {
     let answer = post_raw(&format!("{}/graphql", sim.api_url()), Some(STATIC_TOKEN), body).await;
     assert_eq!(answer.status, 404, "not under /api/v3");
 }
+
+#[tokio::test]
+async fn graphql_queries_count_against_the_secondary_limits_shared_with_rest() {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 1, pull_requests: 1, check_runs: 0 }),
+        static_token: Some(STATIC_TOKEN.into()),
+        graphql_points_per_minute: 3,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let query = "query { rateLimit { remaining } }";
+    for _ in 0..3 {
+        assert_eq!(graphql(&sim, STATIC_TOKEN, query, json!({})).await.status, 200);
+    }
+    let refused = graphql(&sim, STATIC_TOKEN, query, json!({})).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body["message"].as_str().unwrap_or_default().contains("secondary rate limit"), "{}", refused.body);
+    assert!(refused.header("retry-after").parse::<u64>().is_ok_and(|secs| secs >= 1), "a Retry-After");
+    // GraphQL's per-minute points are its own: REST still answers.
+    let rest_status = reqwest::Client::new()
+        .get(format!("{}/repos/{OWNER}/repo-0/pulls", sim.api_url()))
+        .header("authorization", format!("Bearer {STATIC_TOKEN}"))
+        .send()
+        .await
+        .expect("sent")
+        .status();
+    assert_eq!(rest_status, 200);
+    assert_eq!(sim.stats().secondary_limited(), 1);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_graphql_query_waits_its_turn_behind_rest_requests_in_flight() {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 1, pull_requests: 1, check_runs: 0 }),
+        static_token: Some(STATIC_TOKEN.into()),
+        max_concurrent_requests: 1,
+        faults: github_sim::Faults { latency_ms: 1_500, ..github_sim::Faults::default() },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let url = format!("{}/repos/{OWNER}/repo-0/pulls", sim.api_url());
+    let slow = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .header("authorization", format!("Bearer {STATIC_TOKEN}"))
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let refused = graphql(&sim, STATIC_TOKEN, "query { rateLimit { remaining } }", json!({})).await;
+    assert_eq!(refused.status, 403, "one request in flight at most, REST and GraphQL together: {}", refused.body);
+    assert_eq!(slow.await.expect("joined"), 200);
+    assert_eq!(graphql(&sim, STATIC_TOKEN, "query { rateLimit { remaining } }", json!({})).await.status, 200);
+    sim.stop().await;
+}

@@ -802,10 +802,12 @@ async fn sweep(report: &mut Report) -> Result<(), Error> {
             stats.requests.iter().filter(|r| r.status == 304).count() as f64,
             "calls",
         );
-        report.add(&scenario, "rate-limit budget spent", spent as f64, "points");
+        report.add(&scenario, "REST budget spent", spent as f64, "points");
         if round == 2 {
             report.target("0");
         }
+        // The head's check runs are read through GraphQL (sweeps' bulk reads).
+        report.add(&scenario, "GraphQL points spent", stats.graphql_points() as f64, "points");
         report.add(&scenario, "secondary-limit refusals", stats.secondary_limited() as f64, "requests");
         report.target("0");
         report.add(&scenario, "wall time", elapsed.as_secs_f64(), "s");

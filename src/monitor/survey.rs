@@ -47,13 +47,14 @@ pub struct Plan {
     pub inconclusive: bool,
 }
 
+/// A stored check run as the rollup reads it: name, status, conclusion, GitHub id.
+pub type RollupRun<'a> = (&'a str, &'a str, Option<&'a str>, i64);
+
 /// GitHub's rollup state of a head's check runs, as the stored rows give
 /// it: the newest run of each name decides; any failing conclusion makes it
 /// `FAILURE`, else any run not completed `PENDING`, else `SUCCESS`; no runs
 /// give no rollup (GitHub's `statusCheckRollup: null`).
-pub fn stored_rollup<'a>(
-    runs: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>, i64)>,
-) -> Option<&'static str> {
+pub fn stored_rollup<'a>(runs: impl IntoIterator<Item = RollupRun<'a>>) -> Option<&'static str> {
     let mut newest: BTreeMap<&str, (i64, &str, Option<&str>)> = BTreeMap::new();
     for (name, status, conclusion, id) in runs {
         let entry = newest.entry(name).or_insert((id, status, conclusion));
@@ -259,7 +260,7 @@ async fn plan_repository(
     let heads: Vec<String> =
         stored.iter().filter(|pr| pr.state == "open").map(|pr| pr.head_sha.clone()).collect();
     let runs = pull_requests::runs_of_heads(&mut conn, repo.id, &heads).await.map_err(|e| e.to_string())?;
-    let mut by_head: HashMap<&str, Vec<(&str, &str, Option<&str>, i64)>> = HashMap::new();
+    let mut by_head: HashMap<&str, Vec<RollupRun<'_>>> = HashMap::new();
     for (sha, name, status, conclusion, id) in &runs {
         by_head.entry(sha.as_str()).or_default().push((
             name.as_str(),

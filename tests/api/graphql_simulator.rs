@@ -729,7 +729,11 @@ async fn graphql_queries_count_against_the_secondary_limits_shared_with_rest() {
     }
     let refused = graphql(&sim, STATIC_TOKEN, query, json!({})).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
-    assert!(refused.body["message"].as_str().unwrap_or_default().contains("secondary rate limit"), "{}", refused.body);
+    assert!(
+        refused.body["message"].as_str().unwrap_or_default().contains("secondary rate limit"),
+        "{}",
+        refused.body
+    );
     assert!(refused.header("retry-after").parse::<u64>().is_ok_and(|secs| secs >= 1), "a Retry-After");
     // GraphQL's per-minute points are its own: REST still answers.
     let rest_status = reqwest::Client::new()
@@ -768,7 +772,11 @@ async fn a_graphql_query_waits_its_turn_behind_rest_requests_in_flight() {
     });
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let refused = graphql(&sim, STATIC_TOKEN, "query { rateLimit { remaining } }", json!({})).await;
-    assert_eq!(refused.status, 403, "one request in flight at most, REST and GraphQL together: {}", refused.body);
+    assert_eq!(
+        refused.status, 403,
+        "one request in flight at most, REST and GraphQL together: {}",
+        refused.body
+    );
     assert_eq!(slow.await.expect("joined"), 200);
     assert_eq!(graphql(&sim, STATIC_TOKEN, "query { rateLimit { remaining } }", json!({})).await.status, 200);
     sim.stop().await;

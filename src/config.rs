@@ -144,6 +144,8 @@ pub struct WorkerSettings {
     pub bulk_reads: BulkReads,
     /// Repositories surveyed by one GraphQL query in a sweep.
     pub sweep_batch_repositories: usize,
+    /// How often the App's installations are listed (`None`: never).
+    pub installation_sync_interval: Option<Duration>,
     /// A backfill stores PRs closed longer ago than this without their check
     /// runs (their checks no longer change, and reading them is most of a
     /// backfill's cost).
@@ -179,6 +181,7 @@ impl Default for WorkerSettings {
             sweep_interval: Duration::from_secs(6 * 3600),
             bulk_reads: BulkReads::Graphql,
             sweep_batch_repositories: 50,
+            installation_sync_interval: Some(Duration::from_secs(3600)),
             backfill_checks_for_closed: Duration::from_secs(30 * 86_400),
             lease: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
@@ -305,6 +308,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_BULK_READS", secret: false },
     Key { env: "PRMONITOR_SWEEP_BATCH_REPOSITORIES", secret: false },
     Key { env: "PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", secret: false },
+    Key { env: "PRMONITOR_INSTALLATION_SYNC_INTERVAL", secret: false },
     Key { env: "PRMONITOR_JOB_LEASE", secret: false },
     Key { env: "PRMONITOR_JOB_POLL_INTERVAL", secret: false },
     Key { env: "PRMONITOR_JOB_RETRY_DELAY", secret: false },
@@ -595,6 +599,13 @@ fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
             defaults.backfill_checks_for_closed,
             Duration::ZERO,
         )?,
+        // `0s` turns it off.
+        installation_sync_interval: Some(duration(
+            "PRMONITOR_INSTALLATION_SYNC_INTERVAL",
+            defaults.installation_sync_interval.unwrap_or(Duration::ZERO),
+            Duration::ZERO,
+        )?)
+        .filter(|interval| !interval.is_zero()),
         lease: duration("PRMONITOR_JOB_LEASE", defaults.lease, Duration::from_secs(1))?,
         poll_interval: duration(
             "PRMONITOR_JOB_POLL_INTERVAL",

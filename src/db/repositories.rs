@@ -172,6 +172,18 @@ pub async fn deactivate(conn: &mut AsyncPgConnection, ids: &[RepositoryId]) -> Q
     .await
 }
 
+/// The installations that have active repositories.
+pub async fn active_installations(conn: &mut AsyncPgConnection) -> QueryResult<Vec<InstallationId>> {
+    let ids: Vec<Option<InstallationId>> = repositories::table
+        .filter(repositories::active.eq(true))
+        .filter(repositories::installation_id.is_not_null())
+        .select(repositories::installation_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    Ok(ids.into_iter().flatten().collect())
+}
+
 pub async fn of_installation(
     conn: &mut AsyncPgConnection,
     installation_id: InstallationId,

@@ -20,6 +20,9 @@ pub enum JobKind {
     /// The sweeps of one installation's due repositories, surveyed through
     /// GraphQL many repositories a query.
     Survey,
+    /// List the App's installations: each one's repositories are synced (an
+    /// `installation` webhook lost while the service was down is recovered).
+    Installations,
 }
 
 impl JobKind {
@@ -30,6 +33,7 @@ impl JobKind {
             "sweep" => Some(Self::Sweep),
             "backfill" => Some(Self::Backfill),
             "survey" => Some(Self::Survey),
+            "installations" => Some(Self::Installations),
             _ => None,
         }
     }
@@ -41,6 +45,7 @@ impl JobKind {
             Self::Sweep => "sweep",
             Self::Backfill => "backfill",
             Self::Survey => "survey",
+            Self::Installations => "installations",
         }
     }
 }
@@ -94,6 +99,8 @@ impl EventTarget {
 /// The scheduler's query matches keys by these prefixes, so they are
 /// defined once.
 pub(super) const SWEEP_KEY_PREFIX: &str = "sweep:";
+/// The one key of the installations listing.
+pub(super) const INSTALLATIONS_KEY: &str = "installations";
 /// As [`SWEEP_KEY_PREFIX`], for backfills.
 pub(super) const BACKFILL_KEY_PREFIX: &str = "backfill:";
 
@@ -165,6 +172,11 @@ impl NewJob {
             None => "survey:token".to_owned(),
         };
         Self::keyed(JobKind::Survey, key, target)
+    }
+
+    /// Lists the App's installations; one pending for all instances.
+    pub fn installations() -> Self {
+        Self::keyed(JobKind::Installations, INSTALLATIONS_KEY.to_owned(), &serde_json::json!({}))
     }
 
     /// The operator's limit (`PRMONITOR_JOB_MAX_ATTEMPTS`) instead of the

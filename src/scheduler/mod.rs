@@ -24,12 +24,44 @@ pub struct Scheduler {
     pool: DbPool,
     settings: WorkerSettings,
     cache_ttl: Duration,
+    /// How often the App's installations are listed; `None` without an App
+    /// (a token has no installations) or when turned off.
+    installation_sync: Option<Duration>,
     jitter: Jitter,
 }
 
 impl Scheduler {
     pub fn new(pool: DbPool, settings: WorkerSettings, github: &GitHubSettings) -> Self {
-        Self { pool, settings, cache_ttl: github.cache_ttl, jitter: Jitter::new() }
+        let installation_sync = settings
+            .installation_sync_interval
+            .filter(|_| matches!(github.auth, Some(crate::config::GitHubAuth::App { .. })));
+        Self { pool, settings, cache_ttl: github.cache_ttl, installation_sync, jitter: Jitter::new() }
+    }
+
+    /// Enqueues the listing of the App's installations when none is pending
+    /// or running and none finished within the interval: one for all
+    /// instances, decided from the database. True when it enqueued one.
+    pub async fn schedule_installation_sync(&self) -> Result<bool, diesel::result::Error> {
+        let Some(interval) = self.installation_sync else { return Ok(false) };
+        let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
+        let since =
+            chrono::Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        let recent: i64 = jobs::table
+            .filter(jobs::kind.eq(JobKind::Installations.as_str()))
+            .filter(
+                jobs::state
+                    .eq_any([JobState::Pending, JobState::Running])
+                    .or(jobs::state.eq(JobState::Done).and(jobs::finished_at.gt(since))),
+            )
+            .count()
+            .get_result(&mut conn)
+            .await?;
+        if recent > 0 {
+            return Ok(false);
+        }
+        queue::enqueue(&mut conn, &NewJob::installations().with_max_attempts(self.settings.max_attempts))
+            .await?;
+        Ok(true)
     }
 
     /// How often it looks: a tenth of the interval, between 1 s and a minute.
@@ -42,6 +74,11 @@ impl Scheduler {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(interval_secs = self.settings.sweep_interval.as_secs(), "scheduler started");
         loop {
+            match self.schedule_installation_sync().await {
+                Ok(true) => tracing::info!("installations listing scheduled"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "could not schedule the installations listing"),
+            }
             match self.schedule_due_sweeps().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sweeps = n, "sweeps scheduled"),

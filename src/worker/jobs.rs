@@ -146,6 +146,7 @@ pub async fn run(
                 .map_err(|e| format!("bad install payload: {e}"))?;
             run_installation(deps, &target, job_ref).await
         }
+        JobKind::Installations => run_installations(deps, job_ref).await,
         JobKind::Survey => {
             let target: SurveyJob = serde_json::from_value(job.payload.clone())
                 .map_err(|e| format!("bad survey payload: {e}"))?;
@@ -350,6 +351,44 @@ async fn run_event(
 
 /// Registers an installation's repositories (backfilling the new ones) and
 /// deactivates those it no longer has; deactivates all when it is gone or suspended.
+/// Lists the App's installations and enqueues the sync of each one's
+/// repositories (registered with their backfill, or deactivated); an
+/// installation stored but no longer listed (deleted while the service was
+/// down) is synced as deleted. What a lost `installation` webhook would have done.
+async fn run_installations(deps: &WorkerDeps, job: &JobRef) -> Result<(), String> {
+    let listing = deps.github.list_installations().await.map_err(|e| e.to_string())?;
+    let listed: Vec<&crate::github::models::Installation> = listing.fresh_items().collect();
+    // A page answered 304 lists nothing: then what is missing cannot be told gone.
+    let complete_listing = listing.pages().iter().all(|p| !p.is_unchanged());
+    let max_attempts = deps.settings.max_attempts;
+    let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+    let job = job.clone();
+    let (synced, gone) = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let stored = repositories::active_installations(conn).await?;
+            let mut synced = 0;
+            for installation in &listed {
+                let action = installation.suspended_at.map(|_| "suspend".to_owned());
+                let target = InstallationTarget { installation_id: installation.id, action };
+                queue::enqueue(conn, &NewJob::installation(&target).with_max_attempts(max_attempts)).await?;
+                synced += 1;
+            }
+            let mut gone = 0;
+            let unlisted = stored.into_iter().filter(|id| !listed.iter().any(|i| i.id == *id));
+            for installation_id in unlisted.filter(|_| complete_listing) {
+                let target = InstallationTarget { installation_id, action: Some("deleted".into()) };
+                queue::enqueue(conn, &NewJob::installation(&target).with_max_attempts(max_attempts)).await?;
+                gone += 1;
+            }
+            queue::complete(conn, &job).await?;
+            Ok((synced, gone))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(installations = synced, gone, "installations listed");
+    Ok(())
+}
+
 async fn run_installation(
     deps: &WorkerDeps,
     target: &InstallationTarget,

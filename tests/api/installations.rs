@@ -90,3 +90,103 @@ async fn an_installation_is_registered_and_backfilled_then_suspended_and_left_al
     assert_eq!(count(&db.url, "SELECT count(*) FROM pull_requests").await, 36, "data is kept");
     service.stop().await;
 }
+
+/// Waits until `sql` (a count) reaches `want`, at most 20 s.
+async fn wait_for_count(world: &TestWorld, sql: &str, want: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = world.count(sql).await;
+        if got == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sql}: {got}, wanted {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_installation_webhook_lost_while_down_is_recovered_when_the_service_starts() {
+    // No `installation` delivery is ever sent: the App's installations are
+    // listed at start-up.
+    let world = TestWorld::builder(2)
+        .prs(3, 2)
+        .unregistered()
+        .setting("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "1h")
+        .start()
+        .await;
+    wait_for_count(&world, "SELECT count(*) FROM repositories WHERE active", 2).await;
+    world.settle().await;
+    assert_eq!(world.count("SELECT count(*) FROM pull_requests").await, 6);
+    assert_eq!(world.count("SELECT count(*) FROM check_runs").await, 12);
+    assert_eq!(
+        world.count("SELECT count(*) FROM jobs WHERE kind = 'installations' AND state = 'done'").await,
+        1
+    );
+    // finish() compares every stored row with the simulator's world.
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn an_installation_deleted_while_down_is_deactivated_by_the_next_listing() {
+    let world = TestWorld::builder(2).setting("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "1h").start().await;
+    wait_for_count(&world, "SELECT count(*) FROM jobs WHERE kind = 'installations' AND state = 'done'", 1)
+        .await;
+    world.settle().await;
+    assert_eq!(world.count("SELECT count(*) FROM repositories WHERE active").await, 2);
+    // Uninstalled without a webhook reaching the service.
+    world.github.without_webhooks(|w| {
+        w.installations.clear();
+        Ok(())
+    });
+    let mut conn = prmonitor_testkit::database::connect(&world.db.url).await;
+    prmonitor::queue::enqueue(&mut conn, &prmonitor::queue::NewJob::installations()).await.expect("enqueued");
+    world.settle().await;
+    assert_eq!(
+        world.count("SELECT count(*) FROM repositories WHERE active").await,
+        0,
+        "its repositories are deactivated"
+    );
+}
+
+#[tokio::test]
+async fn the_installations_are_listed_once_per_interval_for_all_instances_and_only_for_an_app() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
+    let db = TestDatabase::migrated().await;
+    let settings = settings_for(&db, &sim, &[("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "1h")]);
+    let pool = prmonitor::db::build_pool(&settings.database_url, 2).expect("pool");
+    let first = prmonitor::scheduler::Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github);
+    let second =
+        prmonitor::scheduler::Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github);
+    assert!(first.schedule_installation_sync().await.expect("schedule"), "at start-up");
+    assert!(
+        !second.schedule_installation_sync().await.expect("schedule"),
+        "another instance: one is pending"
+    );
+    let listing = "SELECT count(*) FROM jobs WHERE kind = 'installations'";
+    assert_eq!(count(&db.url, listing).await, 1);
+    let mut conn = prmonitor_testkit::database::connect(&db.url).await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE jobs SET state = 'done', finished_at = now() - interval '30 minutes'"),
+        &mut conn,
+    )
+    .await
+    .expect("done");
+    assert!(!first.schedule_installation_sync().await.expect("schedule"), "listed within the interval");
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE jobs SET finished_at = now() - interval '61 minutes'"),
+        &mut conn,
+    )
+    .await
+    .expect("older");
+    assert!(first.schedule_installation_sync().await.expect("schedule"), "the interval has passed");
+    // A token has no installations to list.
+    let token = settings_for(&db, &sim, &[("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "1h")]);
+    let mut token = token;
+    token.github.auth = Some(prmonitor::config::GitHubAuth::Token(prmonitor::config::Secret::new("ghp_x")));
+    let with_token = prmonitor::scheduler::Scheduler::new(pool, token.worker.clone(), &token.github);
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("DELETE FROM jobs"), &mut conn)
+        .await
+        .expect("cleared");
+    assert!(!with_token.schedule_installation_sync().await.expect("schedule"));
+    sim.stop().await;
+}

@@ -26,6 +26,8 @@ pub(crate) fn child_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ("PRMONITOR_JOB_LEASE", "3s".into()),
         ("PRMONITOR_JOB_RETRY_DELAY", "100ms".into()),
         ("PRMONITOR_SWEEP_INTERVAL", "1h".into()),
+        // The tests announce installations themselves (webhooks) and count jobs.
+        ("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "0s".into()),
         ("PRMONITOR_DB_POOL_SIZE", "8".into()),
         ("RUST_LOG", "warn,prmonitor=info".into()),
     ]

@@ -47,6 +47,9 @@ pub fn settings_for(db: &TestDatabase, sim: &Simulator, extra: &[(&str, &str)]) 
         // The generated history is 30 days old; the tests compare every check
         // run with the simulator's unless they set the policy themselves.
         ("PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", "3650d"),
+        // The tests announce installations themselves (webhooks, `install`)
+        // unless they test the listing.
+        ("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "0s"),
     ];
     overrides.extend_from_slice(extra);
     let mut settings = test_settings(db, &overrides);

@@ -144,8 +144,12 @@ pub struct WorkerSettings {
     pub bulk_reads: BulkReads,
     /// Repositories surveyed by one GraphQL query in a sweep.
     pub sweep_batch_repositories: usize,
-    /// How often the App's installations are listed (`None`: never).
+    /// How often the App's installations are listed (`None`: never); with
+    /// token auth, how often `repositories` are registered.
     pub installation_sync_interval: Option<Duration>,
+    /// With token auth (no App, so no installations to list): the
+    /// repositories to keep, as `owner/name`.
+    pub repositories: Vec<String>,
     /// A backfill stores PRs closed longer ago than this without their check
     /// runs (their checks no longer change, and reading them is most of a
     /// backfill's cost).
@@ -182,6 +186,7 @@ impl Default for WorkerSettings {
             bulk_reads: BulkReads::Graphql,
             sweep_batch_repositories: 50,
             installation_sync_interval: Some(Duration::from_secs(3600)),
+            repositories: Vec::new(),
             backfill_checks_for_closed: Duration::from_secs(30 * 86_400),
             lease: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
@@ -309,6 +314,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_SWEEP_BATCH_REPOSITORIES", secret: false },
     Key { env: "PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", secret: false },
     Key { env: "PRMONITOR_INSTALLATION_SYNC_INTERVAL", secret: false },
+    Key { env: "PRMONITOR_REPOSITORIES", secret: false },
     Key { env: "PRMONITOR_JOB_LEASE", secret: false },
     Key { env: "PRMONITOR_JOB_POLL_INTERVAL", secret: false },
     Key { env: "PRMONITOR_JOB_RETRY_DELAY", secret: false },
@@ -606,6 +612,7 @@ fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
             Duration::ZERO,
         )?)
         .filter(|interval| !interval.is_zero()),
+        repositories: repositories(raw)?,
         lease: duration("PRMONITOR_JOB_LEASE", defaults.lease, Duration::from_secs(1))?,
         poll_interval: duration(
             "PRMONITOR_JOB_POLL_INTERVAL",
@@ -620,6 +627,24 @@ fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
             Duration::ZERO,
         )?,
     })
+}
+
+/// `PRMONITOR_REPOSITORIES`: `owner/name` entries, comma-separated or a list.
+fn repositories(raw: &RawSettings) -> Result<Vec<String>, ConfigError> {
+    let list = raw.list("PRMONITOR_REPOSITORIES")?.unwrap_or_default();
+    let mut repositories = Vec::new();
+    for entry in list.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        if !crate::ids::is_repository_full_name(entry) {
+            return Err(ConfigError::Invalid {
+                key: "PRMONITOR_REPOSITORIES",
+                reason: format!("'{entry}' is not an owner/name repository"),
+            });
+        }
+        repositories.push(entry.to_owned());
+    }
+    repositories.sort();
+    repositories.dedup();
+    Ok(repositories)
 }
 
 fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
@@ -940,6 +965,15 @@ mod tests {
         assert_eq!(settings.worker.sweep_interval, Duration::from_secs(1800));
         let err = load(&[("PRMONITOR_JOB_LEASE", "soon")]).unwrap_err();
         assert!(err.to_string().starts_with("PRMONITOR_JOB_LEASE"), "{err}");
+    }
+
+    #[test]
+    fn repositories_for_token_auth_are_owner_name_pairs() {
+        let settings = load(&[("PRMONITOR_REPOSITORIES", "octo/b, octo/a,octo/b")]).expect("valid");
+        assert_eq!(settings.worker.repositories, ["octo/a", "octo/b"]);
+        for bad in ["octo", "octo/a/b", "../x", "octo/a?x"] {
+            assert!(load(&[("PRMONITOR_REPOSITORIES", bad)]).is_err(), "{bad}");
+        }
     }
 
     #[test]

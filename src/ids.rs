@@ -129,6 +129,18 @@ impl FromSql<Text, Pg> for CommitSha {
     }
 }
 
+/// Whether `full_name` is a plain `owner/name` repository name, safe to put
+/// in a URL path (no empty, `.` or `..` part, no other characters).
+pub fn is_repository_full_name(full_name: &str) -> bool {
+    let valid_part = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    full_name.split_once('/').is_some_and(|(owner, name)| valid_part(owner) && valid_part(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

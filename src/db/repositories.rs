@@ -184,6 +184,16 @@ pub async fn active_installations(conn: &mut AsyncPgConnection) -> QueryResult<V
     Ok(ids.into_iter().flatten().collect())
 }
 
+/// The repositories read with the configured token (no installation).
+pub async fn without_installation(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Repository>> {
+    repositories::table
+        .filter(repositories::installation_id.is_null())
+        .order(repositories::id)
+        .select(Repository::as_select())
+        .load(conn)
+        .await
+}
+
 pub async fn of_installation(
     conn: &mut AsyncPgConnection,
     installation_id: InstallationId,

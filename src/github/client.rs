@@ -318,6 +318,11 @@ impl GitHubClient {
         })
     }
 
+    /// Whether calls are made as a GitHub App (installations) rather than with one token.
+    pub fn is_app(&self) -> bool {
+        matches!(self.inner.auth, Auth::App { .. })
+    }
+
     /// Calls so far by purpose and outcome, for metrics.
     pub fn call_counts(&self) -> BTreeMap<(Purpose, &'static str), u64> {
         self.inner.counters.snapshot()
@@ -424,6 +429,16 @@ impl GitHubClient {
         .collect()
         .await;
         Ok(results)
+    }
+
+    /// `GET /repos/{repo}`: one repository as the configured token sees it.
+    pub async fn get_repository(
+        &self,
+        installation: Option<InstallationId>,
+        full_name: &str,
+    ) -> Result<Fetched<Repository>, GitHubError> {
+        let path = format!("/repos/{}", repo_path(full_name)?);
+        self.get(self.who(installation)?, Purpose::Installation, &path).await
     }
 
     /// `GET /installation/repositories`: what an installation may read.
@@ -967,15 +982,10 @@ fn endpoint_key(path: &str) -> &'static str {
 
 /// `owner/name`, checked to be a plain repository name (it goes into a URL path).
 fn repo_path(full_name: &str) -> Result<&str, GitHubError> {
-    let valid_part = |part: &str| {
-        !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    };
-    match full_name.split_once('/') {
-        Some((owner, name)) if valid_part(owner) && valid_part(name) => Ok(full_name),
-        _ => Err(GitHubError::Config(format!("'{full_name}' is not an owner/name repository"))),
+    if crate::ids::is_repository_full_name(full_name) {
+        Ok(full_name)
+    } else {
+        Err(GitHubError::Config(format!("'{full_name}' is not an owner/name repository")))
     }
 }
 

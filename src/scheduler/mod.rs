@@ -32,9 +32,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(pool: DbPool, settings: WorkerSettings, github: &GitHubSettings) -> Self {
-        let installation_sync = settings
-            .installation_sync_interval
-            .filter(|_| matches!(github.auth, Some(crate::config::GitHubAuth::App { .. })));
+        // An App lists its installations; a token registers the repositories
+        // the operator named.
+        let installation_sync = settings.installation_sync_interval.filter(|_| match github.auth {
+            Some(crate::config::GitHubAuth::App { .. }) => true,
+            Some(crate::config::GitHubAuth::Token(_)) => !settings.repositories.is_empty(),
+            None => false,
+        });
         Self { pool, settings, cache_ttl: github.cache_ttl, installation_sync, jitter: Jitter::new() }
     }
 

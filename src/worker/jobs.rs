@@ -356,6 +356,9 @@ async fn run_event(
 /// installation stored but no longer listed (deleted while the service was
 /// down) is synced as deleted. What a lost `installation` webhook would have done.
 async fn run_installations(deps: &WorkerDeps, job: &JobRef) -> Result<(), String> {
+    if !deps.github.is_app() {
+        return run_configured_repositories(deps, job).await;
+    }
     let listing = deps.github.list_installations().await.map_err(|e| e.to_string())?;
     let listed: Vec<&crate::github::models::Installation> = listing.fresh_items().collect();
     // A page answered 304 lists nothing: then what is missing cannot be told gone.
@@ -386,6 +389,58 @@ async fn run_installations(deps: &WorkerDeps, job: &JobRef) -> Result<(), String
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(installations = synced, gone, "installations listed");
+    Ok(())
+}
+
+/// With token auth: registers the repositories the operator named
+/// (`PRMONITOR_REPOSITORIES`), each with its backfill when new, and
+/// deactivates the token's repositories no longer named.
+async fn run_configured_repositories(deps: &WorkerDeps, job: &JobRef) -> Result<(), String> {
+    let mut found = Vec::new();
+    for full_name in &deps.settings.repositories {
+        match deps.github.get_repository(None, full_name).await.map_err(|e| e.to_string())? {
+            crate::github::Fetched::Fresh { data, .. } => found.push(data),
+            crate::github::Fetched::Gone => {
+                tracing::warn!(repository = %full_name, "PRMONITOR_REPOSITORIES names a repository the token cannot read")
+            }
+            // No validator is kept for these reads, so GitHub cannot answer 304.
+            crate::github::Fetched::Unchanged { .. } => {}
+        }
+    }
+    let max_attempts = deps.settings.max_attempts;
+    let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+    let job = job.clone();
+    let (registered, deactivated) = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let known = repositories::without_installation(conn).await?;
+            let mut keep = std::collections::HashSet::new();
+            let mut registered = 0;
+            for repo in &found {
+                let was_active = known.iter().any(|k| k.github_id == repo.id && k.active);
+                let new = NewRepository {
+                    github_id: repo.id,
+                    owner: &repo.owner.login,
+                    name: &repo.name,
+                    installation_id: None,
+                };
+                let stored = repositories::upsert(conn, &new).await?;
+                keep.insert(stored.id);
+                if was_active {
+                    backfill_if_never_read(conn, &stored, max_attempts).await?;
+                } else {
+                    enqueue_backfill(conn, &stored, max_attempts).await?;
+                    registered += 1;
+                }
+            }
+            let dropped: Vec<RepositoryId> =
+                known.iter().filter(|k| k.active && !keep.contains(&k.id)).map(|k| k.id).collect();
+            let deactivated = repositories::deactivate(conn, &dropped).await?;
+            queue::complete(conn, &job).await?;
+            Ok((registered, deactivated))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(registered, deactivated, "configured repositories synced");
     Ok(())
 }
 

@@ -190,3 +190,35 @@ async fn the_installations_are_listed_once_per_interval_for_all_instances_and_on
     assert!(!with_token.schedule_installation_sync().await.expect("schedule"));
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_token_the_named_repositories_are_registered_and_backfilled_without_any_webhook() {
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 3, pull_requests: 3, check_runs: 2 }),
+        static_token: Some("ghp_sim_token".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let db = TestDatabase::migrated().await;
+    let mut settings = settings_for(&db, &sim, &[("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "1h")]);
+    settings.github.auth =
+        Some(prmonitor::config::GitHubAuth::Token(prmonitor::config::Secret::new("ghp_sim_token")));
+    settings.worker.repositories = vec!["acme/repo-0".into(), "acme/repo-2".into()];
+    let service = start_service(&db, &settings).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count(&db.url, "SELECT count(*) FROM repositories WHERE active AND installation_id IS NULL").await
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "the named repositories were never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drain(&db.url, CONVERGE).await;
+    for name in ["repo-0", "repo-2"] {
+        let id = sim.repo_id(&format!("acme/{name}")).expect("repo");
+        prmonitor_testkit::verify::diff(&db.url, &sim, id).await.expect("backfilled");
+    }
+    assert_eq!(count(&db.url, "SELECT count(*) FROM repositories").await, 2, "only the named ones");
+    service.stop().await;
+    sim.stop().await;
+}

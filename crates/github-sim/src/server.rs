@@ -283,6 +283,7 @@ pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ 
                 .route("/app/installations/{id}/access_tokens", web::post().to(create_token))
                 .route("/app/installations", web::get().to(list_installations))
                 .route("/installation/repositories", web::get().to(installation_repositories))
+                .route("/repos/{owner}/{repo}", web::get().to(get_repository))
                 .route("/repos/{owner}/{repo}/pulls", web::get().to(list_pulls))
                 .route("/repos/{owner}/{repo}/pulls/{number}", web::get().to(get_pull))
                 .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", web::get().to(list_check_runs)),
@@ -830,6 +831,17 @@ fn find_repo<'w>(
         .find(|r| r.owner.eq_ignore_ascii_case(owner) && r.name.eq_ignore_ascii_case(name))
         .filter(|r| caller.may_read(r.installation_id))
         .ok_or_else(|| GhError::new(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+async fn get_repository(req: HttpRequest, path: web::Path<(String, String)>, shared: Data) -> HttpResponse {
+    let (owner, name) = path.into_inner();
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(&req, "GET /repos/{owner}/{repo}", |caller, world| {
+            let repo = find_repo(world, caller, &owner, &name)?;
+            Ok((render::repository(&urls, repo), None))
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -36,6 +36,7 @@
 //! null), there are no commit statuses (rollups are check runs only), no
 //! mutations, and GraphQL has no injected faults or secondary limits yet.
 
+mod deliveries;
 pub mod generate;
 mod graphql;
 pub mod model;
@@ -55,7 +56,7 @@ use actix_web::{web, App, HttpServer};
 pub use generate::{Fixture, Generate};
 pub use model::{Event, ModelError, NewPr, World};
 pub use server::{Bucket, Faults, LoggedRequest, Stats};
-pub use webhooks::{DeliveryRecord, WebhookTarget};
+pub use webhooks::{DeliveryRecord, HookDelivery, WebhookTarget};
 
 use crate::prng::SplitMix64;
 use render::Urls;
@@ -254,6 +255,7 @@ impl Simulator {
                 event: event.name,
                 action: event.action,
                 body: serde_json::to_vec(&payload).unwrap_or_default(),
+                redelivery: false,
             });
         }
         Ok(())
@@ -402,6 +404,18 @@ impl Simulator {
     /// What happened to each webhook so far.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.shared.dispatcher.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Every delivery attempt so far, oldest first, as the deliveries API
+    /// (`GET /app/hook/deliveries`) serves them, expired ones included.
+    pub fn hook_deliveries(&self) -> Vec<HookDelivery> {
+        server::lock(&self.shared.dispatcher.hooks).attempts.clone()
+    }
+
+    /// Moves every delivery attempt recorded so far `by` into the past, so
+    /// that a test can push some beyond the deliveries API's 3-day retention.
+    pub fn age_deliveries(&self, by: Duration) {
+        self.shared.dispatcher.age(by);
     }
 
     /// The JSON payload `event` would carry now (for tests of payload shapes).

@@ -121,20 +121,20 @@ pub(crate) fn detail_json(attempt: &HookDelivery) -> Value {
 
 type Data = web::Data<Shared>;
 
-/// App JWT, then admission under the secondary limits; the refusal otherwise (logged).
+/// App JWT, then admission under the secondary limits; the refusal
+/// otherwise (already logged).
 fn admit_app<'a>(
     shared: &'a Shared,
     req: &HttpRequest,
     route: &'static str,
-) -> Result<InFlight<'a>, HttpResponse> {
+) -> Result<InFlight<'a>, GhError> {
     let app_id = lock(&shared.world).app_id;
     if let Err(refusal) = shared.authenticate_app(req, app_id) {
         shared.log(route, req, refusal.status.as_u16(), None);
-        return Err(refusal.response());
+        return Err(refusal);
     }
-    shared.admit(Caller::App.bucket(), route, points(req.method())).map_err(|refusal| {
+    shared.admit(Caller::App.bucket(), route, points(req.method())).inspect_err(|refusal| {
         shared.log_limited(route, req, refusal.status.as_u16(), Some(Caller::App), refusal.limited());
-        refusal.response()
     })
 }
 
@@ -151,7 +151,7 @@ pub(crate) async fn list(req: HttpRequest, query: web::Query<ListQuery>, shared:
     const ROUTE: &str = "GET /app/hook/deliveries";
     let _in_flight = match admit_app(&shared, &req, ROUTE) {
         Ok(in_flight) => in_flight,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.response(),
     };
     let listed = {
         let hooks = lock(&shared.dispatcher.hooks);
@@ -188,7 +188,7 @@ pub(crate) async fn detail(req: HttpRequest, path: web::Path<String>, shared: Da
     const ROUTE: &str = "GET /app/hook/deliveries/{delivery_id}";
     let _in_flight = match admit_app(&shared, &req, ROUTE) {
         Ok(in_flight) => in_flight,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.response(),
     };
     let found = path.parse::<u64>().ok().and_then(|id| {
         let hooks = lock(&shared.dispatcher.hooks);
@@ -205,7 +205,7 @@ pub(crate) async fn redeliver(req: HttpRequest, path: web::Path<String>, shared:
     const ROUTE: &str = "POST /app/hook/deliveries/{delivery_id}/attempts";
     let _in_flight = match admit_app(&shared, &req, ROUTE) {
         Ok(in_flight) => in_flight,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.response(),
     };
     let configured = lock(&shared.webhook).is_some();
     let known = path.parse::<u64>().ok().filter(|id| {

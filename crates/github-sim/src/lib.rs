@@ -35,6 +35,17 @@
 //! head branch counts as deleted once the pull request is closed (`headRef`
 //! null), there are no commit statuses (rollups are check runs only), no
 //! mutations, and GraphQL has no injected faults or secondary limits yet.
+//!
+//! Every webhook attempt is recorded ([`HookDelivery`]) and served as GitHub's
+//! App webhook deliveries API, App JWT only and under the secondary limits:
+//! `GET /app/hook/deliveries` (newest first, `per_page` ≤ 100, `cursor` paging
+//! through the `Link` header, `status=success|failure`; attempts older than
+//! GitHub's 3 days are not listed, see [`Simulator::age_deliveries`]), `GET
+//! /app/hook/deliveries/{id}` (adding `url`, `request` and `response`) and
+//! `POST /app/hook/deliveries/{id}/attempts` (202; the same bytes and guid
+//! again, a new attempt with `redelivery: true`). A delivery dropped by the
+//! loss injection is listed as a failed attempt that could not connect, as a
+//! receiver outage shows on GitHub.
 
 mod deliveries;
 pub mod generate;

@@ -136,6 +136,14 @@ async fn loss_and_duplication_happen_at_their_rates() {
     assert!(doubled.iter().all(|r| r.statuses == [202, 200]), "{doubled:?}");
     let delivered = records.iter().filter(|r| !r.lost).count() as i64;
     assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, delivered);
+    // The deliveries API lists every attempt: each copy of a duplicate, and
+    // each lost delivery as a failed attempt that could not connect.
+    let attempts = sim.hook_deliveries();
+    let copies: usize = records.iter().map(|r| r.statuses.len()).sum();
+    assert_eq!(attempts.len(), copies + lost);
+    let unreachable: Vec<_> = attempts.iter().filter(|a| a.status_code == 0).collect();
+    assert_eq!(unreachable.len(), lost);
+    assert!(unreachable.iter().all(|a| a.status == "failed to connect to host" && !a.succeeded()));
     // Reordering: the labels did not all arrive in the order they were added.
     let mut conn = connect(&app.db.url).await;
     let ids: Vec<Stored> = diesel::sql_query(

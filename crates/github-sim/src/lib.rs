@@ -35,7 +35,19 @@
 //! head branch counts as deleted once the pull request is closed (`headRef`
 //! null), there are no commit statuses (rollups are check runs only), no
 //! mutations, and GraphQL has no injected faults or secondary limits yet.
+//!
+//! Every webhook attempt is recorded ([`HookDelivery`]) and served as GitHub's
+//! App webhook deliveries API, App JWT only and under the secondary limits:
+//! `GET /app/hook/deliveries` (newest first, `per_page` ≤ 100, `cursor` paging
+//! through the `Link` header, `status=success|failure`; attempts older than
+//! GitHub's 3 days are not listed, see [`Simulator::age_deliveries`]), `GET
+//! /app/hook/deliveries/{id}` (adding `url`, `request` and `response`) and
+//! `POST /app/hook/deliveries/{id}/attempts` (202; the same bytes and guid
+//! again, a new attempt with `redelivery: true`). A delivery dropped by the
+//! loss injection is listed as a failed attempt that could not connect, as a
+//! receiver outage shows on GitHub.
 
+mod deliveries;
 pub mod generate;
 mod graphql;
 pub mod model;
@@ -55,7 +67,7 @@ use actix_web::{web, App, HttpServer};
 pub use generate::{Fixture, Generate};
 pub use model::{Event, ModelError, NewPr, World};
 pub use server::{Bucket, Faults, LoggedRequest, Stats};
-pub use webhooks::{DeliveryRecord, WebhookTarget};
+pub use webhooks::{DeliveryRecord, HookDelivery, WebhookTarget};
 
 use crate::prng::SplitMix64;
 use render::Urls;
@@ -254,6 +266,7 @@ impl Simulator {
                 event: event.name,
                 action: event.action,
                 body: serde_json::to_vec(&payload).unwrap_or_default(),
+                redelivery: false,
             });
         }
         Ok(())
@@ -402,6 +415,18 @@ impl Simulator {
     /// What happened to each webhook so far.
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.shared.dispatcher.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Every delivery attempt so far, oldest first, as the deliveries API
+    /// (`GET /app/hook/deliveries`) serves them, expired ones included.
+    pub fn hook_deliveries(&self) -> Vec<HookDelivery> {
+        server::lock(&self.shared.dispatcher.hooks).attempts.clone()
+    }
+
+    /// Moves every delivery attempt recorded so far `by` into the past, so
+    /// that a test can push some beyond the deliveries API's 3-day retention.
+    pub fn age_deliveries(&self, by: Duration) {
+        self.shared.dispatcher.age(by);
     }
 
     /// The JSON payload `event` would carry now (for tests of payload shapes).

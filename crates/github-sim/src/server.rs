@@ -282,6 +282,12 @@ pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ 
             web::scope(prefix)
                 .route("/app/installations/{id}/access_tokens", web::post().to(create_token))
                 .route("/app/installations", web::get().to(list_installations))
+                .route("/app/hook/deliveries", web::get().to(crate::deliveries::list))
+                .route("/app/hook/deliveries/{delivery_id}", web::get().to(crate::deliveries::detail))
+                .route(
+                    "/app/hook/deliveries/{delivery_id}/attempts",
+                    web::post().to(crate::deliveries::redeliver),
+                )
                 .route("/installation/repositories", web::get().to(installation_repositories))
                 .route("/repos/{owner}/{repo}", web::get().to(get_repository))
                 .route("/repos/{owner}/{repo}/pulls", web::get().to(list_pulls))
@@ -302,7 +308,7 @@ pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
 /// An error answer in GitHub's shape, before it becomes a response.
 #[derive(Debug, Clone)]
 pub(crate) struct GhError {
-    status: StatusCode,
+    pub(crate) status: StatusCode,
     message: String,
     documentation_url: &'static str,
     retry_after: Option<u64>,
@@ -311,7 +317,7 @@ pub(crate) struct GhError {
 }
 
 impl GhError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -379,11 +385,11 @@ fn etag(body: &[u8], credential: &str) -> String {
 }
 
 impl Shared {
-    fn log(&self, route: &'static str, req: &HttpRequest, status: u16, caller: Option<Caller>) {
+    pub(crate) fn log(&self, route: &'static str, req: &HttpRequest, status: u16, caller: Option<Caller>) {
         self.log_limited(route, req, status, caller, None);
     }
 
-    fn log_limited(
+    pub(crate) fn log_limited(
         &self,
         route: &'static str,
         req: &HttpRequest,
@@ -464,7 +470,7 @@ impl Shared {
         Ok((Caller::Installation(installation), token))
     }
 
-    fn authenticate_app(&self, req: &HttpRequest, app_id: u64) -> Result<Caller, GhError> {
+    pub(crate) fn authenticate_app(&self, req: &HttpRequest, app_id: u64) -> Result<Caller, GhError> {
         let jwt = Self::bearer(req)
             .ok_or_else(|| GhError::new(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded"))?;
         verify_jwt(&jwt, &self.app_public_key, app_id)
@@ -645,12 +651,7 @@ struct PageLinks {
 
 impl PageLinks {
     fn header(&self, urls: &Urls, req: &HttpRequest) -> String {
-        let base = urls.api.trim_end_matches('/');
-        // The API root already carries the prefix; the request path does too.
-        let origin = base
-            .find("://")
-            .and_then(|i| base[i + 3..].find('/').map(|j| &base[..i + 3 + j]))
-            .unwrap_or(base);
+        let origin = origin(urls);
         let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
             .filter(|(k, _)| k != "page")
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -676,6 +677,12 @@ impl PageLinks {
         }
         parts.join(", ")
     }
+}
+
+/// `http://host:port` of the API root, without the prefix: the request path carries it.
+pub(crate) fn origin(urls: &Urls) -> &str {
+    let base = urls.api.trim_end_matches('/');
+    base.find("://").and_then(|i| base[i + 3..].find('/').map(|j| &base[..i + 3 + j])).unwrap_or(base)
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,9 +2,10 @@
 //! like GitHub's, sent to a target with optional loss, duplication and
 //! reordering.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct Outgoing {
     pub event: &'static str,
     pub action: &'static str,
     pub body: Vec<u8>,
+    /// Sent again on request (`POST /app/hook/deliveries/{id}/attempts`):
+    /// GitHub marks such attempts `redelivery: true`.
+    pub redelivery: bool,
 }
 
 /// What happened to a delivery.
@@ -57,6 +61,63 @@ pub struct DeliveryRecord {
     /// The status of each attempt (two for a duplicate); empty when lost.
     pub statuses: Vec<u16>,
     pub lost: bool,
+}
+
+/// One attempt to deliver a webhook, as GitHub's App webhook deliveries API
+/// (`GET /app/hook/deliveries`) shows it. A duplicate (two copies) is two
+/// attempts, a redelivery another one with the same `guid`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookDelivery {
+    /// Unique per attempt and increasing in the order attempts finished.
+    pub id: u64,
+    /// `X-GitHub-Delivery`: the same for every attempt of one webhook.
+    pub guid: String,
+    /// When the attempt started.
+    pub delivered_at: SystemTime,
+    pub redelivery: bool,
+    /// Seconds the attempt took.
+    pub duration: f64,
+    /// `"OK"` for a 2xx, `"Invalid HTTP Response: 503"` for another answer,
+    /// `"failed to connect to host"` or `"timed out"` without one.
+    pub status: String,
+    /// 0 without an HTTP answer.
+    pub status_code: u16,
+    pub event: &'static str,
+    pub action: &'static str,
+    pub installation_id: Option<i64>,
+    pub repository_id: Option<i64>,
+    /// The webhook target.
+    pub url: String,
+    /// The headers sent, names in lower case.
+    pub request_headers: BTreeMap<String, String>,
+    /// The exact bytes sent (shared by the attempts of one delivery).
+    pub body: Arc<Vec<u8>>,
+    pub response_headers: BTreeMap<String, String>,
+    /// The answer's body; `None` without an answer.
+    pub response_body: Option<String>,
+}
+
+impl HookDelivery {
+    /// GitHub's `status=success` filter: a status code of 200–399.
+    pub fn succeeded(&self) -> bool {
+        (200..400).contains(&self.status_code)
+    }
+}
+
+/// Attempts recorded so far, oldest first, and the next attempt id.
+#[derive(Debug, Default)]
+pub(crate) struct HookLog {
+    pub attempts: Vec<HookDelivery>,
+    next_id: u64,
+}
+
+impl HookLog {
+    /// Records `attempt` with the next id (ids start at 1).
+    fn push(&mut self, mut attempt: HookDelivery) {
+        self.next_id += 1;
+        attempt.id = self.next_id;
+        self.attempts.push(attempt);
+    }
 }
 
 /// Builds the full payload of `event` from the world as it is now.
@@ -131,6 +192,8 @@ pub struct Dispatcher {
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
     pub records: Arc<Mutex<Vec<DeliveryRecord>>>,
+    /// Every attempt, for the deliveries API.
+    pub(crate) hooks: Arc<Mutex<HookLog>>,
     /// Sent but not answered with a 2xx: what GitHub lists as failed deliveries.
     failed: Arc<Mutex<Vec<Outgoing>>>,
 }
@@ -143,6 +206,7 @@ impl Dispatcher {
         let idle = Arc::new(Notify::new());
         let records = Arc::new(Mutex::new(Vec::new()));
         let failed = Arc::new(Mutex::new(Vec::new()));
+        let hooks = Arc::new(Mutex::new(HookLog::default()));
         let task = SenderTask {
             receiver,
             target,
@@ -150,10 +214,42 @@ impl Dispatcher {
             pending: pending.clone(),
             idle: idle.clone(),
             records: records.clone(),
+            hooks: hooks.clone(),
             failed: failed.clone(),
         };
         tokio::spawn(task.run());
-        Self { sender, pending, idle, records, failed }
+        Self { sender, pending, idle, records, hooks, failed }
+    }
+
+    /// Sends the webhook of attempt `id` again with its guid and bytes,
+    /// marked as a redelivery (GitHub's `POST
+    /// /app/hook/deliveries/{id}/attempts`). `false` for an unknown id.
+    pub(crate) fn redeliver(&self, id: u64) -> bool {
+        let outgoing = {
+            let hooks = self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            hooks.attempts.iter().find(|a| a.id == id).map(|a| Outgoing {
+                delivery_id: a.guid.clone(),
+                event: a.event,
+                action: a.action,
+                body: a.body.as_ref().clone(),
+                redelivery: true,
+            })
+        };
+        match outgoing {
+            Some(outgoing) => {
+                self.enqueue(outgoing);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves every recorded attempt `by` into the past (retention tests).
+    pub(crate) fn age(&self, by: Duration) {
+        let mut hooks = self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for attempt in &mut hooks.attempts {
+            attempt.delivered_at = attempt.delivered_at.checked_sub(by).unwrap_or(SystemTime::UNIX_EPOCH);
+        }
     }
 
     /// Sends every failed delivery again, with its original delivery id (an
@@ -162,7 +258,8 @@ impl Dispatcher {
         let failed: Vec<Outgoing> =
             std::mem::take(&mut *self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let count = failed.len();
-        for outgoing in failed {
+        for mut outgoing in failed {
+            outgoing.redelivery = true;
             self.enqueue(outgoing);
         }
         count
@@ -194,7 +291,26 @@ struct SenderTask {
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
     records: Arc<Mutex<Vec<DeliveryRecord>>>,
+    hooks: Arc<Mutex<HookLog>>,
     failed: Arc<Mutex<Vec<Outgoing>>>,
+}
+
+/// What GitHub's deliveries API says of an attempt that got no HTTP answer.
+fn failure_status(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else {
+        "failed to connect to host"
+    }
+}
+
+fn header_map(headers: &reqwest::header::HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect()
 }
 
 impl SenderTask {
@@ -250,32 +366,92 @@ impl SenderTask {
             statuses: Vec::new(),
             lost: false,
         };
+        let payload: Value = serde_json::from_slice(&outgoing.body).unwrap_or(Value::Null);
+        let id_at = |key: &str| payload.get(key).and_then(|v| v.get("id")).and_then(Value::as_i64);
+        let signature = sign(&target.secret, &outgoing.body);
+        let request_headers: BTreeMap<String, String> = [
+            ("content-type", "application/json"),
+            ("user-agent", "GitHub-Hookshot/sim"),
+            ("x-github-event", outgoing.event),
+            ("x-github-delivery", outgoing.delivery_id.as_str()),
+            ("x-github-hook-id", "1"),
+            ("x-github-hook-installation-target-type", "integration"),
+            ("x-hub-signature-256", signature.as_str()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        let body = Arc::new(outgoing.body.clone());
+        let attempt =
+            |delivered_at: SystemTime, duration: f64, status: String, status_code: u16| HookDelivery {
+                id: 0,
+                guid: outgoing.delivery_id.clone(),
+                delivered_at,
+                redelivery: outgoing.redelivery,
+                duration,
+                status,
+                status_code,
+                event: outgoing.event,
+                action: outgoing.action,
+                installation_id: id_at("installation"),
+                repository_id: id_at("repository"),
+                url: target.url.clone(),
+                request_headers: request_headers.clone(),
+                body: body.clone(),
+                response_headers: BTreeMap::new(),
+                response_body: None,
+            };
         if self.rng.chance(target.loss_rate) {
+            // GitHub lists a webhook its receiver never got as a failed
+            // attempt: a lost delivery is what a receiver outage looks like
+            // in the deliveries API, so it is recorded as one that could not
+            // connect (and can be redelivered from there).
             record.lost = true;
+            let lost = attempt(SystemTime::now(), 0.0, "failed to connect to host".to_owned(), 0);
+            self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(lost);
             return record;
         }
         let copies = if self.rng.chance(target.duplicate_rate) { 2 } else { 1 };
-        let signature = sign(&target.secret, &outgoing.body);
         let mut delivered = false;
         for _ in 0..copies {
-            let response = client
-                .post(&target.url)
-                .header("content-type", "application/json")
-                .header("user-agent", "GitHub-Hookshot/sim")
-                .header("x-github-event", outgoing.event)
-                .header("x-github-delivery", &outgoing.delivery_id)
-                .header("x-github-hook-id", "1")
-                .header("x-github-hook-installation-target-type", "integration")
-                .header("x-hub-signature-256", &signature)
-                .body(outgoing.body.clone())
-                .send()
-                .await;
-            let status = response.map_or(0, |r| r.status().as_u16());
+            let delivered_at = SystemTime::now();
+            let started = Instant::now();
+            let mut request = client.post(&target.url);
+            for (name, value) in &request_headers {
+                request = request.header(name, value);
+            }
+            let response = request.body(outgoing.body.clone()).send().await;
+            let mut sent = match response {
+                Ok(response) => {
+                    let code = response.status().as_u16();
+                    let headers = header_map(response.headers());
+                    let text = response.text().await.unwrap_or_default();
+                    let status = if (200..300).contains(&code) {
+                        "OK".to_owned()
+                    } else {
+                        format!("Invalid HTTP Response: {code}")
+                    };
+                    let mut sent = attempt(delivered_at, 0.0, status, code);
+                    sent.response_headers = headers;
+                    sent.response_body = Some(text);
+                    sent
+                }
+                Err(error) => attempt(delivered_at, 0.0, failure_status(&error).to_owned(), 0),
+            };
+            sent.duration = started.elapsed().as_secs_f64();
+            let status = sent.status_code;
+            self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(sent);
             delivered |= (200..300).contains(&status);
             record.statuses.push(status);
         }
         if !delivered {
             self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(outgoing);
+        } else if outgoing.redelivery {
+            // Delivered at last: no longer among the failed ones.
+            self.failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|failed| failed.delivery_id != outgoing.delivery_id);
         }
         record
     }

@@ -737,8 +737,10 @@ impl GitHubClient {
             }
             let message = github_message(&body);
             // GitHub answers an exhausted GraphQL budget with 200 and an error.
+            // Decoded only when it may be one: `graphql()` decodes every answer anyway.
             let graphql_limited = matches!(call, Call::Graphql { .. })
                 && status == 200
+                && body.windows(b"RATE_LIMITED".len()).any(|w| w == b"RATE_LIMITED")
                 && serde_json::from_slice::<graphql::Answer>(&body).is_ok_and(|a| a.is_rate_limited());
             let verdict = if graphql_limited {
                 Verdict::RateLimited { wait: policy::rate_limit_wait(&limits, SystemTime::now()) }

@@ -319,6 +319,15 @@ impl Gathered {
     }
 }
 
+/// The fields of [`Target::Surveyed`], borrowed.
+struct Surveyed<'a> {
+    numbers: &'a [PullRequestNumber],
+    commits: &'a [CommitSha],
+    runs: &'a [CheckRunData],
+    failed: &'a [String],
+    watermark: Option<chrono::DateTime<Utc>>,
+}
+
 pub struct PrProcessor {
     discovery: Arc<dyn PrDiscovery>,
     detector: Arc<dyn ChangeDetector>,
@@ -444,21 +453,8 @@ impl PrProcessor {
             Target::DeliveredPullRequest { pr, with_checks } => work.delivered_pull_request(pr, *with_checks),
             Target::DeliveredCheckRuns { runs, .. } => work.delivered_check_runs(runs),
             Target::Surveyed { numbers, commits, runs, failed, watermark } => {
-                for number in numbers {
-                    match self.discovery.discover_pr(repo, *number, purpose).await {
-                        Ok(lookup) => {
-                            if work.absorb_lookup(*number, lookup) {
-                                result.unchanged_resources += 1;
-                            }
-                        }
-                        Err(error) => result.errors.push(error),
-                    }
-                }
-                result.errors.extend(failed.iter().map(|f| ProcessingError::discovery(repo, None, f)));
-                work.pr_heads = PrHeads::IfNew;
-                work.delivered_runs = Some(runs.clone());
-                work.commits_in_hand = commits.iter().cloned().collect();
-                work.changes.sweep = Some(SweepMark { watermark: *watermark });
+                let survey = Surveyed { numbers, commits, runs, failed, watermark: *watermark };
+                self.read_surveyed(repo, survey, purpose, &mut work, result).await
             }
         }
         self.detect_and_synchronize(repo, purpose, work, result).await
@@ -520,6 +516,35 @@ impl PrProcessor {
                 .map(|head_sha| PrHead { number: PullRequestNumber(0), head_sha: CommitSha(head_sha) }),
         );
         Ok(())
+    }
+
+    /// [`Target::Surveyed`]: the PRs the survey found changed, read one by
+    /// one (a failed read is an error of the result, the others go on); the
+    /// check runs it already read; a PR whose head is not among them has
+    /// its head's runs read too.
+    async fn read_surveyed(
+        &self,
+        repo: &Repository,
+        survey: Surveyed<'_>,
+        purpose: Purpose,
+        work: &mut Gathered,
+        result: &mut ProcessingResult,
+    ) {
+        for &number in survey.numbers {
+            match self.discovery.discover_pr(repo, number, purpose).await {
+                Ok(lookup) => {
+                    if work.absorb_lookup(number, lookup) {
+                        result.unchanged_resources += 1;
+                    }
+                }
+                Err(error) => result.errors.push(error),
+            }
+        }
+        result.errors.extend(survey.failed.iter().map(|f| ProcessingError::discovery(repo, None, f)));
+        work.pr_heads = PrHeads::IfNew;
+        work.delivered_runs = Some(survey.runs.to_vec());
+        work.commits_in_hand = survey.commits.iter().cloned().collect();
+        work.changes.sweep = Some(SweepMark { watermark: survey.watermark });
     }
 
     /// [`Target::PullRequest`]: one PR, read on its own; its head's checks

@@ -25,6 +25,7 @@ use super::bulk::{self, RepoCommit};
 use super::detect::Cause;
 use super::processor::{PrProcessor, ProcessingResult, Target, WorkContext};
 use crate::db::pull_requests::{self, SurveyedPr};
+use crate::db::reads::PASSING_CONCLUSIONS;
 use crate::db::repositories::Repository;
 use crate::db::DbPool;
 use crate::github::graphql::{self, SurveyRepository, SurveyTarget};
@@ -51,9 +52,12 @@ pub struct Plan {
 pub type RollupRun<'a> = (&'a str, &'a str, Option<&'a str>, i64);
 
 /// GitHub's rollup state of a head's check runs, as the stored rows give
-/// it: the newest run of each name decides; any failing conclusion makes it
-/// `FAILURE`, else any run not completed `PENDING`, else `SUCCESS`; no runs
-/// give no rollup (GitHub's `statusCheckRollup: null`).
+/// it: the newest run of each name decides; a completed run whose
+/// conclusion is not one of [`PASSING_CONCLUSIONS`] (the read side's rule)
+/// makes it `FAILURE`, else any run not completed `PENDING`, else
+/// `SUCCESS`; no runs give no rollup (GitHub's `statusCheckRollup: null`).
+/// Where GitHub judges a conclusion otherwise (`stale` is not documented),
+/// the two disagree and the head is re-read: a cost, never a wrong row.
 pub fn stored_rollup<'a>(runs: impl IntoIterator<Item = RollupRun<'a>>) -> Option<&'static str> {
     let mut newest: BTreeMap<&str, (i64, &str, Option<&str>)> = BTreeMap::new();
     for (name, status, conclusion, id) in runs {
@@ -65,9 +69,7 @@ pub fn stored_rollup<'a>(runs: impl IntoIterator<Item = RollupRun<'a>>) -> Optio
     if newest.is_empty() {
         return None;
     }
-    let failing = |c: Option<&str>| {
-        matches!(c, Some("failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure"))
-    };
+    let failing = |c: Option<&str>| c.is_some_and(|c| !PASSING_CONCLUSIONS.contains(&c));
     if newest.values().any(|(_, status, conclusion)| *status == "completed" && failing(*conclusion)) {
         Some("FAILURE")
     } else if newest.values().any(|(_, status, _)| *status != "completed") {

@@ -413,28 +413,8 @@ async fn run_configured_repositories(deps: &WorkerDeps, job: &JobRef) -> Result<
     let (registered, deactivated) = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let known = repositories::without_installation(conn).await?;
-            let mut keep = std::collections::HashSet::new();
-            let mut registered = 0;
-            for repo in &found {
-                let was_active = known.iter().any(|k| k.github_id == repo.id && k.active);
-                let new = NewRepository {
-                    github_id: repo.id,
-                    owner: &repo.owner.login,
-                    name: &repo.name,
-                    installation_id: None,
-                };
-                let stored = repositories::upsert(conn, &new).await?;
-                keep.insert(stored.id);
-                if was_active {
-                    backfill_if_never_read(conn, &stored, max_attempts).await?;
-                } else {
-                    enqueue_backfill(conn, &stored, max_attempts).await?;
-                    registered += 1;
-                }
-            }
-            let dropped: Vec<RepositoryId> =
-                known.iter().filter(|k| k.active && !keep.contains(&k.id)).map(|k| k.id).collect();
-            let deactivated = repositories::deactivate(conn, &dropped).await?;
+            let (registered, deactivated) =
+                sync_repositories(conn, &known, &found, None, max_attempts).await?;
             queue::complete(conn, &job).await?;
             Ok((registered, deactivated))
         })
@@ -442,6 +422,38 @@ async fn run_configured_repositories(deps: &WorkerDeps, job: &JobRef) -> Result<
         .map_err(|e| e.to_string())?;
     tracing::info!(registered, deactivated, "configured repositories synced");
     Ok(())
+}
+
+/// Makes the stored repositories `known` (one installation's, or the
+/// token's) the ones GitHub `listed`: each listed one upserted, with its
+/// backfill when new or back from deactivation (or when never read in full:
+/// a webhook can register a repository first); every other one deactivated.
+/// Returns (registered, deactivated).
+async fn sync_repositories(
+    conn: &mut diesel_async::AsyncPgConnection,
+    known: &[Repository],
+    listed: &[crate::github::models::Repository],
+    installation_id: Option<crate::ids::InstallationId>,
+    max_attempts: i32,
+) -> Result<(usize, usize), diesel::result::Error> {
+    let mut keep = std::collections::HashSet::new();
+    let mut registered = 0;
+    for repo in listed {
+        let was_active = known.iter().any(|k| k.github_id == repo.id && k.active);
+        let new =
+            NewRepository { github_id: repo.id, owner: &repo.owner.login, name: &repo.name, installation_id };
+        let stored = repositories::upsert(conn, &new).await?;
+        keep.insert(stored.id);
+        if was_active {
+            backfill_if_never_read(conn, &stored, max_attempts).await?;
+        } else {
+            enqueue_backfill(conn, &stored, max_attempts).await?;
+            registered += 1;
+        }
+    }
+    let stale: Vec<RepositoryId> = known.iter().filter(|k| !keep.contains(&k.id)).map(|k| k.id).collect();
+    let deactivated = repositories::deactivate(conn, &stale).await?;
+    Ok((registered, deactivated))
 }
 
 async fn run_installation(
@@ -461,6 +473,8 @@ async fn run_installation(
             Err(error) => return Err(error.to_string()),
         }
     };
+    let listed: Vec<crate::github::models::Repository> =
+        listing.iter().flat_map(|l| l.fresh_items().cloned()).collect();
     let max_attempts = deps.settings.max_attempts;
     let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
     let job = job.clone();
@@ -468,36 +482,8 @@ async fn run_installation(
     let (registered, deactivated) = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let known = repositories::of_installation(conn, installation_id).await?;
-            let mut keep = std::collections::HashSet::new();
-            let mut registered = 0;
-            if let Some(listing) = &listing {
-                for repo in listing.fresh_items() {
-                    let was_active = known.iter().any(|k| k.github_id == repo.id && k.active);
-                    let stored = repositories::upsert(
-                        conn,
-                        &NewRepository {
-                            github_id: repo.id,
-                            owner: &repo.owner.login,
-                            name: &repo.name,
-                            installation_id: Some(installation_id),
-                        },
-                    )
-                    .await?;
-                    keep.insert(stored.id);
-                    if !was_active {
-                        // New, or back after a suspension: read it all.
-                        enqueue_backfill(conn, &stored, max_attempts).await?;
-                        registered += 1;
-                    } else {
-                        // Active already, and still maybe never read in full:
-                        // a webhook can register a repository first.
-                        backfill_if_never_read(conn, &stored, max_attempts).await?;
-                    }
-                }
-            }
-            let stale: Vec<RepositoryId> =
-                known.iter().filter(|k| !keep.contains(&k.id)).map(|k| k.id).collect();
-            let deactivated = repositories::deactivate(conn, &stale).await?;
+            let (registered, deactivated) =
+                sync_repositories(conn, &known, &listed, Some(installation_id), max_attempts).await?;
             queue::complete(conn, &job).await?;
             Ok((registered, deactivated))
         })

@@ -21,6 +21,10 @@ const TEST_DB_PREFIX: &str = "prmonitor_test_";
 const TEMPLATE_PREFIX: &str = "prmonitor_template_";
 /// Serializes template creation across test processes.
 const TEMPLATE_LOCK_KEY: i64 = 0x7072_6d74_6d70_6c74;
+/// First key of the advisory locks that mark a template in use (the second
+/// is the hash of its name): every test process holds its template's lock
+/// shared; a template is dropped only by whoever can take it exclusively.
+const TEMPLATE_IN_USE_CLASS: i32 = 0x7072_6d74;
 
 /// The PostgreSQL server tests run against, as a URL whose database is to be replaced.
 pub fn server_url() -> String {
@@ -88,6 +92,7 @@ async fn template() -> &'static str {
             let name = format!("{TEMPLATE_PREFIX}{}", migrations_hash());
             let mut conn = maintenance().await;
             execute(&mut conn, &format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})")).await;
+            hold_in_use(&name);
             drop_leftovers(&mut conn, &name).await;
             let exists: Vec<Name> =
                 diesel::sql_query("SELECT datname AS name FROM pg_database WHERE datname = $1")
@@ -123,7 +128,57 @@ async fn template() -> &'static str {
         .await
 }
 
-/// Drops test databases whose process is gone and templates of other schemas.
+/// Marks template `name` in use for as long as this process lives: a shared
+/// advisory lock on a connection of its own, on a thread of its own (a test's
+/// runtime ends with the test, and its connections with it). Returns once the
+/// lock is held.
+fn hold_in_use(name: &str) {
+    let (url, name) = (url_for("postgres"), name.to_owned());
+    let (held, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let mut conn = connect(&url).await;
+            diesel::sql_query(format!("SELECT pg_advisory_lock_shared({TEMPLATE_IN_USE_CLASS}, hashtext($1))"))
+                .bind::<Text, _>(&name)
+                .execute(&mut conn)
+                .await
+                .expect("mark the template in use");
+            let _ = held.send(());
+            // The connection (and the lock) lasts until the process exits.
+            std::future::pending::<()>().await;
+        });
+    });
+    wait.recv().expect("the template lock thread started");
+}
+
+/// Whether no other process uses template `name` (its in-use lock is free);
+/// the lock taken to find out is released at once.
+async fn unused(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    #[derive(QueryableByName)]
+    struct Free {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        free: bool,
+    }
+    let free: Free =
+        diesel::sql_query(format!("SELECT pg_try_advisory_lock({TEMPLATE_IN_USE_CLASS}, hashtext($1)) AS free"))
+            .bind::<Text, _>(name)
+            .get_result(conn)
+            .await
+            .expect("try the template lock");
+    if free.free {
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({TEMPLATE_IN_USE_CLASS}, hashtext($1))"))
+            .bind::<Text, _>(name)
+            .execute(conn)
+            .await
+            .expect("release the template lock");
+    }
+    free.free
+}
+
+/// Drops test databases whose process is gone and templates of other schemas
+/// that no running test process uses (tests of two checkouts may share a
+/// server).
 async fn drop_leftovers(conn: &mut AsyncPgConnection, current_template: &str) {
     let names: Vec<Name> = diesel::sql_query(
         "SELECT datname AS name FROM pg_database WHERE datname LIKE 'prmonitor\\_test\\_%' OR datname LIKE 'prmonitor\\_template\\_%'",
@@ -136,7 +191,7 @@ async fn drop_leftovers(conn: &mut AsyncPgConnection, current_template: &str) {
             let pid = rest.split('_').next().unwrap_or("");
             !Path::new("/proc").join(pid).exists()
         } else {
-            name != current_template && !name.ends_with("_building")
+            name != current_template && !name.ends_with("_building") && unused(conn, &name).await
         };
         if stale {
             execute(conn, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(&name))).await;

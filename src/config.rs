@@ -165,6 +165,29 @@ pub struct WorkerSettings {
     pub max_attempts: i32,
     /// How long raw webhook payloads are kept.
     pub payload_retention: Duration,
+    /// How often deliveries GitHub failed to make are looked for in the App's
+    /// deliveries API (`None`: never).
+    pub delivery_recovery_interval: Option<Duration>,
+    /// What is done with a delivery found missing.
+    pub delivery_recovery: DeliveryRecovery,
+    /// Listing pages (100 deliveries each) one recovery run reads at most;
+    /// the next run goes on where it stopped.
+    pub delivery_recovery_max_pages: usize,
+    /// A repository with more missing deliveries than this is swept once
+    /// instead of fetching each (`None`: always fetch).
+    pub delivery_recovery_sweep_above: Option<usize>,
+}
+
+/// What gap recovery does with a delivery GitHub made (or failed to make)
+/// that was never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryRecovery {
+    /// Fetch its payload from the deliveries API and store it as intake
+    /// would: one call per delivery, processed at once.
+    Ingest,
+    /// Ask GitHub to deliver it again (`POST …/attempts`): it arrives signed
+    /// through intake, but only if the endpoint is reachable from GitHub.
+    Redeliver,
 }
 
 /// How sweeps and backfills read GitHub in bulk.
@@ -193,6 +216,12 @@ impl Default for WorkerSettings {
             retry_delay: Duration::from_secs(5),
             max_attempts: 10,
             payload_retention: Duration::from_secs(7 * 86_400),
+            delivery_recovery_interval: Some(Duration::from_secs(300)),
+            delivery_recovery: DeliveryRecovery::Ingest,
+            delivery_recovery_max_pages: 50,
+            // A job folding more deliveries than this reads GitHub anyway
+            // instead of using their payloads (worker::jobs).
+            delivery_recovery_sweep_above: Some(20),
         }
     }
 }
@@ -315,6 +344,10 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_BACKFILL_CHECKS_FOR_CLOSED", secret: false },
     Key { env: "PRMONITOR_INSTALLATION_SYNC_INTERVAL", secret: false },
     Key { env: "PRMONITOR_REPOSITORIES", secret: false },
+    Key { env: "PRMONITOR_DELIVERY_RECOVERY_INTERVAL", secret: false },
+    Key { env: "PRMONITOR_DELIVERY_RECOVERY", secret: false },
+    Key { env: "PRMONITOR_DELIVERY_RECOVERY_MAX_PAGES", secret: false },
+    Key { env: "PRMONITOR_DELIVERY_RECOVERY_SWEEP_ABOVE", secret: false },
     Key { env: "PRMONITOR_JOB_LEASE", secret: false },
     Key { env: "PRMONITOR_JOB_POLL_INTERVAL", secret: false },
     Key { env: "PRMONITOR_JOB_RETRY_DELAY", secret: false },
@@ -626,6 +659,36 @@ fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
             defaults.payload_retention,
             Duration::ZERO,
         )?,
+        // `0s` turns it off.
+        delivery_recovery_interval: Some(duration(
+            "PRMONITOR_DELIVERY_RECOVERY_INTERVAL",
+            defaults.delivery_recovery_interval.unwrap_or(Duration::ZERO),
+            Duration::ZERO,
+        )?)
+        .filter(|interval| !interval.is_zero()),
+        delivery_recovery: match raw.string("PRMONITOR_DELIVERY_RECOVERY")?.as_deref().map(str::trim) {
+            None => defaults.delivery_recovery,
+            Some("ingest") => DeliveryRecovery::Ingest,
+            Some("redeliver") => DeliveryRecovery::Redeliver,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "PRMONITOR_DELIVERY_RECOVERY",
+                    reason: format!("expected 'ingest' or 'redeliver', got '{other}'"),
+                })
+            }
+        },
+        delivery_recovery_max_pages: raw.number(
+            "PRMONITOR_DELIVERY_RECOVERY_MAX_PAGES",
+            defaults.delivery_recovery_max_pages,
+            1..=1000,
+        )?,
+        // `0` turns it off: every missing delivery is fetched.
+        delivery_recovery_sweep_above: Some(raw.number(
+            "PRMONITOR_DELIVERY_RECOVERY_SWEEP_ABOVE",
+            defaults.delivery_recovery_sweep_above.unwrap_or(0),
+            0..=100_000,
+        )?)
+        .filter(|n| *n > 0),
     })
 }
 

@@ -18,6 +18,9 @@ pub enum DeliveryOutcome {
     Processed,
     /// Its job was dead-lettered.
     Failed,
+    /// Found missing and fetched from GitHub's deliveries API, its job not
+    /// finished yet (then processed or failed, as a queued one).
+    Recovered,
 }
 
 impl DeliveryOutcome {
@@ -28,6 +31,25 @@ impl DeliveryOutcome {
             Self::Ping => "ping",
             Self::Processed => "processed",
             Self::Failed => "failed",
+            Self::Recovered => "recovered",
+        }
+    }
+}
+
+/// Where a stored delivery came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverySource {
+    /// GitHub delivered it to intake (a redelivery included).
+    Webhook,
+    /// Fetched from the App's deliveries API by gap recovery.
+    Recovery,
+}
+
+impl DeliverySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Recovery => "recovery",
         }
     }
 }
@@ -45,6 +67,8 @@ pub struct NewDelivery<'a> {
     pub job_id: Option<i64>,
     pub payload: Option<&'a [u8]>,
     pub payload_size: i32,
+    pub source: &'static str,
+    pub github_delivered_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Inserts the deliveries whose ids are not stored yet; returns the ids it
@@ -56,7 +80,7 @@ pub struct NewDelivery<'a> {
 /// connection instead of once per batch (planning a many-row `VALUES` list
 /// was a visible share of intake's profile).
 pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) -> QueryResult<Vec<String>> {
-    use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
+    use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text, Timestamptz};
 
     #[derive(QueryableByName)]
     struct Inserted {
@@ -69,9 +93,10 @@ pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) 
     }
     let inserted: Vec<Inserted> = diesel::sql_query(
         "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, repository_github_id, \
-                                         repository_full_name, outcome, job_id, payload, payload_size) \
+                                         repository_full_name, outcome, job_id, payload, payload_size, \
+                                         source, github_delivered_at) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], \
-                              $7::text[], $8::int8[], $9::bytea[], $10::int4[]) \
+                              $7::text[], $8::int8[], $9::bytea[], $10::int4[], $11::text[], $12::timestamptz[]) \
          ON CONFLICT (delivery_id) DO NOTHING \
          RETURNING delivery_id",
     )
@@ -85,6 +110,8 @@ pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) 
     .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.job_id).collect::<Vec<_>>())
     .bind::<Array<Nullable<Binary>>, _>(rows.iter().map(|r| r.payload).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.payload_size).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.source).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.github_delivered_at).collect::<Vec<_>>())
     .load(conn)
     .await?;
     Ok(inserted.into_iter().map(|row| row.delivery_id).collect())
@@ -104,4 +131,20 @@ pub async fn payloads_of_job(
         .limit(limit)
         .load(conn)
         .await
+}
+
+/// Which of `ids` are stored (as delivered, recovered or ignored).
+pub async fn stored_among(
+    conn: &mut AsyncPgConnection,
+    ids: &[&str],
+) -> QueryResult<std::collections::HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let stored: Vec<String> = webhook_deliveries::table
+        .filter(webhook_deliveries::delivery_id.eq_any(ids))
+        .select(webhook_deliveries::delivery_id)
+        .load(conn)
+        .await?;
+    Ok(stored.into_iter().collect())
 }

@@ -25,6 +25,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    delivery_recovery (id) {
+        id -> Bool,
+        watermark -> Nullable<Timestamptz>,
+        resume_cursor -> Nullable<Text>,
+        resume_top -> Nullable<Timestamptz>,
+        last_run_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    delivery_redelivery_requests (delivery_id) {
+        delivery_id -> Text,
+        requested_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     http_cache (installation_id, url) {
         installation_id -> Int8,
         url -> Text,
@@ -133,6 +151,8 @@ diesel::table! {
         job_id -> Nullable<Int8>,
         payload -> Nullable<Bytea>,
         payload_size -> Int4,
+        source -> Text,
+        github_delivered_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -143,6 +163,8 @@ diesel::joinable!(webhook_deliveries -> jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     check_runs,
+    delivery_recovery,
+    delivery_redelivery_requests,
     http_cache,
     jobs,
     pr_state_history,

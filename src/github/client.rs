@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use super::cache::{self, Validator};
 use super::graphql;
 use super::link;
-use super::models::{CheckRun, Installation, PullRequest, Repository, Wrapped};
+use super::models::{
+    CheckRun, HookDeliveryDetail, HookDeliveryPage, Installation, PullRequest, Repository, Wrapped,
+};
 use super::pacing::{Budget, EndpointPace, Pacer, Purpose};
 use super::policy::{self, LimitHeaders, Verdict};
 use crate::config::{GitHubAuth, GitHubSettings};
@@ -460,6 +462,68 @@ impl GitHubClient {
         self.list(Who::App, Purpose::Installation, &path, |_: &[Installation]| false, false).await
     }
 
+    /// One page of the App's webhook deliveries (`GET /app/hook/deliveries`),
+    /// newest first, as the App (JWT); `cursor` is the previous page's
+    /// `next_cursor`. Never conditional: the listing changes with every
+    /// delivery, and a validator would only cost a cache row.
+    pub async fn list_hook_deliveries(
+        &self,
+        cursor: Option<&str>,
+        per_page: u32,
+    ) -> Result<HookDeliveryPage, GitHubError> {
+        self.require_app("the deliveries API")?;
+        let mut url = format!("{}/app/hook/deliveries?per_page={per_page}", self.inner.base_path);
+        if let Some(cursor) = cursor {
+            url.push_str("&cursor=");
+            url.push_str(cursor);
+        }
+        match self.send(Who::App, Purpose::Recovery, Call::Get { url: &url, validator: None }).await? {
+            Answer::Body { headers, body } => {
+                let items = decode(&body)?;
+                let next_cursor = headers
+                    .get(http::header::LINK)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(super::link::next_link)
+                    .and_then(|next| super::link::query_value(&next, "cursor"));
+                Ok(HookDeliveryPage { items, next_cursor })
+            }
+            Answer::NotModified { .. } | Answer::Gone => Err(GitHubError::Api {
+                status: 404,
+                message: "the App has no webhook deliveries endpoint (is a webhook configured?)".into(),
+            }),
+        }
+    }
+
+    /// One delivery attempt with its request (`GET /app/hook/deliveries/{id}`);
+    /// `None` once GitHub no longer has it (past its retention).
+    pub async fn get_hook_delivery(&self, id: u64) -> Result<Option<HookDeliveryDetail>, GitHubError> {
+        self.require_app("the deliveries API")?;
+        let url = format!("{}/app/hook/deliveries/{id}", self.inner.base_path);
+        match self.send(Who::App, Purpose::Recovery, Call::Get { url: &url, validator: None }).await? {
+            Answer::Body { body, .. } => Ok(Some(decode(&body)?)),
+            Answer::NotModified { .. } | Answer::Gone => Ok(None),
+        }
+    }
+
+    /// Asks GitHub to deliver attempt `id` again
+    /// (`POST /app/hook/deliveries/{id}/attempts`, answered 202). False when
+    /// GitHub no longer has it.
+    pub async fn redeliver_hook_delivery(&self, id: u64) -> Result<bool, GitHubError> {
+        self.require_app("the deliveries API")?;
+        let url = format!("{}/app/hook/deliveries/{id}/attempts", self.inner.base_path);
+        match self.send(Who::App, Purpose::Recovery, Call::Post { url: &url }).await? {
+            Answer::Body { .. } => Ok(true),
+            Answer::NotModified { .. } | Answer::Gone => Ok(false),
+        }
+    }
+
+    fn require_app(&self, what: &str) -> Result<(), GitHubError> {
+        match self.inner.auth {
+            Auth::App { .. } => Ok(()),
+            _ => Err(GitHubError::Config(format!("{what} needs GitHub App credentials"))),
+        }
+    }
+
     /// POSTs a GraphQL document with the installation's token (or the
     /// configured token), paced and retried like REST calls but against the
     /// `graphql` budget. An answer whose errors go beyond objects GitHub
@@ -678,10 +742,10 @@ impl GitHubClient {
         let octo = self.octocrab(who).await?;
         let validator = match call {
             Call::Get { validator, .. } => validator,
-            Call::Graphql { .. } => None,
+            Call::Graphql { .. } | Call::Post { .. } => None,
         };
         let (lane, endpoint) = match call {
-            Call::Get { url, .. } => (
+            Call::Get { url, .. } | Call::Post { url } => (
                 self.inner.pacer.lane(who.key()),
                 endpoint_key(url.strip_prefix(self.inner.base_path.as_str()).unwrap_or(url)),
             ),
@@ -694,11 +758,14 @@ impl GitHubClient {
             if attempt > 1 {
                 self.inner.counters.add(purpose, "retried");
             }
-            // A GET or a GraphQL query: one point of the endpoint's secondary limit.
-            let permit = lane.turn(purpose, endpoint, 1).await;
+            // A GET or a GraphQL query is one point of the endpoint's
+            // secondary limit, a write five (FACTS §4).
+            let points = if matches!(call, Call::Post { .. }) { 5 } else { 1 };
+            let permit = lane.turn(purpose, endpoint, points).await;
             let exchange = tokio::time::timeout(settings.request_timeout, async {
                 match call {
                     Call::Get { url, validator } => exchange(&octo, url, validator).await,
+                    Call::Post { url } => exchange_post(&octo, url).await,
                     Call::Graphql { body } => self.exchange_graphql(&octo, body).await,
                 }
             })
@@ -730,7 +797,7 @@ impl GitHubClient {
             lane.observe(&limits);
             if let Some(remaining) = limits.remaining {
                 let gauge = match call {
-                    Call::Get { .. } => "prmonitor_github_rate_limit_remaining",
+                    Call::Get { .. } | Call::Post { .. } => "prmonitor_github_rate_limit_remaining",
                     Call::Graphql { .. } => "prmonitor_github_graphql_rate_limit_remaining",
                 };
                 metrics::gauge!(gauge, "installation" => who.key().to_string()).set(remaining as f64);
@@ -837,6 +904,8 @@ enum Call<'a> {
     Get { url: &'a str, validator: Option<&'a Validator> },
     /// A GraphQL query (JSON body).
     Graphql { body: &'a bytes::Bytes },
+    /// A REST POST without a body (asking for a redelivery).
+    Post { url: &'a str },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -903,7 +972,24 @@ async fn exchange(
             headers.insert(http::header::IF_MODIFIED_SINCE, value);
         }
     }
-    let response = octo._get_with_headers(url, Some(headers)).await.map_err(|e| match e {
+    let response = octo._get_with_headers(url, Some(headers)).await.map_err(exchange_error)?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| ExchangeError::Transport(e.to_string()))?.to_bytes();
+    Ok((parts.status.as_u16(), parts.headers, body))
+}
+
+async fn exchange_post(
+    octo: &Octocrab,
+    url: &str,
+) -> Result<(u16, http::HeaderMap, bytes::Bytes), ExchangeError> {
+    let response = octo._post(url, None::<&()>).await.map_err(exchange_error)?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| ExchangeError::Transport(e.to_string()))?.to_bytes();
+    Ok((parts.status.as_u16(), parts.headers, body))
+}
+
+fn exchange_error(error: octocrab::Error) -> ExchangeError {
+    match error {
         // octocrab reports a failed token exchange as GitHub's own error: a
         // refusal is final, GitHub being down is worth another try.
         octocrab::Error::GitHub { source, .. } if source.status_code.is_server_error() => {
@@ -914,10 +1000,7 @@ async fn exchange(
         }
         octocrab::Error::JWT { source, .. } => ExchangeError::Auth(source.to_string()),
         other => ExchangeError::Transport(other.to_string()),
-    })?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|e| ExchangeError::Transport(e.to_string()))?.to_bytes();
-    Ok((parts.status.as_u16(), parts.headers, body))
+    }
 }
 
 fn token_error(error: octocrab::Error) -> String {

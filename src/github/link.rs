@@ -16,9 +16,30 @@ pub fn next_link(header: &str) -> Option<String> {
     })
 }
 
+/// The raw (still URL-encoded) value of query parameter `name` in `url`:
+/// what a cursor-paged listing's next link carries, to be sent back as is.
+pub fn query_value(url: &str, name: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name && !value.is_empty()).then(|| value.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_found_by_name_and_kept_encoded() {
+        let next = "https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_12%3D3#x";
+        assert_eq!(query_value(next, "cursor").as_deref(), Some("v1_12%3D3"));
+        assert_eq!(query_value(next, "per_page").as_deref(), Some("100"));
+        assert_eq!(query_value(next, "page"), None);
+        assert_eq!(query_value("https://x/y?cursor=", "cursor"), None);
+        assert_eq!(query_value("https://x/y", "cursor"), None);
+    }
 
     #[test]
     fn finds_next_among_githubs_relations() {

@@ -135,3 +135,49 @@ pub(crate) struct Wrapped<T> {
     #[serde(alias = "check_runs", alias = "repositories", alias = "installations")]
     pub items: Vec<T>,
 }
+
+/// One attempt in the App's webhook deliveries listing
+/// (`GET /app/hook/deliveries`). Attempts of one delivery (a redelivery)
+/// share its `guid`, which is the `X-GitHub-Delivery` intake stored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct HookDeliverySummary {
+    pub id: u64,
+    pub guid: String,
+    pub delivered_at: DateTime<Utc>,
+    #[serde(default)]
+    pub redelivery: bool,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub status_code: u16,
+    pub event: String,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub installation_id: Option<i64>,
+    #[serde(default)]
+    pub repository_id: Option<i64>,
+}
+
+/// One attempt with the request GitHub sent (`GET /app/hook/deliveries/{id}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HookDeliveryDetail {
+    #[serde(flatten)]
+    pub summary: HookDeliverySummary,
+    pub request: HookDeliveryRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HookDeliveryRequest {
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The payload as JSON (GitHub re-serialises it: not the bytes it signed).
+    pub payload: serde_json::Value,
+}
+
+/// One page of the deliveries listing and the cursor of the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookDeliveryPage {
+    pub items: Vec<HookDeliverySummary>,
+    pub next_cursor: Option<String>,
+}

@@ -29,6 +29,9 @@ pub enum Purpose {
     Backfill,
     /// Registering installations and their repositories: may use the reserve.
     Installation,
+    /// Gap recovery from the App's deliveries API: may use the reserve (it
+    /// stands in for webhooks that were lost).
+    Recovery,
 }
 
 impl Purpose {
@@ -38,12 +41,13 @@ impl Purpose {
             Self::Sweep => "sweep",
             Self::Backfill => "backfill",
             Self::Installation => "installation",
+            Self::Recovery => "recovery",
         }
     }
 
     /// Work that keeps data fresh now may spend the reserve; bulk work may not.
     pub fn may_use_reserve(self) -> bool {
-        matches!(self, Self::Webhook | Self::Installation)
+        matches!(self, Self::Webhook | Self::Installation | Self::Recovery)
     }
 }
 

@@ -23,6 +23,9 @@ pub enum JobKind {
     /// List the App's installations: each one's repositories are synced (an
     /// `installation` webhook lost while the service was down is recovered).
     Installations,
+    /// Look for deliveries GitHub made (or failed to make) that were never
+    /// stored, in the App's deliveries API, and store them.
+    RecoverDeliveries,
 }
 
 impl JobKind {
@@ -34,6 +37,7 @@ impl JobKind {
             "backfill" => Some(Self::Backfill),
             "survey" => Some(Self::Survey),
             "installations" => Some(Self::Installations),
+            "recover_deliveries" => Some(Self::RecoverDeliveries),
             _ => None,
         }
     }
@@ -46,6 +50,7 @@ impl JobKind {
             Self::Backfill => "backfill",
             Self::Survey => "survey",
             Self::Installations => "installations",
+            Self::RecoverDeliveries => "recover_deliveries",
         }
     }
 }
@@ -101,6 +106,8 @@ impl EventTarget {
 pub(super) const SWEEP_KEY_PREFIX: &str = "sweep:";
 /// The one key of the installations listing.
 pub(super) const INSTALLATIONS_KEY: &str = "installations";
+/// The one key of gap recovery.
+pub(super) const RECOVER_DELIVERIES_KEY: &str = "recover_deliveries";
 /// As [`SWEEP_KEY_PREFIX`], for backfills.
 pub(super) const BACKFILL_KEY_PREFIX: &str = "backfill:";
 
@@ -130,6 +137,14 @@ pub struct RepositoryJob {
 pub struct SurveyJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<InstallationId>,
+}
+
+/// A run of gap recovery. `since` (an operator's `deliveries recover
+/// --since`) examines back to that time instead of the stored watermark.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A job to enqueue.
@@ -177,6 +192,13 @@ impl NewJob {
     /// Lists the App's installations; one pending for all instances.
     pub fn installations() -> Self {
         Self::keyed(JobKind::Installations, INSTALLATIONS_KEY.to_owned(), &serde_json::json!({}))
+    }
+
+    /// Gap recovery; one pending for all instances (coalesced payloads
+    /// merge: a pending run keeps a `since` it was asked for, and a later
+    /// `since` replaces it).
+    pub fn recover_deliveries(target: &RecoveryJob) -> Self {
+        Self::keyed(JobKind::RecoverDeliveries, RECOVER_DELIVERIES_KEY.to_owned(), target)
     }
 
     /// The operator's limit (`PRMONITOR_JOB_MAX_ATTEMPTS`) instead of the

@@ -13,7 +13,8 @@ mod state;
 mod storage;
 
 pub use job::{
-    EventTarget, InstallationTarget, JobKind, NewJob, RepoRef, RepositoryJob, SurveyJob, DEFAULT_MAX_ATTEMPTS,
+    EventTarget, InstallationTarget, JobKind, NewJob, RecoveryJob, RepoRef, RepositoryJob, SurveyJob,
+    DEFAULT_MAX_ATTEMPTS,
 };
 pub use state::{JobState, UnknownJobState};
 pub use storage::{

@@ -15,7 +15,7 @@ use crate::db::DbPool;
 use crate::github::cache;
 use crate::ids::InstallationId;
 use crate::jitter::Jitter;
-use crate::queue::{self, JobKind, JobState, NewJob, RepositoryJob, SurveyJob};
+use crate::queue::{self, JobKind, JobState, NewJob, RecoveryJob, RepositoryJob, SurveyJob};
 
 /// Finished jobs stay this long for `GET /api/v1/jobs/{id}` and `jobs list`.
 const KEEP_DONE_JOBS: Duration = Duration::from_secs(86_400);
@@ -27,6 +27,9 @@ pub struct Scheduler {
     /// How often the App's installations are listed; `None` without an App
     /// (a token has no installations) or when turned off.
     installation_sync: Option<Duration>,
+    /// How often the App's deliveries API is searched for lost deliveries;
+    /// `None` without an App (a token has no deliveries API) or when off.
+    delivery_recovery: Option<Duration>,
     jitter: Jitter,
 }
 
@@ -39,7 +42,17 @@ impl Scheduler {
             Some(crate::config::GitHubAuth::Token(_)) => !settings.repositories.is_empty(),
             None => false,
         });
-        Self { pool, settings, cache_ttl: github.cache_ttl, installation_sync, jitter: Jitter::new() }
+        let delivery_recovery = settings
+            .delivery_recovery_interval
+            .filter(|_| matches!(github.auth, Some(crate::config::GitHubAuth::App { .. })));
+        Self {
+            pool,
+            settings,
+            cache_ttl: github.cache_ttl,
+            installation_sync,
+            delivery_recovery,
+            jitter: Jitter::new(),
+        }
     }
 
     /// Enqueues the listing of the App's installations when none is pending
@@ -47,11 +60,28 @@ impl Scheduler {
     /// instances, decided from the database. True when it enqueued one.
     pub async fn schedule_installation_sync(&self) -> Result<bool, diesel::result::Error> {
         let Some(interval) = self.installation_sync else { return Ok(false) };
+        self.schedule_singleton(NewJob::installations(), interval).await
+    }
+
+    /// As [`Self::schedule_installation_sync`], for gap recovery from the
+    /// App's deliveries API.
+    pub async fn schedule_delivery_recovery(&self) -> Result<bool, diesel::result::Error> {
+        let Some(interval) = self.delivery_recovery else { return Ok(false) };
+        self.schedule_singleton(NewJob::recover_deliveries(&RecoveryJob::default()), interval).await
+    }
+
+    /// Enqueues `job` unless one of its kind is pending or running, or one
+    /// finished within `interval`.
+    async fn schedule_singleton(
+        &self,
+        job: NewJob,
+        interval: Duration,
+    ) -> Result<bool, diesel::result::Error> {
         let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
         let since =
             chrono::Utc::now() - chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
         let recent: i64 = jobs::table
-            .filter(jobs::kind.eq(JobKind::Installations.as_str()))
+            .filter(jobs::kind.eq(job.kind.as_str()))
             .filter(
                 jobs::state
                     .eq_any([JobState::Pending, JobState::Running])
@@ -63,8 +93,7 @@ impl Scheduler {
         if recent > 0 {
             return Ok(false);
         }
-        queue::enqueue(&mut conn, &NewJob::installations().with_max_attempts(self.settings.max_attempts))
-            .await?;
+        queue::enqueue(&mut conn, &job.with_max_attempts(self.settings.max_attempts)).await?;
         Ok(true)
     }
 
@@ -82,6 +111,11 @@ impl Scheduler {
                 Ok(true) => tracing::info!("installations listing scheduled"),
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "could not schedule the installations listing"),
+            }
+            match self.schedule_delivery_recovery().await {
+                Ok(true) => tracing::info!("delivery recovery scheduled"),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "could not schedule delivery recovery"),
             }
             match self.schedule_due_sweeps().await {
                 Ok(0) => {}

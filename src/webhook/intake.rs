@@ -12,7 +12,7 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 use tracing::Instrument as _;
 
-use super::envelope::{self, Disposition, Envelope, EnvelopeError};
+use super::envelope::{self, Envelope, EnvelopeError};
 use super::signature::{self, SignatureError};
 use super::store::{DeliveryRecord, DeliveryStore, StoreError, Stored};
 use crate::config::Secret;
@@ -246,25 +246,14 @@ async fn handle(
         headers.get("x-github-event").map(|v| v.as_bytes()),
         headers.get("x-github-delivery").map(|v| v.as_bytes()),
     )?;
-    let mut envelope = envelope::parse_payload(&delivery.event, &body)?;
-    if let Disposition::Enqueue(job) = &mut envelope.disposition {
-        job.max_attempts = config.max_attempts;
-    }
-    let (outcome, job) = match &envelope.disposition {
-        Disposition::Ping => (DeliveryOutcome::Ping, None),
-        Disposition::Ignore => (DeliveryOutcome::Ignored, None),
-        Disposition::Enqueue(job) => (DeliveryOutcome::Queued, Some(job.clone())),
-    };
-    let record = DeliveryRecord {
-        delivery_id: delivery.delivery_id.clone(),
-        event: delivery.event.clone(),
-        action: envelope.action.clone(),
-        installation_id: envelope.installation_id,
-        repository: envelope.repository.as_ref().map(|r| (r.github_id, r.full_name.clone())),
-        outcome,
-        job,
+    let envelope = envelope::parse_payload(&delivery.event, &body)?;
+    let record = DeliveryRecord::from_envelope(
+        delivery.delivery_id.clone(),
+        delivery.event.clone(),
+        &envelope,
         body,
-    };
+        config.max_attempts,
+    );
     let stored = tokio::time::timeout(STORE_DEADLINE, store.store(record))
         .await
         .map_err(|_| IntakeError::Unavailable(format!("no commit within {STORE_DEADLINE:?}")))??;

@@ -16,11 +16,12 @@ use bytes::Bytes;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::db::deliveries::{self, DeliveryOutcome, NewDelivery};
+use crate::db::deliveries::{self, DeliveryOutcome, DeliverySource, NewDelivery};
 use crate::db::DbPool;
 use crate::ids::{GithubRepoId, InstallationId};
 use crate::queue::{self, EnqueuedJob, NewJob};
 use crate::supervise::{supervise, Fatal, Restart};
+use crate::webhook::envelope::{Disposition, Envelope};
 
 /// Writer tasks: while some wait for their commit, another gathers the next
 /// batch. Each holds one connection of the store's own pool while it writes.
@@ -47,9 +48,73 @@ pub struct DeliveryRecord {
     pub outcome: DeliveryOutcome,
     pub job: Option<NewJob>,
     pub body: Bytes,
+    pub source: DeliverySource,
+    /// GitHub's time of the attempt, when known (the deliveries API tells it).
+    pub github_delivered_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl DeliveryRecord {
+    /// The record of a verified body `body` of `event`, routed by its
+    /// envelope, as intake stores it. Its job (if any) gets `max_attempts`.
+    pub fn from_envelope(
+        delivery_id: String,
+        event: String,
+        envelope: &Envelope,
+        body: Bytes,
+        max_attempts: i32,
+    ) -> Self {
+        let (outcome, job) = match &envelope.disposition {
+            Disposition::Ping => (DeliveryOutcome::Ping, None),
+            Disposition::Ignore => (DeliveryOutcome::Ignored, None),
+            Disposition::Enqueue(job) => {
+                (DeliveryOutcome::Queued, Some(NewJob { max_attempts, ..job.clone() }))
+            }
+        };
+        Self {
+            delivery_id,
+            event,
+            action: envelope.action.clone(),
+            installation_id: envelope.installation_id,
+            repository: envelope.repository.as_ref().map(|r| (r.github_id, r.full_name.clone())),
+            outcome,
+            job,
+            body,
+            source: DeliverySource::Webhook,
+            github_delivered_at: None,
+        }
+    }
+
+    /// A delivery gap recovery knows of but does not fetch: `job` (a sweep of
+    /// its repository) stands for it. Stored without a payload.
+    pub fn without_payload(
+        delivery_id: String,
+        event: String,
+        action: Option<String>,
+        installation_id: Option<InstallationId>,
+        repository: Option<(GithubRepoId, String)>,
+        job: NewJob,
+        github_delivered_at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        Self {
+            delivery_id,
+            event,
+            action,
+            installation_id,
+            repository,
+            outcome: DeliveryOutcome::Recovered,
+            job: Some(job),
+            body: Bytes::new(),
+            source: DeliverySource::Recovery,
+            github_delivered_at: Some(github_delivered_at),
+        }
+    }
+
+    /// As fetched by gap recovery: outcome `recovered` while its job is due.
+    pub fn recovered(self, github_delivered_at: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        let outcome = if self.job.is_some() { DeliveryOutcome::Recovered } else { self.outcome };
+        Self { outcome, source: DeliverySource::Recovery, github_delivered_at, ..self }
+    }
+
     fn row(&self, job_id: Option<i64>) -> NewDelivery<'_> {
         NewDelivery {
             delivery_id: &self.delivery_id,
@@ -60,9 +125,13 @@ impl DeliveryRecord {
             repository_full_name: self.repository.as_ref().map(|(_, name)| name.as_str()),
             outcome: self.outcome.as_str(),
             job_id,
-            payload: Some(&self.body),
+            // An empty body is never a delivery (intake refuses anything but
+            // a JSON object): it is a recovered one stored without its payload.
+            payload: (!self.body.is_empty()).then_some(&self.body[..]),
             // Intake caps bodies at 25 MiB, which fits in an i32.
             payload_size: i32::try_from(self.body.len()).unwrap_or(i32::MAX),
+            source: self.source.as_str(),
+            github_delivered_at: self.github_delivered_at,
         }
     }
 }
@@ -152,6 +221,18 @@ impl DeliveryStore {
             .await
             .map_err(|_| StoreError::Unavailable("the delivery writer stopped before committing".into()))?
     }
+}
+
+/// Stores `records` (distinct delivery ids) in one transaction on `conn`,
+/// as the writers do, for those that store outside intake (gap recovery):
+/// the same deduplication by delivery id, so a delivery recovered and then
+/// redelivered by GitHub is stored, and processed, once.
+pub async fn store_now(
+    conn: &mut AsyncPgConnection,
+    records: &[DeliveryRecord],
+) -> Result<Vec<Stored>, StoreError> {
+    let records: Vec<&DeliveryRecord> = records.iter().collect();
+    commit(conn, &records).await
 }
 
 async fn run_writer(pool: DbPool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>) {

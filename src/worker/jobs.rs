@@ -13,9 +13,10 @@ use crate::ids::RepositoryId;
 use crate::monitor::delivered::{self, DeliveredPayload};
 use crate::monitor::{Cause, Target, WorkContext};
 use crate::queue::{
-    self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RepoRef, RepositoryJob,
-    SurveyJob,
+    self, ClaimedJob, EventTarget, InstallationTarget, JobKind, JobRef, NewJob, RecoveryJob, RepoRef,
+    RepositoryJob, SurveyJob,
 };
+use crate::webhook::recovery::{self, RecoveryOptions};
 
 /// Delivery ids kept for logs and the history trail.
 const MAX_LOGGED_DELIVERIES: usize = 20;
@@ -147,6 +148,11 @@ pub async fn run(
             run_installation(deps, &target, job_ref).await
         }
         JobKind::Installations => run_installations(deps, job_ref).await,
+        JobKind::RecoverDeliveries => {
+            let target: RecoveryJob = serde_json::from_value(job.payload.clone())
+                .map_err(|e| format!("bad recovery payload: {e}"))?;
+            run_recovery(deps, &target, job_ref).await
+        }
         JobKind::Survey => {
             let target: SurveyJob = serde_json::from_value(job.payload.clone())
                 .map_err(|e| format!("bad survey payload: {e}"))?;
@@ -225,6 +231,24 @@ async fn run_survey(deps: &WorkerDeps, target: &SurveyJob, job: &JobRef) -> Resu
         failed,
         "installation surveyed"
     );
+    complete(deps, job).await
+}
+
+/// Gap recovery from the App's deliveries API ([`crate::webhook::recovery`]).
+/// A token has no deliveries API: nothing to do.
+async fn run_recovery(deps: &WorkerDeps, target: &RecoveryJob, job: &JobRef) -> Result<(), String> {
+    if deps.github.is_app() {
+        let options = RecoveryOptions {
+            mode: deps.settings.delivery_recovery,
+            max_pages: deps.settings.delivery_recovery_max_pages,
+            max_attempts: deps.settings.max_attempts,
+            since: target.since,
+            sweep_above: deps.settings.delivery_recovery_sweep_above,
+        };
+        recovery::recover(&deps.github, &deps.pool, &options).await.map_err(|e| e.to_string())?;
+    } else {
+        tracing::info!("no GitHub App configured: no deliveries to recover");
+    }
     complete(deps, job).await
 }
 

@@ -8,6 +8,7 @@ mod binary;
 mod change_detection;
 mod check_rules;
 mod deliveries_simulator;
+mod gap_recovery;
 mod github_client;
 mod graphql_reads;
 mod graphql_simulator;

@@ -28,6 +28,7 @@ pub(crate) fn child_env(sim: &Simulator) -> Vec<(&'static str, String)> {
         ("PRMONITOR_SWEEP_INTERVAL", "1h".into()),
         // The tests announce installations themselves (webhooks) and count jobs.
         ("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "0s".into()),
+        ("PRMONITOR_DELIVERY_RECOVERY_INTERVAL", "0s".into()),
         ("PRMONITOR_DB_POOL_SIZE", "8".into()),
         ("RUST_LOG", "warn,prmonitor=info".into()),
     ]

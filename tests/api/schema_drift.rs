@@ -112,7 +112,17 @@ async fn schema_rs_matches_the_migrated_database() {
     }
 
     let (declared, declared_keys) = parse_schema_rs();
-    assert_eq!(declared.len(), 7, "schema.rs declares the seven tables of DESIGN.md §4");
+    for table in [
+        "repositories",
+        "pull_requests",
+        "check_runs",
+        "pr_state_history",
+        "jobs",
+        "webhook_deliveries",
+        "http_cache",
+    ] {
+        assert!(declared.contains_key(table), "schema.rs declares {table} (DESIGN.md §4)");
+    }
     assert_eq!(declared, database, "src/db/schema.rs (left) and migrations/ (right) disagree");
     assert_eq!(declared_keys, database_keys, "primary keys disagree");
 }

@@ -8,7 +8,6 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
-use prmonitor::db::deliveries::DeliveryOutcome;
 use prmonitor::webhook::envelope::Disposition;
 use prmonitor::webhook::store::{DeliveryRecord, DeliveryStore, StoreError, Stored};
 
@@ -437,17 +436,14 @@ async fn refuse_delivery(url: &str, delivery_id: &str) {
 fn record(delivery: &Delivery<'_>) -> DeliveryRecord {
     let envelope =
         prmonitor::webhook::envelope::parse_payload(delivery.event, &delivery.body).expect("payload");
-    let Disposition::Enqueue(job) = envelope.disposition else { panic!("a tracked event") };
-    DeliveryRecord {
-        delivery_id: delivery.delivery_id.clone(),
-        event: delivery.event.to_owned(),
-        action: envelope.action.clone(),
-        installation_id: envelope.installation_id,
-        repository: envelope.repository.as_ref().map(|r| (r.github_id, r.full_name.clone())),
-        outcome: DeliveryOutcome::Queued,
-        job: Some(job),
-        body: delivery.body.clone().into(),
-    }
+    assert!(matches!(envelope.disposition, Disposition::Enqueue(_)), "a tracked event");
+    DeliveryRecord::from_envelope(
+        delivery.delivery_id.clone(),
+        delivery.event.to_owned(),
+        &envelope,
+        delivery.body.clone().into(),
+        prmonitor::queue::DEFAULT_MAX_ATTEMPTS,
+    )
 }
 
 #[tokio::test]

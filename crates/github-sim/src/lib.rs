@@ -65,7 +65,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use generate::{Fixture, Generate};
-pub use model::{Event, ModelError, NewPr, World};
+pub use model::{Event, EventBody, ModelError, NewPr, World};
 pub use server::{Bucket, Faults, LoggedRequest, Stats};
 pub use webhooks::{DeliveryRecord, HookDelivery, WebhookTarget};
 

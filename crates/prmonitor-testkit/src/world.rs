@@ -50,6 +50,9 @@ pub fn settings_for(db: &TestDatabase, sim: &Simulator, extra: &[(&str, &str)]) 
         // The tests announce installations themselves (webhooks, `install`)
         // unless they test the listing.
         ("PRMONITOR_INSTALLATION_SYNC_INTERVAL", "0s"),
+        // Likewise gap recovery: it would read the deliveries API at start-up
+        // and store the deliveries a test dropped on purpose.
+        ("PRMONITOR_DELIVERY_RECOVERY_INTERVAL", "0s"),
     ];
     overrides.extend_from_slice(extra);
     let mut settings = test_settings(db, &overrides);
@@ -348,7 +351,7 @@ pub struct Api {
 }
 
 impl Api {
-    fn new(address: &str) -> Self {
+    pub fn new(address: &str) -> Self {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         Self { address: address.to_owned(), client }
     }

@@ -946,6 +946,140 @@ async fn bulk_backfill(report: &mut Report) -> Result<(), Error> {
 }
 
 /// Makes every stored repository due for a sweep.
+/// An outage: the service down while 2,000 changes happen across 50
+/// repositories, every webhook failing. The same world caught up two ways,
+/// each from a copy of the database as the outage left it: gap recovery
+/// from the App's deliveries API (with the worker running what it queues),
+/// and the older backstop, one sweep of every repository.
+async fn outage(report: &mut Report) -> Result<(), Error> {
+    const REPOS: usize = 50;
+    const CHANGES: usize = 2_000;
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: REPOS, pull_requests: 10, check_runs: 2 }),
+        ..SimConfig::default()
+    })
+    .await?;
+    let database = TestDatabase::migrated().await;
+    let db = database.url.clone();
+    let settings = settings_for(&db, &sim)?;
+    let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
+    let repos = register_all(&db, &sim).await?;
+    {
+        let (_, processor) = pipeline_for(&settings, &pool)?;
+        let backfilled =
+            processor.with_max_concurrent_repos(8).process_repositories(&repos, Cause::Backfill).await;
+        if backfilled.failed > 0 {
+            return Err(format!("{} backfills failed", backfilled.failed).into());
+        }
+    }
+    let mut conn = AsyncPgConnection::establish(&db).await?;
+    diesel::sql_query("UPDATE repositories SET last_swept_at = now(), sweep_watermark = now()")
+        .execute(&mut conn)
+        .await?;
+    // Nothing listens there: every delivery fails, as with the service down.
+    sim.set_webhook(Some(prmonitor::simulated::webhook_target("127.0.0.1:9", SECRET)));
+    activity(&sim, CHANGES, REPOS, None).await?;
+    sim.wait_for_deliveries().await;
+    let lost = sim.hook_deliveries().iter().filter(|d| !d.succeeded()).count();
+    // The baseline's copy of the outage's database.
+    let copy = TestDatabase::unique();
+    drop(pool);
+    let mut maintenance =
+        AsyncPgConnection::establish(&prmonitor_testkit::database::url_for("postgres")).await?;
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        database.name
+    ))
+    .execute(&mut maintenance)
+    .await?;
+    diesel::sql_query(format!("CREATE DATABASE {} TEMPLATE {}", copy.name, database.name))
+        .execute(&mut maintenance)
+        .await?;
+    let scenario = format!("outage: {CHANGES} changes across {REPOS} repositories, {lost} deliveries lost");
+
+    // Gap recovery, then the jobs it queued.
+    sim.expire_tokens();
+    sim.reset_stats();
+    let pool = prmonitor::db::build_pool(&settings.database_url, 16)?;
+    let started = Instant::now();
+    let github = GitHubClient::new(&settings.github, pool.clone())?;
+    let options = prmonitor::webhook::recovery::RecoveryOptions {
+        mode: settings.worker.delivery_recovery,
+        max_pages: settings.worker.delivery_recovery_max_pages,
+        max_attempts: settings.worker.max_attempts,
+        since: None,
+        sweep_above: settings.worker.delivery_recovery_sweep_above,
+    };
+    let recovered = prmonitor::webhook::recovery::recover(&github, &pool, &options).await?;
+    let worker = prmonitor::startup::Service::start(
+        &settings,
+        pool.clone(),
+        prmonitor::startup::Components { http: false, worker: true, scheduler: false },
+    )?;
+    wait_idle(&db, Duration::from_secs(600)).await?;
+    let elapsed = started.elapsed();
+    worker.stop().await;
+    let (requests, points, limited) = github_cost(&sim.stats());
+    let app_calls = sim.stats().requests.iter().filter(|r| r.route.starts_with("GET /app/hook")).count();
+    let wrong = repositories_differing(&db, &sim).await;
+    let label = format!("{scenario}, gap recovery");
+    report.add(&label, "API requests (installation + App)", (requests + app_calls) as f64, "requests");
+    report.add(&label, "of which deliveries API", app_calls as f64, "requests");
+    report.add(&label, "points", (points + app_calls as u64) as f64, "points");
+    report.add(&label, "secondary-limit refusals", limited as f64, "");
+    report.target("0");
+    report.add(&label, "repositories swept instead", recovered.sweeps as f64, "");
+    report.add(&label, "wall time to a drained queue", elapsed.as_secs_f64(), "s");
+    report.target("< 60 s");
+    report.add(&label, "repositories differing from the simulator after", wrong as f64, "");
+    report.target("0");
+    let recovery_requests = (requests + app_calls) as f64;
+
+    // The baseline: one sweep of every repository (recovery off).
+    sim.expire_tokens();
+    sim.reset_stats();
+    let copy_url = prmonitor_testkit::database::url_for(&copy.name);
+    let mut baseline_settings = settings.clone();
+    baseline_settings.database_url = DatabaseUrl::parse(&copy_url)?;
+    let pool = prmonitor::db::build_pool(&baseline_settings.database_url, 16)?;
+    make_due(&copy_url).await?;
+    let started = Instant::now();
+    let (github, processor) = pipeline_for(&baseline_settings, &pool)?;
+    let mut conn = AsyncPgConnection::establish(&copy_url).await?;
+    let repos = repositories::list_active(&mut conn).await?;
+    prmonitor::monitor::survey::sweep_installation(
+        &github,
+        &processor,
+        &pool,
+        Some(InstallationId(sim::generate::GENERATED_INSTALLATION)),
+        &repos,
+        baseline_settings.worker.sweep_batch_repositories,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let (requests, points, _) = github_cost(&sim.stats());
+    let wrong = repositories_differing(&copy_url, &sim).await;
+    let label = format!("{scenario}, baseline: a sweep of every repository");
+    report.add(&label, "API requests", requests as f64, "requests");
+    report.add(&label, "points", points as f64, "points");
+    report.add(&label, "wall time", elapsed.as_secs_f64(), "s");
+    report.add(&label, "repositories differing from the simulator after", wrong as f64, "");
+    report.add(&scenario, "requests, recovery / sweep", recovery_requests / requests.max(1) as f64, "×");
+    Ok(())
+}
+
+/// How many of the simulator's repositories the database at `db` does not equal.
+async fn repositories_differing(db: &str, sim: &Simulator) -> usize {
+    let ids: Vec<i64> = sim.world(|w| w.repos.keys().copied().collect());
+    let mut differing = 0;
+    for id in ids {
+        if verify::diff(db, sim, id).await.is_err() {
+            differing += 1;
+        }
+    }
+    differing
+}
+
 async fn make_due(db: &str) -> Result<(), Error> {
     let mut conn = AsyncPgConnection::establish(db).await?;
     diesel::sql_query("UPDATE repositories SET last_swept_at = now() - interval '7 days'")
@@ -1175,7 +1309,7 @@ fn main() -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut report = Report::default();
-        let scenarios: [(&str, ScenarioFn); 7] = [
+        let scenarios: [(&str, ScenarioFn); 8] = [
             ("bulk-backfill", |r| Box::pin(bulk_backfill(r))),
             ("bulk-sweep", |r| Box::pin(bulk_sweep(r))),
             ("ingest", |r| Box::pin(ingest(r))),
@@ -1183,6 +1317,7 @@ fn main() -> Result<(), Error> {
             ("paced", |r| Box::pin(pipeline_paced(r))),
             ("backfill", |r| Box::pin(backfill(r))),
             ("sweep", |r| Box::pin(sweep(r))),
+            ("outage", |r| Box::pin(outage(r))),
         ];
         for (name, scenario) in scenarios {
             if runs(name) {

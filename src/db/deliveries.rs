@@ -126,7 +126,9 @@ pub async fn payloads_of_job(
 ) -> QueryResult<Vec<(String, String, Option<Vec<u8>>)>> {
     webhook_deliveries::table
         .filter(webhook_deliveries::job_id.eq(job_id))
-        .order(webhook_deliveries::received_at.asc())
+        // Recovered deliveries stored together share a receipt time: GitHub's
+        // time of each orders them.
+        .order((webhook_deliveries::received_at.asc(), webhook_deliveries::github_delivered_at.asc()))
         .select((webhook_deliveries::delivery_id, webhook_deliveries::event, webhook_deliveries::payload))
         .limit(limit)
         .load(conn)

@@ -70,6 +70,11 @@ pub fn metrics() -> &'static PrometheusHandle {
 /// HELP lines and units of the histograms.
 fn describe() {
     ::metrics::describe_histogram!(
+        "prmonitor_github_delivery_delay_seconds",
+        ::metrics::Unit::Seconds,
+        "receipt of a webhook minus the time of the change its payload names (GitHub's delivery delay)"
+    );
+    ::metrics::describe_histogram!(
         "prmonitor_job_duration_seconds",
         ::metrics::Unit::Seconds,
         "job run time"

@@ -75,6 +75,11 @@ fn describe() {
         "receipt of a webhook minus the time of the change its payload names (GitHub's delivery delay)"
     );
     ::metrics::describe_histogram!(
+        "prmonitor_delivery_to_commit_seconds",
+        ::metrics::Unit::Seconds,
+        "receipt of a webhook to the commit of the sync its job made"
+    );
+    ::metrics::describe_histogram!(
         "prmonitor_job_duration_seconds",
         ::metrics::Unit::Seconds,
         "job run time"

@@ -714,6 +714,12 @@ impl PrProcessor {
                 metrics::counter!("prmonitor_sync_changes_total", "kind" => kind).increment(n as u64);
             }
         }
+        // Committed: each delivery the job folded in is in the database now.
+        if let Some(deliveries) = &report.completed_deliveries {
+            for age in deliveries.ages_now() {
+                metrics::histogram!("prmonitor_delivery_to_commit_seconds").record(age.as_secs_f64());
+            }
+        }
         if changes.incomplete {
             return Err(Stop::Failed(result.errors.remove(0)));
         }

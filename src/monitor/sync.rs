@@ -33,7 +33,7 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 const REPOSITORY_LOCK_SPACE: i64 = 0x7072_7379_6e63 << 16;
 
 /// What a synchronization wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncReport {
     /// Rows written (PRs, check runs, PRs marked gone).
     pub written: usize,
@@ -41,6 +41,28 @@ pub struct SyncReport {
     pub updated_prs: usize,
     pub new_check_runs: usize,
     pub updated_check_runs: usize,
+    /// The deliveries of the job this sync completed, if it completed one.
+    #[serde(skip)]
+    pub completed_deliveries: Option<CompletedDeliveries>,
+}
+
+/// The deliveries folded into the job a sync completed: how old each was
+/// (since its receipt) when the job's completion was written, by the
+/// database's clock, which also stamped the receipt. Their age at the commit
+/// is that plus the time since [`Self::measured`], with no clock skew between
+/// hosts in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedDeliveries {
+    pub ages: Vec<std::time::Duration>,
+    pub measured: std::time::Instant,
+}
+
+impl CompletedDeliveries {
+    /// Each delivery's age now: from its receipt to now.
+    pub fn ages_now(&self) -> impl Iterator<Item = std::time::Duration> + '_ {
+        let since = self.measured.elapsed();
+        self.ages.iter().map(move |age| *age + since)
+    }
 }
 
 /// Writes a change set.
@@ -119,6 +141,7 @@ pub async fn write_change_set(
         updated_prs: written_prs(ChangeKind::Updated),
         new_check_runs: written_runs(ChangeKind::New),
         updated_check_runs: written_runs(ChangeKind::Updated),
+        completed_deliveries: None,
     };
     report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
     insert_history(conn, changes, &prs, &pr_ids).await?;
@@ -131,7 +154,11 @@ pub async fn write_change_set(
         repositories::record_sweep(conn, repository_id, sweep.watermark).await?;
     }
     match &changes.job {
-        Some(job) => crate::queue::complete_sync(conn, job, repository_id).await?,
+        Some(job) => {
+            let ages = crate::queue::complete_sync(conn, job, repository_id).await?;
+            let measured = std::time::Instant::now();
+            report.completed_deliveries = Some(CompletedDeliveries { ages, measured });
+        }
         None => repositories::record_success(conn, repository_id).await?,
     }
     Ok(report)

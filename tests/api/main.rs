@@ -15,6 +15,7 @@ mod health;
 mod identifiers;
 mod installations;
 mod json_schema;
+mod latency;
 mod never_backwards;
 mod queue_races;
 mod read_api;

@@ -182,7 +182,7 @@ async fn a_pull_request_comes_with_its_head_checks_and_history() {
 }
 
 /// `name{labels} value` lines of the Prometheus text format, keyed by `name{labels}`.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .filter_map(|line| {
@@ -192,7 +192,7 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn metric(metrics: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric(metrics: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics
         .iter()
         .filter(|(key, _)| {

@@ -67,7 +67,8 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
-/// HELP lines and units of the histograms.
+/// HELP lines and units of the metrics defined here, and the repair
+/// counters at zero: "no repairs" is worth seeing too.
 fn describe() {
     ::metrics::describe_histogram!(
         "prmonitor_github_delivery_delay_seconds",
@@ -89,6 +90,14 @@ fn describe() {
         ::metrics::Unit::Count,
         "deliveries stored per intake transaction"
     );
+    ::metrics::describe_counter!(
+        "prmonitor_sweep_repairs_total",
+        ::metrics::Unit::Count,
+        "rows a sweep or reconcile changed that webhooks had not (lost or not yet processed)"
+    );
+    for (kind, _) in crate::monitor::SyncReport::default().by_kind() {
+        ::metrics::counter!("prmonitor_sweep_repairs_total", "kind" => kind).increment(0);
+    }
 }
 
 #[cfg(test)]

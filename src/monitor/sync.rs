@@ -13,7 +13,7 @@ use super::error::SyncError;
 use super::forward::{self, check_run_progress};
 use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, StoredPr, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
-use crate::db::{repositories, DbPool};
+use crate::db::{repairs, repositories, DbPool};
 use crate::github::cache;
 use crate::ids::{PullRequestNumber, RepositoryId};
 
@@ -41,9 +41,25 @@ pub struct SyncReport {
     pub updated_prs: usize,
     pub new_check_runs: usize,
     pub updated_check_runs: usize,
+    /// PRs marked gone (not those already marked).
+    pub gone_prs: usize,
     /// The deliveries of the job this sync completed, if it completed one.
     #[serde(skip)]
     pub completed_deliveries: Option<CompletedDeliveries>,
+}
+
+impl SyncReport {
+    /// The rows written by kind, as `prmonitor_sync_changes_total`,
+    /// `prmonitor_sweep_repairs_total` and `sweep_repairs` name them.
+    pub fn by_kind(&self) -> [(&'static str, usize); 5] {
+        [
+            ("pr_new", self.new_prs),
+            ("pr_updated", self.updated_prs),
+            ("pr_gone", self.gone_prs),
+            ("check_run_new", self.new_check_runs),
+            ("check_run_updated", self.updated_check_runs),
+        ]
+    }
 }
 
 /// The deliveries folded into the job a sync completed: how old each was
@@ -135,16 +151,20 @@ pub async fn write_change_set(
         |kind| prs.iter().filter(|r| r.kind == kind && pr_ids.contains_key(&r.data.number)).count();
     let written_runs =
         |kind| runs.iter().filter(|r| r.kind == kind && run_ids.contains(&r.data.github_id)).count();
+    let gone_prs = mark_gone(conn, repository_id, &changes.gone_prs).await?;
     let mut report = SyncReport {
-        written: pr_ids.len() + run_ids.len(),
+        written: pr_ids.len() + run_ids.len() + gone_prs,
         new_prs: written_prs(ChangeKind::New),
         updated_prs: written_prs(ChangeKind::Updated),
         new_check_runs: written_runs(ChangeKind::New),
         updated_check_runs: written_runs(ChangeKind::Updated),
+        gone_prs,
         completed_deliveries: None,
     };
-    report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
     insert_history(conn, changes, &prs, &pr_ids).await?;
+    if changes.cause.repairs() {
+        repairs::record(conn, repository_id, changes.cause.as_str(), &report.by_kind()).await?;
+    }
     cache::save(conn, &changes.validators).await?;
     if changes.incomplete {
         // The job's failure is recorded by its caller; it will run again.

@@ -19,6 +19,7 @@ mod latency;
 mod never_backwards;
 mod queue_races;
 mod read_api;
+mod repairs;
 mod scenarios;
 mod schema_drift;
 mod simulator;

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal as _;
 
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -27,16 +28,120 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// Buckets of every duration histogram (`*_seconds`), in seconds: from a
+/// fast job (5 ms) to GitHub's slowest deliveries and long sweeps (10 min).
+pub const DURATION_BUCKETS: [f64; 17] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0];
+
+/// Buckets of `prmonitor_intake_batch_deliveries`: powers of two up to
+/// intake's batch limit (128).
+pub const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// The exporter's configuration: every histogram with buckets (`_bucket`,
+/// `_sum`, `_count`), which Prometheus can aggregate across instances and
+/// over any window, where the exporter's default summaries can be neither.
+fn prometheus_builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("prmonitor_intake_batch_deliveries".into()), &BATCH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)?
+        // A histogram matching neither still gets buckets rather than a summary.
+        .set_buckets(&DURATION_BUCKETS)
+}
+
 /// The process's Prometheus recorder, installed on first use. Metrics are
 /// process-wide: every part records into it, `/metrics` renders it.
-pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let builder = prometheus_builder().unwrap_or_else(|error| {
+            // Only empty bucket lists fail, and ours are constants: summaries then, not no metrics.
+            tracing::error!(%error, "histogram buckets refused; histograms render as summaries");
+            PrometheusBuilder::new()
+        });
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder is installed; ours then renders nothing, which tests would show.
         let _ = ::metrics::set_global_recorder(recorder);
+        describe();
         handle
     })
+}
+
+/// HELP lines and units of the metrics defined here, and the repair
+/// counters at zero: "no repairs" is worth seeing too.
+fn describe() {
+    ::metrics::describe_histogram!(
+        "prmonitor_github_delivery_delay_seconds",
+        ::metrics::Unit::Seconds,
+        "receipt of a webhook minus the time of the change its payload names (GitHub's delivery delay)"
+    );
+    ::metrics::describe_histogram!(
+        "prmonitor_delivery_to_commit_seconds",
+        ::metrics::Unit::Seconds,
+        "receipt of a webhook to the commit of the sync its job made"
+    );
+    ::metrics::describe_histogram!(
+        "prmonitor_job_duration_seconds",
+        ::metrics::Unit::Seconds,
+        "job run time"
+    );
+    ::metrics::describe_histogram!(
+        "prmonitor_intake_batch_deliveries",
+        ::metrics::Unit::Count,
+        "deliveries stored per intake transaction"
+    );
+    ::metrics::describe_counter!(
+        "prmonitor_sweep_repairs_total",
+        ::metrics::Unit::Count,
+        "rows a sweep or reconcile changed that webhooks had not (lost or not yet processed)"
+    );
+    for (kind, _) in crate::monitor::SyncReport::default().by_kind() {
+        ::metrics::counter!("prmonitor_sweep_repairs_total", "kind" => kind).increment(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A histogram's series in `text`, as (le, count).
+    fn buckets(text: &str, name: &str) -> Vec<(String, u64)> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        text.lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                Some((le.to_owned(), count.parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_histogram_renders_buckets_of_its_kind() {
+        let recorder = prometheus_builder().expect("the buckets are valid").build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, || {
+            ::metrics::histogram!("prmonitor_delivery_to_commit_seconds").record(0.2);
+            ::metrics::histogram!("prmonitor_delivery_to_commit_seconds").record(45.0);
+            ::metrics::histogram!("prmonitor_intake_batch_deliveries").record(3.0);
+            ::metrics::histogram!("some_other_histogram").record(1.0);
+        });
+        let text = handle.render();
+        let seconds = buckets(&text, "prmonitor_delivery_to_commit_seconds");
+        assert_eq!(seconds.len(), DURATION_BUCKETS.len() + 1, "{text}");
+        let at = |le: &str| seconds.iter().find(|(l, _)| l == le).map(|(_, c)| *c);
+        assert_eq!(at("0.005"), Some(0));
+        assert_eq!(at("0.25"), Some(1));
+        assert_eq!(at("30"), Some(1), "45 s is above the 30 s bucket");
+        assert_eq!(at("60"), Some(2));
+        assert_eq!(at("600"), Some(2));
+        assert_eq!(at("+Inf"), Some(2));
+        assert!(text.contains("prmonitor_delivery_to_commit_seconds_count 2"), "{text}");
+        let batches = buckets(&text, "prmonitor_intake_batch_deliveries");
+        let les: Vec<&str> = batches.iter().map(|(le, _)| le.as_str()).collect();
+        assert_eq!(les, ["1", "2", "4", "8", "16", "32", "64", "128", "+Inf"]);
+        assert_eq!(batches.iter().map(|(_, c)| *c).collect::<Vec<_>>(), [0, 0, 1, 1, 1, 1, 1, 1, 1]);
+        assert!(!buckets(&text, "some_other_histogram").is_empty(), "no summaries: {text}");
+        assert!(!text.contains("quantile"), "{text}");
+    }
 }

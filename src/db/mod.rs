@@ -6,6 +6,7 @@
 pub mod deliveries;
 pub mod pull_requests;
 pub mod reads;
+pub mod repairs;
 pub mod repositories;
 pub mod schema;
 

@@ -138,6 +138,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    sweep_repairs (id) {
+        id -> Int8,
+        repository_id -> Int8,
+        kind -> Text,
+        cause -> Text,
+        rows -> Int4,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_deliveries (delivery_id) {
         delivery_id -> Text,
         event -> Text,
@@ -159,6 +170,7 @@ diesel::table! {
 diesel::joinable!(check_runs -> repositories (repository_id));
 diesel::joinable!(pr_state_history -> pull_requests (pull_request_id));
 diesel::joinable!(pull_requests -> repositories (repository_id));
+diesel::joinable!(sweep_repairs -> repositories (repository_id));
 diesel::joinable!(webhook_deliveries -> jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -170,5 +182,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     pr_state_history,
     pull_requests,
     repositories,
+    sweep_repairs,
     webhook_deliveries,
 );

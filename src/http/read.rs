@@ -11,7 +11,7 @@ use super::admin::authorize_any;
 use super::error::ReadError;
 use crate::config::Secret;
 use crate::db::reads::{self, PullFilter};
-use crate::db::{repositories, DbPool};
+use crate::db::{repairs, repositories, DbPool};
 use crate::ids::PullRequestNumber;
 
 /// Tokens that may read: the read token and the admin token.
@@ -107,11 +107,14 @@ pub async fn list_repositories(
         .limit(per_page)
         .offset((page - 1) * per_page)
         .select(repositories::Repository::as_select())
-        .load(&mut conn)
+        .load::<repositories::Repository>(&mut conn)
         .await?;
+    let ids: Vec<_> = rows.iter().map(|repo| repo.id).collect();
+    let repairs = repairs::recent(&mut conn, &ids, chrono::Utc::now() - chrono::Duration::hours(24)).await?;
     let items: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|repo| {
+            let repairs = repairs.get(&repo.id).copied().unwrap_or_default();
             json!({
                 "full_name": repo.full_name(),
                 "github_id": repo.github_id,
@@ -122,6 +125,8 @@ pub async fn list_repositories(
                 "consecutive_failures": repo.consecutive_failures,
                 "last_failure_reason": repo.last_failure_reason,
                 "last_failure_at": repo.last_failure_at,
+                // What sweeps and reconciles changed that webhooks had not.
+                "repairs_last_24h": repairs,
             })
         })
         .collect();

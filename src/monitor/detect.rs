@@ -40,6 +40,13 @@ impl Cause {
         }
     }
 
+    /// Whether what this work changes is a repair: a sweep or an operator's
+    /// reconcile re-reads what webhooks should have brought already, so a row
+    /// it changes is one a webhook did not (lost, or not processed yet).
+    pub fn repairs(self) -> bool {
+        matches!(self, Self::Sweep | Self::Manual)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Webhook => "webhook",

@@ -703,15 +703,21 @@ impl PrProcessor {
         result.new_check_runs = report.new_check_runs;
         result.updated_check_runs = report.updated_check_runs;
         result.changes_synchronized = report.written;
-        for (kind, n) in [
-            ("pr_new", result.new_prs),
-            ("pr_updated", result.updated_prs),
-            ("check_run_new", result.new_check_runs),
-            ("check_run_updated", result.updated_check_runs),
-            ("pr_gone", changes.gone_prs.len()),
-        ] {
+        // Committed: what the transaction wrote is counted, and what a
+        // sweep or reconcile wrote counted again as repairs.
+        let repairs = changes.cause.repairs();
+        for (kind, n) in report.by_kind() {
             if n > 0 {
                 metrics::counter!("prmonitor_sync_changes_total", "kind" => kind).increment(n as u64);
+                if repairs {
+                    metrics::counter!("prmonitor_sweep_repairs_total", "kind" => kind).increment(n as u64);
+                }
+            }
+        }
+        // Committed: each delivery the job folded in is in the database now.
+        if let Some(deliveries) = &report.completed_deliveries {
+            for age in deliveries.ages_now() {
+                metrics::histogram!("prmonitor_delivery_to_commit_seconds").record(age.as_secs_f64());
             }
         }
         if changes.incomplete {

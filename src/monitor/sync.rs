@@ -13,7 +13,7 @@ use super::error::SyncError;
 use super::forward::{self, check_run_progress};
 use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, StoredPr, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
-use crate::db::{repositories, DbPool};
+use crate::db::{repairs, repositories, DbPool};
 use crate::github::cache;
 use crate::ids::{PullRequestNumber, RepositoryId};
 
@@ -33,7 +33,7 @@ pub const MAX_BIND_PARAMETERS: usize = 65_535;
 const REPOSITORY_LOCK_SPACE: i64 = 0x7072_7379_6e63 << 16;
 
 /// What a synchronization wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncReport {
     /// Rows written (PRs, check runs, PRs marked gone).
     pub written: usize,
@@ -41,6 +41,44 @@ pub struct SyncReport {
     pub updated_prs: usize,
     pub new_check_runs: usize,
     pub updated_check_runs: usize,
+    /// PRs marked gone (not those already marked).
+    pub gone_prs: usize,
+    /// The deliveries of the job this sync completed, if it completed one.
+    #[serde(skip)]
+    pub completed_deliveries: Option<CompletedDeliveries>,
+}
+
+impl SyncReport {
+    /// The rows written by kind, as `prmonitor_sync_changes_total`,
+    /// `prmonitor_sweep_repairs_total` and `sweep_repairs` name them.
+    pub fn by_kind(&self) -> [(&'static str, usize); 5] {
+        [
+            ("pr_new", self.new_prs),
+            ("pr_updated", self.updated_prs),
+            ("pr_gone", self.gone_prs),
+            ("check_run_new", self.new_check_runs),
+            ("check_run_updated", self.updated_check_runs),
+        ]
+    }
+}
+
+/// The deliveries folded into the job a sync completed: how old each was
+/// (since its receipt) when the job's completion was written, by the
+/// database's clock, which also stamped the receipt. Their age at the commit
+/// is that plus the time since [`Self::measured`], with no clock skew between
+/// hosts in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedDeliveries {
+    pub ages: Vec<std::time::Duration>,
+    pub measured: std::time::Instant,
+}
+
+impl CompletedDeliveries {
+    /// Each delivery's age now: from its receipt to now.
+    pub fn ages_now(&self) -> impl Iterator<Item = std::time::Duration> + '_ {
+        let since = self.measured.elapsed();
+        self.ages.iter().map(move |age| *age + since)
+    }
 }
 
 /// Writes a change set.
@@ -113,15 +151,20 @@ pub async fn write_change_set(
         |kind| prs.iter().filter(|r| r.kind == kind && pr_ids.contains_key(&r.data.number)).count();
     let written_runs =
         |kind| runs.iter().filter(|r| r.kind == kind && run_ids.contains(&r.data.github_id)).count();
+    let gone_prs = mark_gone(conn, repository_id, &changes.gone_prs).await?;
     let mut report = SyncReport {
-        written: pr_ids.len() + run_ids.len(),
+        written: pr_ids.len() + run_ids.len() + gone_prs,
         new_prs: written_prs(ChangeKind::New),
         updated_prs: written_prs(ChangeKind::Updated),
         new_check_runs: written_runs(ChangeKind::New),
         updated_check_runs: written_runs(ChangeKind::Updated),
+        gone_prs,
+        completed_deliveries: None,
     };
-    report.written += mark_gone(conn, repository_id, &changes.gone_prs).await?;
     insert_history(conn, changes, &prs, &pr_ids).await?;
+    if changes.cause.repairs() {
+        repairs::record(conn, repository_id, changes.cause.as_str(), &report.by_kind()).await?;
+    }
     cache::save(conn, &changes.validators).await?;
     if changes.incomplete {
         // The job's failure is recorded by its caller; it will run again.
@@ -131,7 +174,11 @@ pub async fn write_change_set(
         repositories::record_sweep(conn, repository_id, sweep.watermark).await?;
     }
     match &changes.job {
-        Some(job) => crate::queue::complete_sync(conn, job, repository_id).await?,
+        Some(job) => {
+            let ages = crate::queue::complete_sync(conn, job, repository_id).await?;
+            let measured = std::time::Instant::now();
+            report.completed_deliveries = Some(CompletedDeliveries { ages, measured });
+        }
         None => repositories::record_success(conn, repository_id).await?,
     }
     Ok(report)

@@ -150,20 +150,24 @@ fn json_merge(into: &mut serde_json::Value, newer: &serde_json::Value) {
 /// that wrote the job's results. False when the lease was lost meanwhile (the
 /// work is idempotent; the new holder finishes the job).
 pub async fn complete(conn: &mut AsyncPgConnection, job: &JobRef) -> QueryResult<bool> {
-    storage::finish(conn, Finishing::Leased(job), Finish::Done { repository_id: None }).await
+    storage::finish(conn, Finishing::Leased(job), Finish::Done { repository_id: None })
+        .await
+        .map(|f| f.done())
 }
 
 /// The end of a job's synchronization transaction: the job done (if its
 /// lease is still held), its deliveries processed, and the repository's
 /// successful sync recorded — what `complete` and
-/// `repositories::record_success` do, in the one statement.
+/// `repositories::record_success` do, in the one statement. Returns how long
+/// ago each of the job's deliveries was received (none when the lease was
+/// lost: the new holder completes them).
 pub async fn complete_sync(
     conn: &mut AsyncPgConnection,
     job: &JobRef,
     repository_id: RepositoryId,
-) -> QueryResult<()> {
+) -> QueryResult<Vec<std::time::Duration>> {
     let done = Finish::Done { repository_id: Some(repository_id) };
-    storage::finish(conn, Finishing::Leased(job), done).await.map(|_| ())
+    storage::finish(conn, Finishing::Leased(job), done).await.map(|f| f.delivery_ages())
 }
 
 /// What became of a failed job.

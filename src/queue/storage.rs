@@ -381,18 +381,40 @@ pub(super) enum Finish<'a> {
     Absorbed { note: &'a str },
 }
 
+/// What a completion did.
+#[derive(Debug, QueryableByName)]
+pub(super) struct Finished {
+    /// 1 when the job was finished, 0 when the condition failed.
+    #[diesel(sql_type = BigInt)]
+    finished: i64,
+    /// Seconds since each delivery the completion marked was received, by
+    /// the database's clock (empty when it marked none).
+    #[diesel(sql_type = Array<Double>)]
+    delivery_ages: Vec<f64>,
+}
+
+impl Finished {
+    pub(super) fn done(&self) -> bool {
+        self.finished == 1
+    }
+
+    /// The ages of the deliveries marked, negative ones (the clock was set
+    /// back) as zero.
+    pub(super) fn delivery_ages(&self) -> Vec<std::time::Duration> {
+        self.delivery_ages
+            .iter()
+            .map(|age| std::time::Duration::try_from_secs_f64(*age).unwrap_or_default())
+            .collect()
+    }
+}
+
 /// Every completion — done, dead, absorbed — in one statement, so each
-/// writes the same columns; returns whether the job was finished.
+/// writes the same columns.
 pub(super) async fn finish(
     conn: &mut AsyncPgConnection,
     which: Finishing<'_>,
     how: Finish<'_>,
-) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Finished {
-        #[diesel(sql_type = BigInt)]
-        finished: i64,
-    }
+) -> QueryResult<Finished> {
     let (id, holder) = match which {
         Finishing::Leased(job) => (job.id, Some(job.worker.as_str())),
         Finishing::Locked(id) => (id, None),
@@ -427,8 +449,7 @@ pub(super) async fn finish(
             repository_id: None,
         },
     };
-    let finished: Finished = statement.get_result(conn).await?;
-    Ok(finished.finished == 1)
+    statement.get_result(conn).await
 }
 
 /// Prepared once per connection, like the claim: it ends every event job.
@@ -477,13 +498,20 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FinishStatement<'_
         out.push_sql(", processed_at = now() WHERE ");
         out.push_bind_param::<Nullable<Text>, _>(&self.outcome)?;
         out.push_sql(
-            "::text IS NOT NULL AND job_id IN (SELECT id FROM finished) RETURNING 1), \
+            "::text IS NOT NULL AND job_id IN (SELECT id FROM finished) RETURNING received_at), \
              synced AS (UPDATE repositories SET last_synced_at = now(), consecutive_failures = 0, \
                                last_failure_reason = NULL, updated_at = now() \
                         WHERE id = ",
         );
         out.push_bind_param::<Nullable<BigInt>, _>(&self.repository_id)?;
-        out.push_sql(" RETURNING 1) SELECT count(*) AS finished FROM finished");
+        // The deliveries' ages for the delivery-to-commit latency: measured
+        // here, on the clock that stamped their receipt.
+        out.push_sql(
+            " RETURNING 1) \
+             SELECT (SELECT count(*) FROM finished) AS finished, \
+                    ARRAY(SELECT EXTRACT(EPOCH FROM clock_timestamp() - received_at)::float8 FROM delivered) \
+                        AS delivery_ages",
+        );
         Ok(())
     }
 }

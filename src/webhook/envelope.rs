@@ -5,6 +5,7 @@
 //! everything else from the API, so the rest of the payload is validated as
 //! JSON and otherwise skipped.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::ids::{CommitSha, GithubRepoId, InstallationId, PullRequestNumber};
@@ -98,6 +99,27 @@ pub struct Envelope {
     pub installation_id: Option<InstallationId>,
     pub repository: Option<RepoRef>,
     pub disposition: Disposition,
+    /// GitHub's time of the change the delivery reports (see [`changed_at`]).
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+/// The time of the change a delivery reports, from its own object: a pull
+/// request's `updated_at`; a check run's `completed_at`, else its
+/// `started_at`; a check suite's `updated_at`. `None` for other events, or
+/// when the field is missing, null or not an RFC 3339 time.
+fn changed_at(event: &str, raw: &RawEnvelope) -> Option<DateTime<Utc>> {
+    match event {
+        "pull_request" => raw.pull_request.as_ref()?.updated_at.0,
+        "check_run" => raw.check_run.as_ref().and_then(|run| run.completed_at.0.or(run.started_at.0)),
+        "check_suite" => raw.check_suite.as_ref()?.updated_at.0,
+        _ => None,
+    }
+}
+
+/// How long GitHub took to deliver: `received` minus the time of the change,
+/// zero when the change looks later than its receipt (the clocks disagree).
+pub fn delivery_delay(received: DateTime<Utc>, changed_at: DateTime<Utc>) -> std::time::Duration {
+    (received - changed_at).to_std().unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -125,11 +147,81 @@ struct RawRepository {
 #[derive(Deserialize)]
 struct RawPullRequest {
     number: Option<i64>,
+    #[serde(default)]
+    updated_at: LenientTime,
 }
 
+/// A check run or a check suite: the times are the run's (`started_at`,
+/// `completed_at`) or the suite's (`updated_at`).
 #[derive(Deserialize)]
 struct RawCheck {
     head_sha: Option<String>,
+    #[serde(default)]
+    started_at: LenientTime,
+    #[serde(default)]
+    completed_at: LenientTime,
+    #[serde(default)]
+    updated_at: LenientTime,
+}
+
+/// A time read in passing: an RFC 3339 string is a time, anything else
+/// (null, a number, garbage, an object) is none. It only feeds a metric, so
+/// it never turns a delivery away, and nothing is allocated for it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LenientTime(Option<DateTime<Utc>>);
+
+impl<'de> Deserialize<'de> for LenientTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientTimeVisitor)
+    }
+}
+
+struct LenientTimeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LenientTimeVisitor {
+    type Value = LenientTime;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<LenientTime, E> {
+        Ok(LenientTime(DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<LenientTime, E> {
+        Ok(LenientTime(None))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<LenientTime, E> {
+        Ok(LenientTime(None))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<LenientTime, E> {
+        Ok(LenientTime(None))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<LenientTime, E> {
+        Ok(LenientTime(None))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<LenientTime, E> {
+        Ok(LenientTime(None))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<LenientTime, E> {
+        Ok(LenientTime(None))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<LenientTime, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(LenientTime(None))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LenientTime, A::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(LenientTime(None))
+    }
 }
 
 /// Parses a verified body for `event`.
@@ -149,7 +241,8 @@ pub fn parse_payload(event: &str, body: &[u8]) -> Result<Envelope, EnvelopeError
         None => None,
     };
     let disposition = disposition(event, &raw, repository.as_ref(), installation_id)?;
-    Ok(Envelope { action: raw.action, installation_id, repository, disposition })
+    let changed_at = changed_at(event, &raw);
+    Ok(Envelope { action: raw.action, installation_id, repository, disposition, changed_at })
 }
 
 /// A static name for error messages (the header value is not 'static).
@@ -348,6 +441,92 @@ mod tests {
         for body in cases {
             assert!(parse_payload("push", body).is_err(), "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).expect("a time").with_timezone(&Utc)
+    }
+
+    fn payload_fixture(path: &str) -> Vec<u8> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/github/payloads/");
+        std::fs::read(format!("{root}{path}")).expect("a GitHub example payload")
+    }
+
+    #[test]
+    fn each_tracked_event_names_the_time_of_its_change() {
+        // GitHub's own examples.
+        let cases = [
+            ("pull_request", "pull_request/opened.json", "2019-05-15T15:20:33Z"),
+            ("check_run", "check_run/completed.json", "2019-05-15T15:21:12Z"),
+            ("check_run", "check_run/created.json", "2019-05-15T15:21:12Z"),
+            ("check_suite", "check_suite/completed.json", "2019-05-15T15:21:14Z"),
+        ];
+        for (event, path, expected) in cases {
+            let envelope = parse_payload(event, &payload_fixture(path)).expect("valid");
+            assert_eq!(envelope.changed_at, Some(at(expected)), "{path}");
+        }
+        let repo = r#""repository":{"id":42,"full_name":"o/r"}"#;
+        // A check run's completion, else its start.
+        let run = |times: &str| {
+            let body = format!(r#"{{"check_run":{{"head_sha":"{SHA}",{times}}},{repo}}}"#);
+            parse_payload("check_run", body.as_bytes()).expect("valid").changed_at
+        };
+        let (start, end) = ("2026-01-02T03:04:05Z", "2026-01-02T03:09:00+01:00");
+        assert_eq!(run(&format!(r#""started_at":"{start}","completed_at":"{end}""#)), Some(at(end)));
+        assert_eq!(run(&format!(r#""started_at":"{start}","completed_at":null"#)), Some(at(start)));
+        assert_eq!(run(&format!(r#""started_at":"{start}""#)), Some(at(start)));
+        assert_eq!(run(r#""name":"build""#), None);
+        // Only the event's own object counts: a suite's time in a check_run
+        // delivery is not the run's, and untracked events have none.
+        let body = format!(
+            r#"{{"check_run":{{"head_sha":"{SHA}"}},"check_suite":{{"updated_at":"{start}"}},{repo}}}"#
+        );
+        assert_eq!(parse_payload("check_run", body.as_bytes()).expect("valid").changed_at, None);
+        let body = format!(r#"{{"pull_request":{{"updated_at":"{start}"}},{repo}}}"#);
+        assert_eq!(parse_payload("push", body.as_bytes()).expect("valid").changed_at, None);
+    }
+
+    #[test]
+    fn missing_or_garbage_times_are_no_time_and_never_refuse_the_delivery() {
+        let repo = r#""repository":{"id":42,"full_name":"o/r"}"#;
+        for value in [
+            "null",
+            "5",
+            "-1.5e300",
+            "true",
+            r#""""#,
+            r#""yesterday""#,
+            r#""2026-13-45T99:99:99Z""#,
+            r#""2026-01-02 03:04:05""#,
+            r#""\u00e9t\u00e9""#,
+            r#"{"seconds":5}"#,
+            r#"[1,[2,{"a":3}]]"#,
+        ] {
+            let body = format!(r#"{{"number":7,"pull_request":{{"number":7,"updated_at":{value}}},{repo}}}"#);
+            let envelope = parse_payload("pull_request", body.as_bytes()).expect("still a valid delivery");
+            assert_eq!(envelope.changed_at, None, "{value}");
+            assert!(matches!(envelope.disposition, Disposition::Enqueue(_)), "{value}");
+            let suite = format!(r#"{{"check_suite":{{"head_sha":"{SHA}","updated_at":{value}}},{repo}}}"#);
+            assert_eq!(parse_payload("check_suite", suite.as_bytes()).expect("valid").changed_at, None);
+        }
+        let missing = format!(r#"{{"number":7,"pull_request":{{"number":7}},{repo}}}"#);
+        assert_eq!(parse_payload("pull_request", missing.as_bytes()).expect("valid").changed_at, None);
+        // Invalid JSON inside the field is still invalid JSON.
+        let broken = format!(r#"{{"number":7,"pull_request":{{"number":7,"updated_at":[1,}}}},{repo}}}"#);
+        assert!(matches!(
+            parse_payload("pull_request", broken.as_bytes()),
+            Err(EnvelopeError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn the_delay_is_receipt_minus_change_and_clock_skew_is_zero() {
+        let changed = at("2026-01-02T03:04:05Z");
+        let received = at("2026-01-02T03:04:35.250Z");
+        assert_eq!(delivery_delay(received, changed), std::time::Duration::from_millis(30_250));
+        assert_eq!(delivery_delay(changed, changed), std::time::Duration::ZERO);
+        // GitHub's clock ahead of ours: the change looks later than its receipt.
+        assert_eq!(delivery_delay(changed, received), std::time::Duration::ZERO);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use serde_json::json;
 use tracing::Instrument as _;
@@ -152,13 +153,14 @@ pub async fn receive(
     config: web::Data<IntakeConfig>,
 ) -> Result<HttpResponse, IntakeError> {
     let started = Instant::now();
+    let received = Utc::now();
     let headers = request.headers();
     let claimed_id = header_text(headers, "x-github-delivery");
     let span = tracing::info_span!("webhook", delivery_id = %claimed_id);
     async move {
         let result = handle(headers, payload, &store, &config).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        record_metrics(headers, &result);
+        record_metrics(headers, &result, received);
         match &result {
             Ok(accepted) => tracing::info!(
                 event = %accepted.event,
@@ -303,7 +305,7 @@ fn event_label(headers: &HeaderMap) -> &'static str {
     envelope::KNOWN_EVENTS.into_iter().find(|known| *known == event).unwrap_or("other")
 }
 
-fn record_metrics(headers: &HeaderMap, result: &Result<Accepted, IntakeError>) {
+fn record_metrics(headers: &HeaderMap, result: &Result<Accepted, IntakeError>, received: DateTime<Utc>) {
     let event = event_label(headers);
     let outcome = match result {
         Ok(accepted) => accepted.outcome(),
@@ -311,6 +313,16 @@ fn record_metrics(headers: &HeaderMap, result: &Result<Accepted, IntakeError>) {
     };
     metrics::counter!("prmonitor_webhook_deliveries_total", "event" => event, "outcome" => outcome)
         .increment(1);
+    // GitHub's delivery delay, of deliveries stored now: a duplicate's was
+    // recorded when its first copy came. Signed deliveries only (`Ok`), so
+    // a stranger cannot skew it.
+    if let Ok(Accepted { stored: Stored::New { .. }, envelope, .. }) = result {
+        if let Some(changed_at) = envelope.changed_at {
+            let delay = envelope::delivery_delay(received, changed_at);
+            metrics::histogram!("prmonitor_github_delivery_delay_seconds", "event" => event)
+                .record(delay.as_secs_f64());
+        }
+    }
     if matches!(result, Err(IntakeError::Unsigned(_))) {
         metrics::counter!("prmonitor_webhook_signature_failures_total").increment(1);
     }

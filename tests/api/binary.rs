@@ -62,7 +62,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     assert_eq!(count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await, migrations());
     assert_eq!(
         count(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'").await,
-        7
+        8
     );
 }
 

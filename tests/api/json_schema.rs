@@ -1,7 +1,9 @@
 //! A JSON Schema (draft-07) checker for the subset GitHub's webhook schemas
 //! use: type, enum, const, properties, required, additionalProperties, items,
 //! oneOf, anyOf, allOf, $ref to sibling files, min/max items and length,
-//! minimum/maximum, and the date-time and uri formats.
+//! minimum/maximum, and the date-time and uri formats. With `$ref` within a
+//! document (`#/components/...`) and OpenAPI 3.0's `nullable`, it also checks
+//! the service's answers against its own OpenAPI document.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,27 @@ impl Schemas {
         errors
     }
 
+    /// Every violation by `value` of the schema the service's OpenAPI
+    /// document (src/http/openapi.json) gives the JSON answer `status` of
+    /// `method route`.
+    pub fn validate_response(
+        &mut self,
+        method: &str,
+        route: &str,
+        status: &str,
+        value: &Value,
+    ) -> Vec<String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/openapi.json");
+        let document = self.load(&path);
+        let schema = document["paths"][route][method]["responses"][status]["content"]["application/json"]
+            ["schema"]
+            .clone();
+        assert!(schema.is_object(), "the OpenAPI document has no schema for {method} {route} {status}");
+        let mut errors = Vec::new();
+        self.check(&schema, &path, value, "$", &mut errors);
+        errors
+    }
+
     fn resolve(&self, reference: &str, from: &Path) -> PathBuf {
         let sibling = from.parent().map(|dir| dir.join(reference));
         match sibling {
@@ -50,10 +73,20 @@ impl Schemas {
 
     fn check(&mut self, schema: &Value, file: &Path, value: &Value, at: &str, errors: &mut Vec<String>) {
         let Some(schema) = schema.as_object() else { return };
+        // OpenAPI 3.0: `nullable` adds null to the type.
+        if value.is_null() && schema.get("nullable") == Some(&Value::Bool(true)) {
+            return;
+        }
         if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-            let path = self.resolve(reference, file);
-            let target = self.load(&path);
-            self.check(&target, &path, value, at, errors);
+            if let Some(pointer) = reference.strip_prefix('#') {
+                let target = self.load(file).pointer(pointer).cloned();
+                let target = target.unwrap_or_else(|| panic!("{}: no {reference}", file.display()));
+                self.check(&target, file, value, at, errors);
+            } else {
+                let path = self.resolve(reference, file);
+                let target = self.load(&path);
+                self.check(&target, &path, value, at, errors);
+            }
         }
         if let Some(types) = schema.get("type") {
             let allowed: Vec<&str> = match types {
@@ -200,4 +233,37 @@ fn githubs_own_examples_pass_and_broken_ones_fail() {
         assert!(errors.iter().any(|e| e.contains("missing required 'repository'")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("$.sender.id")), "{errors:?}");
     }
+}
+
+#[test]
+fn the_openapi_repository_schema_is_not_a_rubber_stamp() {
+    let mut schemas = Schemas::new();
+    let zeros = serde_json::json!({
+        "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0
+    });
+    let repository = serde_json::json!({
+        "full_name": "o/r", "github_id": 5, "installation_id": null, "active": true,
+        "last_synced_at": "2026-01-02T03:04:05Z", "last_swept_at": null, "consecutive_failures": 0,
+        "last_failure_reason": null, "last_failure_at": null, "repairs_last_24h": zeros,
+    });
+    let page = |item: Value| serde_json::json!({ "items": [item], "page": 1, "per_page": 30, "total": 1 });
+    let validate = |schemas: &mut Schemas, value: &Value| {
+        schemas.validate_response("get", "/api/v1/repositories", "200", value)
+    };
+    assert_eq!(validate(&mut schemas, &page(repository.clone())), Vec::<String>::new());
+    let mut without_repairs = repository.clone();
+    without_repairs.as_object_mut().expect("object").remove("repairs_last_24h");
+    let errors = validate(&mut schemas, &page(without_repairs));
+    assert!(errors.iter().any(|e| e.contains("missing required 'repairs_last_24h'")), "{errors:?}");
+    let mut partial = repository.clone();
+    partial["repairs_last_24h"].as_object_mut().expect("object").remove("pr_gone");
+    partial["repairs_last_24h"]["total"] = Value::from(-1);
+    partial["last_swept_at"] = Value::from("yesterday");
+    let errors = validate(&mut schemas, &page(partial));
+    assert!(errors.iter().any(|e| e.contains("missing required 'pr_gone'")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("$.items[0].repairs_last_24h.total")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("'yesterday' is not a date-time")), "{errors:?}");
+    let mut extra = repository;
+    extra["secret"] = Value::from("x");
+    assert!(validate(&mut schemas, &page(extra)).iter().any(|e| e.contains("'secret' is not allowed")));
 }

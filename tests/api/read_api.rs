@@ -93,6 +93,16 @@ async fn the_read_api_wants_a_token_and_filters_and_pages() {
     assert_eq!(repos["items"][0]["full_name"], "octo-org/api");
     assert_eq!(repos["items"][0]["consecutive_failures"], 0);
     assert!(repos["items"][0]["last_swept_at"].is_string(), "{repos}");
+    // A backfill repairs nothing: every kind is there, at zero.
+    assert_eq!(
+        repos["items"][0]["repairs_last_24h"],
+        serde_json::json!({
+            "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0
+        })
+    );
+    let errors =
+        crate::json_schema::Schemas::new().validate_response("get", "/api/v1/repositories", "200", &repos);
+    assert_eq!(errors, Vec::<String>::new(), "the answer is what the OpenAPI document says: {repos}");
     let (_, second) = get(&app, "/api/v1/repositories?per_page=1&page=2", Some(READ_TOKEN)).await;
     assert_eq!(second["items"][0]["full_name"], "octo-org/web");
 
@@ -182,7 +192,7 @@ async fn a_pull_request_comes_with_its_head_checks_and_history() {
 }
 
 /// `name{labels} value` lines of the Prometheus text format, keyed by `name{labels}`.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .filter_map(|line| {
@@ -192,7 +202,7 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn metric(metrics: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric(metrics: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics
         .iter()
         .filter(|(key, _)| {

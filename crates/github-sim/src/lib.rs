@@ -47,6 +47,7 @@
 //! loss injection is listed as a failed attempt that could not connect, as a
 //! receiver outage shows on GitHub.
 
+mod ci;
 mod deliveries;
 pub mod generate;
 mod graphql;
@@ -65,7 +66,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use generate::{Fixture, Generate};
-pub use model::{Event, EventBody, ModelError, NewPr, World};
+pub use model::{Event, EventBody, ModelError, NewPr, NewStatus, World};
 pub use server::{Bucket, Faults, LoggedRequest, Stats};
 pub use webhooks::{DeliveryRecord, HookDelivery, WebhookTarget};
 
@@ -310,20 +311,35 @@ impl Simulator {
         self.mutate(|w| w.set_draft(repo_id, number, draft).map(|e| ((), vec![e])))
     }
 
-    /// Pushes a new head; returns its SHA.
+    /// Pushes a new head; returns its SHA. A queued PR leaves the merge queue first, as on GitHub.
     pub fn push(&self, repo: &str, number: i64) -> Result<String, ModelError> {
         let repo_id = self.repo_id(repo)?;
-        self.mutate(|w| w.push(repo_id, number).map(|(sha, e)| (sha, vec![e])))
+        self.mutate(|w| {
+            let mut events = w.dequeue_if_queued(repo_id, number)?;
+            let (sha, pushed) = w.push(repo_id, number)?;
+            events.push(pushed);
+            Ok((sha, events))
+        })
     }
 
+    /// Closes a PR (a queued one leaves the merge queue first).
     pub fn close(&self, repo: &str, number: i64) -> Result<(), ModelError> {
-        let repo_id = self.repo_id(repo)?;
-        self.mutate(|w| w.close_pr(repo_id, number, false).map(|e| ((), vec![e])))
+        self.close_pr(repo, number, false)
     }
 
+    /// Merges a PR directly (a queued one leaves the merge queue first;
+    /// [`Self::merge_group_passed`] merges through the queue).
     pub fn merge(&self, repo: &str, number: i64) -> Result<(), ModelError> {
+        self.close_pr(repo, number, true)
+    }
+
+    fn close_pr(&self, repo: &str, number: i64, merge: bool) -> Result<(), ModelError> {
         let repo_id = self.repo_id(repo)?;
-        self.mutate(|w| w.close_pr(repo_id, number, true).map(|e| ((), vec![e])))
+        self.mutate(|w| {
+            let mut events = w.dequeue_if_queued(repo_id, number)?;
+            events.push(w.close_pr(repo_id, number, merge)?);
+            Ok(((), events))
+        })
     }
 
     pub fn reopen(&self, repo: &str, number: i64) -> Result<(), ModelError> {

@@ -814,6 +814,64 @@ async fn status_and_merge_group_webhooks_are_signed_and_shaped_as_githubs() {
         (closed["pull_request"]["merged"].as_bool(), closed["pull_request"]["merge_commit_sha"].as_str()),
         (Some(true), Some(group_2.as_str()))
     );
-    // The deliveries API shows the action-less event with a null action.
-    assert!(status_attempt.action.is_empty());
+    // The deliveries API lists the action-less event with a null action, as GitHub does.
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/app/hook/deliveries?per_page=100", sim.api_url()))
+        .bearer_auth(app_jwt())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let status_item =
+        listed.as_array().expect("deliveries").iter().find(|d| d["event"] == "status").expect("listed");
+    assert_eq!(status_item["action"], Value::Null);
+    assert!(status_item.as_object().is_some_and(|d| d.contains_key("action")));
+    let merge_item =
+        listed.as_array().expect("deliveries").iter().find(|d| d["event"] == "merge_group").expect("listed");
+    assert_eq!(merge_item["action"], "destroyed", "newest first");
+}
+
+#[tokio::test]
+async fn pushing_to_or_closing_a_queued_pr_takes_it_out_of_the_queue_first() {
+    let app = spawn_app().await;
+    let sim = sim_with_repo().await;
+    sim.set_webhook(Some(target(&app, TEST_SECRET)));
+    let repo = "octo-org/api";
+    let queued =
+        |sim: &Simulator| sim.world(|w| w.repo(700_001).map(|r| r.queued_group(1).is_some())).expect("repo");
+    let first = sim.enqueue(repo, 1).expect("queued");
+    assert!(queued(&sim));
+    let new_head = sim.push(repo, 1).expect("pushed");
+    assert!(!queued(&sim), "a push takes the PR out of the queue");
+    assert_eq!(head_of(&sim, repo, 1), new_head);
+    let second = sim.enqueue(repo, 1).expect("queued again (nothing is required)");
+    sim.close(repo, 1).expect("closed");
+    assert!(!queued(&sim), "so does closing it");
+    assert!(sim.enqueue(repo, 1).is_err(), "a closed PR is not queued");
+    sim.wait_for_deliveries().await;
+    let seen: Vec<String> = stored_payloads(&app)
+        .await
+        .iter()
+        .map(|(e, a, p)| {
+            let head = p["merge_group"]["head_sha"].as_str().map(|h| format!(" {h}")).unwrap_or_default();
+            format!("{e}/{a}{head}")
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "pull_request/enqueued".to_owned(),
+            format!("merge_group/checks_requested {first}"),
+            "pull_request/dequeued".to_owned(),
+            format!("merge_group/destroyed {first}"),
+            "pull_request/synchronize".to_owned(),
+            "pull_request/enqueued".to_owned(),
+            format!("merge_group/checks_requested {second}"),
+            "pull_request/dequeued".to_owned(),
+            format!("merge_group/destroyed {second}"),
+            "pull_request/closed".to_owned(),
+        ]
+    );
 }

@@ -496,8 +496,9 @@ async fn tokens_are_checked_and_an_installation_sees_only_its_repositories() {
         answer.body["data"]["mine"],
         json!({ "nameWithOwner": "acme/repo-0", "owner": { "login": "acme" } })
     );
-    assert_eq!(answer.body["data"]["theirs"], Value::Null);
-    assert_eq!(answer.body["data"]["node"], Value::Null);
+    // Null, not left out: a failed field is null in GitHub's answers.
+    assert!(answer.body["data"].get("theirs").is_some_and(Value::is_null), "{}", answer.body);
+    assert!(answer.body["data"].get("node").is_some_and(Value::is_null), "{}", answer.body);
     let errors = answer.body["errors"].as_array().expect("errors");
     assert_eq!(errors.len(), 2, "{}", answer.body);
     assert_eq!(
@@ -780,4 +781,259 @@ async fn a_graphql_query_waits_its_turn_behind_rest_requests_in_flight() {
     assert_eq!(slow.await.expect("joined"), 200);
     assert_eq!(graphql(&sim, STATIC_TOKEN, "query { rateLimit { remaining } }", json!({})).await.status, 200);
     sim.stop().await;
+}
+
+// ---------------------------------------------------------------- statuses, required checks, merge queues
+
+const API: (&str, &str) = ("octo-org", "api");
+
+/// A new PR in octo-org/api whose head has one passing `build` run; its number and head.
+fn passing_pr(sim: &Simulator, base: Option<&str>) -> (i64, String) {
+    let mut pr = NewPr::new("Statuses", "alice");
+    pr.base_ref = base.map(str::to_owned);
+    let number = sim.open_pr("octo-org/api", pr).expect("open");
+    let head = sim
+        .world(|w| w.repo(w.repo_id("octo-org/api")?).map(|r| r.pulls[&number].head_sha.clone()))
+        .expect("head");
+    let build = sim.create_check_run("octo-org/api", &head, "build").expect("run");
+    sim.complete_check_run(build, "success").expect("complete");
+    (number, head)
+}
+
+const ROLLUP: &str = "query($owner: String!, $name: String!, $n: Int!) { repository(owner: $owner, name: $name) {
+    pullRequest(number: $n) {
+      statusCheckRollup { state contexts(first: 20) {
+        totalCount checkRunCount statusContextCount
+        checkRunCountsByState { state count } statusContextCountsByState { state count }
+        nodes { __typename
+          ... on CheckRun { name conclusion }
+          ... on StatusContext { id context state description targetUrl createdAt creator { login } } } } }
+      headRef { target { ... on Commit {
+        status { state contexts { context state description } context(name: \"ci/jenkins\") { state } } } } } } } }";
+
+async fn rollup_of(sim: &Simulator, number: i64) -> Value {
+    let answer =
+        graphql(sim, STATIC_TOKEN, ROLLUP, json!({ "owner": API.0, "name": API.1, "n": number })).await;
+    assert!(answer.body.get("errors").is_none(), "{}", answer.body);
+    answer.body["data"]["repository"]["pullRequest"].clone()
+}
+
+#[tokio::test]
+async fn the_rollup_combines_commit_statuses_with_check_runs_as_github_does() {
+    let sim = sim(Generate { repositories: 1, pull_requests: 1, check_runs: 1 }).await;
+    let (number, head) = passing_pr(&sim, None);
+    let pr = rollup_of(&sim, number).await;
+    assert_eq!(pr["statusCheckRollup"]["state"], "SUCCESS");
+    assert_eq!(pr["headRef"]["target"]["status"], Value::Null, "no status posted: null, as on GitHub");
+
+    let mut failing = github_sim::NewStatus::new("ci/jenkins", "failure");
+    failing.description = Some("2 tests failed".into());
+    failing.target_url = Some("https://ci.example.com/1000/output".into());
+    let status_id = sim.post_status("octo-org/api", &head, failing).expect("status");
+    let pr = rollup_of(&sim, number).await;
+    let rollup = &pr["statusCheckRollup"];
+    assert_eq!(rollup["state"], "FAILURE", "a failing status fails passing checks: {rollup}");
+    let contexts = &rollup["contexts"];
+    assert_eq!((contexts["totalCount"].as_i64(), contexts["checkRunCount"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(contexts["statusContextCount"], 1);
+    assert_eq!(contexts["checkRunCountsByState"], json!([{ "state": "SUCCESS", "count": 1 }]));
+    assert_eq!(contexts["statusContextCountsByState"], json!([{ "state": "FAILURE", "count": 1 }]));
+    let status = &contexts["nodes"][1];
+    assert_eq!(status["__typename"], "StatusContext");
+    assert_eq!(status["id"], format!("SC_sim{status_id}"));
+    assert_eq!((status["context"].as_str(), status["state"].as_str()), (Some("ci/jenkins"), Some("FAILURE")));
+    assert_eq!(status["description"], "2 tests failed");
+    assert_eq!(status["targetUrl"], "https://ci.example.com/1000/output");
+    assert_eq!(status["creator"]["login"], "octo-org");
+    assert!(status["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    // REST shows the same status under the same node id.
+    let rest_status = rest(&sim, &format!("/repos/octo-org/api/commits/{head}/status")).await;
+    assert_eq!(rest_status["statuses"][0]["node_id"], status["id"]);
+    assert_eq!(rest_status["state"], "failure");
+    let commit_status = &pr["headRef"]["target"]["status"];
+    assert_eq!(commit_status["state"], "FAILURE");
+    assert_eq!(commit_status["context"]["state"], "FAILURE");
+
+    // The latest status of a context replaces it; another context's pending holds the rollup.
+    sim.set_status("octo-org/api", &head, "ci/jenkins", "success", None).expect("status");
+    let pr = rollup_of(&sim, number).await;
+    assert_eq!(pr["statusCheckRollup"]["state"], "SUCCESS");
+    assert_eq!(pr["statusCheckRollup"]["contexts"]["statusContextCount"], 1);
+    sim.set_status("octo-org/api", &head, "deploy/preview", "pending", None).expect("status");
+    let pr = rollup_of(&sim, number).await;
+    assert_eq!(pr["statusCheckRollup"]["state"], "PENDING");
+    assert_eq!(
+        pr["statusCheckRollup"]["contexts"]["statusContextCountsByState"],
+        json!([{ "state": "PENDING", "count": 1 }, { "state": "SUCCESS", "count": 1 }])
+    );
+    assert_eq!(
+        pr["headRef"]["target"]["status"]["contexts"],
+        json!([
+            { "context": "ci/jenkins", "state": "SUCCESS", "description": null },
+            { "context": "deploy/preview", "state": "PENDING", "description": null },
+        ])
+    );
+    sim.set_status("octo-org/api", &head, "deploy/preview", "error", Some("no runner")).expect("status");
+    assert_eq!(rollup_of(&sim, number).await["statusCheckRollup"]["state"], "FAILURE", "error fails it too");
+}
+
+const REQUIRED: &str = "query($owner: String!, $name: String!, $n: Int!, $id: ID!) {
+  repository(owner: $owner, name: $name) { pullRequest(number: $n) { statusCheckRollup { contexts(first: 20) { nodes {
+    ... on CheckRun { name byNumber: isRequired(pullRequestNumber: $n) byId: isRequired(pullRequestId: $id) }
+    ... on StatusContext { name: context byNumber: isRequired(pullRequestNumber: $n) byId: isRequired(pullRequestId: $id) }
+  } } } } } }";
+
+async fn required_flags(sim: &Simulator, number: i64) -> Vec<(String, bool, bool)> {
+    let pr = rest(sim, &format!("/repos/octo-org/api/pulls/{number}")).await;
+    let variables = json!({ "owner": API.0, "name": API.1, "n": number, "id": pr["node_id"] });
+    let answer = graphql(sim, STATIC_TOKEN, REQUIRED, variables).await;
+    assert!(answer.body.get("errors").is_none(), "{}", answer.body);
+    let nodes = &answer.body["data"]["repository"]["pullRequest"]["statusCheckRollup"]["contexts"]["nodes"];
+    nodes
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            let flag = |key: &str| n[key].as_bool().unwrap_or_else(|| panic!("{key} in {n}"));
+            (n["name"].as_str().expect("name").to_owned(), flag("byNumber"), flag("byId"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn is_required_answers_from_the_base_branchs_protection_and_needs_a_pull_request() {
+    let sim = sim(Generate { repositories: 1, pull_requests: 1, check_runs: 1 }).await;
+    let (number, head) = passing_pr(&sim, None);
+    sim.create_check_run("octo-org/api", &head, "lint").expect("run");
+    sim.set_status("octo-org/api", &head, "ci/jenkins", "pending", None).expect("status");
+    sim.set_status("octo-org/api", &head, "coverage", "success", None).expect("status");
+    let owned = |rows: &[(&str, bool, bool)]| -> Vec<(String, bool, bool)> {
+        rows.iter().map(|(name, a, b)| ((*name).to_owned(), *a, *b)).collect()
+    };
+    let nothing_required = owned(&[
+        ("build", false, false),
+        ("lint", false, false),
+        ("ci/jenkins", false, false),
+        ("coverage", false, false),
+    ]);
+    assert_eq!(
+        required_flags(&sim, number).await,
+        nothing_required,
+        "an unprotected branch requires nothing"
+    );
+
+    sim.set_required_checks("octo-org/api", "main", &["build", "ci/jenkins"]).expect("protect");
+    assert_eq!(
+        required_flags(&sim, number).await,
+        owned(&[
+            ("build", true, true),
+            ("lint", false, false),
+            ("ci/jenkins", true, true),
+            ("coverage", false, false)
+        ])
+    );
+    // Another base branch: its own protection (none) decides, even for the same commit's checks.
+    let (other, _) = passing_pr(&sim, Some("develop"));
+    assert_eq!(required_flags(&sim, other).await, owned(&[("build", false, false)]));
+
+    // Without an argument GitHub refuses the field; the rest of the answer stands.
+    let query = "query($owner: String!, $name: String!, $n: Int!) { repository(owner: $owner, name: $name) {
+        pullRequest(number: $n) { number statusCheckRollup { contexts(first: 20) { nodes {
+          ... on CheckRun { name isRequired } } } } } } }";
+    let answer =
+        graphql(&sim, STATIC_TOKEN, query, json!({ "owner": API.0, "name": API.1, "n": other })).await;
+    assert_eq!(answer.status, 200);
+    let error = answer.error();
+    assert_eq!(error["type"], "UNPROCESSABLE", "{}", answer.body);
+    assert_eq!(error["message"], "A pull request ID or pull request number is required.");
+    assert_eq!(
+        error["path"],
+        json!(["repository", "pullRequest", "statusCheckRollup", "contexts", "nodes", 0, "isRequired"])
+    );
+    assert!(error["locations"][0]["line"].as_i64().is_some());
+    let pr = &answer.body["data"]["repository"]["pullRequest"];
+    assert_eq!(pr["number"], other);
+    // The field may not be null: its node is null instead, as the GraphQL spec and GitHub have it.
+    assert_eq!(pr["statusCheckRollup"]["contexts"]["nodes"], json!([null]), "{}", answer.body);
+
+    // A pull request that does not exist.
+    let query = "query($owner: String!, $name: String!, $n: Int!) { repository(owner: $owner, name: $name) {
+        pullRequest(number: $n) { statusCheckRollup { contexts(first: 1) { nodes { ... on CheckRun { isRequired(pullRequestNumber: 999) } } } } } } }";
+    let answer =
+        graphql(&sim, STATIC_TOKEN, query, json!({ "owner": API.0, "name": API.1, "n": number })).await;
+    assert_eq!(answer.error()["type"], "NOT_FOUND", "{}", answer.body);
+}
+
+/// `data.repository.pullRequest` of `query` for PR `number` of octo-org/api, which must not fail.
+async fn pull_request_data(sim: &Simulator, query: &str, number: i64) -> Value {
+    let answer =
+        graphql(sim, STATIC_TOKEN, query, json!({ "owner": API.0, "name": API.1, "n": number })).await;
+    assert!(answer.body.get("errors").is_none(), "{}", answer.body);
+    answer.body["data"]["repository"]["pullRequest"].clone()
+}
+
+#[tokio::test]
+async fn a_merge_queue_entry_follows_its_group_whose_checks_stay_off_the_pr_head() {
+    let sim = sim(Generate { repositories: 1, pull_requests: 1, check_runs: 1 }).await;
+    let (number, _) = passing_pr(&sim, None);
+    sim.set_required_checks("octo-org/api", "main", &["build"]).expect("protect");
+    let query = "query($owner: String!, $name: String!, $n: Int!) { repository(owner: $owner, name: $name) {
+        pullRequest(number: $n) { state isInMergeQueue headRefOid statusCheckRollup { state }
+          mergeQueueEntry { id state position enqueuedAt jump solo enqueuer { login } pullRequest { number }
+            baseCommit { oid }
+            headCommit { oid statusCheckRollup { state }
+              checkSuites(first: 5) { nodes {
+                latest: checkRuns(first: 10) { nodes { databaseId status } }
+                all: checkRuns(first: 10, filterBy: { checkType: ALL }) { nodes { databaseId } } } } } } } } }";
+    let pr = pull_request_data(&sim, query, number).await;
+    assert_eq!((pr["isInMergeQueue"].as_bool(), &pr["mergeQueueEntry"]), (Some(false), &Value::Null));
+
+    let group = sim.enqueue("octo-org/api", number).expect("queued");
+    let pr = pull_request_data(&sim, query, number).await;
+    let entry = &pr["mergeQueueEntry"];
+    assert_eq!(pr["isInMergeQueue"], true);
+    assert_eq!((entry["state"].as_str(), entry["position"].as_i64()), (Some("AWAITING_CHECKS"), Some(1)));
+    assert_eq!(entry["headCommit"]["oid"], group.as_str());
+    assert_ne!(entry["headCommit"]["oid"], pr["headRefOid"], "the group's commit is not the PR head");
+    assert_eq!(entry["headCommit"]["statusCheckRollup"], Value::Null);
+    assert_eq!((entry["jump"].as_bool(), entry["solo"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(entry["enqueuer"]["login"], "alice");
+    assert_eq!(entry["pullRequest"]["number"], number);
+    let main_head = sim
+        .world(|w| w.repo(w.repo_id("octo-org/api")?).map(|r| r.branch_heads.get("main").cloned()))
+        .expect("repo")
+        .expect("main moved when #2 merged");
+    assert_eq!(entry["baseCommit"]["oid"], main_head.as_str());
+    let node = graphql(
+        &sim,
+        STATIC_TOKEN,
+        "query($id: ID!) { node(id: $id) { ... on MergeQueueEntry { position } } }",
+        json!({ "id": entry["id"] }),
+    )
+    .await;
+    assert_eq!(node.body["data"]["node"]["position"], 1, "{}", node.body);
+
+    // A failing check on the group makes the entry unmergeable; the PR head's rollup does not move.
+    let gate = sim.create_check_run("octo-org/api", &group, "build").expect("run");
+    sim.complete_check_run(gate, "failure").expect("complete");
+    let pr = pull_request_data(&sim, query, number).await;
+    assert_eq!(pr["mergeQueueEntry"]["state"], "UNMERGEABLE");
+    assert_eq!(pr["mergeQueueEntry"]["headCommit"]["statusCheckRollup"]["state"], "FAILURE");
+    assert_eq!(pr["statusCheckRollup"]["state"], "SUCCESS");
+    assert!(sim.merge_group_passed("octo-org/api", number).is_err());
+
+    // Re-run: LATEST shows the new run alone, ALL both; once it passes the entry is mergeable.
+    let rerun = sim.rerun_check_run(gate).expect("re-run");
+    let pr = pull_request_data(&sim, query, number).await;
+    let suite = &pr["mergeQueueEntry"]["headCommit"]["checkSuites"]["nodes"][0];
+    assert_eq!(suite["latest"]["nodes"], json!([{ "databaseId": rerun, "status": "QUEUED" }]));
+    assert_eq!(suite["all"]["nodes"], json!([{ "databaseId": gate }, { "databaseId": rerun }]));
+    assert_eq!(pr["mergeQueueEntry"]["state"], "AWAITING_CHECKS");
+    sim.complete_check_run(rerun, "success").expect("complete");
+    assert_eq!(pull_request_data(&sim, query, number).await["mergeQueueEntry"]["state"], "MERGEABLE");
+
+    sim.merge_group_passed("octo-org/api", number).expect("merged");
+    let pr = pull_request_data(&sim, query, number).await;
+    assert_eq!((pr["state"].as_str(), pr["isInMergeQueue"].as_bool()), (Some("MERGED"), Some(false)));
+    assert_eq!(pr["mergeQueueEntry"], Value::Null);
 }

@@ -350,3 +350,528 @@ async fn an_etag_earned_under_an_ended_token_gets_the_full_body_and_costs_a_poin
     assert_eq!(get(&http, &url, "t", Some(&new_etag)).send().await.expect("sent").status(), 200);
     assert_eq!(sim.stats().count(PULLS, 401), 1);
 }
+
+// ---------------------------------------------------------------- commit statuses, required checks, merge queues
+
+/// The head SHA of PR `number` in `repo`.
+fn head_of(sim: &Simulator, repo: &str, number: i64) -> String {
+    sim.world(|w| w.repo(w.repo_id(repo)?).map(|r| r.pulls[&number].head_sha.clone())).expect("a PR")
+}
+
+async fn mint_for(http: &reqwest::Client, base: &str, installation: i64) -> String {
+    let answer: Value = http
+        .post(format!("{base}/app/installations/{installation}/access_tokens"))
+        .bearer_auth(app_jwt())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    answer["token"].as_str().expect("a token").to_owned()
+}
+
+fn seconds_ago(at: &Value) -> i64 {
+    let at = chrono::DateTime::parse_from_rfc3339(at.as_str().expect("a time")).expect("RFC 3339");
+    (chrono::Utc::now() - at.with_timezone(&chrono::Utc)).num_seconds()
+}
+
+#[tokio::test]
+async fn the_combined_status_and_the_statuses_listing_answer_as_github_with_token_scoped_etags() {
+    let (sim, base, http) = sim_with_token(SimConfig::default()).await;
+    let repo = "octo-org/api";
+    let sha = head_of(&sim, repo, 1);
+    let combined_url = format!("{base}/repos/{repo}/commits/{sha}/status");
+    let listing_url = format!("{base}/repos/{repo}/commits/{sha}/statuses");
+
+    // No statuses yet: pending, as GitHub documents.
+    let empty: Value =
+        get(&http, &combined_url, "t", None).send().await.expect("sent").json().await.expect("json");
+    assert_eq!((empty["state"].as_str(), empty["total_count"].as_u64()), (Some("pending"), Some(0)));
+
+    let first = sim.set_status(repo, &sha, "ci/jenkins", "pending", Some("Build started")).expect("status");
+    let lint = sim.set_status(repo, &sha, "lint", "success", None).expect("status");
+    let latest = sim.set_status(repo, &sha, "ci/jenkins", "failure", Some("2 tests failed")).expect("status");
+    assert!(first > i64::from(i32::MAX), "status ids pass 2^31 as GitHub's do");
+
+    let answer = get(&http, &combined_url, "t", None).send().await.expect("sent");
+    assert_eq!(answer.status(), 200);
+    let etag = answer.headers()["etag"].to_str().expect("etag").to_owned();
+    let combined: Value = answer.json().await.expect("json");
+    assert_eq!(combined["state"], "failure", "{combined}");
+    assert_eq!(combined["sha"], sha.as_str());
+    assert_eq!(combined["total_count"], 2, "one entry per context");
+    let contexts: Vec<(&str, &str, i64)> = combined["statuses"]
+        .as_array()
+        .expect("statuses")
+        .iter()
+        .map(|s| {
+            (
+                s["context"].as_str().expect("c"),
+                s["state"].as_str().expect("s"),
+                s["id"].as_i64().expect("id"),
+            )
+        })
+        .collect();
+    assert_eq!(contexts, [("ci/jenkins", "failure", latest), ("lint", "success", lint)]);
+    assert_eq!(combined["statuses"][0]["description"], "2 tests failed");
+    assert_eq!(combined["statuses"][0]["node_id"], format!("SC_sim{latest}"));
+    assert_eq!(combined["repository"]["full_name"], repo);
+    assert!(combined["commit_url"].as_str().expect("commit_url").ends_with(&format!("/commits/{sha}")));
+    assert!(combined["url"].as_str().expect("url").ends_with(&format!("/commits/{sha}/status")));
+
+    // Token-scoped ETags: a free 304 under the same token, a full 200 under another.
+    assert_eq!(get(&http, &combined_url, "t", Some(&etag)).send().await.expect("sent").status(), 304);
+    let token = mint_for(&http, &base, 2001).await;
+    let other = get(&http, &combined_url, &token, Some(&etag)).send().await.expect("sent");
+    assert_eq!(other.status(), 200);
+    assert_ne!(other.headers()["etag"].to_str().expect("etag"), etag);
+
+    // Every status, newest first, paginated like the other listings.
+    let answer = get(&http, &format!("{listing_url}?per_page=2"), "t", None).send().await.expect("sent");
+    assert_eq!(answer.status(), 200);
+    let link = answer.headers()["link"].to_str().expect("link").to_owned();
+    assert!(link.contains("page=2") && link.contains("rel=\"next\""), "{link}");
+    let listing_etag = answer.headers()["etag"].to_str().expect("etag").to_owned();
+    let page_1: Value = answer.json().await.expect("json");
+    let page_2: Value = get(&http, &format!("{listing_url}?per_page=2&page=2"), "t", None)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<i64> = page_1
+        .as_array()
+        .expect("page")
+        .iter()
+        .chain(page_2.as_array().expect("page"))
+        .map(|s| s["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, [latest, lint, first]);
+    assert_eq!(page_1[0]["creator"]["login"], "octo-org");
+    assert!(page_1[0]["created_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let again = get(&http, &format!("{listing_url}?per_page=2"), "t", Some(&listing_etag))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 304);
+    assert_eq!(
+        get(&http, &format!("{listing_url}?per_page=2"), &token, Some(&listing_etag))
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        200
+    );
+
+    // A change shows at once: the old validator no longer matches.
+    sim.set_status(repo, &sha, "ci/jenkins", "success", None).expect("status");
+    let changed = get(&http, &combined_url, "t", Some(&etag)).send().await.expect("sent");
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.json::<Value>().await.expect("json")["state"], "success");
+    sim.set_status(repo, &sha, "deploy", "pending", None).expect("status");
+    let pending: Value =
+        get(&http, &combined_url, "t", None).send().await.expect("sent").json().await.expect("json");
+    assert_eq!((pending["state"].as_str(), pending["total_count"].as_u64()), (Some("pending"), Some(3)));
+
+    // An unknown commit, no token, a bad state.
+    let unknown = get(&http, &format!("{base}/repos/{repo}/commits/{}/status", "0".repeat(40)), "t", None)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unknown.status(), 422);
+    assert_eq!(http.get(&combined_url).send().await.expect("sent").status(), 401);
+    assert!(sim.set_status(repo, &sha, "ci", "passed", None).is_err());
+    let stats = sim.stats();
+    assert_eq!(stats.count("GET /repos/{owner}/{repo}/commits/{ref}/status", 304), 1);
+    assert_eq!(stats.count("GET /repos/{owner}/{repo}/commits/{ref}/statuses", 304), 1);
+}
+
+#[tokio::test]
+async fn required_status_checks_answer_githubs_shape_and_404s() {
+    let (sim, base, http) = sim_with_token(SimConfig {
+        generate: Some(github_sim::Generate { repositories: 1, pull_requests: 1, check_runs: 0 }),
+        ..SimConfig::default()
+    })
+    .await;
+    let url = format!("{base}/repos/octo-org/api/branches/main/protection/required_status_checks");
+    let not_protected = get(&http, &url, "t", None).send().await.expect("sent");
+    assert_eq!(not_protected.status(), 404);
+    assert_eq!(not_protected.json::<Value>().await.expect("json")["message"], "Branch not protected");
+
+    sim.set_required_checks("octo-org/api", "main", &["build", "ci/jenkins"]).expect("protect");
+    let answer = get(&http, &url, "t", None).send().await.expect("sent");
+    assert_eq!(answer.status(), 200);
+    let etag = answer.headers()["etag"].to_str().expect("etag").to_owned();
+    let rule: Value = answer.json().await.expect("json");
+    assert_eq!(rule["strict"], false);
+    assert_eq!(rule["contexts"], serde_json::json!(["build", "ci/jenkins"]));
+    assert_eq!(
+        rule["checks"],
+        serde_json::json!([{ "context": "build", "app_id": null }, { "context": "ci/jenkins", "app_id": null }])
+    );
+    assert!(rule["url"].as_str().expect("url").ends_with("/branches/main/protection/required_status_checks"));
+    assert!(rule["contexts_url"].as_str().expect("url").ends_with("/required_status_checks/contexts"));
+    assert_eq!(get(&http, &url, "t", Some(&etag)).send().await.expect("sent").status(), 304);
+
+    // A branch name with a slash is one path parameter.
+    sim.set_required_checks("octo-org/api", "release/1.x", &["build"]).expect("protect");
+    let slashed = format!("{base}/repos/octo-org/api/branches/release/1.x/protection/required_status_checks");
+    let answer: Value =
+        get(&http, &slashed, "t", None).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(answer["contexts"], serde_json::json!(["build"]));
+
+    // Protected but requiring nothing.
+    sim.set_required_checks("octo-org/api", "main", &[]).expect("unrequire");
+    let none = get(&http, &url, "t", None).send().await.expect("sent");
+    assert_eq!(none.status(), 404);
+    assert_eq!(none.json::<Value>().await.expect("json")["message"], "Required status checks not enabled");
+
+    // The same auth as every repository endpoint.
+    assert_eq!(http.get(&url).send().await.expect("sent").status(), 401);
+    let outsider = mint_for(&http, &base, github_sim::generate::GENERATED_INSTALLATION).await;
+    assert_eq!(get(&http, &url, &outsider, None).send().await.expect("sent").status(), 404);
+    let own = mint_for(&http, &base, 2001).await;
+    assert_eq!(get(&http, &slashed, &own, None).send().await.expect("sent").status(), 200);
+}
+
+#[tokio::test]
+async fn a_rerun_is_listed_alone_under_filter_latest_and_beside_the_old_run_under_all() {
+    let (sim, base, http) = sim_with_token(SimConfig::default()).await;
+    let repo = "octo-org/api";
+    let sha = head_of(&sim, repo, 1);
+    let ids = |body: &Value| -> Vec<(i64, String)> {
+        body["check_runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .map(|r| (r["id"].as_i64().expect("id"), r["status"].as_str().expect("status").to_owned()))
+            .collect()
+    };
+    let runs = |filter: &'static str| {
+        let url = format!("{base}/repos/{repo}/commits/{sha}/check-runs{filter}");
+        let request = get(&http, &url, "t", None);
+        async move { request.send().await.expect("sent").json::<Value>().await.expect("json") }
+    };
+    let before = runs("").await;
+    assert_eq!(before["total_count"], 2, "build and test");
+    let test_run = before["check_runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["name"] == "test")
+        .and_then(|r| r["id"].as_i64())
+        .expect("the failed test run");
+    let build_run = before["check_runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["name"] == "build")
+        .and_then(|r| r["id"].as_i64())
+        .expect("build");
+
+    let rerun = sim.rerun_check_run(test_run).expect("re-run");
+    assert!(rerun > test_run);
+    for (filter, expected) in [("", 2), ("?filter=latest", 2), ("?filter=all", 3)] {
+        let body = runs(filter).await;
+        assert_eq!(body["total_count"], expected, "{filter}: {body}");
+    }
+    let latest = ids(&runs("").await);
+    assert_eq!(latest, [(rerun, "queued".to_owned()), (build_run, "completed".to_owned())]);
+    let all: Vec<i64> = ids(&runs("?filter=all").await).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(all, [rerun, test_run, build_run], "newest first");
+    let new_run = &runs("").await["check_runs"][0];
+    assert_eq!((new_run["name"].as_str(), new_run["head_sha"].as_str()), (Some("test"), Some(sha.as_str())));
+    // The suite is open again until the re-run completes; a pass clears the failure it re-ran.
+    assert_eq!(new_run["check_suite"]["status"], "queued");
+    sim.complete_check_run(rerun, "success").expect("complete");
+    assert_eq!(runs("").await["check_runs"][0]["check_suite"]["conclusion"], "success");
+    assert!(sim.rerun_check_run(rerun).is_ok(), "a completed re-run can be re-run again");
+    let queued = sim.create_check_run(repo, &sha, "lint").expect("run");
+    assert!(sim.rerun_check_run(queued).is_err(), "only a completed run is re-run");
+}
+
+#[tokio::test]
+async fn the_clock_offset_backdates_what_the_world_stamps_without_sleeping() {
+    let (sim, base, http) = sim_with_token(SimConfig::default()).await;
+    let repo = "octo-org/api";
+    let sha = head_of(&sim, repo, 1);
+    sim.set_clock_offset(chrono::Duration::hours(-2));
+    let stuck = sim.create_check_run(repo, &sha, "e2e").expect("run");
+    sim.start_check_run(stuck).expect("start");
+    sim.set_status(repo, &sha, "ci/legacy", "pending", None).expect("status");
+    assert!((sim.now() - chrono::Utc::now()).num_minutes() <= -119);
+    sim.set_clock_offset(chrono::Duration::zero());
+    let fresh = sim.create_check_run(repo, &sha, "lint").expect("run");
+
+    let body: Value = get(&http, &format!("{base}/repos/{repo}/commits/{sha}/check-runs"), "t", None)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let started = |id: i64| -> i64 {
+        let run =
+            body["check_runs"].as_array().expect("runs").iter().find(|r| r["id"] == id).expect("the run");
+        seconds_ago(&run["started_at"])
+    };
+    assert!((7_170..=7_230).contains(&started(stuck)), "started two hours ago: {}s", started(stuck));
+    assert!(started(fresh) < 60, "the clock is back: {}s", started(fresh));
+    let statuses: Value = get(&http, &format!("{base}/repos/{repo}/commits/{sha}/statuses"), "t", None)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!((7_170..=7_230).contains(&seconds_ago(&statuses[0]["created_at"])), "{statuses}");
+}
+
+/// A delivery as the service stored it, by event and action.
+async fn stored_payloads(app: &TestApp) -> Vec<(String, String, Value)> {
+    let mut conn = connect(&app.db.url).await;
+    let stored: Vec<Stored> = diesel::sql_query(
+        "SELECT event, coalesce(action, '') AS action, payload FROM webhook_deliveries ORDER BY received_at",
+    )
+    .load(&mut conn)
+    .await
+    .expect("deliveries");
+    stored
+        .into_iter()
+        .map(|d| (d.event, d.action, serde_json::from_slice(&d.payload).expect("JSON")))
+        .collect()
+}
+
+fn keys(value: &Value) -> Vec<&str> {
+    value.as_object().expect("an object").keys().map(String::as_str).collect()
+}
+
+#[tokio::test]
+async fn status_and_merge_group_webhooks_are_signed_and_shaped_as_githubs() {
+    use hmac::{KeyInit, Mac};
+    let app = spawn_app().await;
+    let sim = sim_with_repo().await;
+    sim.set_webhook(Some(target(&app, TEST_SECRET)));
+    let repo = "octo-org/api";
+    let sha = head_of(&sim, repo, 1);
+    let mut status = github_sim::NewStatus::new("ci/jenkins", "failure");
+    status.description = Some("Build failed".into());
+    status.target_url = Some("https://ci.example.com/1000/output".into());
+    let status_id = sim.post_status(repo, &sha, status).expect("status");
+    sim.set_required_checks(repo, "main", &["build"]).expect("protect");
+    let group_1 = sim.enqueue(repo, 1).expect("queued");
+    let gate = sim.create_check_run(repo, &group_1, "build").expect("a check on the merge group");
+    sim.dequeue(repo, 1, "dequeued").expect("dequeued");
+    let group_2 = sim.enqueue(repo, 1).expect("queued again");
+    assert_ne!(group_1, group_2);
+    sim.complete_check_run(gate, "success").expect("the old group's check ends");
+    assert!(sim.merge_group_passed(repo, 1).is_err(), "the new group has not passed yet");
+    let gate = sim.create_check_run(repo, &group_2, "build").expect("check");
+    sim.complete_check_run(gate, "success").expect("complete");
+    sim.merge_group_passed(repo, 1).expect("merged");
+    sim.wait_for_deliveries().await;
+
+    let records = sim.deliveries();
+    assert!(records.iter().all(|r| r.statuses == [202]), "the service verified every signature: {records:?}");
+    // GitHub's headers, and a signature checked here independently of both sides.
+    let attempts = sim.hook_deliveries();
+    let status_attempt = attempts.iter().find(|a| a.event == "status").expect("a status delivery");
+    let headers = &status_attempt.request_headers;
+    assert_eq!(headers["x-github-event"], "status");
+    assert_eq!(headers["x-github-delivery"], status_attempt.guid);
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(headers["user-agent"].starts_with("GitHub-Hookshot/"));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TEST_SECRET.as_bytes()).expect("key");
+    mac.update(&status_attempt.body);
+    assert_eq!(
+        headers["x-hub-signature-256"],
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+
+    let stored = stored_payloads(&app).await;
+    let seen: Vec<String> =
+        stored.iter().map(|(e, a, _)| if a.is_empty() { e.clone() } else { format!("{e}/{a}") }).collect();
+    assert_eq!(
+        seen,
+        [
+            "status",
+            "branch_protection_rule/created",
+            "pull_request/enqueued",
+            "merge_group/checks_requested",
+            "check_run/created",
+            "pull_request/dequeued",
+            "merge_group/destroyed",
+            "pull_request/enqueued",
+            "merge_group/checks_requested",
+            "check_run/completed",
+            "check_suite/completed",
+            "check_run/created",
+            "check_run/completed",
+            "check_suite/completed",
+            "pull_request/closed",
+            "merge_group/destroyed",
+        ]
+    );
+
+    // `status`: GitHub's required fields, no action.
+    let (_, _, payload) = &stored[0];
+    let mut fields = keys(payload);
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "avatar_url",
+            "branches",
+            "commit",
+            "context",
+            "created_at",
+            "description",
+            "id",
+            "installation",
+            "name",
+            "repository",
+            "sender",
+            "sha",
+            "state",
+            "target_url",
+            "updated_at",
+        ]
+    );
+    assert_eq!(payload["id"], status_id);
+    assert_eq!((payload["sha"].as_str(), payload["name"].as_str()), (Some(sha.as_str()), Some(repo)));
+    assert_eq!(
+        (payload["context"].as_str(), payload["state"].as_str()),
+        (Some("ci/jenkins"), Some("failure"))
+    );
+    assert_eq!(payload["description"], "Build failed");
+    assert_eq!(payload["target_url"], "https://ci.example.com/1000/output");
+    assert_eq!(payload["commit"]["sha"], sha.as_str());
+    for key in ["node_id", "commit", "url", "html_url", "comments_url", "author", "committer", "parents"] {
+        assert!(payload["commit"].get(key).is_some(), "commit.{key}");
+    }
+    assert_eq!(payload["branches"][0]["name"], "rate-limits", "the PR's head branch holds the commit");
+    assert_eq!(payload["installation"]["id"], 2001);
+    assert_eq!(payload["sender"]["login"], "octo-org");
+    assert!(chrono::DateTime::parse_from_rfc3339(payload["created_at"].as_str().expect("time")).is_ok());
+
+    let (_, _, rule) = &stored[1];
+    assert_eq!(rule["rule"]["name"], "main");
+    assert_eq!(rule["rule"]["required_status_checks"], serde_json::json!(["build"]));
+    assert_eq!(rule["rule"]["required_status_checks_enforcement_level"], "non_admins");
+
+    // pull_request enqueued/dequeued/closed validate against GitHub's schemas.
+    let mut schemas = Schemas::new();
+    for (event, action, payload) in stored.iter().filter(|(e, _, _)| e == "pull_request" || e == "check_run")
+    {
+        let errors = schemas.validate(event, action, payload);
+        assert!(errors.is_empty(), "{event}/{action}: {errors:#?}");
+    }
+    let dequeued = &stored[5].2;
+    assert_eq!(dequeued["reason"], "MANUAL");
+
+    // merge_group: GitHub's fields, the readonly branch, the group's reason.
+    let (_, _, requested) = &stored[3];
+    let mut fields = keys(requested);
+    fields.sort_unstable();
+    assert_eq!(fields, ["action", "installation", "merge_group", "repository", "sender"]);
+    let group = &requested["merge_group"];
+    // Built on the base branch's head: the merge commit of #2, merged in the fixture.
+    let base_sha = sim
+        .world(|w| w.repo(w.repo_id(repo)?).map(|r| r.pulls[&2].merge_commit_sha.clone()))
+        .expect("a PR")
+        .expect("#2 is merged");
+    assert_eq!(group["head_sha"], group_1.as_str());
+    assert_eq!(group["head_ref"], format!("refs/heads/gh-readonly-queue/main/pr-1-{base_sha}"));
+    assert_eq!(
+        (group["base_ref"].as_str(), group["base_sha"].as_str()),
+        (Some("refs/heads/main"), Some(base_sha.as_str()))
+    );
+    let mut commit_fields = keys(&group["head_commit"]);
+    commit_fields.sort_unstable();
+    assert_eq!(commit_fields, ["author", "committer", "id", "message", "timestamp", "tree_id"]);
+    assert_eq!(group["head_commit"]["id"], group_1.as_str());
+    assert_eq!(requested["sender"]["login"], "alice");
+    // A check run on the group's commit belongs to the group's branch, not to the PR.
+    let (_, _, on_group) = &stored[4];
+    assert_eq!(on_group["check_run"]["head_sha"], group_1.as_str());
+    assert_eq!(on_group["check_run"]["pull_requests"], serde_json::json!([]));
+    assert_eq!(
+        on_group["check_run"]["check_suite"]["head_branch"],
+        format!("gh-readonly-queue/main/pr-1-{base_sha}")
+    );
+    let destroyed = [(&stored[6].2, "dequeued", &group_1), (&stored[15].2, "merged", &group_2)];
+    for (payload, reason, head) in destroyed {
+        assert_eq!(
+            (payload["action"].as_str(), payload["reason"].as_str()),
+            (Some("destroyed"), Some(reason))
+        );
+        assert_eq!(payload["merge_group"]["head_sha"], head.as_str());
+    }
+    let closed = &stored[14].2;
+    assert_eq!(
+        (closed["pull_request"]["merged"].as_bool(), closed["pull_request"]["merge_commit_sha"].as_str()),
+        (Some(true), Some(group_2.as_str()))
+    );
+    // The deliveries API lists the action-less event with a null action, as GitHub does.
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/app/hook/deliveries?per_page=100", sim.api_url()))
+        .bearer_auth(app_jwt())
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let status_item =
+        listed.as_array().expect("deliveries").iter().find(|d| d["event"] == "status").expect("listed");
+    assert_eq!(status_item["action"], Value::Null);
+    assert!(status_item.as_object().is_some_and(|d| d.contains_key("action")));
+    let merge_item =
+        listed.as_array().expect("deliveries").iter().find(|d| d["event"] == "merge_group").expect("listed");
+    assert_eq!(merge_item["action"], "destroyed", "newest first");
+}
+
+#[tokio::test]
+async fn pushing_to_or_closing_a_queued_pr_takes_it_out_of_the_queue_first() {
+    let app = spawn_app().await;
+    let sim = sim_with_repo().await;
+    sim.set_webhook(Some(target(&app, TEST_SECRET)));
+    let repo = "octo-org/api";
+    let queued =
+        |sim: &Simulator| sim.world(|w| w.repo(700_001).map(|r| r.queued_group(1).is_some())).expect("repo");
+    let first = sim.enqueue(repo, 1).expect("queued");
+    assert!(queued(&sim));
+    let new_head = sim.push(repo, 1).expect("pushed");
+    assert!(!queued(&sim), "a push takes the PR out of the queue");
+    assert_eq!(head_of(&sim, repo, 1), new_head);
+    let second = sim.enqueue(repo, 1).expect("queued again (nothing is required)");
+    sim.close(repo, 1).expect("closed");
+    assert!(!queued(&sim), "so does closing it");
+    assert!(sim.enqueue(repo, 1).is_err(), "a closed PR is not queued");
+    sim.wait_for_deliveries().await;
+    let seen: Vec<String> = stored_payloads(&app)
+        .await
+        .iter()
+        .map(|(e, a, p)| {
+            let head = p["merge_group"]["head_sha"].as_str().map(|h| format!(" {h}")).unwrap_or_default();
+            format!("{e}/{a}{head}")
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "pull_request/enqueued".to_owned(),
+            format!("merge_group/checks_requested {first}"),
+            "pull_request/dequeued".to_owned(),
+            format!("merge_group/destroyed {first}"),
+            "pull_request/synchronize".to_owned(),
+            "pull_request/enqueued".to_owned(),
+            format!("merge_group/checks_requested {second}"),
+            "pull_request/dequeued".to_owned(),
+            format!("merge_group/destroyed {second}"),
+            "pull_request/closed".to_owned(),
+        ]
+    );
+}

@@ -97,7 +97,8 @@ pub(crate) fn summary(attempt: &HookDelivery) -> Value {
         "status": attempt.status,
         "status_code": attempt.status_code,
         "event": attempt.event,
-        "action": attempt.action,
+        // Events without an action (`status`, `push`) show null, as on GitHub.
+        "action": (!attempt.action.is_empty()).then_some(attempt.action),
         "installation_id": attempt.installation_id,
         "repository_id": attempt.repository_id,
         "throttled_at": null,

@@ -22,19 +22,45 @@
 //!   Beyond them: 403 with GitHub's message and a `Retry-After`, the primary
 //!   `x-ratelimit-*` headers unchanged; [`Stats::secondary_limited`] counts them.
 //!
+//! CI as GitHub's merge box shows it ([`model::ci`]):
+//! - Commit statuses ([`Simulator::set_status`], [`Simulator::post_status`]):
+//!   every status kept, the latest per context current; the `status`
+//!   webhook; `GET /repos/{owner}/{repo}/commits/{ref}/status` (the combined
+//!   state as GitHub documents it) and `…/statuses` (all, newest first).
+//! - Required checks ([`Simulator::set_required_checks`]): check-run names or
+//!   status contexts a branch requires; `GET
+//!   /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks`
+//!   (404 `Branch not protected` / `Required status checks not enabled`), the
+//!   `branch_protection_rule` webhook, GraphQL `isRequired(pullRequestNumber:
+//!   | pullRequestId:)` on `CheckRun` and `StatusContext`.
+//! - Merge queues ([`Simulator::enqueue`], [`Simulator::merge_group_passed`],
+//!   [`Simulator::dequeue`]): merge group commits on
+//!   `gh-readonly-queue/{base}/pr-{n}-{base_sha}`, stacked on the group
+//!   ahead; `pull_request` `enqueued`/`dequeued` and `merge_group`
+//!   `checks_requested`/`destroyed`; GraphQL `isInMergeQueue` and
+//!   `mergeQueueEntry`. A PR must pass its required checks to be queued, and
+//!   its group must pass them at the front of the queue to merge.
+//! - Re-runs ([`Simulator::rerun_check_run`]): a new run of the same name;
+//!   `filter=latest` / `checkType: LATEST` show only the newest of each name.
+//! - A clock per simulator ([`Simulator::set_clock_offset`]): the times the
+//!   world stamps can lie in the past, so nothing needs to sleep.
+//!
 //! It also serves GitHub's GraphQL API at `POST /graphql` (`/api/graphql`
 //! beside Enterprise's `/api/v3`): repositories, pull requests with labels,
-//! assignees, head ref and commits, check suites and runs (`checkType` `ALL`
-//! or the latest per name), `statusCheckRollup`, `node`/`nodes` and
-//! `rateLimit`, every type and field checked against GitHub's published
-//! schema, ids equal to REST's `node_id`s. GitHub's rules hold before a query
-//! runs — `first`/`last` of 1 to 100 on every connection, at most 500,000
-//! nodes, GitHub's point cost charged to a per-caller `graphql` budget
-//! (`RATE_LIMITED` with HTTP 200 once spent) — and errors come in GitHub's
-//! shapes. Known differences: a pull request has one commit (its head), the
-//! head branch counts as deleted once the pull request is closed (`headRef`
-//! null), there are no commit statuses (rollups are check runs only), no
-//! mutations, and GraphQL has no injected faults or secondary limits yet.
+//! assignees, head ref, commits and merge queue entries, check suites and
+//! runs (`checkType` `ALL` or the latest per name), commit `status`,
+//! `statusCheckRollup` (check runs and status contexts together),
+//! `node`/`nodes` and `rateLimit`, every type and field checked against
+//! GitHub's published schema, ids equal to REST's `node_id`s. GitHub's rules
+//! hold before a query runs — `first`/`last` of 1 to 100 on every connection,
+//! at most 500,000 nodes, GitHub's point cost charged to a per-caller
+//! `graphql` budget (`RATE_LIMITED` with HTTP 200 once spent) — and errors
+//! come in GitHub's shapes, a failed field null (and its parent, when it may
+//! not be null) as the GraphQL spec has it. Known differences: a pull request
+//! has one commit (its head), the head branch counts as deleted once the pull
+//! request is closed (`headRef` null), refs other than SHAs and open PR heads
+//! are not kept (the status endpoints take SHAs only), no mutations, and
+//! GraphQL has no injected faults or secondary limits yet.
 //!
 //! Every webhook attempt is recorded ([`HookDelivery`]) and served as GitHub's
 //! App webhook deliveries API, App JWT only and under the secondary limits:
@@ -47,6 +73,7 @@
 //! loss injection is listed as a failed attempt that could not connect, as a
 //! receiver outage shows on GitHub.
 
+mod ci;
 mod deliveries;
 pub mod generate;
 mod graphql;
@@ -65,7 +92,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 pub use generate::{Fixture, Generate};
-pub use model::{Event, EventBody, ModelError, NewPr, World};
+pub use model::{Event, EventBody, ModelError, NewPr, NewStatus, World};
 pub use server::{Bucket, Faults, LoggedRequest, Stats};
 pub use webhooks::{DeliveryRecord, HookDelivery, WebhookTarget};
 
@@ -310,20 +337,35 @@ impl Simulator {
         self.mutate(|w| w.set_draft(repo_id, number, draft).map(|e| ((), vec![e])))
     }
 
-    /// Pushes a new head; returns its SHA.
+    /// Pushes a new head; returns its SHA. A queued PR leaves the merge queue first, as on GitHub.
     pub fn push(&self, repo: &str, number: i64) -> Result<String, ModelError> {
         let repo_id = self.repo_id(repo)?;
-        self.mutate(|w| w.push(repo_id, number).map(|(sha, e)| (sha, vec![e])))
+        self.mutate(|w| {
+            let mut events = w.dequeue_if_queued(repo_id, number)?;
+            let (sha, pushed) = w.push(repo_id, number)?;
+            events.push(pushed);
+            Ok((sha, events))
+        })
     }
 
+    /// Closes a PR (a queued one leaves the merge queue first).
     pub fn close(&self, repo: &str, number: i64) -> Result<(), ModelError> {
-        let repo_id = self.repo_id(repo)?;
-        self.mutate(|w| w.close_pr(repo_id, number, false).map(|e| ((), vec![e])))
+        self.close_pr(repo, number, false)
     }
 
+    /// Merges a PR directly (a queued one leaves the merge queue first;
+    /// [`Self::merge_group_passed`] merges through the queue).
     pub fn merge(&self, repo: &str, number: i64) -> Result<(), ModelError> {
+        self.close_pr(repo, number, true)
+    }
+
+    fn close_pr(&self, repo: &str, number: i64, merge: bool) -> Result<(), ModelError> {
         let repo_id = self.repo_id(repo)?;
-        self.mutate(|w| w.close_pr(repo_id, number, true).map(|e| ((), vec![e])))
+        self.mutate(|w| {
+            let mut events = w.dequeue_if_queued(repo_id, number)?;
+            events.push(w.close_pr(repo_id, number, merge)?);
+            Ok(((), events))
+        })
     }
 
     pub fn reopen(&self, repo: &str, number: i64) -> Result<(), ModelError> {

@@ -1,6 +1,14 @@
 //! The simulator's in-memory GitHub: installations, repositories, pull
 //! requests and check runs, and the mutations that change them. Every
-//! mutation returns the webhook events GitHub would send for it.
+//! mutation returns the webhook events GitHub would send for it. Commit
+//! statuses, required checks, merge queues and re-runs are in [`ci`].
+//!
+//! Every time the world stamps (a PR's `updated_at`, a run's `started_at`, a
+//! status's `created_at`) comes from [`World::now`]: real time moved by the
+//! world's own clock offset, so that a test can make something happen "two
+//! hours ago" without sleeping, and parallel tests do not share a clock.
+
+pub mod ci;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +18,13 @@ use serde_json::{json, Value};
 
 use crate::prng::SplitMix64;
 
-/// GitHub's timestamps have whole seconds.
+pub use ci::{
+    combined_state, latest_runs, ContextState, NewStatus, SimMergeGroup, SimProtection, SimStatus,
+    MERGE_GROUP_REASONS, STATUS_STATES,
+};
+
+/// Real time with GitHub's whole seconds. The world's mutations use
+/// [`World::now`] instead, which a test may move.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
 }
@@ -85,6 +99,20 @@ pub struct SimRepo {
     /// PR numbers by head SHA (an index).
     #[serde(default)]
     pub heads: BTreeMap<String, BTreeSet<i64>>,
+    /// Every commit status ever posted, by SHA, oldest first: GitHub keeps
+    /// them all, and the latest of each context is the current one.
+    #[serde(default)]
+    pub statuses: BTreeMap<String, Vec<SimStatus>>,
+    /// Branch protection by branch name: the checks it requires.
+    #[serde(default)]
+    pub protection: BTreeMap<String, SimProtection>,
+    /// Every merge group, in the order they were created; the active ones
+    /// (not destroyed) of a base branch are its merge queue, front first.
+    #[serde(default)]
+    pub merge_groups: Vec<SimMergeGroup>,
+    /// Branch heads the simulator knows: a base branch after a merge.
+    #[serde(default)]
+    pub branch_heads: BTreeMap<String, String>,
 }
 
 impl SimRepo {
@@ -115,9 +143,32 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
-    PullRequest { number: i64, extra: Value },
-    CheckRun { run_id: i64 },
-    CheckSuite { suite_id: i64, head_sha: String },
+    PullRequest {
+        number: i64,
+        extra: Value,
+    },
+    CheckRun {
+        run_id: i64,
+    },
+    CheckSuite {
+        suite_id: i64,
+        head_sha: String,
+    },
+    /// The `status` event (it has no action): one posted status.
+    Status {
+        sha: String,
+        status_id: i64,
+    },
+    /// `merge_group` `checks_requested` or `destroyed` (with its reason).
+    MergeGroup {
+        head_sha: String,
+        reason: Option<&'static str>,
+    },
+    /// `branch_protection_rule` `created` or `edited`, with GitHub's `changes`.
+    BranchProtectionRule {
+        branch: String,
+        changes: Value,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,6 +191,9 @@ pub struct World {
     pub repos: BTreeMap<i64, SimRepo>,
     next_id: i64,
     next_check_id: i64,
+    next_status_id: i64,
+    /// Added to real time by [`World::now`]; negative is the past.
+    clock_offset: chrono::Duration,
     rng: SplitMix64,
 }
 
@@ -152,8 +206,26 @@ impl World {
             next_id: 10_000_000,
             // Above 2^31, as GitHub's real check-run ids are.
             next_check_id: 16_000_000_000,
+            // Above 2^31 too: GitHub's status ids are (its example's is 6,805,126,730).
+            next_status_id: 30_000_000_000,
+            clock_offset: chrono::Duration::zero(),
             rng: SplitMix64::new(seed),
         }
+    }
+
+    /// The world's time: real time moved by the clock offset, whole seconds.
+    pub fn now(&self) -> DateTime<Utc> {
+        now() + self.clock_offset
+    }
+
+    /// Moves the world's clock: every time stamped from now on is real time
+    /// plus `offset` (negative: the past). Times stamped before stay as they are.
+    pub fn set_clock_offset(&mut self, offset: chrono::Duration) {
+        self.clock_offset = offset;
+    }
+
+    pub fn clock_offset(&self) -> chrono::Duration {
+        self.clock_offset
     }
 
     pub fn new_id(&mut self) -> i64 {
@@ -164,6 +236,11 @@ impl World {
     fn new_check_id(&mut self) -> i64 {
         self.next_check_id += 1;
         self.next_check_id
+    }
+
+    fn new_status_id(&mut self) -> i64 {
+        self.next_status_id += 1;
+        self.next_status_id
     }
 
     pub fn rng(&self) -> &SplitMix64 {
@@ -201,6 +278,10 @@ impl World {
                 commits: BTreeSet::new(),
                 runs_by_sha: BTreeMap::new(),
                 heads: BTreeMap::new(),
+                statuses: BTreeMap::new(),
+                protection: BTreeMap::new(),
+                merge_groups: Vec::new(),
+                branch_heads: BTreeMap::new(),
             },
         );
         Ok(())
@@ -218,11 +299,11 @@ impl World {
         self.repos.get(&id).ok_or_else(|| ModelError::NoRepository(id.to_string()))
     }
 
-    fn repo_mut(&mut self, id: i64) -> Result<&mut SimRepo, ModelError> {
+    pub(crate) fn repo_mut(&mut self, id: i64) -> Result<&mut SimRepo, ModelError> {
         self.repos.get_mut(&id).ok_or_else(|| ModelError::NoRepository(id.to_string()))
     }
 
-    fn pr_mut(&mut self, repo_id: i64, number: i64) -> Result<&mut SimPr, ModelError> {
+    pub(crate) fn pr_mut(&mut self, repo_id: i64, number: i64) -> Result<&mut SimPr, ModelError> {
         let repo = self.repo_mut(repo_id)?;
         let name = repo.full_name();
         repo.pulls.get_mut(&number).ok_or(ModelError::NoPullRequest(name, number))
@@ -233,7 +314,7 @@ impl World {
         let id = self.new_id();
         let head_sha = spec.head_sha.unwrap_or_else(|| self.new_sha());
         let base_sha = self.new_sha();
-        let at = spec.created_at.unwrap_or_else(now);
+        let at = spec.created_at.unwrap_or_else(|| self.now());
         let repo = self.repo_mut(repo_id)?;
         let number = spec.number.unwrap_or_else(|| repo.pulls.keys().next_back().map_or(1, |n| n + 1));
         if repo.pulls.contains_key(&number) {
@@ -276,6 +357,7 @@ impl World {
         title: Option<String>,
         body: Option<String>,
     ) -> Result<Event, ModelError> {
+        let at = self.now();
         let pr = self.pr_mut(repo_id, number)?;
         let mut changes = serde_json::Map::new();
         if let Some(title) = title {
@@ -286,36 +368,39 @@ impl World {
             changes.insert("body".into(), json!({ "from": pr.body.clone().unwrap_or_default() }));
             pr.body = Some(body);
         }
-        pr.updated_at = now();
+        pr.updated_at = at;
         Ok(pr_event(repo_id, number, "edited", json!({ "changes": changes })))
     }
 
     pub fn add_label(&mut self, repo_id: i64, number: i64, label: &str) -> Result<Event, ModelError> {
+        let at = self.now();
         let pr = self.pr_mut(repo_id, number)?;
         if !pr.labels.iter().any(|l| l == label) {
             pr.labels.push(label.to_owned());
         }
-        pr.updated_at = now();
+        pr.updated_at = at;
         Ok(pr_event(repo_id, number, "labeled", json!({ "label_name": label })))
     }
 
     pub fn remove_label(&mut self, repo_id: i64, number: i64, label: &str) -> Result<Event, ModelError> {
+        let at = self.now();
         let pr = self.pr_mut(repo_id, number)?;
         if !pr.labels.iter().any(|l| l == label) {
             return Err(ModelError::Invalid(format!("#{number} has no label '{label}'")));
         }
         pr.labels.retain(|l| l != label);
-        pr.updated_at = now();
+        pr.updated_at = at;
         Ok(pr_event(repo_id, number, "unlabeled", json!({ "label_name": label })))
     }
 
     pub fn set_draft(&mut self, repo_id: i64, number: i64, draft: bool) -> Result<Event, ModelError> {
+        let at = self.now();
         let pr = self.pr_mut(repo_id, number)?;
         if pr.state != PrState::Open {
             return Err(ModelError::Invalid(format!("#{number} is not open")));
         }
         pr.draft = draft;
-        pr.updated_at = now();
+        pr.updated_at = at;
         let action = if draft { "converted_to_draft" } else { "ready_for_review" };
         Ok(pr_event(repo_id, number, action, Value::Null))
     }
@@ -323,6 +408,8 @@ impl World {
     /// Pushes a new head commit: `synchronize`. Returns the new SHA too.
     pub fn push(&mut self, repo_id: i64, number: i64) -> Result<(String, Event), ModelError> {
         let sha = self.new_sha();
+        let at = self.now();
+        self.refuse_if_queued(repo_id, number)?;
         let repo = self.repo_mut(repo_id)?;
         repo.commits.insert(sha.clone());
         let name = repo.full_name();
@@ -331,7 +418,7 @@ impl World {
             return Err(ModelError::Invalid(format!("#{number} is not open")));
         }
         let before = std::mem::replace(&mut pr.head_sha, sha.clone());
-        pr.updated_at = now();
+        pr.updated_at = at;
         if let Some(numbers) = repo.heads.get_mut(&before) {
             numbers.remove(&number);
         }
@@ -342,6 +429,19 @@ impl World {
     /// Closes (or merges) an open pull request: `closed`.
     pub fn close_pr(&mut self, repo_id: i64, number: i64, merge: bool) -> Result<Event, ModelError> {
         let merge_sha = merge.then(|| self.new_sha());
+        self.close_merging(repo_id, number, merge_sha)
+    }
+
+    /// Closes an open pull request, merged as `merge_sha` when given.
+    fn close_merging(
+        &mut self,
+        repo_id: i64,
+        number: i64,
+        merge_sha: Option<String>,
+    ) -> Result<Event, ModelError> {
+        let merge = merge_sha.is_some();
+        let at = self.now();
+        self.refuse_if_queued(repo_id, number)?;
         let pr = self.pr_mut(repo_id, number)?;
         if pr.state != PrState::Open {
             return Err(ModelError::Invalid(format!("#{number} is not open")));
@@ -349,27 +449,35 @@ impl World {
         if merge && pr.draft {
             return Err(ModelError::Invalid(format!("#{number} is a draft: drafts cannot be merged")));
         }
-        let at = now();
         pr.updated_at = at;
         pr.closed_at = Some(at);
+        let base_ref = pr.base_ref.clone();
         if merge {
             pr.state = PrState::Merged;
             pr.merged_at = Some(at);
-            pr.merge_commit_sha = merge_sha;
+            pr.merge_commit_sha.clone_from(&merge_sha);
         } else {
             pr.state = PrState::Closed;
+        }
+        if let Some(sha) = merge_sha {
+            // The merge commit is the base branch's new head, a commit that
+            // checks and statuses may name.
+            let repo = self.repo_mut(repo_id)?;
+            repo.commits.insert(sha.clone());
+            repo.branch_heads.insert(base_ref, sha);
         }
         Ok(pr_event(repo_id, number, "closed", Value::Null))
     }
 
     pub fn reopen_pr(&mut self, repo_id: i64, number: i64) -> Result<Event, ModelError> {
+        let at = self.now();
         let pr = self.pr_mut(repo_id, number)?;
         if pr.state != PrState::Closed {
             return Err(ModelError::Invalid(format!("#{number} is not closed (merged ones stay merged)")));
         }
         pr.state = PrState::Open;
         pr.closed_at = None;
-        pr.updated_at = now();
+        pr.updated_at = at;
         Ok(pr_event(repo_id, number, "reopened", Value::Null))
     }
 
@@ -394,6 +502,7 @@ impl World {
         name: &str,
     ) -> Result<(i64, Event), ModelError> {
         let id = self.new_check_id();
+        let at = self.now();
         let repo = self.repo(repo_id)?;
         if !repo.commits.contains(head_sha) {
             return Err(ModelError::Invalid(format!("no commit {head_sha} in {}", repo.full_name())));
@@ -404,7 +513,11 @@ impl World {
             Some(id) => id,
             None => self.new_check_id(),
         };
-        let head_branch = self.repo(repo_id)?.prs_with_head(head_sha).next().map(|p| p.head_ref.clone());
+        let repo = self.repo(repo_id)?;
+        // A PR head's branch, or a merge group's `gh-readonly-queue/…` branch.
+        let head_branch = repo.prs_with_head(head_sha).next().map(|p| p.head_ref.clone()).or_else(|| {
+            repo.merge_group(head_sha).map(|g| g.head_ref.trim_start_matches("refs/heads/").to_owned())
+        });
         let repo = self.repo_mut(repo_id)?;
         repo.runs_by_sha.entry(head_sha.to_owned()).or_default().push(id);
         repo.check_runs.insert(
@@ -418,7 +531,7 @@ impl World {
                 status: "queued".to_owned(),
                 conclusion: None,
                 // GitHub stamps a run's start at creation unless told otherwise.
-                started_at: Some(now()),
+                started_at: Some(at),
                 completed_at: None,
                 output_title: None,
                 output_summary: None,
@@ -430,7 +543,7 @@ impl World {
         ))
     }
 
-    fn run_mut(&mut self, run_id: i64) -> Result<(i64, &mut SimCheckRun), ModelError> {
+    pub(crate) fn run_mut(&mut self, run_id: i64) -> Result<(i64, &mut SimCheckRun), ModelError> {
         self.repos
             .values_mut()
             .find_map(|repo| {
@@ -442,12 +555,13 @@ impl World {
 
     /// Moves a run to in progress. GitHub sends no webhook for this.
     pub fn start_check_run(&mut self, run_id: i64) -> Result<(), ModelError> {
+        let at = self.now();
         let (_, run) = self.run_mut(run_id)?;
         if run.status == "completed" {
             return Err(ModelError::Invalid(format!("check run {run_id} is completed")));
         }
         run.status = "in_progress".to_owned();
-        run.started_at = Some(now());
+        run.started_at = Some(at);
         Ok(())
     }
 
@@ -467,7 +581,7 @@ impl World {
         if !CONCLUSIONS.contains(&conclusion) {
             return Err(ModelError::Invalid(format!("'{conclusion}' is not a check conclusion")));
         }
-        let at = now();
+        let at = self.now();
         let (repo_id, run) = self.run_mut(run_id)?;
         if run.status == "completed" {
             return Err(ModelError::Invalid(format!("check run {run_id} is completed")));
@@ -500,7 +614,7 @@ impl World {
     }
 }
 
-fn pr_event(repo_id: i64, number: i64, action: &'static str, extra: Value) -> Event {
+pub(crate) fn pr_event(repo_id: i64, number: i64, action: &'static str, extra: Value) -> Event {
     Event { name: "pull_request", action, repo_id, body: EventBody::PullRequest { number, extra } }
 }
 

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::model::{PrState, SimCheckRun, SimInstallation, SimPr, SimRepo};
+use crate::model::{
+    latest_runs, PrState, SimCheckRun, SimInstallation, SimMergeGroup, SimPr, SimProtection, SimRepo,
+    SimStatus,
+};
 
 /// The owner, repository and host names the templates were recorded with.
 const TEMPLATE_FULL_NAME: &str = "Codertocat/Hello-World";
@@ -237,8 +240,10 @@ fn prs_for_sha(urls: &Urls, repo: &SimRepo, sha: &str) -> Value {
     )
 }
 
+/// A suite's status and conclusion, from the latest run of each name: a
+/// passing re-run clears the failure it re-ran, and a queued re-run reopens the suite.
 pub(crate) fn suite_status(repo: &SimRepo, suite_id: i64, sha: &str) -> (&'static str, Value) {
-    let runs: Vec<&SimCheckRun> = repo.runs_for(sha).filter(|r| r.check_suite_id == suite_id).collect();
+    let runs = latest_runs(repo.runs_for(sha).filter(|r| r.check_suite_id == suite_id));
     if runs.iter().all(|r| r.status == "completed") {
         let failed = runs
             .iter()
@@ -274,7 +279,7 @@ pub fn check_suite(urls: &Urls, repo: &SimRepo, suite_id: i64, head_sha: &str) -
         "check_runs_url",
         json!(format!("{}/repos/{}/check-suites/{suite_id}/check-runs", urls.api, repo.full_name())),
     );
-    set(&mut value, "latest_check_runs_count", json!(runs.len()));
+    set(&mut value, "latest_check_runs_count", json!(latest_runs(runs.iter().copied()).len()));
     set(&mut value, "created_at", time(created));
     set(&mut value, "updated_at", time(updated));
     let commit = head_commit(&value, head_sha);
@@ -394,4 +399,207 @@ pub fn installation(urls: &Urls, app_id: u64, installation: &SimInstallation) ->
 /// `installation` as webhook payloads carry it (the "lite" form).
 pub fn installation_lite(id: i64) -> Value {
     json!({ "id": id, "node_id": format!("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{id}") })
+}
+
+// ---------------------------------------------------------------- commit statuses
+
+/// A commit as GraphQL names it (`Commit.id`): the `node_id` REST gives it too.
+pub(crate) fn commit_node_id(repo: &SimRepo, sha: &str) -> String {
+    format!("C_sim{}_{sha}", repo.id)
+}
+
+/// A commit status as the combined status lists it (GitHub's example there
+/// has no `creator`).
+pub fn simple_status(urls: &Urls, repo: &SimRepo, status: &SimStatus) -> Value {
+    json!({
+        "url": format!("{}/repos/{}/statuses/{}", urls.api, repo.full_name(), status.sha),
+        "avatar_url": user(urls, &status.creator)["avatar_url"],
+        "id": status.id,
+        "node_id": node_id("SC", status.id),
+        "state": status.state,
+        "description": status.description,
+        "target_url": status.target_url,
+        "context": status.context,
+        "created_at": time(status.created_at),
+        "updated_at": time(status.updated_at),
+    })
+}
+
+/// A commit status as `GET …/statuses` lists it: with its `creator`.
+pub fn status(urls: &Urls, repo: &SimRepo, status: &SimStatus) -> Value {
+    let mut value = simple_status(urls, repo, status);
+    set(&mut value, "creator", user(urls, &status.creator));
+    value
+}
+
+/// `GET /repos/{owner}/{repo}/commits/{ref}/status`: one page of the latest
+/// status of each context, `total_count` of all contexts, the combined state.
+pub fn combined_status(
+    urls: &Urls,
+    repo: &SimRepo,
+    sha: &str,
+    state: &str,
+    page: &[&SimStatus],
+    total: usize,
+) -> Value {
+    let commit_url = format!("{}/repos/{}/commits/{sha}", urls.api, repo.full_name());
+    json!({
+        "state": state,
+        "statuses": page.iter().map(|s| simple_status(urls, repo, s)).collect::<Vec<_>>(),
+        "sha": sha,
+        "total_count": total,
+        "repository": repository(urls, repo),
+        "commit_url": commit_url,
+        "url": format!("{commit_url}/status"),
+    })
+}
+
+/// The branches that contain `sha` as far as the simulator knows them (open
+/// PR heads, queued merge groups, base branch heads), at most 10 as GitHub's.
+fn branches_with(urls: &Urls, repo: &SimRepo, sha: &str) -> Value {
+    let mut names: Vec<String> = repo
+        .prs_with_head(sha)
+        .filter(|pr| pr.state == PrState::Open)
+        .map(|pr| pr.head_ref.clone())
+        .collect();
+    names.extend(
+        repo.merge_groups
+            .iter()
+            .filter(|g| g.is_active() && g.head_sha == sha)
+            .map(|g| g.head_branch().to_owned()),
+    );
+    names.extend(repo.branch_heads.iter().filter(|(_, head)| *head == sha).map(|(name, _)| name.clone()));
+    names.sort();
+    names.dedup();
+    Value::Array(
+        names
+            .into_iter()
+            .take(10)
+            .map(|name| {
+                json!({
+                    "name": name,
+                    "commit": { "sha": sha, "url": format!("{}/repos/{}/commits/{sha}", urls.api, repo.full_name()) },
+                    "protected": repo.protection.contains_key(&name),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A commit as the `status` event carries it. The simulator keeps no commit
+/// contents: the author is the pull request's (or the owner), the dates the status's.
+fn status_commit(urls: &Urls, repo: &SimRepo, sha: &str, at: DateTime<Utc>) -> Value {
+    let full_name = repo.full_name();
+    let author = repo.prs_with_head(sha).next().map_or(repo.owner.as_str(), |pr| pr.author.as_str());
+    let person = |login: &str| json!({ "name": login, "email": format!("{login}@users.noreply.github.com"), "date": time(at) });
+    json!({
+        "sha": sha,
+        "node_id": commit_node_id(repo, sha),
+        "commit": {
+            "author": person(author),
+            "committer": person(author),
+            "message": format!("Commit {}", &sha[..sha.len().min(7)]),
+            "tree": { "sha": sha, "url": format!("{}/repos/{full_name}/git/trees/{sha}", urls.api) },
+            "url": format!("{}/repos/{full_name}/git/commits/{sha}", urls.api),
+            "comment_count": 0,
+            "verification": { "verified": false, "reason": "unsigned", "signature": null, "payload": null },
+        },
+        "url": format!("{}/repos/{full_name}/commits/{sha}", urls.api),
+        "html_url": format!("{}/{full_name}/commit/{sha}", urls.html),
+        "comments_url": format!("{}/repos/{full_name}/commits/{sha}/comments", urls.api),
+        "author": user(urls, author),
+        "committer": user(urls, author),
+        "parents": [],
+    })
+}
+
+/// The `status` event's body (GitHub's event has no `action`), before
+/// `repository`, `sender` and `installation` are added.
+pub fn status_event(urls: &Urls, repo: &SimRepo, status: &SimStatus) -> Value {
+    json!({
+        "id": status.id,
+        "sha": status.sha,
+        "name": repo.full_name(),
+        "avatar_url": user(urls, &status.creator)["avatar_url"],
+        "target_url": status.target_url,
+        "context": status.context,
+        "description": status.description,
+        "state": status.state,
+        "commit": status_commit(urls, repo, &status.sha, status.created_at),
+        "branches": branches_with(urls, repo, &status.sha),
+        "created_at": time(status.created_at),
+        "updated_at": time(status.updated_at),
+    })
+}
+
+// ---------------------------------------------------------------- protection and merge queues
+
+/// `GET …/branches/{branch}/protection/required_status_checks`. Every
+/// requirement accepts any App (`app_id` null), as one set without choosing an App does.
+pub fn required_status_checks(urls: &Urls, repo: &SimRepo, branch: &str, rule: &SimProtection) -> Value {
+    let url = format!(
+        "{}/repos/{}/branches/{branch}/protection/required_status_checks",
+        urls.api,
+        repo.full_name()
+    );
+    json!({
+        "url": url,
+        "strict": rule.strict,
+        "contexts": rule.contexts,
+        "contexts_url": format!("{url}/contexts"),
+        "checks": rule.contexts.iter().map(|c| json!({ "context": c, "app_id": null })).collect::<Vec<_>>(),
+    })
+}
+
+/// The `rule` of a `branch_protection_rule` event: GitHub's fields, with
+/// everything but required status checks switched off.
+pub fn branch_protection_rule(repo: &SimRepo, branch: &str, rule: &SimProtection) -> Value {
+    let checks_level = if rule.contexts.is_empty() { "off" } else { "non_admins" };
+    json!({
+        "id": rule.id,
+        "repository_id": repo.id,
+        "name": branch,
+        "created_at": time(rule.created_at),
+        "updated_at": time(rule.updated_at),
+        "pull_request_reviews_enforcement_level": "off",
+        "required_approving_review_count": 0,
+        "dismiss_stale_reviews_on_push": false,
+        "require_code_owner_review": false,
+        "authorized_dismissal_actors_only": false,
+        "ignore_approvals_from_contributors": false,
+        "require_last_push_approval": false,
+        "required_status_checks": rule.contexts,
+        "required_status_checks_enforcement_level": checks_level,
+        "strict_required_status_checks_policy": rule.strict,
+        "signature_requirement_enforcement_level": "off",
+        "linear_history_requirement_enforcement_level": "off",
+        "admin_enforced": false,
+        "create_protected": false,
+        "allow_force_pushes_enforcement_level": "off",
+        "allow_deletions_enforcement_level": "off",
+        "merge_queue_enforcement_level": "off",
+        "required_deployments_enforcement_level": "off",
+        "required_conversation_resolution_level": "off",
+        "authorized_actors_only": false,
+        "authorized_actor_names": [],
+    })
+}
+
+/// The `merge_group` of the `merge_group` events.
+pub fn merge_group(repo: &SimRepo, group: &SimMergeGroup) -> Value {
+    let head = repo.pulls.get(&group.pr_number).map_or("", |pr| pr.head_ref.as_str());
+    json!({
+        "head_sha": group.head_sha,
+        "head_ref": group.head_ref,
+        "base_ref": group.base_ref,
+        "base_sha": group.base_sha,
+        "head_commit": {
+            "id": group.head_sha,
+            "tree_id": group.head_sha,
+            "message": format!("Merge pull request #{} from {}/{head}", group.pr_number, repo.owner),
+            "timestamp": time(group.created_at),
+            "author": { "name": group.enqueuer, "email": format!("{}@users.noreply.github.com", group.enqueuer) },
+            "committer": { "name": "GitHub", "email": "noreply@github.com" },
+        },
+    })
 }

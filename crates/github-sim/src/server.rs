@@ -292,7 +292,13 @@ pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ 
                 .route("/repos/{owner}/{repo}", web::get().to(get_repository))
                 .route("/repos/{owner}/{repo}/pulls", web::get().to(list_pulls))
                 .route("/repos/{owner}/{repo}/pulls/{number}", web::get().to(get_pull))
-                .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", web::get().to(list_check_runs)),
+                .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", web::get().to(list_check_runs))
+                .route("/repos/{owner}/{repo}/commits/{sha}/status", web::get().to(combined_status))
+                .route("/repos/{owner}/{repo}/commits/{sha}/statuses", web::get().to(list_statuses))
+                .route(
+                    "/repos/{owner}/{repo}/branches/{branch:.+}/protection/required_status_checks",
+                    web::get().to(required_status_checks),
+                ),
         );
     }
 }
@@ -766,7 +772,14 @@ async fn create_token(req: HttpRequest, path: web::Path<i64>, shared: Data) -> H
             HttpResponse::Created().json(json!({
                 "token": token,
                 "expires_at": expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "permissions": { "pull_requests": "read", "checks": "read", "metadata": "read" },
+                "permissions": {
+                    "pull_requests": "read",
+                    "checks": "read",
+                    "statuses": "read",
+                    "administration": "read",
+                    "merge_queues": "read",
+                    "metadata": "read",
+                },
                 "repository_selection": "all",
             }))
         }
@@ -943,21 +956,105 @@ async fn list_check_runs(
                     format!("No commit found for SHA: {sha}"),
                 ));
             }
-            let mut runs: Vec<&crate::model::SimCheckRun> = repo.runs_for(&sha).collect();
-            if query.filter.as_deref() != Some("all") {
-                // `latest`: the newest run of each name.
-                let mut newest: BTreeMap<&str, &crate::model::SimCheckRun> = BTreeMap::new();
-                for run in runs {
-                    newest.insert(run.name.as_str(), run);
-                }
-                runs = newest.into_values().collect();
-            }
+            // `latest` (GitHub's default): the newest run of each name, so a
+            // re-run hides the run it re-ran; `all` lists both.
+            let mut runs: Vec<&crate::model::SimCheckRun> = match query.filter.as_deref() {
+                Some("all") => repo.runs_for(&sha).collect(),
+                _ => crate::model::latest_runs(repo.runs_for(&sha)),
+            };
             runs.sort_by_key(|run| std::cmp::Reverse(run.id));
             let total = runs.len();
             let (page, links) = paginate(runs, &pages);
             let items: Vec<Value> = page.into_iter().map(|run| render::check_run(&urls, repo, run)).collect();
             Ok((json!({ "total_count": total, "check_runs": items }), links))
         })
+        .await
+}
+
+/// The commit `sha` of `repo`, or GitHub's answer for a SHA it does not know.
+fn known_commit(repo: &crate::model::SimRepo, sha: &str) -> Result<(), GhError> {
+    if repo.commits.contains(sha) {
+        Ok(())
+    } else {
+        Err(GhError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("No commit found for SHA: {sha}")))
+    }
+}
+
+/// `GET /repos/{owner}/{repo}/commits/{ref}/status`: the latest status of
+/// each context (paginated: GitHub pages them past 100 contexts) and the
+/// combined state. The ref must be a SHA (GitHub also takes branch and tag
+/// names, which the simulator does not keep).
+async fn combined_status(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    pages: web::Query<PageQuery>,
+    shared: Data,
+) -> HttpResponse {
+    let (owner, name, sha) = path.into_inner();
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(&req, "GET /repos/{owner}/{repo}/commits/{ref}/status", |caller, world| {
+            let repo = find_repo(world, caller, &owner, &name)?;
+            known_commit(repo, &sha)?;
+            let latest = repo.latest_statuses(&sha);
+            let state = crate::model::combined_state(&latest);
+            let total = latest.len();
+            let (page, links) = paginate(latest, &pages);
+            Ok((render::combined_status(&urls, repo, &sha, state, &page, total), links))
+        })
+        .await
+}
+
+/// `GET /repos/{owner}/{repo}/commits/{ref}/statuses`: every status posted
+/// on the commit, newest first (GitHub: "reverse chronological order").
+async fn list_statuses(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    pages: web::Query<PageQuery>,
+    shared: Data,
+) -> HttpResponse {
+    let (owner, name, sha) = path.into_inner();
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(&req, "GET /repos/{owner}/{repo}/commits/{ref}/statuses", |caller, world| {
+            let repo = find_repo(world, caller, &owner, &name)?;
+            known_commit(repo, &sha)?;
+            let newest_first: Vec<&crate::model::SimStatus> = repo.statuses_for(&sha).iter().rev().collect();
+            let (page, links) = paginate(newest_first, &pages);
+            let items: Vec<Value> = page.into_iter().map(|s| render::status(&urls, repo, s)).collect();
+            Ok((Value::Array(items), links))
+        })
+        .await
+}
+
+/// `GET /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks`.
+/// GitHub answers 404 `Branch not protected` for a branch without
+/// protection and `Required status checks not enabled` for one whose
+/// protection requires no checks. (GitHub Apps also need the Administration
+/// read permission for it; the simulator's installations have it.)
+async fn required_status_checks(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    shared: Data,
+) -> HttpResponse {
+    let (owner, name, branch) = path.into_inner();
+    let urls = shared.urls.clone();
+    shared
+        .serve_rest(
+            &req,
+            "GET /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks",
+            |caller, world| {
+                let repo = find_repo(world, caller, &owner, &name)?;
+                let rule = repo
+                    .protection
+                    .get(&branch)
+                    .ok_or_else(|| GhError::new(StatusCode::NOT_FOUND, "Branch not protected"))?;
+                if rule.contexts.is_empty() {
+                    return Err(GhError::new(StatusCode::NOT_FOUND, "Required status checks not enabled"));
+                }
+                Ok((render::required_status_checks(&urls, repo, &branch, rule), None))
+            },
+        )
         .await
 }
 

@@ -157,6 +157,36 @@ pub fn payload(world: &World, urls: &Urls, event: &Event) -> Result<Value, Model
             json!({ "action": event.action, "check_suite": render::check_suite(urls, repo, *suite_id, head_sha) }),
             repo.owner.clone(),
         ),
+        EventBody::Status { sha, status_id } => {
+            let status = repo
+                .statuses_for(sha)
+                .iter()
+                .find(|s| s.id == *status_id)
+                .ok_or_else(|| ModelError::Invalid(format!("no status {status_id} on {sha}")))?;
+            (render::status_event(urls, repo, status), status.creator.clone())
+        }
+        EventBody::MergeGroup { head_sha, reason } => {
+            let group = repo
+                .merge_group(head_sha)
+                .ok_or_else(|| ModelError::Invalid(format!("no merge group {head_sha}")))?;
+            let mut body = json!({ "action": event.action, "merge_group": render::merge_group(repo, group) });
+            if let (Some(map), Some(reason)) = (body.as_object_mut(), reason) {
+                map.insert("reason".into(), json!(reason));
+            }
+            (body, group.enqueuer.clone())
+        }
+        EventBody::BranchProtectionRule { branch, changes } => {
+            let rule = repo
+                .protection
+                .get(branch)
+                .ok_or_else(|| ModelError::Invalid(format!("no protection on {branch}")))?;
+            let mut body =
+                json!({ "action": event.action, "rule": render::branch_protection_rule(repo, branch, rule) });
+            if let (Some(map), true) = (body.as_object_mut(), changes.is_object()) {
+                map.insert("changes".into(), changes.clone());
+            }
+            (body, repo.owner.clone())
+        }
     };
     let (ref mut body, ref sender) = payload;
     if let Some(map) = body.as_object_mut() {

@@ -176,6 +176,9 @@ fn every_served_type_field_and_argument_is_githubs_with_githubs_types() {
         "CheckSuite",
         "CheckRun",
         "StatusCheckRollup",
+        "Status",
+        "StatusContext",
+        "MergeQueueEntry",
         "RateLimit",
     ] {
         assert!(served.contains_key(name), "{name} is served");

@@ -11,6 +11,7 @@
 
 mod cost;
 mod errors;
+mod nulls;
 mod page;
 mod schema;
 
@@ -190,6 +191,12 @@ impl QueryContext {
 fn schema_types() -> &'static SchemaTypes {
     static TYPES: OnceLock<SchemaTypes> = OnceLock::new();
     TYPES.get_or_init(|| SchemaTypes::from_sdl(&schema::schema().sdl()).unwrap_or_default())
+}
+
+/// The served schema's field types with their nullability, for GitHub's nulls after field errors.
+fn field_types() -> &'static nulls::FieldTypes {
+    static TYPES: OnceLock<nulls::FieldTypes> = OnceLock::new();
+    TYPES.get_or_init(|| nulls::FieldTypes::from_sdl(&schema::schema().sdl()).unwrap_or_default())
 }
 
 /// Runs GitHub's static rules and charges the budget once async-graphql has
@@ -418,14 +425,28 @@ async fn answer(
         }
         Some(Admission::Admitted { analysis, bucket }) => {
             let mut body = serde_json::Map::new();
-            if response.data != async_graphql::Value::Null || response.errors.is_empty() {
-                body.insert("data".into(), serde_json::to_value(&response.data).unwrap_or(Value::Null));
+            // Errors raised by resolvers carry a path; the others (an unknown
+            // operation) stopped the request before anything ran.
+            let executed = response.data != async_graphql::Value::Null
+                || response.errors.is_empty()
+                || response.errors.iter().any(|e| !e.path.is_empty());
+            if executed {
+                let mut data = match serde_json::to_value(&response.data).unwrap_or(Value::Null) {
+                    // Every field asked failed: async-graphql answers null, GitHub an object of nulls.
+                    Value::Null if !response.errors.is_empty() => Value::Object(serde_json::Map::new()),
+                    data => data,
+                };
+                let operation = context.operation_name.as_deref();
+                for error in response.errors.iter().filter(|e| !e.path.is_empty()) {
+                    nulls::propagate(&mut data, &error.path, &context.document, operation, field_types());
+                }
+                body.insert("data".into(), data);
             }
             if !response.errors.is_empty() {
-                let errors: Vec<Value> = if response.data == async_graphql::Value::Null {
-                    response.errors.iter().map(|e| errors::validation(e, &context.document)).collect()
-                } else {
+                let errors: Vec<Value> = if executed {
                     response.errors.iter().map(errors::execution).collect()
+                } else {
+                    response.errors.iter().map(|e| errors::validation(e, &context.document)).collect()
                 };
                 body.insert("errors".into(), Value::Array(errors));
             }

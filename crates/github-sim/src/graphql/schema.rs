@@ -16,10 +16,10 @@ use async_graphql::{
 };
 use chrono::Utc;
 
-use super::errors::not_found;
+use super::errors::{not_found, typed};
 use super::page::{page, Page, PageArgs, PageInfo};
 use super::QueryContext;
-use crate::model::{PrState, SimCheckRun, SimPr, SimRepo};
+use crate::model::{ContextState, PrState, SimCheckRun, SimMergeGroup, SimPr, SimRepo, SimStatus};
 use crate::render::{self, node_id, user_id, CheckApp};
 
 pub(crate) type SimSchema = async_graphql::Schema<Query, EmptyMutation, EmptySubscription>;
@@ -141,13 +141,34 @@ impl From<&PrState> for PullRequestState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Enum)]
 pub(crate) enum StatusState {
     Error,
     Expected,
     Failure,
     Pending,
     Success,
+}
+
+impl StatusState {
+    /// A REST status state (`error`, `failure`, `pending`, `success`).
+    fn of(state: &str) -> Self {
+        match state {
+            "error" => Self::Error,
+            "failure" => Self::Failure,
+            "success" => Self::Success,
+            _ => Self::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub(crate) enum MergeQueueEntryState {
+    AwaitingChecks,
+    Locked,
+    Mergeable,
+    Queued,
+    Unmergeable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -293,28 +314,24 @@ pub(crate) struct CheckRunFilter {
 
 /// The newest run of each name, as REST's `filter=latest` picks them, oldest first.
 pub(crate) fn latest_per_name<'a>(runs: impl IntoIterator<Item = &'a SimCheckRun>) -> Vec<&'a SimCheckRun> {
-    let mut newest: BTreeMap<&str, &SimCheckRun> = BTreeMap::new();
-    for run in runs {
-        let entry = newest.entry(run.name.as_str()).or_insert(run);
-        if run.id > entry.id {
-            *entry = run;
-        }
-    }
-    let mut latest: Vec<&SimCheckRun> = newest.into_values().collect();
-    latest.sort_by_key(|run| run.id);
-    latest
+    crate::model::latest_runs(runs)
 }
 
 /// A commit's rollup state, from the latest run of each check name (GitHub
-/// rolls up the latest runs, so a passing re-run clears a failure):
+/// rolls up the latest runs, so a passing re-run clears a failure) and the
+/// latest status of each context; GitHub combines both kinds:
 /// - any completed run whose conclusion is `failure`, `timed_out`,
-///   `cancelled`, `action_required` or `startup_failure` → `FAILURE`;
-/// - else any run not completed → `PENDING`;
+///   `cancelled`, `action_required` or `startup_failure`, or any status
+///   `error` or `failure` → `FAILURE`;
+/// - else any run not completed or any status `pending` → `PENDING`;
 /// - else `SUCCESS` (`success`, `neutral`, `skipped` and `stale` pass).
 ///
-/// `None` when the commit has no checks: its `statusCheckRollup` is null.
-pub(crate) fn rollup_state(latest: &[&SimCheckRun]) -> Option<StatusState> {
-    if latest.is_empty() {
+/// A status in `error` makes the rollup `FAILURE`, not `ERROR`: REST's
+/// combined status documents that rule, and GraphQL's is not documented.
+///
+/// `None` when the commit has neither checks nor statuses: its `statusCheckRollup` is null.
+pub(crate) fn rollup_state(latest: &[&SimCheckRun], statuses: &[&SimStatus]) -> Option<StatusState> {
+    if latest.is_empty() && statuses.is_empty() {
         return None;
     }
     let failed = latest.iter().any(|run| {
@@ -323,14 +340,53 @@ pub(crate) fn rollup_state(latest: &[&SimCheckRun]) -> Option<StatusState> {
                 run.conclusion.as_deref(),
                 Some("failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure")
             )
-    });
+    }) || statuses.iter().any(|s| s.state == "error" || s.state == "failure");
     Some(if failed {
         StatusState::Failure
-    } else if latest.iter().any(|run| run.status != "completed") {
+    } else if latest.iter().any(|run| run.status != "completed")
+        || statuses.iter().any(|s| s.state == "pending")
+    {
         StatusState::Pending
     } else {
         StatusState::Success
     })
+}
+
+/// The pull request an `isRequired(pullRequestId:, pullRequestNumber:)`
+/// names, in `repo`; GitHub's `UNPROCESSABLE` error without either argument.
+fn required_for<'r>(
+    repo: &'r SimRepo,
+    pull_request_id: Option<&ID>,
+    pull_request_number: Option<i32>,
+) -> Result<&'r SimPr> {
+    match (pull_request_id, pull_request_number) {
+        (Some(id), _) => parse_node_id(id.as_str())
+            .filter(|(kind, _)| *kind == "PR")
+            .and_then(|(_, key)| key.parse::<i64>().ok())
+            .and_then(|pr_id| repo.pulls.values().find(|pr| pr.id == pr_id))
+            .ok_or_else(|| {
+                not_found(format!("Could not resolve to a node with the global id of '{}'", id.as_str()))
+            }),
+        (None, Some(number)) => repo.pulls.get(&i64::from(number)).ok_or_else(|| {
+            not_found(format!("Could not resolve to a PullRequest with the number of {number}."))
+        }),
+        (None, None) => Err(typed("UNPROCESSABLE", "A pull request ID or pull request number is required.")),
+    }
+}
+
+/// Whether the check or status context `name` is required by the branch
+/// protection of the base branch of the pull request the arguments name.
+fn is_required(
+    q: &QueryContext,
+    repo: &RepoRef,
+    name: &str,
+    pull_request_id: Option<ID>,
+    pull_request_number: Option<i32>,
+) -> Result<bool> {
+    repo.read(q, |r| {
+        let pr = required_for(r, pull_request_id.as_ref(), pull_request_number)?;
+        Ok(r.required_contexts(&pr.base_ref).iter().any(|c| c == name))
+    })?
 }
 
 // ---------------------------------------------------------------- connections
@@ -388,10 +444,12 @@ pub(crate) enum Node {
     CheckSuite(CheckSuite),
     Commit(Commit),
     Label(Label),
+    MergeQueueEntry(MergeQueueEntry),
     PullRequest(PullRequest),
     PullRequestCommit(PullRequestCommit),
     Ref(Ref),
     Repository(Repository),
+    Status(Status),
     StatusCheckRollup(StatusCheckRollup),
     StatusContext(StatusContext),
     User(User),
@@ -550,6 +608,28 @@ fn resolve_node(q: &QueryContext, id: &ID) -> Option<Node> {
                 let (repo_id, sha) = key.split_once('_')?;
                 let repo = world.repos.get(&repo_id.parse().ok()?).filter(readable)?;
                 repo.commits.contains(sha).then(|| Node::Commit(Commit::of(repo, sha)))
+            }
+            "ST" => {
+                let (repo_id, sha) = key.split_once('_')?;
+                let repo = world.repos.get(&repo_id.parse().ok()?).filter(readable)?;
+                Status::of(repo, sha).map(Node::Status)
+            }
+            "SC" => {
+                let status_id: i64 = key.parse().ok()?;
+                world.repos.values().filter(readable).find_map(|repo| {
+                    repo.statuses
+                        .values()
+                        .flatten()
+                        .find(|s| s.id == status_id)
+                        .map(|s| Node::StatusContext(StatusContext::of(repo, s)))
+                })
+            }
+            "MQE" => {
+                let pr_id: i64 = key.parse().ok()?;
+                world.repos.values().filter(readable).find_map(|repo| {
+                    let pr = repo.pulls.values().find(|pr| pr.id == pr_id)?;
+                    MergeQueueEntry::of(repo, pr.number).map(Node::MergeQueueEntry)
+                })
             }
             _ => None,
         }
@@ -919,9 +999,20 @@ impl PullRequest {
         self.repo.read(query(ctx)?, Repository::of)
     }
 
-    /// The head commit's rollup.
+    /// The head commit's rollup (a merge group's checks are on the group's
+    /// commit, which is no PR's head: see `mergeQueueEntry.headCommit`).
     async fn status_check_rollup(&self, ctx: &Context<'_>) -> Result<Option<StatusCheckRollup>> {
         self.repo.read(query(ctx)?, |repo| StatusCheckRollup::of(repo, &self.pr.head_sha))
+    }
+
+    async fn is_in_merge_queue(&self, ctx: &Context<'_>) -> Result<bool> {
+        let number = self.pr.number;
+        self.repo.read(query(ctx)?, |repo| repo.queued_group(number).is_some())
+    }
+
+    async fn merge_queue_entry(&self, ctx: &Context<'_>) -> Result<Option<MergeQueueEntry>> {
+        let number = self.pr.number;
+        self.repo.read(query(ctx)?, |repo| MergeQueueEntry::of(repo, number))
     }
 }
 
@@ -1061,6 +1152,11 @@ impl Commit {
 
     async fn status_check_rollup(&self, ctx: &Context<'_>) -> Result<Option<StatusCheckRollup>> {
         self.repo.read(query(ctx)?, |repo| StatusCheckRollup::of(repo, &self.sha))
+    }
+
+    /// The commit's statuses; null when none was posted, as on GitHub.
+    async fn status(&self, ctx: &Context<'_>) -> Result<Option<Status>> {
+        self.repo.read(query(ctx)?, |repo| Status::of(repo, &self.sha))
     }
 }
 
@@ -1302,6 +1398,17 @@ impl CheckRun {
         Some(self.run.id.to_string())
     }
 
+    /// Whether the base branch of the pull request named requires a check
+    /// of this name; one argument is needed, as on GitHub.
+    async fn is_required(
+        &self,
+        ctx: &Context<'_>,
+        pull_request_id: Option<ID>,
+        pull_request_number: Option<i32>,
+    ) -> Result<bool> {
+        is_required(query(ctx)?, &self.repo, &self.run.name, pull_request_id, pull_request_number)
+    }
+
     async fn check_suite(&self, ctx: &Context<'_>) -> Result<CheckSuite> {
         let (suite_id, sha) = (self.run.check_suite_id, self.run.head_sha.clone());
         self.repo.read(query(ctx)?, |repo| CheckSuite::of(repo, suite_id, &sha))
@@ -1312,17 +1419,126 @@ impl CheckRun {
     }
 }
 
-/// A commit status (the Statuses API). The simulator models none yet; the
-/// type is here so that `StatusCheckRollupContext` is GitHub's union.
-#[derive(Clone, SimpleObject)]
+/// A commit status context: the latest status posted under one context.
+#[derive(Clone)]
 pub(crate) struct StatusContext {
-    #[graphql(owned)]
-    id: ID,
-    context: String,
-    state: StatusState,
-    description: Option<String>,
-    target_url: Option<Uri>,
-    created_at: DateTime,
+    repo: RepoRef,
+    status: SimStatus,
+}
+
+impl StatusContext {
+    fn of(repo: &SimRepo, status: &SimStatus) -> Self {
+        Self { repo: RepoRef::of(repo), status: status.clone() }
+    }
+}
+
+#[Object]
+impl StatusContext {
+    /// REST's status `node_id`.
+    async fn id(&self) -> ID {
+        node_id("SC", self.status.id).into()
+    }
+
+    async fn context(&self) -> String {
+        self.status.context.clone()
+    }
+
+    async fn state(&self) -> StatusState {
+        StatusState::of(&self.status.state)
+    }
+
+    async fn description(&self) -> Option<String> {
+        self.status.description.clone()
+    }
+
+    async fn target_url(&self) -> Option<Uri> {
+        self.status.target_url.clone().map(Uri)
+    }
+
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.status.created_at)
+    }
+
+    async fn creator(&self) -> Option<Actor> {
+        Some(Actor::User(User::new(&self.status.creator)))
+    }
+
+    async fn commit(&self) -> Option<Commit> {
+        Some(Commit { repo: self.repo.clone(), sha: self.status.sha.clone() })
+    }
+
+    /// Whether the base branch of the pull request named requires this
+    /// context; one argument is needed, as on GitHub.
+    async fn is_required(
+        &self,
+        ctx: &Context<'_>,
+        pull_request_id: Option<ID>,
+        pull_request_number: Option<i32>,
+    ) -> Result<bool> {
+        is_required(query(ctx)?, &self.repo, &self.status.context, pull_request_id, pull_request_number)
+    }
+}
+
+/// A commit's statuses: `Commit.status`, null when it has none.
+#[derive(Clone)]
+pub(crate) struct Status {
+    repo: RepoRef,
+    sha: String,
+    /// The latest status of each context.
+    latest: Vec<SimStatus>,
+}
+
+impl Status {
+    fn of(repo: &SimRepo, sha: &str) -> Option<Self> {
+        let latest: Vec<SimStatus> = repo.latest_statuses(sha).into_iter().cloned().collect();
+        (!latest.is_empty()).then(|| Self { repo: RepoRef::of(repo), sha: sha.to_owned(), latest })
+    }
+}
+
+#[Object]
+impl Status {
+    async fn id(&self) -> ID {
+        format!("ST_sim{}_{}", self.repo.id, self.sha).into()
+    }
+
+    /// REST's combined state (`error` counts as `FAILURE`, as REST documents).
+    async fn state(&self) -> StatusState {
+        let latest: Vec<&SimStatus> = self.latest.iter().collect();
+        StatusState::of(crate::model::combined_state(&latest))
+    }
+
+    async fn contexts(&self) -> Vec<StatusContext> {
+        self.latest.iter().map(|s| StatusContext { repo: self.repo.clone(), status: s.clone() }).collect()
+    }
+
+    async fn context(&self, name: String) -> Option<StatusContext> {
+        self.latest
+            .iter()
+            .find(|s| s.context == name)
+            .map(|s| StatusContext { repo: self.repo.clone(), status: s.clone() })
+    }
+
+    async fn commit(&self) -> Option<Commit> {
+        Some(Commit { repo: self.repo.clone(), sha: self.sha.clone() })
+    }
+
+    /// The commit's check runs and status contexts, as its rollup lists them.
+    async fn combined_contexts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<StatusCheckRollupContextConnection> {
+        let sha = self.sha.clone();
+        let rollup = self.repo.read(query(ctx)?, |repo| StatusCheckRollup::of(repo, &sha))?;
+        match rollup {
+            Some(rollup) => rollup.connection(&PageArgs::new(first, after, last, before)),
+            None => StatusCheckRollup::empty(self.repo.clone(), sha)
+                .connection(&PageArgs::new(first, after, last, before)),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -1332,17 +1548,78 @@ pub(crate) struct StatusCheckRollup {
     state: StatusState,
     /// The latest run of each name, oldest first.
     runs: Vec<SimCheckRun>,
+    /// The latest status of each context.
+    statuses: Vec<SimStatus>,
 }
 
 impl StatusCheckRollup {
     fn of(repo: &SimRepo, sha: &str) -> Option<Self> {
         let latest = latest_per_name(repo.runs_for(sha));
-        let state = rollup_state(&latest)?;
+        let statuses = repo.latest_statuses(sha);
+        let state = rollup_state(&latest, &statuses)?;
         Some(Self {
             repo: RepoRef::of(repo),
             sha: sha.to_owned(),
             state,
             runs: latest.into_iter().cloned().collect(),
+            statuses: statuses.into_iter().cloned().collect(),
+        })
+    }
+
+    fn empty(repo: RepoRef, sha: String) -> Self {
+        Self { repo, sha, state: StatusState::Pending, runs: Vec::new(), statuses: Vec::new() }
+    }
+
+    /// Check runs first (oldest first), then status contexts, with GitHub's counts of each kind.
+    fn connection(&self, args: &PageArgs) -> Result<StatusCheckRollupContextConnection> {
+        let mut run_counts: BTreeMap<CheckRunState, i64> = BTreeMap::new();
+        for run in &self.runs {
+            *run_counts.entry(CheckRunState::of(run)).or_default() += 1;
+        }
+        let mut status_counts: BTreeMap<StatusState, i64> = BTreeMap::new();
+        for status in &self.statuses {
+            *status_counts.entry(StatusState::of(&status.state)).or_default() += 1;
+        }
+        let contexts: Vec<StatusCheckRollupContext> = self
+            .runs
+            .iter()
+            .map(|run| {
+                StatusCheckRollupContext::CheckRun(CheckRun { repo: self.repo.clone(), run: run.clone() })
+            })
+            .chain(self.statuses.iter().map(|status| {
+                StatusCheckRollupContext::StatusContext(StatusContext {
+                    repo: self.repo.clone(),
+                    status: status.clone(),
+                })
+            }))
+            .collect();
+        let page = page(contexts, args)?;
+        Ok(StatusCheckRollupContextConnection {
+            check_run_count: self.runs.len() as i64,
+            check_run_counts_by_state: Some(
+                run_counts.into_iter().map(|(state, count)| CheckRunStateCount { state, count }).collect(),
+            ),
+            status_context_count: self.statuses.len() as i64,
+            status_context_counts_by_state: Some(
+                status_counts
+                    .into_iter()
+                    .map(|(state, count)| StatusContextStateCount { state, count })
+                    .collect(),
+            ),
+            edges: Some(
+                page.items
+                    .iter()
+                    .map(|(cursor, node)| {
+                        Some(StatusCheckRollupContextEdge {
+                            cursor: cursor.clone(),
+                            node: Some(node.clone()),
+                        })
+                    })
+                    .collect(),
+            ),
+            total_count: page.total as i64,
+            nodes: Some(page.items.into_iter().map(|(_, node)| Some(node)).collect()),
+            page_info: page.info,
         })
     }
 }
@@ -1361,7 +1638,7 @@ impl StatusCheckRollup {
         Some(Commit { repo: self.repo.clone(), sha: self.sha.clone() })
     }
 
-    /// The latest check run of each name (and, on GitHub, each status context).
+    /// The latest check run of each name and the latest status of each context.
     async fn contexts(
         &self,
         first: Option<i32>,
@@ -1369,40 +1646,90 @@ impl StatusCheckRollup {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<StatusCheckRollupContextConnection> {
-        let mut counts: BTreeMap<CheckRunState, i64> = BTreeMap::new();
-        for run in &self.runs {
-            *counts.entry(CheckRunState::of(run)).or_default() += 1;
-        }
-        let contexts: Vec<StatusCheckRollupContext> = self
-            .runs
-            .iter()
-            .map(|run| {
-                StatusCheckRollupContext::CheckRun(CheckRun { repo: self.repo.clone(), run: run.clone() })
-            })
-            .collect();
-        let page = page(contexts, &PageArgs::new(first, after, last, before))?;
-        Ok(StatusCheckRollupContextConnection {
-            check_run_count: self.runs.len() as i64,
-            check_run_counts_by_state: Some(
-                counts.into_iter().map(|(state, count)| CheckRunStateCount { state, count }).collect(),
-            ),
-            status_context_count: 0,
-            status_context_counts_by_state: Some(Vec::new()),
-            edges: Some(
-                page.items
-                    .iter()
-                    .map(|(cursor, node)| {
-                        Some(StatusCheckRollupContextEdge {
-                            cursor: cursor.clone(),
-                            node: Some(node.clone()),
-                        })
-                    })
-                    .collect(),
-            ),
-            total_count: page.total as i64,
-            nodes: Some(page.items.into_iter().map(|(_, node)| Some(node)).collect()),
-            page_info: page.info,
+        self.connection(&PageArgs::new(first, after, last, before))
+    }
+}
+
+// ---------------------------------------------------------------- merge queues
+
+/// A queued pull request's place in its base branch's merge queue.
+#[derive(Clone)]
+pub(crate) struct MergeQueueEntry {
+    repo: RepoRef,
+    pr_id: i64,
+    group: SimMergeGroup,
+    position: usize,
+    state: MergeQueueEntryState,
+}
+
+impl MergeQueueEntry {
+    /// The entry of pull request `number`, if it is queued. Its state:
+    /// `UNMERGEABLE` once a required check fails on the merge group,
+    /// `MERGEABLE` once all pass, `AWAITING_CHECKS` before.
+    fn of(repo: &SimRepo, number: i64) -> Option<Self> {
+        let group = repo.queued_group(number)?;
+        let pr = repo.pulls.get(&number)?;
+        let unmet = repo.unmet_requirements(group.base_branch(), &group.head_sha);
+        let state = if unmet.iter().any(|(_, state)| *state == ContextState::Failing) {
+            MergeQueueEntryState::Unmergeable
+        } else if unmet.is_empty() {
+            MergeQueueEntryState::Mergeable
+        } else {
+            MergeQueueEntryState::AwaitingChecks
+        };
+        Some(Self {
+            repo: RepoRef::of(repo),
+            pr_id: pr.id,
+            group: group.clone(),
+            position: repo.queue_position(number).unwrap_or(1),
+            state,
         })
+    }
+}
+
+#[Object]
+impl MergeQueueEntry {
+    async fn id(&self) -> ID {
+        node_id("MQE", self.pr_id).into()
+    }
+
+    async fn state(&self) -> MergeQueueEntryState {
+        self.state
+    }
+
+    async fn enqueued_at(&self) -> DateTime {
+        DateTime(self.group.enqueued_at)
+    }
+
+    /// 1 at the front of the queue.
+    async fn position(&self) -> i64 {
+        self.position as i64
+    }
+
+    /// The merge group's commit, where the queue's checks run.
+    async fn head_commit(&self) -> Option<Commit> {
+        Some(Commit { repo: self.repo.clone(), sha: self.group.head_sha.clone() })
+    }
+
+    async fn base_commit(&self) -> Option<Commit> {
+        Some(Commit { repo: self.repo.clone(), sha: self.group.base_sha.clone() })
+    }
+
+    async fn enqueuer(&self) -> Actor {
+        Actor::User(User::new(&self.group.enqueuer))
+    }
+
+    async fn jump(&self) -> bool {
+        false
+    }
+
+    async fn solo(&self) -> bool {
+        false
+    }
+
+    async fn pull_request(&self, ctx: &Context<'_>) -> Result<Option<PullRequest>> {
+        let number = self.group.pr_number;
+        self.repo.read(query(ctx)?, |repo| repo.pulls.get(&number).map(|pr| PullRequest::of(repo, pr)))
     }
 }
 
@@ -1458,7 +1785,7 @@ mod tests {
 
     #[test]
     fn the_rollup_fails_on_a_failing_latest_run_waits_on_an_open_one_and_passes_otherwise() {
-        let state = |runs: &[SimCheckRun]| rollup_state(&latest_per_name(runs));
+        let state = |runs: &[SimCheckRun]| rollup_state(&latest_per_name(runs), &[]);
         assert_eq!(state(&[]), None);
         assert_eq!(state(&[run(1, "build", "completed", Some("success"))]), Some(StatusState::Success));
         for passing in ["success", "neutral", "skipped", "stale"] {
@@ -1481,6 +1808,48 @@ mod tests {
             state(&[run(1, "b", "completed", Some("failure")), run(2, "b", "completed", Some("success"))]),
             Some(StatusState::Success)
         );
+    }
+
+    fn status(id: i64, context: &str, state: &str) -> SimStatus {
+        SimStatus {
+            id,
+            sha: "a".repeat(40),
+            context: context.into(),
+            state: state.into(),
+            description: None,
+            target_url: None,
+            creator: "ci".into(),
+            created_at: crate::model::now(),
+            updated_at: crate::model::now(),
+        }
+    }
+
+    #[test]
+    fn the_rollup_combines_the_latest_runs_with_the_latest_statuses() {
+        let passing = [run(1, "build", "completed", Some("success"))];
+        let runs = latest_per_name(&passing);
+        let state = |statuses: &[SimStatus]| rollup_state(&runs, &statuses.iter().collect::<Vec<_>>());
+        assert_eq!(state(&[]), Some(StatusState::Success));
+        assert_eq!(state(&[status(1, "ci", "success")]), Some(StatusState::Success));
+        assert_eq!(
+            state(&[status(1, "ci", "failure")]),
+            Some(StatusState::Failure),
+            "a failing status fails it"
+        );
+        assert_eq!(state(&[status(1, "ci", "error")]), Some(StatusState::Failure), "so does an error");
+        assert_eq!(state(&[status(1, "ci", "pending")]), Some(StatusState::Pending));
+        assert_eq!(
+            state(&[status(1, "ci", "pending"), status(2, "lint", "error")]),
+            Some(StatusState::Failure),
+            "failure before pending"
+        );
+        // Statuses alone make a rollup; a failing run outweighs a passing status.
+        let only = status(1, "ci", "success");
+        assert_eq!(rollup_state(&[], &[&only]), Some(StatusState::Success));
+        let failing = [run(1, "build", "completed", Some("failure"))];
+        assert_eq!(rollup_state(&latest_per_name(&failing), &[&only]), Some(StatusState::Failure));
+        let queued = [run(1, "build", "queued", None)];
+        assert_eq!(rollup_state(&latest_per_name(&queued), &[&only]), Some(StatusState::Pending));
     }
 
     #[test]

@@ -139,11 +139,13 @@ fn hold_in_use(name: &str) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async move {
             let mut conn = connect(&url).await;
-            diesel::sql_query(format!("SELECT pg_advisory_lock_shared({TEMPLATE_IN_USE_CLASS}, hashtext($1))"))
-                .bind::<Text, _>(&name)
-                .execute(&mut conn)
-                .await
-                .expect("mark the template in use");
+            diesel::sql_query(format!(
+                "SELECT pg_advisory_lock_shared({TEMPLATE_IN_USE_CLASS}, hashtext($1))"
+            ))
+            .bind::<Text, _>(&name)
+            .execute(&mut conn)
+            .await
+            .expect("mark the template in use");
             let _ = held.send(());
             // The connection (and the lock) lasts until the process exits.
             std::future::pending::<()>().await;
@@ -160,12 +162,13 @@ async fn unused(conn: &mut AsyncPgConnection, name: &str) -> bool {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         free: bool,
     }
-    let free: Free =
-        diesel::sql_query(format!("SELECT pg_try_advisory_lock({TEMPLATE_IN_USE_CLASS}, hashtext($1)) AS free"))
-            .bind::<Text, _>(name)
-            .get_result(conn)
-            .await
-            .expect("try the template lock");
+    let free: Free = diesel::sql_query(format!(
+        "SELECT pg_try_advisory_lock({TEMPLATE_IN_USE_CLASS}, hashtext($1)) AS free"
+    ))
+    .bind::<Text, _>(name)
+    .get_result(conn)
+    .await
+    .expect("try the template lock");
     if free.free {
         diesel::sql_query(format!("SELECT pg_advisory_unlock({TEMPLATE_IN_USE_CLASS}, hashtext($1))"))
             .bind::<Text, _>(name)

@@ -436,7 +436,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             api_url = %sim.api_url(),
             graphql_url = %sim.graphql_url(),
             app_id = github_sim::SIM_APP_ID,
-            "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID, /_sim/graphql-budget/ID, /_sim/tokens/expire; webhook deliveries with the App JWT: /app/hook/deliveries)"
+            "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID, /_sim/graphql-budget/ID, /_sim/tokens/expire, POST /_sim/activity (changes with their webhooks); webhook deliveries with the App JWT: /app/hook/deliveries)"
         );
         let signal = shutdown_signal().await;
         tracing::info!(signal, "stopping the simulator");

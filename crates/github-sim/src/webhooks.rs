@@ -272,6 +272,17 @@ impl Dispatcher {
         }
     }
 
+    /// Resolves once at most `limit` enqueued deliveries are unsent.
+    pub(crate) async fn wait_below(&self, limit: usize) {
+        loop {
+            let notified = self.idle.notified();
+            if self.pending.load(Ordering::SeqCst) <= limit {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Resolves once every enqueued delivery was sent (or lost).
     pub async fn wait_idle(&self) {
         loop {

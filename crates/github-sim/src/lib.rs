@@ -194,7 +194,7 @@ impl Simulator {
             rate_limit: config.rate_limit,
             rate_window: config.rate_window,
             rng: rng.clone(),
-            dispatcher: Dispatcher::start(webhook, rng),
+            dispatcher: Dispatcher::start(webhook, rng, config.app_id),
             activity: tokio::sync::Mutex::new(()),
         });
         let graphql = web::Data::new(graphql::Budgets::new(config.graphql_rate_limit, config.rate_window));

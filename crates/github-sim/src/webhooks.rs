@@ -199,8 +199,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts the sender task on the current runtime.
-    pub fn start(target: Arc<Mutex<Option<WebhookTarget>>>, rng: Arc<SplitMix64>) -> Self {
+    /// Starts the sender task on the current runtime; `app_id` is the App
+    /// whose webhook this is (`X-GitHub-Hook-Installation-Target-ID`).
+    pub fn start(target: Arc<Mutex<Option<WebhookTarget>>>, rng: Arc<SplitMix64>, app_id: u64) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
@@ -209,6 +210,7 @@ impl Dispatcher {
         let hooks = Arc::new(Mutex::new(HookLog::default()));
         let task = SenderTask {
             receiver,
+            app_id: app_id.to_string(),
             target,
             rng,
             pending: pending.clone(),
@@ -297,6 +299,7 @@ impl Dispatcher {
 
 struct SenderTask {
     receiver: mpsc::UnboundedReceiver<Outgoing>,
+    app_id: String,
     target: Arc<Mutex<Option<WebhookTarget>>>,
     rng: Arc<SplitMix64>,
     pending: Arc<AtomicUsize>,
@@ -386,7 +389,9 @@ impl SenderTask {
             ("x-github-event", outgoing.event),
             ("x-github-delivery", outgoing.delivery_id.as_str()),
             ("x-github-hook-id", "1"),
+            // An App's webhook: the target is the App.
             ("x-github-hook-installation-target-type", "integration"),
+            ("x-github-hook-installation-target-id", self.app_id.as_str()),
             ("x-hub-signature-256", signature.as_str()),
         ]
         .into_iter()

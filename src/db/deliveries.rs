@@ -45,6 +45,7 @@ pub struct NewDelivery<'a> {
     pub job_id: Option<i64>,
     pub payload: Option<&'a [u8]>,
     pub payload_size: i32,
+    pub headers: Option<&'a serde_json::Value>,
 }
 
 /// Inserts the deliveries whose ids are not stored yet; returns the ids it
@@ -56,7 +57,7 @@ pub struct NewDelivery<'a> {
 /// connection instead of once per batch (planning a many-row `VALUES` list
 /// was a visible share of intake's profile).
 pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) -> QueryResult<Vec<String>> {
-    use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
+    use diesel::sql_types::{Array, BigInt, Binary, Integer, Jsonb, Nullable, Text};
 
     #[derive(QueryableByName)]
     struct Inserted {
@@ -69,9 +70,10 @@ pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) 
     }
     let inserted: Vec<Inserted> = diesel::sql_query(
         "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, repository_github_id, \
-                                         repository_full_name, outcome, job_id, payload, payload_size) \
+                                         repository_full_name, outcome, job_id, payload, payload_size, \
+                                         headers) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], \
-                              $7::text[], $8::int8[], $9::bytea[], $10::int4[]) \
+                              $7::text[], $8::int8[], $9::bytea[], $10::int4[], $11::jsonb[]) \
          ON CONFLICT (delivery_id) DO NOTHING \
          RETURNING delivery_id",
     )
@@ -85,6 +87,7 @@ pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) 
     .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.job_id).collect::<Vec<_>>())
     .bind::<Array<Nullable<Binary>>, _>(rows.iter().map(|r| r.payload).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.payload_size).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.headers).collect::<Vec<_>>())
     .load(conn)
     .await?;
     Ok(inserted.into_iter().map(|row| row.delivery_id).collect())

@@ -133,6 +133,7 @@ diesel::table! {
         job_id -> Nullable<Int8>,
         payload -> Nullable<Bytea>,
         payload_size -> Int4,
+        headers -> Nullable<Jsonb>,
     }
 }
 

@@ -264,6 +264,7 @@ async fn handle(
         outcome,
         job,
         body,
+        headers: Some(envelope::recorded_headers(|name| headers.get(name).map(|v| v.as_bytes()))),
     };
     let stored = tokio::time::timeout(STORE_DEADLINE, store.store(record))
         .await

@@ -47,6 +47,9 @@ pub struct DeliveryRecord {
     pub outcome: DeliveryOutcome,
     pub job: Option<NewJob>,
     pub body: Bytes,
+    /// The request headers that describe the delivery (see
+    /// [`super::envelope::recorded_headers`]); `None` where there was no request.
+    pub headers: Option<serde_json::Value>,
 }
 
 impl DeliveryRecord {
@@ -63,6 +66,7 @@ impl DeliveryRecord {
             payload: Some(&self.body),
             // Intake caps bodies at 25 MiB, which fits in an i32.
             payload_size: i32::try_from(self.body.len()).unwrap_or(i32::MAX),
+            headers: self.headers.as_ref(),
         }
     }
 }

@@ -447,6 +447,7 @@ fn record(delivery: &Delivery<'_>) -> DeliveryRecord {
         outcome: DeliveryOutcome::Queued,
         job: Some(job),
         body: delivery.body.clone().into(),
+        headers: None,
     }
 }
 

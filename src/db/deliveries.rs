@@ -1,5 +1,6 @@
 //! The `webhook_deliveries` log: one row per verified delivery id.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -21,6 +22,12 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
+    pub const ALL: [Self; 5] = [Self::Queued, Self::Ignored, Self::Ping, Self::Processed, Self::Failed];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|outcome| outcome.as_str() == value)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -107,4 +114,86 @@ pub async fn payloads_of_job(
         .limit(limit)
         .load(conn)
         .await
+}
+
+/// A stored delivery as operators see it: every column but the payload
+/// (its size is here; [`find`] reads the bytes).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct DeliveryRow {
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<InstallationId>,
+    pub repository_github_id: Option<GithubRepoId>,
+    pub repository_full_name: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub job_id: Option<i64>,
+    pub payload_size: i32,
+    pub headers: Option<serde_json::Value>,
+}
+
+/// Which deliveries [`list`] shows; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// `owner/name`, compared case-insensitively as GitHub does.
+    pub repository: Option<String>,
+    pub event: Option<String>,
+    pub outcome: Option<DeliveryOutcome>,
+    /// Received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+
+/// The deliveries `filter` selects, newest first.
+pub async fn list(conn: &mut AsyncPgConnection, filter: &DeliveryFilter) -> QueryResult<Vec<DeliveryRow>> {
+    let mut query = webhook_deliveries::table.select(DeliveryRow::as_select()).into_boxed();
+    if let Some(repository) = &filter.repository {
+        query = query.filter(lower(webhook_deliveries::repository_full_name).eq(repository.to_lowercase()));
+    }
+    if let Some(event) = &filter.event {
+        query = query.filter(webhook_deliveries::event.eq(event));
+    }
+    if let Some(outcome) = filter.outcome {
+        query = query.filter(webhook_deliveries::outcome.eq(outcome.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(webhook_deliveries::received_at.ge(since));
+    }
+    query
+        .order((webhook_deliveries::received_at.desc(), webhook_deliveries::delivery_id.desc()))
+        .limit(filter.limit)
+        .load(conn)
+        .await
+}
+
+/// One delivery and its raw payload (`None` once the retention has pruned it).
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    delivery_id: &str,
+) -> QueryResult<Option<(DeliveryRow, Option<Vec<u8>>)>> {
+    webhook_deliveries::table
+        .find(delivery_id)
+        .select((DeliveryRow::as_select(), webhook_deliveries::payload))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Points a delivery at `job_id`, to be processed again: `queued`, not
+/// processed. Returns whether the delivery exists.
+pub async fn requeue(conn: &mut AsyncPgConnection, delivery_id: &str, job_id: i64) -> QueryResult<bool> {
+    let updated = diesel::update(webhook_deliveries::table.find(delivery_id))
+        .set((
+            webhook_deliveries::job_id.eq(job_id),
+            webhook_deliveries::outcome.eq(DeliveryOutcome::Queued.as_str()),
+            webhook_deliveries::processed_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(updated == 1)
 }

@@ -55,16 +55,20 @@ pub struct DeliveryHeaders {
     pub event: String,
 }
 
+/// An `X-GitHub-Event` name: lower-case letters and `_`, at most 64.
+pub fn is_event_name(event: &[u8]) -> bool {
+    !event.is_empty()
+        && event.len() <= MAX_EVENT_NAME_LEN
+        && event.iter().all(|b| b.is_ascii_lowercase() || *b == b'_')
+}
+
 pub fn parse_headers(
     event: Option<&[u8]>,
     delivery: Option<&[u8]>,
 ) -> Result<DeliveryHeaders, EnvelopeError> {
     let event = event.ok_or(EnvelopeError::MissingEvent)?;
     let delivery = delivery.ok_or(EnvelopeError::MissingDelivery)?;
-    let event_ok = !event.is_empty()
-        && event.len() <= MAX_EVENT_NAME_LEN
-        && event.iter().all(|b| b.is_ascii_lowercase() || *b == b'_');
-    if !event_ok {
+    if !is_event_name(event) {
         return Err(EnvelopeError::MalformedEvent);
     }
     let delivery_ok = !delivery.is_empty()

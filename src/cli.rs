@@ -118,6 +118,7 @@ enum DeliveriesCommand {
         // Hyphen values reach the parser, so `--since -3d` is told what --since takes.
         #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since, allow_hyphen_values = true)]
         since: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many, the newest.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
     },
@@ -468,7 +469,12 @@ async fn deliveries(settings: Settings, command: DeliveriesCommand) -> anyhow::R
                     Ok(job) => println!("{id}\tjob {}", job.id),
                     Err(error) => {
                         failed += 1;
-                        eprintln!("prmonitor: delivery {id}: {error}");
+                        match settings.log_format {
+                            crate::config::LogFormat::Json => {
+                                tracing::error!(delivery_id = %id, %error, "delivery not replayed");
+                            }
+                            crate::config::LogFormat::Text => eprintln!("prmonitor: delivery {id}: {error}"),
+                        }
                     }
                 }
             }

@@ -362,6 +362,27 @@ async fn replay_reports_each_delivery_it_cannot_replay_and_replays_the_others() 
         stored(&world, &format!("delivery_id = '{}'", other.delivery_id)).await[0].outcome,
         "processed"
     );
+
+    // With JSON logs, each failure is a JSON line naming the delivery.
+    let output = PRMONITOR
+        .command(
+            &["deliveries", "replay", "no-such-delivery"],
+            &[("DATABASE_URL", &world.db.url), ("PRMONITOR_LOG_FORMAT", "json")],
+        )
+        .output()
+        .await
+        .expect("prmonitor runs");
+    assert_eq!(output.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "delivery not replayed" && l["delivery_id"] == "no-such-delivery"),
+        "{lines:?}"
+    );
     finish(world).await;
 }
 

@@ -68,7 +68,7 @@ impl Activity {
         Self { changes: Changes::Operations(operations), webhooks: true }
     }
 
-    /// Random changes only in these repositories.
+    /// Random changes only in these repositories (operations name their own).
     pub fn in_repositories(mut self, names: &[&str]) -> Self {
         if let Changes::Random { repositories, .. } = &mut self.changes {
             *repositories = names.iter().map(|n| (*n).to_owned()).collect();
@@ -76,7 +76,7 @@ impl Activity {
         self
     }
 
-    /// The seed of random changes.
+    /// The seed of random changes (operations need none).
     pub fn seed(mut self, value: u64) -> Self {
         if let Changes::Random { seed, .. } = &mut self.changes {
             *seed = Some(value);
@@ -375,6 +375,13 @@ impl ActivityReport {
 pub(crate) async fn run(shared: &Shared, activity: &Activity) -> Result<ActivityReport, ModelError> {
     // One activity at a time: a list validated on a copy of the world is
     // then made on the world itself, and must find it as the copy was.
+    let count = match &activity.changes {
+        Changes::Operations(operations) => operations.len(),
+        Changes::Random { count, .. } => *count,
+    };
+    if count > MAX_CHANGES {
+        return Err(ModelError::Invalid(format!("at most {MAX_CHANGES} changes at once, not {count}")));
+    }
     let _one_at_a_time = shared.activity.lock().await;
     // Without a target nothing is rendered: that costs more than the changes.
     let send = activity.webhooks && lock(&shared.webhook).is_some();

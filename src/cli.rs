@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, Settings};
+use crate::db::deliveries::DeliveryOutcome;
 use crate::startup::{Components, Service};
 use crate::{db, telemetry};
 
@@ -38,6 +39,9 @@ enum Command {
     /// Inspect the job queue and bring dead letters back.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Inspect stored webhook deliveries and process them again.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
     /// Run the GitHub simulator (for trying prmonitor without GitHub).
     #[cfg(feature = "simulator")]
     Sim(SimArgs),
@@ -95,6 +99,78 @@ enum JobsCommand {
         #[arg(long)]
         all_dead: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeliveriesCommand {
+    /// The newest deliveries, optionally filtered.
+    List {
+        /// Only deliveries about this repository.
+        #[arg(long, value_name = "OWNER/NAME", value_parser = parse_repository)]
+        repo: Option<String>,
+        /// Only this event (pull_request, check_run, …).
+        #[arg(long, value_parser = parse_event)]
+        event: Option<String>,
+        /// Only deliveries with this outcome.
+        #[arg(long, value_parser = outcome_parser())]
+        outcome: Option<DeliveryOutcome>,
+        /// Only deliveries received in the last DURATION (90m, 2h, 3d) or since an RFC 3339 TIME.
+        // Hyphen values reach the parser, so `--since -3d` is told what --since takes.
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since, allow_hyphen_values = true)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+    },
+    /// One delivery: its fields, headers, a summary of its payload and the job it became.
+    Show {
+        /// The delivery id (X-GitHub-Delivery).
+        id: String,
+    },
+    /// Process stored deliveries again: each payload becomes its job, as on arrival.
+    Replay {
+        /// Delivery ids (X-GitHub-Delivery).
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Gap recovery now: deliveries the App's deliveries API lists that were
+    /// never stored are recovered (enqueued for the worker, or run here with --wait).
+    Recover {
+        /// Examine back to DURATION ago (90m, 2h, 3d) or an RFC 3339 TIME
+        /// instead of where the last run stopped (GitHub keeps 3 days).
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since, allow_hyphen_values = true)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Run it in this process and print what it did, instead of enqueueing it.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+fn parse_repository(value: &str) -> Result<String, String> {
+    if crate::ids::is_repository_full_name(value) {
+        Ok(value.to_owned())
+    } else {
+        Err("expected a repository as owner/name".into())
+    }
+}
+
+fn parse_event(value: &str) -> Result<String, String> {
+    if crate::webhook::envelope::is_event_name(value.as_bytes()) {
+        Ok(value.to_owned())
+    } else {
+        Err("expected an event name such as pull_request (lower-case letters and '_')".into())
+    }
+}
+
+fn parse_since(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::webhook::deliveries::parse_since(value, chrono::Utc::now())
+}
+
+/// The outcomes by name; clap lists them when another value is given.
+fn outcome_parser() -> impl clap::builder::TypedValueParser<Value = DeliveryOutcome> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(DeliveryOutcome::ALL.map(DeliveryOutcome::as_str))
+        .try_map(|name| DeliveryOutcome::parse(&name).ok_or("not an outcome"))
 }
 
 /// A job's state, as `jobs list --state` takes it.
@@ -204,6 +280,7 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::Reconcile(args) => reconcile(settings, args).await,
             Command::Jobs(command) => jobs(settings, command).await,
+            Command::Deliveries(command) => deliveries(settings, command).await,
             #[cfg(feature = "simulator")]
             Command::Demo(args) => {
                 let database_given = std::env::var_os("DATABASE_URL").is_some() || cli.config.is_some();
@@ -379,6 +456,71 @@ async fn jobs(settings: Settings, command: JobsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn deliveries(settings: Settings, command: DeliveriesCommand) -> anyhow::Result<()> {
+    use crate::db::deliveries::DeliveryFilter;
+    use crate::webhook::deliveries as stored;
+    let pool = db::build_pool(&settings.database_url, 1)?;
+    let mut conn = db::connection(&pool)
+        .await
+        .with_context(|| format!("cannot use {}", settings.database_url.redacted()))?;
+    match command {
+        DeliveriesCommand::List { repo, event, outcome, since, limit } => {
+            let filter = DeliveryFilter { repository: repo, event, outcome, since, limit };
+            print!("{}", stored::table(&db::deliveries::list(&mut conn, &filter).await?));
+        }
+        DeliveriesCommand::Show { id } => {
+            let detail =
+                stored::show(&mut conn, &id).await?.with_context(|| format!("no delivery {id} is stored"))?;
+            print!("{detail}");
+        }
+        DeliveriesCommand::Replay { ids } => {
+            let mut failed = 0;
+            for id in &ids {
+                match stored::replay(&mut conn, id, settings.worker.max_attempts).await {
+                    Ok(job) => println!("{id}\tjob {}", job.id),
+                    Err(error) => {
+                        failed += 1;
+                        match settings.log_format {
+                            crate::config::LogFormat::Json => {
+                                tracing::error!(delivery_id = %id, %error, "delivery not replayed");
+                            }
+                            crate::config::LogFormat::Text => eprintln!("prmonitor: delivery {id}: {error}"),
+                        }
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} of {} deliveries were not replayed", ids.len());
+        }
+        DeliveriesCommand::Recover { since, wait } => {
+            anyhow::ensure!(
+                matches!(settings.github.auth, Some(crate::config::GitHubAuth::App { .. })),
+                "gap recovery reads the App's deliveries API: set PRMONITOR_GITHUB_APP_ID and its private key"
+            );
+            let target = crate::queue::RecoveryJob { since };
+            if !wait {
+                let job = crate::queue::NewJob::recover_deliveries(&target)
+                    .with_max_attempts(settings.worker.max_attempts);
+                let enqueued = crate::queue::enqueue(&mut conn, &job).await?;
+                println!("recovery enqueued as job {}", enqueued.id);
+                return Ok(());
+            }
+            drop(conn);
+            let pool = db::build_pool(&settings.database_url, 2)?;
+            let github = crate::github::GitHubClient::new(&settings.github, pool.clone())?;
+            let options = crate::webhook::recovery::RecoveryOptions {
+                mode: settings.worker.delivery_recovery,
+                max_pages: settings.worker.delivery_recovery_max_pages,
+                max_attempts: settings.worker.max_attempts,
+                since,
+                sweep_above: settings.worker.delivery_recovery_sweep_above,
+            };
+            let report = crate::webhook::recovery::recover(&github, &pool, &options).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
+}
+
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => Some(runtime),
@@ -436,7 +578,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             api_url = %sim.api_url(),
             graphql_url = %sim.graphql_url(),
             app_id = github_sim::SIM_APP_ID,
-            "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID, /_sim/graphql-budget/ID, /_sim/tokens/expire; webhook deliveries with the App JWT: /app/hook/deliveries)"
+            "simulator listening (private key: fixtures/sim/app-private-key.pem; admin: /_sim/stats, /_sim/faults, /_sim/budget/ID, /_sim/graphql-budget/ID, /_sim/tokens/expire, POST /_sim/activity (changes with their webhooks); webhook deliveries with the App JWT: /app/hook/deliveries)"
         );
         let signal = shutdown_signal().await;
         tracing::info!(signal, "stopping the simulator");

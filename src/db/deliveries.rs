@@ -1,5 +1,6 @@
 //! The `webhook_deliveries` log: one row per verified delivery id.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -24,6 +25,13 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
+    pub const ALL: [Self; 6] =
+        [Self::Queued, Self::Ignored, Self::Ping, Self::Processed, Self::Failed, Self::Recovered];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|outcome| outcome.as_str() == value)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -69,6 +77,7 @@ pub struct NewDelivery<'a> {
     pub payload_size: i32,
     pub source: &'static str,
     pub github_delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub headers: Option<&'a serde_json::Value>,
 }
 
 /// Inserts the deliveries whose ids are not stored yet; returns the ids it
@@ -80,7 +89,7 @@ pub struct NewDelivery<'a> {
 /// connection instead of once per batch (planning a many-row `VALUES` list
 /// was a visible share of intake's profile).
 pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) -> QueryResult<Vec<String>> {
-    use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Array, BigInt, Binary, Integer, Jsonb, Nullable, Text, Timestamptz};
 
     #[derive(QueryableByName)]
     struct Inserted {
@@ -94,9 +103,9 @@ pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) 
     let inserted: Vec<Inserted> = diesel::sql_query(
         "INSERT INTO webhook_deliveries (delivery_id, event, action, installation_id, repository_github_id, \
                                          repository_full_name, outcome, job_id, payload, payload_size, \
-                                         source, github_delivered_at) \
+                                         source, github_delivered_at, headers) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], \
-                              $7::text[], $8::int8[], $9::bytea[], $10::int4[], $11::text[], $12::timestamptz[]) \
+                              $7::text[], $8::int8[], $9::bytea[], $10::int4[], $11::text[], $12::timestamptz[], $13::jsonb[]) \
          ON CONFLICT (delivery_id) DO NOTHING \
          RETURNING delivery_id",
     )
@@ -112,6 +121,7 @@ pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[NewDelivery<'_>]) 
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.payload_size).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.source).collect::<Vec<_>>())
     .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.github_delivered_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.headers).collect::<Vec<_>>())
     .load(conn)
     .await?;
     Ok(inserted.into_iter().map(|row| row.delivery_id).collect())
@@ -149,4 +159,90 @@ pub async fn stored_among(
         .load(conn)
         .await?;
     Ok(stored.into_iter().collect())
+}
+
+/// A stored delivery as operators see it: every column but the payload
+/// (its size is here; [`find`] reads the bytes).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct DeliveryRow {
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<InstallationId>,
+    pub repository_github_id: Option<GithubRepoId>,
+    pub repository_full_name: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub job_id: Option<i64>,
+    pub payload_size: i32,
+    pub headers: Option<serde_json::Value>,
+    /// `webhook` or `recovery` ([`DeliverySource`]).
+    pub source: String,
+    /// GitHub's time of the attempt, for recovered deliveries.
+    pub github_delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Which deliveries [`list`] shows; `None` means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// `owner/name`, compared case-insensitively as GitHub does.
+    pub repository: Option<String>,
+    pub event: Option<String>,
+    pub outcome: Option<DeliveryOutcome>,
+    /// Received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+
+/// The deliveries `filter` selects, newest first.
+pub async fn list(conn: &mut AsyncPgConnection, filter: &DeliveryFilter) -> QueryResult<Vec<DeliveryRow>> {
+    let mut query = webhook_deliveries::table.select(DeliveryRow::as_select()).into_boxed();
+    if let Some(repository) = &filter.repository {
+        query = query.filter(lower(webhook_deliveries::repository_full_name).eq(repository.to_lowercase()));
+    }
+    if let Some(event) = &filter.event {
+        query = query.filter(webhook_deliveries::event.eq(event));
+    }
+    if let Some(outcome) = filter.outcome {
+        query = query.filter(webhook_deliveries::outcome.eq(outcome.as_str()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(webhook_deliveries::received_at.ge(since));
+    }
+    query
+        .order((webhook_deliveries::received_at.desc(), webhook_deliveries::delivery_id.desc()))
+        .limit(filter.limit)
+        .load(conn)
+        .await
+}
+
+/// One delivery and its raw payload (`None` once the retention has pruned it).
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    delivery_id: &str,
+) -> QueryResult<Option<(DeliveryRow, Option<Vec<u8>>)>> {
+    webhook_deliveries::table
+        .find(delivery_id)
+        .select((DeliveryRow::as_select(), webhook_deliveries::payload))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Points a delivery at `job_id`, to be processed again: `queued`, not
+/// processed. Returns whether the delivery exists.
+pub async fn requeue(conn: &mut AsyncPgConnection, delivery_id: &str, job_id: i64) -> QueryResult<bool> {
+    let updated = diesel::update(webhook_deliveries::table.find(delivery_id))
+        .set((
+            webhook_deliveries::job_id.eq(job_id),
+            webhook_deliveries::outcome.eq(DeliveryOutcome::Queued.as_str()),
+            webhook_deliveries::processed_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(updated == 1)
 }

@@ -164,6 +164,7 @@ diesel::table! {
         payload_size -> Int4,
         source -> Text,
         github_delivered_at -> Nullable<Timestamptz>,
+        headers -> Nullable<Jsonb>,
     }
 }
 

@@ -56,16 +56,20 @@ pub struct DeliveryHeaders {
     pub event: String,
 }
 
+/// An `X-GitHub-Event` name: lower-case letters and `_`, at most 64.
+pub fn is_event_name(event: &[u8]) -> bool {
+    !event.is_empty()
+        && event.len() <= MAX_EVENT_NAME_LEN
+        && event.iter().all(|b| b.is_ascii_lowercase() || *b == b'_')
+}
+
 pub fn parse_headers(
     event: Option<&[u8]>,
     delivery: Option<&[u8]>,
 ) -> Result<DeliveryHeaders, EnvelopeError> {
     let event = event.ok_or(EnvelopeError::MissingEvent)?;
     let delivery = delivery.ok_or(EnvelopeError::MissingDelivery)?;
-    let event_ok = !event.is_empty()
-        && event.len() <= MAX_EVENT_NAME_LEN
-        && event.iter().all(|b| b.is_ascii_lowercase() || *b == b'_');
-    if !event_ok {
+    if !is_event_name(event) {
         return Err(EnvelopeError::MalformedEvent);
     }
     let delivery_ok = !delivery.is_empty()
@@ -79,6 +83,39 @@ pub fn parse_headers(
         delivery_id: String::from_utf8_lossy(delivery).into_owned(),
         event: String::from_utf8_lossy(event).into_owned(),
     })
+}
+
+/// The request headers kept with a delivery, as GitHub names them: the ones
+/// that describe it (no secret is among them; the signature is an HMAC).
+pub const RECORDED_HEADERS: [&str; 8] = [
+    "X-GitHub-Event",
+    "X-GitHub-Delivery",
+    "X-GitHub-Hook-ID",
+    "X-GitHub-Hook-Installation-Target-Type",
+    "X-GitHub-Hook-Installation-Target-ID",
+    "User-Agent",
+    "Content-Type",
+    "X-Hub-Signature-256",
+];
+/// A recorded header value is cut at this many characters: a stranger's
+/// request cannot make every stored row large (GitHub's values are short).
+pub const MAX_RECORDED_HEADER_CHARS: usize = 256;
+
+/// The [`RECORDED_HEADERS`] that `get` finds (it looks a header up by name),
+/// as a JSON object of strings, e.g. `{"X-GitHub-Event": "pull_request", …}`.
+pub fn recorded_headers<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> serde_json::Value {
+    let mut recorded = serde_json::Map::new();
+    for name in RECORDED_HEADERS {
+        if let Some(value) = get(name) {
+            let text: String = String::from_utf8_lossy(value)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_RECORDED_HEADER_CHARS)
+                .collect();
+            recorded.insert(name.to_owned(), serde_json::Value::String(text));
+        }
+    }
+    serde_json::Value::Object(recorded)
 }
 
 /// What intake does with a verified delivery.
@@ -527,6 +564,26 @@ mod tests {
         assert_eq!(delivery_delay(changed, changed), std::time::Duration::ZERO);
         // GitHub's clock ahead of ours: the change looks later than its receipt.
         assert_eq!(delivery_delay(changed, received), std::time::Duration::ZERO);
+    }
+
+    #[test]
+    fn recorded_headers_are_the_describing_ones_cut_short() {
+        let long = "a".repeat(1000);
+        let headers: [(&str, &[u8]); 5] = [
+            ("x-github-event", b"pull_request"),
+            ("x-github-delivery", b"72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            ("user-agent", long.as_bytes()),
+            ("x-hub-signature-256", b"sha256=ab\x01cd"),
+            ("authorization", b"Bearer secret"),
+        ];
+        let recorded = recorded_headers(|name| {
+            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+        });
+        assert_eq!(recorded["X-GitHub-Event"], "pull_request");
+        assert_eq!(recorded["X-GitHub-Delivery"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+        assert_eq!(recorded["User-Agent"].as_str().map(str::len), Some(MAX_RECORDED_HEADER_CHARS));
+        assert_eq!(recorded["X-Hub-Signature-256"], "sha256=abcd", "control characters dropped");
+        assert_eq!(recorded.as_object().map(|o| o.len()), Some(4), "only the describing headers: {recorded}");
     }
 
     #[test]

@@ -249,13 +249,16 @@ async fn handle(
         headers.get("x-github-delivery").map(|v| v.as_bytes()),
     )?;
     let envelope = envelope::parse_payload(&delivery.event, &body)?;
-    let record = DeliveryRecord::from_envelope(
-        delivery.delivery_id.clone(),
-        delivery.event.clone(),
-        &envelope,
-        body,
-        config.max_attempts,
-    );
+    let record = DeliveryRecord {
+        headers: Some(envelope::recorded_headers(|name| headers.get(name).map(|v| v.as_bytes()))),
+        ..DeliveryRecord::from_envelope(
+            delivery.delivery_id.clone(),
+            delivery.event.clone(),
+            &envelope,
+            body,
+            config.max_attempts,
+        )
+    };
     let stored = tokio::time::timeout(STORE_DEADLINE, store.store(record))
         .await
         .map_err(|_| IntakeError::Unavailable(format!("no commit within {STORE_DEADLINE:?}")))??;

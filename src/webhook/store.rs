@@ -51,6 +51,9 @@ pub struct DeliveryRecord {
     pub source: DeliverySource,
     /// GitHub's time of the attempt, when known (the deliveries API tells it).
     pub github_delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The request headers that describe the delivery (see
+    /// [`super::envelope::recorded_headers`]); `None` where there was no request.
+    pub headers: Option<serde_json::Value>,
 }
 
 impl DeliveryRecord {
@@ -81,6 +84,7 @@ impl DeliveryRecord {
             body,
             source: DeliverySource::Webhook,
             github_delivered_at: None,
+            headers: None,
         }
     }
 
@@ -106,6 +110,7 @@ impl DeliveryRecord {
             body: Bytes::new(),
             source: DeliverySource::Recovery,
             github_delivered_at: Some(github_delivered_at),
+            headers: None,
         }
     }
 
@@ -132,6 +137,7 @@ impl DeliveryRecord {
             payload_size: i32::try_from(self.body.len()).unwrap_or(i32::MAX),
             source: self.source.as_str(),
             github_delivered_at: self.github_delivered_at,
+            headers: self.headers.as_ref(),
         }
     }
 }

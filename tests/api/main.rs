@@ -7,6 +7,7 @@
 mod binary;
 mod change_detection;
 mod check_rules;
+mod deliveries_cli;
 mod deliveries_simulator;
 mod gap_recovery;
 mod github_client;

@@ -875,3 +875,95 @@ async fn pushing_to_or_closing_a_queued_pr_takes_it_out_of_the_queue_first() {
         ]
     );
 }
+
+#[derive(QueryableByName)]
+struct StoredId {
+    #[diesel(sql_type = Text)]
+    delivery_id: String,
+    #[diesel(sql_type = Text)]
+    event: String,
+    #[diesel(sql_type = Text)]
+    action: String,
+}
+
+/// `POST /_sim/activity` from outside the simulator's process, as a
+/// standalone `prmonitor sim` is driven: the changes' webhooks reach the
+/// service, a silent activity sends none, a refused body changes nothing.
+#[tokio::test]
+async fn activity_over_http_reaches_the_service_with_the_webhooks_it_reports() {
+    let app = spawn_app().await;
+    let sim = sim_with_repo().await;
+    sim.set_webhook(Some(target(&app, TEST_SECRET)));
+    let http = reqwest::Client::new();
+    let activity = format!("http://{}/_sim/activity", sim.address());
+    let post = |body: Value| http.post(&activity).json(&body).send();
+
+    let answer = post(serde_json::json!({ "changes": 40, "seed": 9 })).await.expect("sent");
+    assert_eq!(answer.status(), 200);
+    let report: Value = answer.json().await.expect("json");
+    assert_eq!(report["changes"].as_array().expect("changes").len(), 40);
+    let sent = report["totals"]["webhooks_sent"].as_i64().expect("a count");
+    assert!(sent >= 40, "every change but starting a run sends one or more: {}", report["totals"]);
+    sim.wait_for_deliveries().await;
+    let mut conn = connect(&app.db.url).await;
+    let stored: Vec<StoredId> = diesel::sql_query(
+        "SELECT delivery_id, event, coalesce(action, '') AS action FROM webhook_deliveries",
+    )
+    .load(&mut conn)
+    .await
+    .expect("deliveries");
+    let stored: BTreeMap<String, (String, String)> =
+        stored.into_iter().map(|d| (d.delivery_id, (d.event, d.action))).collect();
+    let reported: BTreeMap<String, (String, String)> = report["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .flat_map(|c| c["webhooks"].as_array().expect("webhooks").iter())
+        .map(|w| {
+            let text = |key: &str| w[key].as_str().expect(key).to_owned();
+            (text("delivery_id"), (text("event"), text("action")))
+        })
+        .collect();
+    assert_eq!(reported.len() as i64, sent);
+    assert_eq!(stored, reported, "the service stored exactly the reported webhooks");
+
+    // Silent: the world changes, nothing is delivered.
+    let heads = || {
+        sim.world(|w| {
+            w.repos.values().flat_map(|r| r.pulls.values().map(|p| p.head_sha.clone())).collect::<Vec<_>>()
+        })
+    };
+    let before = heads();
+    let silent = post(serde_json::json!({ "operations": [
+        { "op": "push", "repository": "octo-org/api", "number": 1 }
+    ], "webhooks": false }))
+    .await
+    .expect("sent");
+    assert_eq!(silent.status(), 200);
+    let silent: Value = silent.json().await.expect("json");
+    assert_eq!(silent["totals"]["webhooks_sent"], 0);
+    assert_ne!(heads(), before, "the push happened");
+    sim.wait_for_deliveries().await;
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, sent);
+
+    // Refused: a clear 4xx in GitHub's shape, nothing changed, nothing sent.
+    let before = heads();
+    for (body, status) in [
+        (
+            serde_json::json!({ "operations": [{ "op": "push", "repository": "octo-org/api", "number": 1 }, { "op": "merge", "repository": "octo-org/nope", "number": 1 }] }),
+            422,
+        ),
+        (serde_json::json!({ "changes": "many" }), 422),
+    ] {
+        let answer = post(body).await.expect("sent");
+        assert_eq!(answer.status().as_u16(), status);
+        let error: Value = answer.json().await.expect("json");
+        assert!(error["message"].is_string() && error["documentation_url"].is_string(), "{error}");
+    }
+    let malformed = http.post(&activity).body("{\"changes\":").send().await.expect("sent");
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(heads(), before);
+    sim.wait_for_deliveries().await;
+    assert_eq!(app.count("SELECT count(*) FROM webhook_deliveries").await, sent);
+    sim.stop().await;
+}

@@ -643,3 +643,46 @@ async fn bodies_in_flight_share_a_bounded_buffer_and_the_rest_get_503() {
     }
     assert_eq!(status, 202, "a 20 MiB delivery fits once the first is gone");
 }
+
+#[tokio::test]
+async fn the_headers_that_describe_a_delivery_are_stored_with_it_and_no_others() {
+    #[derive(QueryableByName)]
+    struct Headers {
+        #[diesel(sql_type = Nullable<diesel::sql_types::Jsonb>)]
+        headers: Option<Value>,
+    }
+    let app = spawn_app().await;
+    let delivery = Delivery::new("pull_request", pr_body(5, "opened"));
+    let signature = sign(&delivery.body);
+    let response = app
+        .webhook(&delivery)
+        .header("x-hub-signature-256", &signature)
+        .header("x-github-hook-id", "292430182")
+        .header("x-github-hook-installation-target-type", "integration")
+        .header("x-github-hook-installation-target-id", "79929171")
+        .header("authorization", "Bearer not-for-the-log")
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 202);
+    let mut conn = connect(&app.db.url).await;
+    let stored: Headers = diesel::sql_query("SELECT headers FROM webhook_deliveries WHERE delivery_id = $1")
+        .bind::<Text, _>(&delivery.delivery_id)
+        .get_result(&mut conn)
+        .await
+        .expect("the row");
+    assert_eq!(
+        stored.headers,
+        Some(serde_json::json!({
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": delivery.delivery_id,
+            "X-GitHub-Hook-ID": "292430182",
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+            "X-GitHub-Hook-Installation-Target-ID": "79929171",
+            "User-Agent": "GitHub-Hookshot/test",
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature,
+        }))
+    );
+}

@@ -15,9 +15,9 @@ pub struct Generate {
 
 pub const GENERATED_INSTALLATION: i64 = 1001;
 pub const GENERATED_OWNER: &str = "acme";
-const AUTHORS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
-const LABELS: [&str; 4] = ["bug", "enhancement", "docs", "wip"];
-const CHECKS: [&str; 6] = ["build", "test", "lint", "coverage", "e2e", "security"];
+pub(crate) const AUTHORS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+pub(crate) const LABELS: [&str; 4] = ["bug", "enhancement", "docs", "wip"];
+pub(crate) const CHECKS: [&str; 6] = ["build", "test", "lint", "coverage", "e2e", "security"];
 const CONCLUSIONS: [&str; 4] = ["success", "success", "failure", "neutral"];
 
 /// Repository `i` of a generated world.

@@ -72,7 +72,16 @@
 //! again, a new attempt with `redelivery: true`). A delivery dropped by the
 //! loss injection is listed as a failed attempt that could not connect, as a
 //! receiver outage shows on GitHub.
+//!
+//! Its world changes from inside the process (`open_pr`, `push`, …,
+//! [`Simulator::activity`]) and from outside it: `POST /_sim/activity` makes
+//! many changes in one call, `{"changes": 300, "repositories": ["owner/a"],
+//! "seed": 7, "webhooks": true}` (a realistic random mix, the same for a
+//! seed on the same world) or `{"operations": [{"op": "push", "repository":
+//! "o/r", "number": 3}, …]}` (applied whole or not at all), and answers with
+//! each change and the webhooks it caused (see [`activity`]).
 
+pub mod activity;
 mod ci;
 mod deliveries;
 pub mod generate;
@@ -91,6 +100,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
+pub use activity::{Activity, ActivityReport, Operation};
 pub use generate::{Fixture, Generate};
 pub use model::{Event, EventBody, ModelError, NewPr, NewStatus, World};
 pub use server::{Bucket, Faults, LoggedRequest, Stats};
@@ -211,7 +221,8 @@ impl Simulator {
             rate_limit: config.rate_limit,
             rate_window: config.rate_window,
             rng: rng.clone(),
-            dispatcher: Dispatcher::start(webhook, rng),
+            dispatcher: Dispatcher::start(webhook, rng, config.app_id),
+            activity: tokio::sync::Mutex::new(()),
         });
         let graphql = web::Data::new(graphql::Budgets::new(config.graphql_rate_limit, config.rate_window));
         let data = shared.clone();
@@ -385,6 +396,14 @@ impl Simulator {
 
     pub fn complete_check_run(&self, run_id: i64, conclusion: &str) -> Result<(), ModelError> {
         self.mutate(|w| w.complete_check_run(run_id, conclusion).map(|e| ((), e)))
+    }
+
+    /// Makes many changes at once, as `POST /_sim/activity` does: random
+    /// ones from a seed, or a list of operations applied whole or not at
+    /// all (see [`activity`]). Each change sends its webhooks unless
+    /// `activity.webhooks` is false.
+    pub async fn activity(&self, activity: &Activity) -> Result<ActivityReport, ModelError> {
+        activity::run(&self.shared, activity).await
     }
 
     pub fn set_faults(&self, faults: Faults) {

@@ -171,7 +171,7 @@ pub enum EventBody {
     },
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ModelError {
     #[error("no repository {0}")]
     NoRepository(String),
@@ -181,6 +181,16 @@ pub enum ModelError {
     NoCheckRun(i64),
     #[error("{0}")]
     Invalid(String),
+    /// An error of one entry of a request (`operations[3]`, `repositories[0]`).
+    #[error("{entry}: {error}")]
+    At { entry: String, error: Box<ModelError> },
+}
+
+impl ModelError {
+    /// This error, as the error of `entry`.
+    pub fn at(self, entry: impl Into<String>) -> Self {
+        Self::At { entry: entry.into(), error: Box::new(self) }
+    }
 }
 
 /// The whole simulated GitHub.
@@ -245,6 +255,32 @@ impl World {
 
     pub fn rng(&self) -> &SplitMix64 {
         &self.rng
+    }
+
+    /// A copy holding only the repositories `repo_ids` (and every
+    /// installation) that continues the ids and SHAs where this world is: a
+    /// list of changes is tried on it first, so that a list that fails
+    /// leaves the world alone, without copying all of a large world.
+    pub(crate) fn sandbox(&self, repo_ids: &BTreeSet<i64>) -> World {
+        World {
+            app_id: self.app_id,
+            installations: self.installations.clone(),
+            repos: repo_ids.iter().filter_map(|id| self.repos.get(id).map(|r| (*id, r.clone()))).collect(),
+            next_id: self.next_id,
+            next_check_id: self.next_check_id,
+            next_status_id: self.next_status_id,
+            clock_offset: self.clock_offset,
+            rng: self.rng.clone(),
+        }
+    }
+
+    /// The repository holding check run `run_id`.
+    pub fn repo_of_check_run(&self, run_id: i64) -> Result<i64, ModelError> {
+        self.repos
+            .values()
+            .find(|repo| repo.check_runs.contains_key(&run_id))
+            .map(|repo| repo.id)
+            .ok_or(ModelError::NoCheckRun(run_id))
     }
 
     /// A fresh 40-hex-digit commit SHA.

@@ -13,6 +13,14 @@ pub struct SplitMix64 {
     state: AtomicU64,
 }
 
+/// A copy continues the same sequence from where the original is now (the
+/// simulator tries a list of changes on a copy of the world before it keeps them).
+impl Clone for SplitMix64 {
+    fn clone(&self) -> Self {
+        Self::new(self.state.load(Ordering::Relaxed))
+    }
+}
+
 impl SplitMix64 {
     pub fn new(seed: u64) -> Self {
         Self { state: AtomicU64::new(seed) }

@@ -228,6 +228,8 @@ pub(crate) struct Shared {
     pub rate_window: Duration,
     pub rng: Arc<SplitMix64>,
     pub dispatcher: Dispatcher,
+    /// Held by the activity being made (`POST /_sim/activity`): one at a time.
+    pub activity: tokio::sync::Mutex<()>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -308,7 +310,8 @@ pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/_sim/faults", web::post().to(admin_faults))
         .route("/_sim/budget/{bucket}", web::post().to(admin_budget))
         .route("/_sim/graphql-budget/{bucket}", web::post().to(crate::graphql::admin_budget))
-        .route("/_sim/tokens/expire", web::post().to(admin_expire_tokens));
+        .route("/_sim/tokens/expire", web::post().to(admin_expire_tokens))
+        .route("/_sim/activity", web::post().to(admin_activity));
 }
 
 /// An error answer in GitHub's shape, before it becomes a response.
@@ -1070,6 +1073,51 @@ async fn admin_stats(shared: Data) -> HttpResponse {
 
 async fn admin_expire_tokens(shared: Data) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "expired": shared.expire_tokens() }))
+}
+
+/// `POST /_sim/activity`: many changes at once (see [`crate::activity`]).
+async fn admin_activity(req: HttpRequest, payload: web::Payload, shared: Data) -> HttpResponse {
+    use crate::activity::{Activity, ActivityError, MAX_BODY_BYTES};
+    let body = match read_body(&req, payload, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.response(),
+    };
+    let activity = match Activity::from_json(&body) {
+        Ok(activity) => activity,
+        Err(ActivityError::Malformed(message)) => return error(StatusCode::BAD_REQUEST, &message),
+        Err(ActivityError::Invalid(invalid)) => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, &invalid.to_string());
+        }
+    };
+    match crate::activity::run(&shared, &activity).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(invalid) => error(StatusCode::UNPROCESSABLE_ENTITY, &invalid.to_string()),
+    }
+}
+
+/// A request body of at most `limit` bytes; 413 beyond, whatever the
+/// `Content-Length` claims, 400 for a body that breaks off.
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, GhError> {
+    use futures_util::StreamExt as _;
+    let too_large = || GhError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes"));
+    let claimed = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if claimed.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(claimed.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| GhError::new(StatusCode::BAD_REQUEST, format!("the body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 async fn admin_faults(faults: web::Json<Faults>, shared: Data) -> HttpResponse {

@@ -229,8 +229,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts the sender task on the current runtime.
-    pub fn start(target: Arc<Mutex<Option<WebhookTarget>>>, rng: Arc<SplitMix64>) -> Self {
+    /// Starts the sender task on the current runtime; `app_id` is the App
+    /// whose webhook this is (`X-GitHub-Hook-Installation-Target-ID`).
+    pub fn start(target: Arc<Mutex<Option<WebhookTarget>>>, rng: Arc<SplitMix64>, app_id: u64) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
@@ -239,6 +240,7 @@ impl Dispatcher {
         let hooks = Arc::new(Mutex::new(HookLog::default()));
         let task = SenderTask {
             receiver,
+            app_id: app_id.to_string(),
             target,
             rng,
             pending: pending.clone(),
@@ -302,6 +304,17 @@ impl Dispatcher {
         }
     }
 
+    /// Resolves once at most `limit` enqueued deliveries are unsent.
+    pub(crate) async fn wait_below(&self, limit: usize) {
+        loop {
+            let notified = self.idle.notified();
+            if self.pending.load(Ordering::SeqCst) <= limit {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Resolves once every enqueued delivery was sent (or lost).
     pub async fn wait_idle(&self) {
         loop {
@@ -316,6 +329,7 @@ impl Dispatcher {
 
 struct SenderTask {
     receiver: mpsc::UnboundedReceiver<Outgoing>,
+    app_id: String,
     target: Arc<Mutex<Option<WebhookTarget>>>,
     rng: Arc<SplitMix64>,
     pending: Arc<AtomicUsize>,
@@ -405,7 +419,9 @@ impl SenderTask {
             ("x-github-event", outgoing.event),
             ("x-github-delivery", outgoing.delivery_id.as_str()),
             ("x-github-hook-id", "1"),
+            // An App's webhook: the target is the App.
             ("x-github-hook-installation-target-type", "integration"),
+            ("x-github-hook-installation-target-id", self.app_id.as_str()),
             ("x-hub-signature-256", signature.as_str()),
         ]
         .into_iter()

@@ -345,3 +345,52 @@ async fn recovery_is_scheduled_once_per_interval_for_all_instances_and_only_for_
     }
     assert_eq!(count(&db.url, "SELECT count(*) FROM jobs").await, 0);
 }
+
+#[tokio::test]
+async fn deliveries_recover_wait_recovers_now_and_the_listing_shows_it() {
+    let (sim, db, _) = world_after_an_outage(1).await;
+    let repo = sim.world(|w| w.repos.values().next().map(|r| r.full_name())).expect("a repository");
+    sim.label(&repo, 1, "lost").expect("label");
+    sim.wait_for_deliveries().await;
+    let lost = failed_guids(&sim);
+    let guid = lost.keys().next().expect("one lost delivery").clone();
+    let mut env: Vec<(&str, String)> = crate::scenarios::child_env(&sim);
+    env.push(("DATABASE_URL", db.url.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run =
+        crate::PRMONITOR.command(&["deliveries", "recover", "--wait"], &env).output().await.expect("runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the report as JSON");
+    assert_eq!((report["missing"].as_u64(), report["recovered"].as_u64()), (Some(1), Some(1)), "{report}");
+    let listing = crate::PRMONITOR
+        .command(&["deliveries", "list", "--outcome", "recovered"], &env)
+        .output()
+        .await
+        .expect("runs");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.lines().skip(1).any(|line| line.contains(&guid)), "{listing}");
+    // Without --wait it is enqueued for the worker; without an App it is refused.
+    let run = crate::PRMONITOR
+        .command(&["deliveries", "recover", "--since", "2h"], &env)
+        .output()
+        .await
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("recovery enqueued as job"));
+    assert_eq!(
+        count(&db.url, "SELECT count(*) FROM jobs WHERE kind = 'recover_deliveries' AND payload ? 'since'")
+            .await,
+        1
+    );
+    let run = crate::PRMONITOR
+        .command(&["deliveries", "recover"], &[("DATABASE_URL", db.url.as_str())])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("deliveries API"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

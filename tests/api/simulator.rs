@@ -296,16 +296,7 @@ fn app_jwt() -> String {
 }
 
 async fn mint(http: &reqwest::Client, base: &str) -> String {
-    let answer: Value = http
-        .post(format!("{base}/app/installations/2001/access_tokens"))
-        .bearer_auth(app_jwt())
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    answer["token"].as_str().expect("a token").to_owned()
+    mint_for(http, base, 2001).await
 }
 
 #[tokio::test]

@@ -19,14 +19,7 @@ struct Failing {
 async fn record_database_gauges(pool: &DbPool) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let rows = queue::counts_by_kind(&mut conn).await.map_err(|e| e.to_string())?;
-    for kind in [
-        JobKind::Event,
-        JobKind::Install,
-        JobKind::Sweep,
-        JobKind::Backfill,
-        JobKind::Survey,
-        JobKind::Installations,
-    ] {
+    for kind in JobKind::ALL {
         let row = rows.iter().find(|r| r.kind == kind.as_str());
         let label = kind.as_str();
         metrics::gauge!("prmonitor_jobs_pending", "kind" => label).set(row.map_or(0.0, |r| r.pending as f64));

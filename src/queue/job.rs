@@ -29,6 +29,17 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Every kind: what `/metrics` reports the queue by.
+    pub const ALL: [Self; 7] = [
+        Self::Event,
+        Self::Install,
+        Self::Sweep,
+        Self::Backfill,
+        Self::Survey,
+        Self::Installations,
+        Self::RecoverDeliveries,
+    ];
+
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "event" => Some(Self::Event),
@@ -232,6 +243,26 @@ mod tests {
             github_id: GithubRepoId(1296269),
             full_name: "octocat/Hello-World".into(),
             installation_id: Some(InstallationId(7)),
+        }
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_parses_back() {
+        let names: std::collections::HashSet<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), JobKind::ALL.len());
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+            // A kind missing from ALL would be missing from /metrics: this
+            // match stops compiling when a kind is added, pointing here.
+            match kind {
+                JobKind::Event
+                | JobKind::Install
+                | JobKind::Sweep
+                | JobKind::Backfill
+                | JobKind::Survey
+                | JobKind::Installations
+                | JobKind::RecoverDeliveries => {}
+            }
         }
     }
 

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/prmonitor";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DB_POOL_SIZE: usize = 10;
+/// A check queued or in progress this long is stuck.
+pub const DEFAULT_STUCK_CHECK_AFTER: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 /// Bodies of deliveries being received, together, in MiB.
 pub const DEFAULT_WEBHOOK_BUFFER_MIB: usize = 64;
@@ -129,6 +131,8 @@ pub struct Settings {
     pub http_workers: usize,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// A check queued or in progress longer than this is stuck (read API, metrics).
+    pub stuck_check_after: Duration,
     pub github: GitHubSettings,
     pub worker: WorkerSettings,
 }
@@ -333,6 +337,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_WEBHOOK_BUFFER_MIB", secret: false },
     Key { env: "PRMONITOR_ADMIN_TOKEN", secret: true },
     Key { env: "PRMONITOR_READ_TOKEN", secret: true },
+    Key { env: "PRMONITOR_STUCK_CHECK_AFTER", secret: false },
     Key { env: "PRMONITOR_DB_POOL_SIZE", secret: false },
     Key { env: "PRMONITOR_LOG_FORMAT", secret: false },
     Key { env: "PRMONITOR_HTTP_WORKERS", secret: false },
@@ -538,6 +543,12 @@ impl Settings {
                 * 1024,
             admin_token,
             read_token,
+            stuck_check_after: duration(
+                &raw,
+                "PRMONITOR_STUCK_CHECK_AFTER",
+                DEFAULT_STUCK_CHECK_AFTER,
+                Duration::from_secs(1),
+            )?,
             db_pool_size: raw.number("PRMONITOR_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1..=1000)?,
             log_format,
             http_workers: raw.number("PRMONITOR_HTTP_WORKERS", default_workers, 1..=256)?,
@@ -597,19 +608,27 @@ fn bearer_token(
     Ok(Some(Secret::new(token)))
 }
 
+/// Setting `key` as a duration of at least `min`, `default` when unset.
+fn duration(
+    raw: &RawSettings,
+    key: &'static str,
+    default: Duration,
+    min: Duration,
+) -> Result<Duration, ConfigError> {
+    match raw.string(key)? {
+        None => Ok(default),
+        Some(text) => parse_duration(&text).filter(|d| *d >= min).ok_or_else(|| ConfigError::Invalid {
+            key,
+            reason: format!(
+                "expected a duration of at least {min:?} such as 90s, 15m, 6h or 7d, got '{text}'"
+            ),
+        }),
+    }
+}
+
 fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
     let defaults = WorkerSettings::default();
-    let duration = |key: &'static str, default: Duration, min: Duration| -> Result<Duration, ConfigError> {
-        match raw.string(key)? {
-            None => Ok(default),
-            Some(text) => parse_duration(&text).filter(|d| *d >= min).ok_or_else(|| ConfigError::Invalid {
-                key,
-                reason: format!(
-                    "expected a duration of at least {min:?} such as 90s, 15m, 6h or 7d, got '{text}'"
-                ),
-            }),
-        }
-    };
+    let duration = |key: &'static str, default: Duration, min: Duration| duration(raw, key, default, min);
     Ok(WorkerSettings {
         concurrency: raw.number("PRMONITOR_WORKER_CONCURRENCY", defaults.concurrency, 1..=256)?,
         sweep_interval: duration(

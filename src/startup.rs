@@ -53,7 +53,10 @@ impl Application {
         let admin =
             web::Data::new(AdminConfig::new(settings.admin_token.clone(), settings.worker.max_attempts));
         let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));
-        let read = web::Data::new(ReadConfig::new(settings.read_token.clone(), settings.admin_token.clone()));
+        let read = web::Data::new(
+            ReadConfig::new(settings.read_token.clone(), settings.admin_token.clone())
+                .with_stuck_after(settings.stuck_check_after),
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(pool.clone())

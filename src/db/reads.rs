@@ -116,6 +116,107 @@ pub struct PullFilter {
     pub author: Option<String>,
     /// One of [`CHECKS_STATES`] (see [`PullSummary::checks`]).
     pub checks: Option<String>,
+    /// Whether a check of the head failed and then passed on a re-run ([`flaky_sql`]).
+    pub flaky: Option<bool>,
+    /// Whether a check of the head is unfinished past `stuck_after` ([`stuck_sql`]).
+    pub stuck: Option<bool>,
+    pub stuck_after: std::time::Duration,
+}
+
+/// SQL true when commit `{sha}` of repository `{repo}` has a check name that
+/// failed and then passed on the same commit: a re-run made it pass.
+fn flaky_sql(repo: &str, sha: &str) -> String {
+    let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
+    format!(
+        "EXISTS (SELECT 1 FROM check_runs f JOIN check_runs r \
+                   ON r.repository_id = f.repository_id AND r.head_sha = f.head_sha \
+                  AND r.name = f.name AND r.github_id > f.github_id \
+                 WHERE f.repository_id = {repo} AND f.head_sha = {sha} AND f.status = 'completed' \
+                   AND f.conclusion NOT IN ({passing}) AND r.conclusion IN ({passing}))"
+    )
+}
+
+/// SQL true when the newest run of some check name on commit `{sha}` is
+/// unfinished and began (GitHub's `started_at`, else when first seen) more
+/// than `{seconds}` seconds ago.
+fn stuck_sql(repo: &str, sha: &str, seconds: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (name) status, coalesce(gh_started_at, first_seen_at) AS since \
+                                FROM check_runs WHERE repository_id = {repo} AND head_sha = {sha} \
+                                ORDER BY name, github_id DESC) l \
+                 WHERE l.status <> 'completed' AND l.since < now() - make_interval(secs => {seconds}))"
+    )
+}
+
+/// A check name of a repository that failed and then passed on the same
+/// commit, and on how many commits it did so.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
+pub struct FlakyCheck {
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = BigInt)]
+    pub commits: i64,
+}
+
+/// The flakiest check names of a repository over the last `days` days (by
+/// the passing re-run's completion), most commits first, at most `limit`.
+pub async fn flakiest_checks(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    days: i32,
+    limit: i64,
+) -> diesel::QueryResult<Vec<FlakyCheck>> {
+    let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
+    diesel::sql_query(format!(
+        "SELECT f.name, count(DISTINCT f.head_sha) AS commits \
+         FROM check_runs f JOIN check_runs r \
+           ON r.repository_id = f.repository_id AND r.head_sha = f.head_sha \
+          AND r.name = f.name AND r.github_id > f.github_id \
+         WHERE f.repository_id = $1 AND f.status = 'completed' AND f.conclusion NOT IN ({passing}) \
+           AND r.conclusion IN ({passing}) \
+           AND coalesce(r.gh_completed_at, r.last_changed_at) > now() - make_interval(days => $2) \
+         GROUP BY f.name ORDER BY commits DESC, f.name LIMIT $3"
+    ))
+    .bind::<BigInt, _>(repository_id)
+    .bind::<Integer, _>(days)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+}
+
+/// Per active repository: its open PRs with a stuck check (see [`stuck_sql`])
+/// and its check names flaky over the last 7 days.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct CiHealth {
+    #[diesel(sql_type = Text)]
+    pub repository: String,
+    #[diesel(sql_type = BigInt)]
+    pub stuck_prs: i64,
+    #[diesel(sql_type = BigInt)]
+    pub flaky_checks_7d: i64,
+}
+
+pub async fn ci_health(
+    conn: &mut AsyncPgConnection,
+    stuck_after: std::time::Duration,
+) -> diesel::QueryResult<Vec<CiHealth>> {
+    let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
+    diesel::sql_query(format!(
+        "SELECT r.owner || '/' || r.name AS repository, \
+                (SELECT count(*) FROM pull_requests p WHERE p.repository_id = r.id AND p.state = 'open' \
+                   AND p.deleted_at IS NULL AND {stuck}) AS stuck_prs, \
+                (SELECT count(DISTINCT f.name) FROM check_runs f JOIN check_runs x \
+                   ON x.repository_id = f.repository_id AND x.head_sha = f.head_sha \
+                  AND x.name = f.name AND x.github_id > f.github_id \
+                  WHERE f.repository_id = r.id AND f.status = 'completed' AND f.conclusion NOT IN ({passing}) \
+                    AND x.conclusion IN ({passing}) \
+                    AND coalesce(x.gh_completed_at, x.last_changed_at) > now() - interval '7 days') AS flaky_checks_7d \
+         FROM repositories r WHERE r.active ORDER BY 1",
+        stuck = stuck_sql("p.repository_id", "p.head_sha", "$1"),
+    ))
+    .bind::<diesel::sql_types::Double, _>(stuck_after.as_secs_f64())
+    .load(conn)
+    .await
 }
 
 #[derive(QueryableByName)]
@@ -142,8 +243,11 @@ pub async fn list_pulls(
          WHERE ($2::text IS NULL OR state = $2) AND ($3::bool IS NULL OR draft = $3) \
            AND ($4::text IS NULL OR $4 = ANY(labels)) AND ($5::text IS NULL OR author = $5) \
            AND ($6::text IS NULL OR checks = $6) \
+           AND ($9::bool IS NULL OR ({flaky}) = $9) AND ($10::bool IS NULL OR ({stuck}) = $10) \
          ORDER BY number DESC LIMIT $7 OFFSET $8",
-        summary_sql()
+        summary_sql(),
+        flaky = flaky_sql("$1", "c.head_sha"),
+        stuck = stuck_sql("$1", "c.head_sha", "$11"),
     ))
     .bind::<BigInt, _>(repository_id)
     .bind::<Nullable<Text>, _>(filter.state.as_deref())
@@ -153,6 +257,9 @@ pub async fn list_pulls(
     .bind::<Nullable<Text>, _>(filter.checks.as_deref())
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(offset)
+    .bind::<Nullable<Bool>, _>(filter.flaky)
+    .bind::<Nullable<Bool>, _>(filter.stuck)
+    .bind::<diesel::sql_types::Double, _>(filter.stuck_after.as_secs_f64())
     .load(conn)
     .await?;
     let total = <[FilteredRow]>::first(&rows).map_or(0, |r| r.total);

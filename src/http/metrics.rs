@@ -16,7 +16,7 @@ struct Failing {
     failing: i64,
 }
 
-async fn record_database_gauges(pool: &DbPool) -> Result<(), String> {
+async fn record_database_gauges(pool: &DbPool, stuck_after: std::time::Duration) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let rows = queue::counts_by_kind(&mut conn).await.map_err(|e| e.to_string())?;
     for kind in JobKind::ALL {
@@ -35,12 +35,19 @@ async fn record_database_gauges(pool: &DbPool) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     metrics::gauge!("prmonitor_repositories_failing").set(failing.failing as f64);
+    for health in crate::db::reads::ci_health(&mut conn, stuck_after).await.map_err(|e| e.to_string())? {
+        let repository = health.repository;
+        metrics::gauge!("prmonitor_checks_stuck", "repository" => repository.clone())
+            .set(health.stuck_prs as f64);
+        metrics::gauge!("prmonitor_checks_flaky_7d", "repository" => repository)
+            .set(health.flaky_checks_7d as f64);
+    }
     Ok(())
 }
 
-pub async fn metrics(pool: web::Data<DbPool>) -> HttpResponse {
+pub async fn metrics(pool: web::Data<DbPool>, read: web::Data<super::read::ReadConfig>) -> HttpResponse {
     let handle = crate::telemetry::metrics();
-    let database = record_database_gauges(&pool).await;
+    let database = record_database_gauges(&pool, read.stuck_after()).await;
     metrics::gauge!("prmonitor_metrics_database_up").set(if database.is_ok() { 1.0 } else { 0.0 });
     if let Err(error) = database {
         tracing::warn!(%error, "metrics: the database gauges are stale");

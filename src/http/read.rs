@@ -17,11 +17,24 @@ use crate::ids::PullRequestNumber;
 /// Tokens that may read: the read token and the admin token.
 pub struct ReadConfig {
     tokens: Vec<Secret>,
+    /// A check unfinished this long is stuck.
+    stuck_after: std::time::Duration,
 }
 
 impl ReadConfig {
     pub fn new(read: Option<Secret>, admin: Option<Secret>) -> Self {
-        Self { tokens: read.into_iter().chain(admin).collect() }
+        Self {
+            tokens: read.into_iter().chain(admin).collect(),
+            stuck_after: crate::config::DEFAULT_STUCK_CHECK_AFTER,
+        }
+    }
+
+    pub fn with_stuck_after(self, stuck_after: std::time::Duration) -> Self {
+        Self { stuck_after, ..self }
+    }
+
+    pub fn stuck_after(&self) -> std::time::Duration {
+        self.stuck_after
     }
 
     fn authorize(&self, request: &HttpRequest) -> Result<(), ReadError> {
@@ -141,6 +154,8 @@ pub struct PullsQuery {
     label: Option<String>,
     author: Option<String>,
     checks: Option<String>,
+    flaky: Option<String>,
+    stuck: Option<String>,
     page: Option<String>,
     per_page: Option<String>,
 }
@@ -185,10 +200,49 @@ pub async fn list_pulls(
     let mut conn = pool.get().await?;
     let (owner, name) = path.into_inner();
     let repo = repository(&mut conn, &owner, &name).await?;
-    let filter = PullFilter { state, draft, label: query.label, author: query.author, checks: query.checks };
+    let flaky = boolean("flaky", query.flaky.as_deref())?;
+    let stuck = boolean("stuck", query.stuck.as_deref())?;
+    let filter = PullFilter {
+        state,
+        draft,
+        label: query.label,
+        author: query.author,
+        checks: query.checks,
+        flaky,
+        stuck,
+        stuck_after: config.stuck_after,
+    };
     let (items, total) =
         reads::list_pulls(&mut conn, repo.id, &filter, per_page, (page - 1) * per_page).await?;
     Ok(HttpResponse::Ok().json(json!({ "items": items, "page": page, "per_page": per_page, "total": total })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
+
+/// `GET /api/v1/repositories/{owner}/{name}/checks/flaky`: the check names
+/// that failed and then passed on the same commit, over the last 7 and 30
+/// days, most commits first (20 each at most).
+pub async fn flaky_checks(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: Result<web::Query<NoQuery>, actix_web::Error>,
+    pool: web::Data<DbPool>,
+    config: web::Data<ReadConfig>,
+) -> Result<HttpResponse, ReadError> {
+    config.authorize(&request)?;
+    query.map_err(|e| ReadError::malformed_query(&e))?;
+    let mut conn = pool.get().await?;
+    let (owner, name) = path.into_inner();
+    let repo = repository(&mut conn, &owner, &name).await?;
+    let week = reads::flakiest_checks(&mut conn, repo.id, 7, 20).await?;
+    let month = reads::flakiest_checks(&mut conn, repo.id, 30, 20).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "repository": repo.full_name(),
+        "last_7_days": week,
+        "last_30_days": month,
+    })))
 }
 
 /// `GET /api/v1/repositories/{owner}/{name}/pulls/{number}`

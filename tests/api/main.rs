@@ -9,6 +9,7 @@ mod change_detection;
 mod check_rules;
 mod deliveries_cli;
 mod deliveries_simulator;
+mod flaky_stuck;
 mod gap_recovery;
 mod github_client;
 mod graphql_reads;

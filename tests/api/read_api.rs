@@ -508,7 +508,7 @@ async fn read_api_errors_are_json_bodies_naming_the_problem() {
             Some(READ_TOKEN),
             400,
             "unknown or malformed query parameters: Query deserialize error: unknown field `colour`, \
-             expected one of `state`, `draft`, `label`, `author`, `checks`, `page`, `per_page`",
+             expected one of `state`, `draft`, `label`, `author`, `checks`, `flaky`, `stuck`, `page`, `per_page`",
         ),
         (format!("{pulls}/x"), Some(READ_TOKEN), 400, "a pull request number is a number"),
         (format!("{pulls}/99"), Some(READ_TOKEN), 404, "no pull request #99 in octo-org/api"),

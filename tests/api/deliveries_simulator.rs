@@ -3,6 +3,7 @@
 //! filter, retention), `GET /app/hook/deliveries/{id}` and `POST
 //! /app/hook/deliveries/{id}/attempts`, App JWT only.
 
+use crate::simulator::{app_jwt, mint_for};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,15 +90,6 @@ async fn sim(url: String) -> (Simulator, String, reqwest::Client) {
     .expect("simulator");
     let base = format!("http://{}", sim.address());
     (sim, base, reqwest::Client::new())
-}
-
-/// An App JWT as GitHub wants it (RS256, `iss` the App id, at most 10 minutes).
-fn app_jwt() -> String {
-    use octocrab::jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-    let now = chrono::Utc::now().timestamp();
-    let claims = serde_json::json!({ "iss": github_sim::SIM_APP_ID, "iat": now - 60, "exp": now + 540 });
-    let key = EncodingKey::from_rsa_pem(github_sim::SIM_APP_PRIVATE_KEY.as_bytes()).expect("key");
-    encode(&Header::new(Algorithm::RS256), &claims, &key).expect("jwt")
 }
 
 async fn open(sim: &Simulator, title: &str) {
@@ -352,16 +344,7 @@ async fn installation_tokens_and_the_static_token_get_401_on_every_deliveries_en
     let http = reqwest::Client::new();
     open(&sim, "one").await;
     let id = sim.hook_deliveries()[0].id;
-    let minted: Value = http
-        .post(format!("{base}/app/installations/2001/access_tokens"))
-        .bearer_auth(app_jwt())
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    let installation = minted["token"].as_str().expect("a token").to_owned();
+    let installation = mint_for(&http, &base, 2001).await;
     for token in [installation.as_str(), "static"] {
         let answers = [
             http.get(format!("{base}/app/hook/deliveries")).bearer_auth(token).send().await.expect("sent"),

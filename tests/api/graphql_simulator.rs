@@ -2,9 +2,10 @@
 //! shapes, GitHub's cost formula charged to a budget of its own, and data
 //! that agrees with the simulator's REST answers.
 
+use crate::simulator::app_jwt;
 use std::collections::{BTreeMap, BTreeSet};
 
-use github_sim::{Generate, NewPr, SimConfig, Simulator, SIM_APP_ID, SIM_APP_PRIVATE_KEY};
+use github_sim::{Generate, NewPr, SimConfig, Simulator};
 use serde_json::{json, Value};
 
 const STATIC_TOKEN: &str = "ghp_graphql_static";
@@ -72,27 +73,9 @@ async fn rest(sim: &Simulator, path: &str) -> Value {
         .expect("json")
 }
 
-/// An installation token, obtained as a GitHub App does: a JWT for the App, exchanged.
+/// An installation token, obtained as a GitHub App does.
 async fn installation_token(sim: &Simulator, installation: i64) -> String {
-    let jwt = app_jwt();
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/app/installations/{installation}/access_tokens", sim.api_url()))
-        .header("authorization", format!("Bearer {jwt}"))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    answer["token"].as_str().expect("token").to_owned()
-}
-
-fn app_jwt() -> String {
-    use octocrab::jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({ "iat": now - 60, "exp": now + 540, "iss": SIM_APP_ID });
-    let key = EncodingKey::from_rsa_pem(SIM_APP_PRIVATE_KEY.as_bytes()).expect("key");
-    encode(&Header::new(Algorithm::RS256), &claims, &key).expect("jwt")
+    crate::simulator::mint_for(&reqwest::Client::new(), &sim.api_url(), installation).await
 }
 
 const PR_FIELDS: &str = "id databaseId fullDatabaseId number title body url state isDraft merged mergedAt closedAt

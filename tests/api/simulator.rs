@@ -287,7 +287,8 @@ async fn a_request_beyond_the_concurrency_limit_is_refused_while_the_others_are_
 }
 
 /// An App JWT as GitHub wants it (RS256, `iss` the App id, at most 10 minutes).
-fn app_jwt() -> String {
+/// An App JWT as GitHub wants it (RS256, `iss` the App id, at most 10 minutes).
+pub(crate) fn app_jwt() -> String {
     use octocrab::jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({ "iss": github_sim::SIM_APP_ID, "iat": now - 60, "exp": now + 540 });
@@ -349,7 +350,8 @@ fn head_of(sim: &Simulator, repo: &str, number: i64) -> String {
     sim.world(|w| w.repo(w.repo_id(repo)?).map(|r| r.pulls[&number].head_sha.clone())).expect("a PR")
 }
 
-async fn mint_for(http: &reqwest::Client, base: &str, installation: i64) -> String {
+/// An installation token, obtained as a GitHub App does: a JWT for the App, exchanged.
+pub(crate) async fn mint_for(http: &reqwest::Client, base: &str, installation: i64) -> String {
     let answer: Value = http
         .post(format!("{base}/app/installations/{installation}/access_tokens"))
         .bearer_auth(app_jwt())

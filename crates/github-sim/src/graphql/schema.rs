@@ -1766,6 +1766,7 @@ pub(crate) struct StatusCheckRollupContextConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ci::tests::status;
 
     fn run(id: i64, name: &str, status: &str, conclusion: Option<&str>) -> SimCheckRun {
         SimCheckRun {
@@ -1808,20 +1809,6 @@ mod tests {
             state(&[run(1, "b", "completed", Some("failure")), run(2, "b", "completed", Some("success"))]),
             Some(StatusState::Success)
         );
-    }
-
-    fn status(id: i64, context: &str, state: &str) -> SimStatus {
-        SimStatus {
-            id,
-            sha: "a".repeat(40),
-            context: context.into(),
-            state: state.into(),
-            description: None,
-            target_url: None,
-            creator: "ci".into(),
-            created_at: crate::model::now(),
-            updated_at: crate::model::now(),
-        }
     }
 
     #[test]

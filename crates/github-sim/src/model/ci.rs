@@ -572,7 +572,7 @@ fn merge_group_event(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::NewPr;
 
@@ -583,7 +583,8 @@ mod tests {
         (world, 100)
     }
 
-    fn status(id: i64, context: &str, state: &str) -> SimStatus {
+    /// A status of commit `aaa…` for unit tests (here and in the GraphQL rollup's).
+    pub(crate) fn status(id: i64, context: &str, state: &str) -> SimStatus {
         SimStatus {
             id,
             sha: "a".repeat(40),

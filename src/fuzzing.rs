@@ -22,7 +22,7 @@ use crate::webhook::envelope::{self, Disposition, EnvelopeError};
 use crate::webhook::signature::{self, SignatureError};
 
 /// The events intake tracks, plus `ping` and `push`.
-pub const EVENT_NAMES: [&str; 8] = envelope::KNOWN_EVENTS;
+pub const EVENT_NAMES: [&str; envelope::KNOWN_EVENTS.len()] = envelope::KNOWN_EVENTS;
 
 /// The secrets the `signature` target signs and verifies with.
 const SECRET_A: &str = "It's a Secret to Everybody";
@@ -226,7 +226,13 @@ fn payload(event: &str, body: &[u8]) {
             let sha = job.payload["head_sha"].as_str().unwrap_or_default();
             assert!(matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{sha}");
         }
-        ("repository", Disposition::Enqueue(job)) => {
+        ("status", Disposition::Enqueue(job)) => {
+            assert_eq!(job.kind, JobKind::Event);
+            assert!(job.coalesce_key.as_deref().is_some_and(|k| k.starts_with("statuses:")));
+            let sha = job.payload["sha"].as_str().unwrap_or_default();
+            assert!(matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{sha}");
+        }
+        ("repository" | "branch_protection_rule" | "repository_ruleset", Disposition::Enqueue(job)) => {
             assert_eq!(job.kind, JobKind::Event);
             assert!(envelope.repository.is_some());
         }
@@ -239,6 +245,9 @@ fn payload(event: &str, body: &[u8]) {
             | "pull_request"
             | "check_run"
             | "check_suite"
+            | "status"
+            | "branch_protection_rule"
+            | "repository_ruleset"
             | "repository"
             | "installation"
             | "installation_repositories",

@@ -9,6 +9,7 @@ pub mod reads;
 pub mod repairs;
 pub mod repositories;
 pub mod schema;
+pub mod statuses;
 
 use std::time::Duration;
 

@@ -120,6 +120,21 @@ pub async fn open_heads(
         .await
 }
 
+/// The base branches of the repository's open PRs.
+pub async fn open_base_branches(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+) -> QueryResult<Vec<String>> {
+    pull_requests::table
+        .filter(pull_requests::repository_id.eq(repository_id))
+        .filter(pull_requests::state.eq("open"))
+        .filter(pull_requests::deleted_at.is_null())
+        .select(pull_requests::base_branch)
+        .distinct()
+        .load(conn)
+        .await
+}
+
 /// Runs first seen longer ago than this are no longer re-read by sweeps: a
 /// run GitHub never finished must not cost a call on every sweep forever.
 pub const UNFINISHED_CHECKS_WINDOW_DAYS: i32 = 14;

@@ -8,7 +8,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
-use super::schema::{check_runs, pr_state_history, pull_requests};
+use super::schema::{check_runs, commit_statuses, pr_state_history, pull_requests, required_checks};
 use crate::ids::{CommitSha, PullRequestNumber, RepositoryId};
 
 /// Conclusions of a completed run that do not fail its PR. Every other
@@ -17,6 +17,14 @@ pub const PASSING_CONCLUSIONS: [&str; 3] = ["success", "neutral", "skipped"];
 
 /// Every value of [`PullSummary::checks`], which the `checks` filter takes.
 pub const CHECKS_STATES: [&str; 4] = ["failing", "pending", "passing", "none"];
+
+/// Every value of [`PullSummary::required_state`].
+pub const REQUIRED_STATES: [&str; 5] = ["failing", "missing", "pending", "passing", "none"];
+
+/// The SQL verdict of a commit status's state: `success` passes, `pending`
+/// waits, `error` and `failure` fail (GitHub's combined status and rollup).
+const STATUS_VERDICT_SQL: &str =
+    "CASE state WHEN 'success' THEN 'passing' WHEN 'pending' THEN 'pending' ELSE 'failing' END";
 
 /// The SQL of one `check_runs` row's verdict: `'pending'` until completed,
 /// then `'passing'` or `'failing'` by [`PASSING_CONCLUSIONS`]. A completed
@@ -37,7 +45,9 @@ const PR_CHECKS_SQL: &str =
     "CASE WHEN checks_failing > 0 THEN 'failing' WHEN checks_pending > 0 THEN 'pending' \
                                   WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END";
 
-/// A PR and the checks of its head commit (the newest run of each name).
+/// A PR and the checks of its head commit: the newest run of each name and
+/// the latest status of each context, counted together as GitHub's
+/// `statusCheckRollup` combines them.
 /// Columns are found by name; `check_for_backend` makes a field whose type
 /// does not match its `sql_type` a compile error.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
@@ -68,31 +78,85 @@ pub struct PullSummary {
     pub checks_failing: i64,
     #[diesel(sql_type = BigInt)]
     pub checks_pending: i64,
-    /// One of [`CHECKS_STATES`]: `failing` if any check failed, else
-    /// `pending` if any is unfinished, else `passing` (or `none` without checks).
+    /// One of [`CHECKS_STATES`]: `failing` if any check or status failed,
+    /// else `pending` if any is unfinished, else `passing` (or `none` when
+    /// nothing reports on the head).
     #[diesel(sql_type = Text)]
     pub checks: String,
+    /// One of [`REQUIRED_STATES`], over the checks the base branch requires
+    /// alone: `failing` if one fails, else `missing` if one has not reported,
+    /// else `pending` if one is unfinished, else `passing`; `none` when the
+    /// branch requires nothing (or what it requires was never read).
+    #[diesel(sql_type = Text)]
+    pub required_state: String,
+    /// Required checks that have not reported on the head.
+    #[diesel(sql_type = BigInt)]
+    pub required_missing: i64,
 }
 
 /// The summary query: one row per PR of repository `$1`, with its checks.
 /// Every read that classifies checks goes through it, so they cannot disagree.
+///
+/// A required name counts as a check run of that name and a status of that
+/// context together: failing if either fails, else pending if either is,
+/// else passing; missing if neither reported. `head_since` is when the head
+/// became the PR's head (its last head change, else the PR's creation), for
+/// "a required check missing that long after the push".
 fn summary_sql() -> String {
     format!(
-        "SELECT s.*, {PR_CHECKS_SQL} AS checks FROM ( \
-             SELECT p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
+        "SELECT s.*, {PR_CHECKS_SQL} AS checks, \
+                CASE WHEN s.required_total = 0 THEN 'none' WHEN s.required_failing > 0 THEN 'failing' \
+                     WHEN s.required_missing > 0 THEN 'missing' WHEN s.required_pending > 0 THEN 'pending' \
+                     ELSE 'passing' END AS required_state FROM ( \
+             SELECT p.id, p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
                     p.gh_updated_at AS updated_at, \
-                    count(*) FILTER (WHERE c.verdict = 'passing') AS checks_passing, \
-                    count(*) FILTER (WHERE c.verdict = 'failing') AS checks_failing, \
-                    count(*) FILTER (WHERE c.verdict = 'pending') AS checks_pending \
+                    c.passing + st.passing AS checks_passing, \
+                    c.failing + st.failing AS checks_failing, \
+                    c.pending + st.pending AS checks_pending, \
+                    rq.total AS required_total, rq.failing AS required_failing, \
+                    rq.missing AS required_missing, rq.pending AS required_pending, \
+                    coalesce((SELECT max(h.gh_changed_at) FROM pr_state_history h \
+                              WHERE h.pull_request_id = p.id AND h.field = 'head_sha'), p.gh_created_at) AS head_since \
              FROM pull_requests p \
-             LEFT JOIN LATERAL ( \
-                 SELECT DISTINCT ON (name) {verdict} AS verdict FROM check_runs \
-                 WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
-                 ORDER BY name, github_id DESC) c ON true \
-             WHERE p.repository_id = $1 AND p.deleted_at IS NULL \
-             GROUP BY p.id) s",
+             CROSS JOIN LATERAL ( \
+                 SELECT count(*) FILTER (WHERE verdict = 'passing') AS passing, \
+                        count(*) FILTER (WHERE verdict = 'failing') AS failing, \
+                        count(*) FILTER (WHERE verdict = 'pending') AS pending \
+                 FROM (SELECT DISTINCT ON (name) {verdict} AS verdict FROM check_runs \
+                       WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
+                       ORDER BY name, github_id DESC) latest) c \
+             CROSS JOIN LATERAL ( \
+                 SELECT count(*) FILTER (WHERE state = 'success') AS passing, \
+                        count(*) FILTER (WHERE state IN ('error', 'failure')) AS failing, \
+                        count(*) FILTER (WHERE state = 'pending') AS pending \
+                 FROM commit_statuses WHERE repository_id = p.repository_id AND sha = p.head_sha) st \
+             CROSS JOIN LATERAL ( \
+                 SELECT count(*) AS total, \
+                        count(*) FILTER (WHERE v = 'failing') AS failing, \
+                        count(*) FILTER (WHERE v = 'missing') AS missing, \
+                        count(*) FILTER (WHERE v = 'pending') AS pending \
+                 FROM (SELECT CASE WHEN 'failing' IN (r.v, t.v) THEN 'failing' \
+                                   WHEN 'pending' IN (r.v, t.v) THEN 'pending' \
+                                   WHEN r.v IS NULL AND t.v IS NULL THEN 'missing' \
+                                   ELSE 'passing' END AS v \
+                       FROM required_checks q \
+                       CROSS JOIN LATERAL unnest(q.contexts) AS ctx(name) \
+                       LEFT JOIN LATERAL (SELECT {verdict} AS v FROM check_runs \
+                                          WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
+                                            AND name = ctx.name ORDER BY github_id DESC LIMIT 1) r ON true \
+                       LEFT JOIN LATERAL (SELECT {STATUS_VERDICT_SQL} AS v FROM commit_statuses \
+                                          WHERE repository_id = p.repository_id AND sha = p.head_sha \
+                                            AND context = ctx.name) t ON true \
+                       WHERE q.repository_id = p.repository_id AND q.branch = p.base_branch) req) rq \
+             WHERE p.repository_id = $1 AND p.deleted_at IS NULL) s",
         verdict = run_verdict_sql(),
     )
+}
+
+/// SQL true when a row of the summary (alias `{row}`) has a required check
+/// missing more than `{seconds}` seconds after the push of its head.
+fn missing_required_sql(row: &str, seconds: &str) -> String {
+    format!("({row}.required_missing > 0 AND {row}.head_since < now() - make_interval(secs => {seconds}))")
 }
 
 /// Every PR of a repository with its check summary, by number.
@@ -203,8 +267,8 @@ pub async fn ci_health(
     let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
     diesel::sql_query(format!(
         "SELECT r.owner || '/' || r.name AS repository, \
-                (SELECT count(*) FROM pull_requests p WHERE p.repository_id = r.id AND p.state = 'open' \
-                   AND p.deleted_at IS NULL AND {stuck}) AS stuck_prs, \
+                (SELECT count(*) FROM ({summary}) p WHERE p.state = 'open' \
+                   AND ({stuck} OR {missing})) AS stuck_prs, \
                 (SELECT count(DISTINCT f.name) FROM check_runs f JOIN check_runs x \
                    ON x.repository_id = f.repository_id AND x.head_sha = f.head_sha \
                   AND x.name = f.name AND x.github_id > f.github_id \
@@ -212,7 +276,9 @@ pub async fn ci_health(
                     AND x.conclusion IN ({passing}) \
                     AND coalesce(x.gh_completed_at, x.last_changed_at) > now() - interval '7 days') AS flaky_checks_7d \
          FROM repositories r WHERE r.active ORDER BY 1",
-        stuck = stuck_sql("p.repository_id", "p.head_sha", "$1"),
+        summary = summary_sql().replace("p.repository_id = $1", "p.repository_id = r.id"),
+        stuck = stuck_sql("r.id", "p.head_sha", "$1"),
+        missing = missing_required_sql("p", "$1"),
     ))
     .bind::<diesel::sql_types::Double, _>(stuck_after.as_secs_f64())
     .load(conn)
@@ -243,11 +309,12 @@ pub async fn list_pulls(
          WHERE ($2::text IS NULL OR state = $2) AND ($3::bool IS NULL OR draft = $3) \
            AND ($4::text IS NULL OR $4 = ANY(labels)) AND ($5::text IS NULL OR author = $5) \
            AND ($6::text IS NULL OR checks = $6) \
-           AND ($9::bool IS NULL OR ({flaky}) = $9) AND ($10::bool IS NULL OR ({stuck}) = $10) \
+           AND ($9::bool IS NULL OR ({flaky}) = $9) AND ($10::bool IS NULL OR ({stuck} OR {missing}) = $10) \
          ORDER BY number DESC LIMIT $7 OFFSET $8",
         summary_sql(),
         flaky = flaky_sql("$1", "c.head_sha"),
         stuck = stuck_sql("$1", "c.head_sha", "$11"),
+        missing = missing_required_sql("c", "$11"),
     ))
     .bind::<BigInt, _>(repository_id)
     .bind::<Nullable<Text>, _>(filter.state.as_deref())
@@ -361,4 +428,61 @@ pub async fn history(
         .select(HistoryEntry::as_select())
         .load(conn)
         .await
+}
+
+/// The summary of PR `number` (its checks and required state), as listings give it.
+pub async fn pull_summary(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    number: PullRequestNumber,
+) -> diesel::QueryResult<Option<PullSummary>> {
+    diesel::sql_query(format!("{} WHERE number = $2", summary_sql()))
+        .bind::<BigInt, _>(repository_id)
+        .bind::<Integer, _>(number)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// The latest status of each context of a commit, as the detail endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = commit_statuses, check_for_backend(Pg))]
+pub struct HeadStatus {
+    pub context: String,
+    pub state: String,
+    pub description: Option<String>,
+    pub target_url: Option<String>,
+    #[serde(rename = "created_at")]
+    pub gh_created_at: DateTime<Utc>,
+}
+
+/// The statuses of commit `sha`, by context.
+pub async fn head_statuses(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    sha: &CommitSha,
+) -> diesel::QueryResult<Vec<HeadStatus>> {
+    commit_statuses::table
+        .filter(commit_statuses::repository_id.eq(repository_id))
+        .filter(commit_statuses::sha.eq(sha.as_str()))
+        .order(commit_statuses::context)
+        .select(HeadStatus::as_select())
+        .load(conn)
+        .await
+}
+
+/// What `branch` requires before merging, as last read (empty: nothing, or never read).
+pub async fn required_contexts(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    branch: &str,
+) -> diesel::QueryResult<Vec<String>> {
+    Ok(required_checks::table
+        .filter(required_checks::repository_id.eq(repository_id))
+        .filter(required_checks::branch.eq(branch))
+        .select(required_checks::contexts)
+        .first::<Vec<String>>(conn)
+        .await
+        .optional()?
+        .unwrap_or_default())
 }

@@ -25,6 +25,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    commit_statuses (id) {
+        id -> Int8,
+        repository_id -> Int8,
+        sha -> Text,
+        context -> Text,
+        github_id -> Nullable<Int8>,
+        node_id -> Nullable<Text>,
+        state -> Text,
+        description -> Nullable<Text>,
+        target_url -> Nullable<Text>,
+        creator -> Nullable<Text>,
+        gh_created_at -> Timestamptz,
+        gh_updated_at -> Timestamptz,
+        first_seen_at -> Timestamptz,
+        last_changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     delivery_recovery (id) {
         id -> Bool,
         watermark -> Nullable<Timestamptz>,
@@ -138,6 +157,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    required_checks (repository_id, branch) {
+        repository_id -> Int8,
+        branch -> Text,
+        contexts -> Array<Text>,
+        strict -> Bool,
+        fetched_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    status_history (id) {
+        id -> Int8,
+        repository_id -> Int8,
+        sha -> Text,
+        context -> Text,
+        old_state -> Nullable<Text>,
+        new_state -> Text,
+        gh_changed_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+        cause -> Text,
+        delivery_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     sweep_repairs (id) {
         id -> Int8,
         repository_id -> Int8,
@@ -169,13 +213,17 @@ diesel::table! {
 }
 
 diesel::joinable!(check_runs -> repositories (repository_id));
+diesel::joinable!(commit_statuses -> repositories (repository_id));
 diesel::joinable!(pr_state_history -> pull_requests (pull_request_id));
 diesel::joinable!(pull_requests -> repositories (repository_id));
+diesel::joinable!(required_checks -> repositories (repository_id));
+diesel::joinable!(status_history -> repositories (repository_id));
 diesel::joinable!(sweep_repairs -> repositories (repository_id));
 diesel::joinable!(webhook_deliveries -> jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     check_runs,
+    commit_statuses,
     delivery_recovery,
     delivery_redelivery_requests,
     http_cache,
@@ -183,6 +231,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     pr_state_history,
     pull_requests,
     repositories,
+    required_checks,
+    status_history,
     sweep_repairs,
     webhook_deliveries,
 );

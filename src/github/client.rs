@@ -15,7 +15,8 @@ use super::cache::{self, Validator};
 use super::graphql;
 use super::link;
 use super::models::{
-    CheckRun, HookDeliveryDetail, HookDeliveryPage, Installation, PullRequest, Repository, Wrapped,
+    CheckRun, CommitStatus, HookDeliveryDetail, HookDeliveryPage, Installation, PullRequest, Repository,
+    RequiredStatusChecks, Wrapped,
 };
 use super::pacing::{Budget, EndpointPace, Pacer, Purpose};
 use super::policy::{self, LimitHeaders, Verdict};
@@ -398,6 +399,35 @@ impl GitHubClient {
         purpose: Purpose,
         concurrency: usize,
     ) -> Result<Vec<(String, Result<Listing<CheckRun>, GitHubError>)>, GitHubError> {
+        self.list_for_commits(installation, repo, head_shas, "check-runs?filter=all&", purpose, concurrency)
+            .await
+    }
+
+    /// `GET /repos/{repo}/commits/{sha}/status` for each SHA: the latest
+    /// status of each context (the combined status), conditionally like
+    /// [`Self::list_check_runs_for_heads`].
+    pub async fn list_statuses_for_heads(
+        &self,
+        installation: Option<InstallationId>,
+        repo: &str,
+        head_shas: &[String],
+        purpose: Purpose,
+        concurrency: usize,
+    ) -> Result<Vec<(String, Result<Listing<CommitStatus>, GitHubError>)>, GitHubError> {
+        self.list_for_commits(installation, repo, head_shas, "status?", purpose, concurrency).await
+    }
+
+    /// One listing per commit, `/repos/{repo}/commits/{sha}/{what}per_page=…`,
+    /// with the cached validators of all first pages looked up at once.
+    async fn list_for_commits<T: DeserializeOwned + Send>(
+        &self,
+        installation: Option<InstallationId>,
+        repo: &str,
+        head_shas: &[String],
+        what: &str,
+        purpose: Purpose,
+        concurrency: usize,
+    ) -> Result<Vec<(String, Result<Listing<T>, GitHubError>)>, GitHubError> {
         use futures_util::StreamExt as _;
         let who = self.who(installation)?;
         let repo = repo_path(repo)?;
@@ -406,10 +436,8 @@ impl GitHubClient {
             if sha.is_empty() || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(GitHubError::Config(format!("'{sha}' is not a commit SHA")));
             }
-            let url = format!(
-                "{}/repos/{repo}/commits/{sha}/check-runs?filter=all&per_page={PER_PAGE}",
-                self.inner.base_path
-            );
+            let url =
+                format!("{}/repos/{repo}/commits/{sha}/{what}per_page={PER_PAGE}", self.inner.base_path);
             firsts.push((sha.clone(), url));
         }
         let urls: Vec<String> = firsts.iter().map(|(_, url)| url.clone()).collect();
@@ -422,8 +450,7 @@ impl GitHubClient {
         let results = futures_util::stream::iter(firsts.into_iter().map(|(sha, url)| {
             let validator = known.remove(&url);
             async move {
-                let listing =
-                    self.list_from(who, purpose, url, validator, |_: &[CheckRun]| false, false).await;
+                let listing = self.list_from(who, purpose, url, validator, |_: &[T]| false, false).await;
                 (sha, listing)
             }
         }))
@@ -431,6 +458,35 @@ impl GitHubClient {
         .collect()
         .await;
         Ok(results)
+    }
+
+    /// `GET /repos/{repo}/branches/{branch}/protection/required_status_checks`,
+    /// conditionally. `Gone` (404) is GitHub's answer for a branch without
+    /// protection or whose protection requires no checks.
+    pub async fn get_required_status_checks(
+        &self,
+        installation: Option<InstallationId>,
+        repo: &str,
+        branch: &str,
+        purpose: Purpose,
+    ) -> Result<Fetched<RequiredStatusChecks>, GitHubError> {
+        // Slashes stay (GitHub takes `feature/x` as it is); anything else
+        // beyond the plain characters is percent-encoded, so a branch name
+        // can never change the path or add a query.
+        let branch: String = branch
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'/' | b'-' => {
+                    (b as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        if branch.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+            return Err(GitHubError::Config(format!("'{branch}' is not a branch name")));
+        }
+        let path = format!("/repos/{}/branches/{branch}/protection/required_status_checks", repo_path(repo)?);
+        self.get(self.who(installation)?, purpose, &path).await
     }
 
     /// `GET /repos/{repo}`: one repository as the configured token sees it.
@@ -1059,6 +1115,8 @@ fn endpoint_key(path: &str) -> &'static str {
         ["repos", _, _, "pulls"] => "pulls",
         ["repos", _, _, "pulls", _] => "pull",
         ["repos", _, _, "commits", _, "check-runs"] => "check-runs",
+        ["repos", _, _, "commits", _, "status"] => "status",
+        ["repos", _, _, "branches", .., "required_status_checks"] => "required-status-checks",
         ["installation", "repositories"] => "installation-repositories",
         ["app", "installations"] => "installations",
         _ => "other",
@@ -1106,6 +1164,7 @@ mod tests {
         assert_eq!(endpoint_key("/repos/other/repo/pulls"), "pulls");
         assert_eq!(endpoint_key("/repos/o/r/pulls/17"), "pull");
         assert_eq!(endpoint_key("/repos/o/r/commits/0abc/check-runs?filter=all"), "check-runs");
+        assert_eq!(endpoint_key("/repos/o/r/commits/0abc/status?per_page=100"), "status");
         assert_eq!(endpoint_key("/installation/repositories?per_page=100"), "installation-repositories");
         assert_eq!(endpoint_key("/app/installations"), "installations");
         assert_eq!(endpoint_key("/repos/o/r/issues"), "other");

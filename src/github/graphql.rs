@@ -57,6 +57,12 @@ const CHECK_SUITE_FIELDS: &str = "pageInfo { hasNextPage endCursor } \
 
 const RATE_LIMIT: &str = "rateLimit { cost remaining resetAt }";
 
+/// A commit's latest status of each context. `Commit.status.contexts` is a
+/// list, not a connection: it adds nothing to a query's cost. GraphQL gives
+/// no REST id and no update time (a status never changes once posted).
+const STATUS_FIELDS: &str =
+    "status { contexts { id context state description targetUrl createdAt creator { login } } }";
+
 /// One repository's commits whose check runs to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryCommits<'a> {
@@ -82,7 +88,7 @@ pub fn check_runs_of_commits(repositories: &[RepositoryCommits<'_>]) -> Document
             variables.insert(format!("s{i}_{j}"), json!(sha));
             let _ = write!(
                 selections,
-                " c{j}: object(oid: $s{i}_{j}) {{ ... on Commit {{ oid checkSuites(first: {SUITES_PER_COMMIT}) {{ {CHECK_SUITE_FIELDS} }} }} }}"
+                " c{j}: object(oid: $s{i}_{j}) {{ ... on Commit {{ oid {STATUS_FIELDS} checkSuites(first: {SUITES_PER_COMMIT}) {{ {CHECK_SUITE_FIELDS} }} }} }}"
             );
         }
         selections.push_str(" }");
@@ -190,12 +196,42 @@ impl<T> Connection<T> {
     }
 }
 
-/// A commit's check suites.
+/// A commit's check suites, and its statuses where the query asked for them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommitChecks {
     pub oid: String,
     pub check_suites: Option<Connection<SuiteNode>>,
+    /// Null when nothing posted a status on the commit.
+    #[serde(default)]
+    pub status: Option<StatusNode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusNode {
+    #[serde(default)]
+    pub contexts: Vec<StatusContextNode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusContextNode {
+    pub id: String,
+    pub context: String,
+    /// `ERROR`, `EXPECTED`, `FAILURE`, `PENDING` or `SUCCESS`.
+    pub state: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub creator: Option<Login>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Login {
+    pub login: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,6 +56,39 @@ pub struct PullRequest {
     pub merged_at: Option<DateTime<Utc>>,
 }
 
+/// A commit status: an item of the combined status
+/// (`GET …/commits/{ref}/status`), and the `status` webhook's payload,
+/// which carries the same fields at its top level (its `id` is the status's).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CommitStatus {
+    pub id: i64,
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// `error`, `failure`, `pending` or `success`.
+    pub state: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+    pub context: String,
+    /// Only `GET …/statuses` and webhooks name the poster; the combined status does not.
+    #[serde(default)]
+    pub creator: Option<User>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET …/branches/{branch}/protection/required_status_checks`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RequiredStatusChecks {
+    #[serde(default)]
+    pub strict: bool,
+    /// The names required (check-run names or status contexts). GitHub
+    /// also lists them under `checks` with the App each must come from.
+    #[serde(default)]
+    pub contexts: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct CheckOutput {
     #[serde(default)]
@@ -132,7 +165,7 @@ pub struct Installation {
 /// The list endpoints that wrap their items in an object (`total_count` + items).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Wrapped<T> {
-    #[serde(alias = "check_runs", alias = "repositories", alias = "installations")]
+    #[serde(alias = "check_runs", alias = "repositories", alias = "installations", alias = "statuses")]
     pub items: Vec<T>,
 }
 

@@ -265,9 +265,14 @@ pub async fn get_pull(
         .ok_or_else(|| ReadError::UnknownPullRequest { repository: format!("{owner}/{name}"), number })?;
     let runs = reads::head_check_runs(&mut conn, repo.id, &pr.head_sha).await;
     let history = reads::history(&mut conn, pr.id).await;
-    // One message whichever of the two failed: the answer does not depend on
+    let statuses = reads::head_statuses(&mut conn, repo.id, &pr.head_sha).await;
+    let required = reads::required_contexts(&mut conn, repo.id, &pr.base_branch).await;
+    let summary = reads::pull_summary(&mut conn, repo.id, number).await;
+    // One message whichever read failed: the answer does not depend on
     // which read it was.
-    let (Ok(runs), Ok(history)) = (runs, history) else {
+    let (Ok(runs), Ok(history), Ok(statuses), Ok(required), Ok(summary)) =
+        (runs, history, statuses, required, summary)
+    else {
         return Err(ReadError::Unavailable("reading checks and history failed".into()));
     };
     let runs: Vec<serde_json::Value> = runs
@@ -318,7 +323,15 @@ pub async fn get_pull(
         "updated_at": pr.gh_updated_at,
         "closed_at": pr.gh_closed_at,
         "merged_at": pr.gh_merged_at,
+        // A PR GitHub no longer knows is shown without a summary.
+        "checks": summary.as_ref().map(|s| &s.checks),
+        "checks_passing": summary.as_ref().map(|s| s.checks_passing),
+        "checks_failing": summary.as_ref().map(|s| s.checks_failing),
+        "checks_pending": summary.as_ref().map(|s| s.checks_pending),
+        "required_state": summary.as_ref().map(|s| &s.required_state),
+        "required_checks": required,
         "check_runs": runs,
+        "statuses": statuses,
         "history": history,
     })))
 }

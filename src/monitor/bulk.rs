@@ -1,6 +1,6 @@
-//! Bulk reads through GraphQL: the check runs of many commits per query,
-//! across repositories of one installation, finished by follow-up queries
-//! where a connection has more than one page.
+//! Bulk reads through GraphQL: the check runs and commit statuses of many
+//! commits per query, across repositories of one installation, finished by
+//! follow-up queries where a connection has more than one page.
 //!
 //! The check runs read here are the same rows the REST listing gives
 //! (`filter=all`, re-runs included): GraphQL's `id` is REST's `node_id`, its
@@ -9,8 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::data::CheckRunData;
-use crate::github::graphql::{self, CommitChecks, RepositoryCommits, RunNode, SuiteNode, SuiteRunsPage};
+use super::data::{CheckRunData, StatusData, STATUS_STATES};
+use crate::github::graphql::{
+    self, CommitChecks, RepositoryCommits, RunNode, StatusContextNode, SuiteNode, SuiteRunsPage,
+};
 use crate::github::{GitHubClient, Purpose};
 use crate::ids::{CommitSha, InstallationId};
 
@@ -22,10 +24,18 @@ pub struct RepoCommit {
     pub sha: String,
 }
 
-/// The check runs of each commit, or why they could not be read.
-pub type CommitRuns = BTreeMap<RepoCommit, Result<Vec<CheckRunData>, String>>;
+/// What reports on one commit: its check runs (re-runs included) and the
+/// latest status of each context.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reported {
+    pub runs: Vec<CheckRunData>,
+    pub statuses: Vec<StatusData>,
+}
 
-/// The check runs (re-runs included) of `commits`, all of one installation,
+/// What reports on each commit, or why it could not be read.
+pub type CommitRuns = BTreeMap<RepoCommit, Result<Reported, String>>;
+
+/// The check runs (re-runs included) and statuses of `commits`, all of one installation,
 /// [`graphql::COMMITS_PER_QUERY`] commits a query. A query that fails marks
 /// its commits failed; the others still arrive. A commit GitHub does not know
 /// has no check runs.
@@ -53,6 +63,7 @@ pub async fn check_runs_of_commits(
             })
             .collect();
         let document = graphql::check_runs_of_commits(&targets);
+        let read_at = chrono::Utc::now();
         let answer = match client.graphql(installation, purpose, &document).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -66,9 +77,17 @@ pub async fn check_runs_of_commits(
             for (j, commit) in group.iter().enumerate() {
                 let runs = match answer.at(&[&format!("r{i}"), &format!("c{j}")]) {
                     // Unknown to GitHub (or not a commit): nothing reports on it.
-                    None => Ok(Vec::new()),
+                    None => Ok(Reported::default()),
                     Some(value) => match graphql::decode::<CommitChecks>(value) {
-                        Ok(checks) => finish_commit(client, installation, commit, checks, purpose).await,
+                        Ok(mut checks) => {
+                            let sha = CommitSha(checks.oid.clone());
+                            let contexts = checks.status.take().map(|s| s.contexts).unwrap_or_default();
+                            let statuses =
+                                contexts.into_iter().filter_map(|c| status(&sha, c, read_at)).collect();
+                            finish_commit(client, installation, commit, checks, purpose)
+                                .await
+                                .map(|runs| Reported { runs, statuses })
+                        }
                         Err(error) => Err(format!("check suites of {}: {error}", commit.sha)),
                     },
                 };
@@ -133,6 +152,31 @@ async fn suite_runs(
         }
     }
     Ok(runs)
+}
+
+/// A status context as GraphQL gives it: no REST id, and no update time
+/// (a posted status never changes: its update time is its creation's).
+/// `None` for a state REST does not have (`EXPECTED` is the rollup's word for
+/// a required context nothing reported; a posted status never has it).
+fn status(
+    sha: &CommitSha,
+    context: StatusContextNode,
+    read_at: chrono::DateTime<chrono::Utc>,
+) -> Option<StatusData> {
+    let state = graphql::rest_value(&context.state);
+    STATUS_STATES.contains(&state.as_str()).then(|| StatusData {
+        github_id: None,
+        node_id: Some(context.id),
+        sha: sha.clone(),
+        context: context.context,
+        state,
+        description: context.description,
+        target_url: context.target_url,
+        creator: context.creator.map(|c| c.login),
+        created_at: context.created_at,
+        updated_at: context.created_at,
+        read_at: Some(read_at),
+    })
 }
 
 fn check_run(sha: &str, check_suite_id: Option<i64>, app_slug: Option<String>, run: RunNode) -> CheckRunData {

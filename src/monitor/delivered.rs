@@ -6,9 +6,9 @@
 
 use serde::Deserialize;
 
-use super::data::{CheckRunData, PrData};
+use super::data::{CheckRunData, PrData, StatusData};
 use super::forward::check_run_progress;
-use crate::github::models::{CheckRun, IdOnly, PullRequest};
+use crate::github::models::{CheckRun, CommitStatus, IdOnly, PullRequest, User};
 use crate::ids::{CommitSha, GithubRepoId, PullRequestNumber};
 
 /// One delivery of a job, as stored by intake.
@@ -29,6 +29,49 @@ struct PullRequestEvent {
 struct CheckRunEvent {
     check_run: CheckRun,
     repository: IdOnly,
+}
+
+/// A `status` event: the status's own fields at the top level.
+#[derive(Deserialize)]
+struct StatusEvent {
+    sha: String,
+    #[serde(flatten)]
+    status: CommitStatus,
+    repository: IdOnly,
+    #[serde(default)]
+    sender: Option<User>,
+}
+
+/// The statuses of commit `sha` among the job's deliveries, the latest of
+/// each context (by creation, then id: ids grow with every status posted),
+/// or `None` when any delivery cannot stand in for a read (purged, malformed,
+/// another commit, a state GitHub does not document).
+pub fn statuses(
+    payloads: &[DeliveredPayload],
+    repository_github_id: GithubRepoId,
+    sha: &CommitSha,
+) -> Option<Vec<StatusData>> {
+    let mut latest: Vec<StatusData> = Vec::new();
+    for payload in payloads {
+        if payload.event != "status" {
+            return None;
+        }
+        let event: StatusEvent = serde_json::from_slice(payload.body.as_deref()?).ok()?;
+        if event.repository.id != repository_github_id.0 || event.sha != sha.as_str() {
+            return None;
+        }
+        let mut status = StatusData::from_github(sha, &event.status)?;
+        if status.creator.is_none() {
+            status.creator = event.sender.map(|u| u.login);
+        }
+        let key = |s: &StatusData| (s.created_at, s.github_id);
+        match latest.iter_mut().find(|seen| seen.context == status.context) {
+            None => latest.push(status),
+            Some(seen) if key(&status) > key(seen) => *seen = status,
+            Some(_) => {}
+        }
+    }
+    (!latest.is_empty()).then_some(latest)
 }
 
 /// The newest snapshot of PR `number` among the job's deliveries, or `None`

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::data::{CheckRunData, PrData, PrState};
+use super::data::{CheckRunData, PrData, PrState, StatusData};
 use super::error::DetectionError;
 use super::forward::{self, CheckRunVersion};
 use super::versions::StoredVersions;
@@ -142,6 +142,13 @@ pub struct CheckRunChangeRecord {
 pub struct ChangeSet {
     pub prs: Vec<PrChangeRecord>,
     pub check_runs: Vec<CheckRunChangeRecord>,
+    /// Commit statuses as read or delivered: the latest of each context. No
+    /// detection decides them: the upsert writes what is newer than the
+    /// stored row ([`super::forward::status_may_replace`]) and records the
+    /// transitions, under the repository's lock.
+    pub statuses: Vec<StatusData>,
+    /// What branches require before merging, as read.
+    pub required: Vec<RequiredChecks>,
     /// ETags of the answers these changes came from: saved in the same
     /// transaction, so a later 304 means "what is stored is current".
     #[serde(skip)]
@@ -162,6 +169,9 @@ pub struct ChangeSet {
     /// ([`SnapshotFit`]), since a tie cannot be ordered without GitHub.
     pub delivered_prs: bool,
     pub delivered_check_runs: bool,
+    /// The statuses are webhook snapshots: one that ties with a stored row
+    /// read without an id, saying something else, needs GitHub to order it.
+    pub delivered_statuses: bool,
     /// Some reads failed: what was read is written, but the job is not
     /// completed and no sweep or success is stamped, so the job fails and is
     /// retried (its successful reads are free 304s the next time).
@@ -174,6 +184,14 @@ pub struct ChangeSet {
     pub compared: Option<StoredVersions>,
 }
 
+/// The checks and statuses one branch requires before merging (empty: none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequiredChecks {
+    pub branch: String,
+    pub contexts: Vec<String>,
+    pub strict: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SweepMark {
     pub watermark: Option<chrono::DateTime<chrono::Utc>>,
@@ -181,7 +199,11 @@ pub struct SweepMark {
 
 impl ChangeSet {
     pub fn is_empty(&self) -> bool {
-        self.prs.is_empty() && self.check_runs.is_empty() && self.gone_prs.is_empty()
+        self.prs.is_empty()
+            && self.check_runs.is_empty()
+            && self.gone_prs.is_empty()
+            && self.statuses.is_empty()
+            && self.required.is_empty()
     }
 
     pub fn new_prs(&self) -> usize {

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::bulk::{self, RepoCommit};
-use super::data::{CheckRunData, PrData};
+use super::data::{CheckRunData, PrData, StatusData};
+use super::detect::RequiredChecks;
 use super::error::ProcessingError;
 use crate::config::BulkReads;
 use crate::db::repositories::Repository;
@@ -50,6 +51,19 @@ pub enum PrLookup {
         validator: Validator,
     },
     Gone,
+}
+
+/// What one branch requires before merging, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requirement {
+    Fresh {
+        required: RequiredChecks,
+        validator: Option<Validator>,
+    },
+    /// 304: what is stored is current.
+    Unchanged {
+        validator: Validator,
+    },
 }
 
 /// A PR's head: the commit whose check runs are the PR's checks.
@@ -103,6 +117,43 @@ pub trait PrDiscovery: Send + Sync {
         heads: &[PrHead],
         purpose: Purpose,
     ) -> Discovered<CheckRunData>;
+
+    /// The latest status of each context of every head; like
+    /// [`Self::discover_check_runs_batch`], one head's failure is an error in
+    /// the result.
+    async fn discover_statuses_batch(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<StatusData>;
+
+    /// What `branch` requires before merging (nothing, when unprotected).
+    async fn discover_requirement(
+        &self,
+        repo: &Repository,
+        branch: &str,
+        purpose: Purpose,
+    ) -> Result<Requirement, ProcessingError>;
+
+    /// Everything that reports on the heads: their check runs and, when
+    /// `statuses`, their commit statuses. The default asks for each apart;
+    /// a discovery that reads both at once (GraphQL) overrides it.
+    async fn discover_commit_reports(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+        statuses: bool,
+    ) -> (Discovered<CheckRunData>, Discovered<StatusData>) {
+        let runs = self.discover_check_runs_batch(repo, heads, purpose).await;
+        let statuses = if statuses {
+            self.discover_statuses_batch(repo, heads, purpose).await
+        } else {
+            Discovered::default()
+        };
+        (runs, statuses)
+    }
 }
 
 /// Discovery through the `github` module.
@@ -126,13 +177,13 @@ impl GitHubPrDiscovery {
         self
     }
 
-    /// Check runs through GraphQL, one installation's commits at a time.
-    async fn check_runs_by_graphql(
+    /// Check runs and statuses through GraphQL, one installation's commits at a time.
+    async fn reports_by_graphql(
         &self,
         repo: &Repository,
         heads: &[PrHead],
         purpose: Purpose,
-    ) -> Discovered<CheckRunData> {
+    ) -> (Discovered<CheckRunData>, Discovered<StatusData>) {
         let commits: BTreeSet<RepoCommit> = heads
             .iter()
             .map(|h| RepoCommit {
@@ -142,13 +193,17 @@ impl GitHubPrDiscovery {
             })
             .collect();
         let found = bulk::check_runs_of_commits(&self.client, repo.installation_id, &commits, purpose).await;
-        let mut discovered = Discovered::default();
-        for (commit, runs) in found {
-            match runs {
-                Ok(runs) => discovered.items.extend(runs),
+        let mut runs = Discovered::default();
+        let mut statuses = Discovered::default();
+        for (commit, reported) in found {
+            match reported {
+                Ok(reported) => {
+                    runs.items.extend(reported.runs);
+                    statuses.items.extend(reported.statuses);
+                }
                 Err(error) => {
                     let number = heads.iter().find(|h| h.head_sha.as_str() == commit.sha).map(|h| h.number);
-                    discovered.errors.push(ProcessingError::discovery(
+                    runs.errors.push(ProcessingError::discovery(
                         repo,
                         number,
                         format!("check runs of {}: {error}", commit.sha),
@@ -156,7 +211,19 @@ impl GitHubPrDiscovery {
                 }
             }
         }
-        discovered
+        (runs, statuses)
+    }
+
+    /// Sweeps and backfills read through GraphQL when configured; webhook
+    /// reads stay REST, where an ETag earned by the same token often still
+    /// gives a free 304.
+    fn uses_graphql(&self, purpose: Purpose) -> bool {
+        self.bulk_reads == BulkReads::Graphql && purpose != Purpose::Webhook
+    }
+
+    /// Distinct SHAs of `heads`: several PRs may share a head.
+    fn distinct_shas(heads: &[PrHead]) -> Vec<String> {
+        heads.iter().map(|h| h.head_sha.0.clone()).collect::<BTreeSet<_>>().into_iter().collect()
     }
 }
 
@@ -248,12 +315,10 @@ impl PrDiscovery for GitHubPrDiscovery {
         heads: &[PrHead],
         purpose: Purpose,
     ) -> Discovered<CheckRunData> {
-        if self.bulk_reads == BulkReads::Graphql && purpose != Purpose::Webhook {
-            return self.check_runs_by_graphql(repo, heads, purpose).await;
+        if self.uses_graphql(purpose) {
+            return self.reports_by_graphql(repo, heads, purpose).await.0;
         }
-        // Several PRs may share a head: ask once per commit.
-        let shas: Vec<String> =
-            heads.iter().map(|h| h.head_sha.0.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let shas = Self::distinct_shas(heads);
         let results = match self
             .client
             .list_check_runs_for_heads(
@@ -292,5 +357,104 @@ impl PrDiscovery for GitHubPrDiscovery {
             }
         }
         discovered
+    }
+
+    async fn discover_statuses_batch(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<StatusData> {
+        if self.uses_graphql(purpose) {
+            return self.reports_by_graphql(repo, heads, purpose).await.1;
+        }
+        let results = match self
+            .client
+            .list_statuses_for_heads(
+                repo.installation_id,
+                &repo.full_name(),
+                &Self::distinct_shas(heads),
+                purpose,
+                self.max_concurrent_requests,
+            )
+            .await
+        {
+            Ok(results) => results,
+            Err(error) => {
+                return Discovered {
+                    errors: vec![ProcessingError::discovery(repo, None, error)],
+                    ..Discovered::default()
+                };
+            }
+        };
+        let mut discovered = Discovered::default();
+        for (sha, result) in results {
+            match result {
+                Ok(listing) => {
+                    discovered.validators.extend(listing.validators());
+                    discovered.unchanged += listing.pages().iter().filter(|p| p.is_unchanged()).count();
+                    let sha = CommitSha(sha);
+                    discovered
+                        .items
+                        .extend(listing.fresh_items().filter_map(|s| StatusData::from_github(&sha, s)));
+                }
+                Err(error) => {
+                    let number = heads.iter().find(|h| h.head_sha.as_str() == sha).map(|h| h.number);
+                    discovered.errors.push(ProcessingError::discovery(
+                        repo,
+                        number,
+                        format!("statuses of {sha}: {error}"),
+                    ));
+                }
+            }
+        }
+        discovered
+    }
+
+    async fn discover_requirement(
+        &self,
+        repo: &Repository,
+        branch: &str,
+        purpose: Purpose,
+    ) -> Result<Requirement, ProcessingError> {
+        let fetched = self
+            .client
+            .get_required_status_checks(repo.installation_id, &repo.full_name(), branch, purpose)
+            .await
+            .map_err(|e| {
+                ProcessingError::discovery(repo, None, format!("required checks of {branch}: {e}"))
+            })?;
+        let required =
+            |contexts: Vec<String>, strict| RequiredChecks { branch: branch.to_owned(), contexts, strict };
+        Ok(match fetched {
+            Fetched::Fresh { data, validator } => {
+                let mut contexts = data.contexts;
+                contexts.sort();
+                contexts.dedup();
+                Requirement::Fresh { required: required(contexts, data.strict), validator }
+            }
+            Fetched::Unchanged { validator } => Requirement::Unchanged { validator },
+            // Unprotected, or protected without required checks.
+            Fetched::Gone => Requirement::Fresh { required: required(Vec::new(), false), validator: None },
+        })
+    }
+
+    async fn discover_commit_reports(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+        statuses: bool,
+    ) -> (Discovered<CheckRunData>, Discovered<StatusData>) {
+        if self.uses_graphql(purpose) {
+            // One query reads both; the statuses cost nothing more.
+            let (runs, found) = self.reports_by_graphql(repo, heads, purpose).await;
+            return (runs, if statuses { found } else { Discovered::default() });
+        }
+        let runs = self.discover_check_runs_batch(repo, heads, purpose);
+        if !statuses {
+            return (runs.await, Discovered::default());
+        }
+        tokio::join!(runs, self.discover_statuses_batch(repo, heads, purpose))
     }
 }

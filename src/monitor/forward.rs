@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 
-use super::data::{CheckRunData, CheckStatus, PrData, PrState};
+use super::data::{CheckRunData, CheckStatus, PrData, PrState, StatusData};
 use crate::db::pull_requests::{StoredCheckRun, StoredPr};
 
 /// States a pull request does not leave: once stored, only the same state
@@ -125,6 +125,56 @@ pub fn check_run_may_replace(stored: CheckRunVersion<'_>, incoming: CheckRunVers
     incoming.step() >= stored.step() && !completed_earlier
 }
 
+/// What the rule orders a commit status by: when GitHub created it (every
+/// status posted is a new object, and the latest of a context is its state),
+/// then REST's id, which grows with each status posted, to order statuses of
+/// one second. GraphQL gives no id; then `at` orders: for a stored row, when
+/// it was written; for an incoming status, when the read that found it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusVersion {
+    pub created_at: DateTime<Utc>,
+    pub github_id: Option<i64>,
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl From<&StatusData> for StatusVersion {
+    fn from(status: &StatusData) -> Self {
+        Self { created_at: status.created_at, github_id: status.github_id, at: status.read_at }
+    }
+}
+
+/// Whether status `incoming` may replace the stored latest status of its
+/// context: created later; or in the same second, with an id not lower, or
+/// over a row without an id (a GraphQL read, the weakest evidence of order).
+/// A status read without an id replaces one of the same second with an id
+/// only when the read began after the row was written: GitHub's latest then
+/// was the read's.
+pub fn status_may_replace(stored: StatusVersion, incoming: StatusVersion) -> bool {
+    match incoming.created_at.cmp(&stored.created_at) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => match (stored.github_id, incoming.github_id) {
+            (None, _) => true,
+            (Some(old), Some(new)) => new >= old,
+            (Some(_), None) => {
+                matches!((stored.at, incoming.at), (Some(written), Some(read)) if read > written)
+            }
+        },
+    }
+}
+
+/// The part of [`status_may_replace`] the `WHERE` of `INSERT INTO
+/// commit_statuses … ON CONFLICT … DO UPDATE` can state: the statement does
+/// not see when a read began, so a status without an id passes it on a tie,
+/// and the synchronizer, holding the repository's lock, has already dropped
+/// the ones the rule refuses.
+pub fn status_guard_sql() -> &'static str {
+    "(excluded.gh_created_at > commit_statuses.gh_created_at \
+      OR (excluded.gh_created_at = commit_statuses.gh_created_at \
+          AND (commit_statuses.github_id IS NULL OR excluded.github_id IS NULL \
+               OR excluded.github_id >= commit_statuses.github_id)))"
+}
+
 /// [`pr_may_replace`] as the `WHERE` of `INSERT INTO pull_requests … ON
 /// CONFLICT … DO UPDATE`: `pull_requests` is the stored row, `excluded` the
 /// incoming one, whose `state` is [`PrData::to_pr_state`].
@@ -175,6 +225,24 @@ fn sql_list<'a>(values: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_order_by_creation_then_id_and_an_id_outranks_none_in_one_second() {
+        let (earlier, later) = (Utc::now() - chrono::Duration::seconds(1), Utc::now());
+        let v = |created_at, github_id| StatusVersion { created_at, github_id, at: None };
+        assert!(status_may_replace(v(earlier, Some(9)), v(later, None)));
+        assert!(!status_may_replace(v(later, None), v(earlier, Some(9))));
+        assert!(status_may_replace(v(later, Some(1)), v(later, Some(2))));
+        assert!(status_may_replace(v(later, Some(2)), v(later, Some(2))));
+        assert!(!status_may_replace(v(later, Some(2)), v(later, Some(1))));
+        assert!(status_may_replace(v(later, None), v(later, Some(1))));
+        assert!(status_may_replace(v(later, None), v(later, None)));
+        assert!(!status_may_replace(v(later, Some(1)), v(later, None)));
+        // A read without ids wins a tie only if it began after the row was written.
+        let at = |github_id, at| StatusVersion { created_at: later, github_id, at: Some(at) };
+        assert!(status_may_replace(at(Some(1), earlier), at(None, later)));
+        assert!(!status_may_replace(at(Some(1), later), at(None, earlier)));
+    }
 
     #[test]
     fn steps_follow_each_other_and_unlisted_statuses_are_first() {

@@ -20,12 +20,12 @@ pub mod survey;
 pub mod sync;
 pub mod versions;
 
-pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState};
+pub use data::{CheckConclusion, CheckRunData, CheckStatus, PrData, PrState, StatusData};
 pub use detect::{
     Cause, ChangeDetector, ChangeKind, ChangeSet, CheckField, CheckRunChangeRecord, DatabaseChangeDetector,
-    FieldChange, PrChangeRecord, PrField, SnapshotFit, SweepMark,
+    FieldChange, PrChangeRecord, PrField, RequiredChecks, SnapshotFit, SweepMark,
 };
-pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead, PrLookup};
+pub use discovery::{Discovered, GitHubPrDiscovery, OpenPrs, PrDiscovery, PrHead, PrLookup, Requirement};
 pub use error::{DetectionError, ErrorKind, ProcessingError, SyncError};
 pub use processor::{BatchProcessingResult, PrProcessor, ProcessingResult, Target, WorkContext};
 pub use sync::{DatabaseSynchronizer, SyncReport, Synchronizer};

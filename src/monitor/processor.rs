@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
-use super::data::{CheckRunData, PrData};
+use super::data::{CheckRunData, PrData, StatusData};
 use super::detect::{Cause, ChangeDetector, ChangeKind, ChangeSet, PrField, SweepMark};
-use super::discovery::{Discovered, PrDiscovery, PrHead, PrLookup};
+use super::discovery::{Discovered, PrDiscovery, PrHead, PrLookup, Requirement};
 use super::error::{DetectionError, ErrorKind, ProcessingError, SyncError};
 use super::sync::Synchronizer;
 use super::versions::{StoredVersions, Versions};
@@ -31,6 +31,9 @@ pub struct ProcessingResult {
     pub updated_prs: usize,
     pub new_check_runs: usize,
     pub updated_check_runs: usize,
+    pub statuses_discovered: usize,
+    pub new_statuses: usize,
+    pub updated_statuses: usize,
     /// Rows written by the synchronization.
     pub changes_synchronized: usize,
     pub started_at: DateTime<Utc>,
@@ -53,6 +56,9 @@ impl ProcessingResult {
             updated_prs: 0,
             new_check_runs: 0,
             updated_check_runs: 0,
+            statuses_discovered: 0,
+            new_statuses: 0,
+            updated_statuses: 0,
             changes_synchronized: 0,
             started_at: now,
             finished_at: now,
@@ -126,6 +132,14 @@ pub enum Target {
     /// Check runs of one commit as webhooks delivered them; any tie with a
     /// stored run makes it a read of the commit, like `Commit`.
     DeliveredCheckRuns { head_sha: CommitSha, runs: Vec<CheckRunData> },
+    /// The commit statuses of one commit (its combined status).
+    CommitStatuses { sha: CommitSha },
+    /// Statuses of one commit as `status` webhooks delivered them; one that
+    /// cannot be ordered against the stored row makes it `CommitStatuses`.
+    DeliveredStatuses { sha: CommitSha, statuses: Vec<StatusData> },
+    /// What the branches of the repository's open PRs require before merging
+    /// (after a `branch_protection_rule` or `repository_ruleset` event).
+    RequiredChecks,
     /// A sweep after a survey ([`super::survey`]): the PRs that differ, read
     /// one by one, with the check runs already read of `commits`; a PR read
     /// with a head not among them has its head's runs read too.
@@ -133,6 +147,8 @@ pub enum Target {
         numbers: Vec<PullRequestNumber>,
         commits: Vec<CommitSha>,
         runs: Vec<CheckRunData>,
+        /// The statuses of `commits`, read with their runs.
+        statuses: Vec<StatusData>,
         /// Commits whose runs the survey's read could not get.
         failed: Vec<String>,
         watermark: Option<chrono::DateTime<Utc>>,
@@ -145,6 +161,7 @@ impl Target {
         match self {
             Self::DeliveredPullRequest { .. } => Some("pull_request"),
             Self::DeliveredCheckRuns { .. } => Some("check_runs"),
+            Self::DeliveredStatuses { .. } => Some("statuses"),
             _ => None,
         }
     }
@@ -156,6 +173,7 @@ impl Target {
                 Some(Self::PullRequest { number: pr.number, with_checks: *with_checks })
             }
             Self::DeliveredCheckRuns { head_sha, .. } => Some(Self::Commit { head_sha: head_sha.clone() }),
+            Self::DeliveredStatuses { sha, .. } => Some(Self::CommitStatuses { sha: sha.clone() }),
             _ => None,
         }
     }
@@ -168,6 +186,9 @@ impl Target {
             Self::Commit { .. } => "commit",
             Self::DeliveredPullRequest { .. } => "delivered_pull_request",
             Self::DeliveredCheckRuns { .. } => "delivered_check_runs",
+            Self::CommitStatuses { .. } => "commit_statuses",
+            Self::DeliveredStatuses { .. } => "delivered_statuses",
+            Self::RequiredChecks => "required_checks",
             Self::Surveyed { .. } => "surveyed",
         }
     }
@@ -232,6 +253,13 @@ struct Gathered {
     delivered_runs: Option<Vec<CheckRunData>>,
     /// The commits whose runs `delivered_runs` holds in full.
     commits_in_hand: BTreeSet<CommitSha>,
+    /// Whether the statuses of `heads` are read with their check runs: in
+    /// sweeps and backfills. Webhook work leaves them to `status` events.
+    with_statuses: bool,
+    /// Commits whose statuses alone to read.
+    status_heads: Vec<PrHead>,
+    /// Whether the requirements of the open PRs' base branches are read.
+    with_requirements: bool,
     changes: ChangeSet,
 }
 
@@ -316,6 +344,21 @@ impl Gathered {
     fn delivered_check_runs(&mut self, runs: &[CheckRunData]) {
         self.delivered_runs = Some(runs.to_vec());
         self.changes.delivered_check_runs = true;
+    }
+
+    /// [`Target::DeliveredStatuses`]: applied where newer than the stored
+    /// status; one the stored row cannot be ordered with rolls back, and
+    /// `process` reads the commit's statuses instead.
+    fn delivered_statuses(&mut self, statuses: &[StatusData]) {
+        self.changes.statuses = statuses.to_vec();
+        self.changes.delivered_statuses = true;
+    }
+
+    /// Full reads, sweeps and surveys: statuses with the runs, and what the
+    /// base branches require.
+    fn whole_repository(&mut self) {
+        self.with_statuses = true;
+        self.with_requirements = true;
     }
 }
 
@@ -444,15 +487,28 @@ impl PrProcessor {
         let purpose = ctx.cause.purpose();
         let mut work = Gathered::new(ctx);
         match target {
-            Target::Full => self.read_full(repo, purpose, &mut work, result).await?,
-            Target::Sweep => self.read_sweep(repo, purpose, &mut work, result).await?,
+            Target::Full => {
+                work.whole_repository();
+                self.read_full(repo, purpose, &mut work, result).await?
+            }
+            Target::Sweep => {
+                work.whole_repository();
+                self.read_sweep(repo, purpose, &mut work, result).await?
+            }
             Target::PullRequest { number, with_checks } => {
                 self.read_pull_request(repo, *number, *with_checks, purpose, &mut work, result).await?
             }
             Target::Commit { head_sha } => work.commit(head_sha),
             Target::DeliveredPullRequest { pr, with_checks } => work.delivered_pull_request(pr, *with_checks),
             Target::DeliveredCheckRuns { runs, .. } => work.delivered_check_runs(runs),
-            Target::Surveyed { numbers, commits, runs, failed, watermark } => {
+            Target::CommitStatuses { sha } => {
+                work.status_heads.push(PrHead { number: PullRequestNumber(0), head_sha: sha.clone() })
+            }
+            Target::DeliveredStatuses { statuses, .. } => work.delivered_statuses(statuses),
+            Target::RequiredChecks => work.with_requirements = true,
+            Target::Surveyed { numbers, commits, runs, statuses, failed, watermark } => {
+                work.whole_repository();
+                work.changes.statuses.extend(statuses.iter().cloned());
                 let survey = Surveyed { numbers, commits, runs, failed, watermark: *watermark };
                 self.read_surveyed(repo, survey, purpose, &mut work, result).await
             }
@@ -574,7 +630,17 @@ impl PrProcessor {
         work: Gathered,
         result: &mut ProcessingResult,
     ) -> Result<(), Stop> {
-        let Gathered { prs, mut heads, pr_heads, delivered_runs, commits_in_hand, mut changes } = work;
+        let Gathered {
+            prs,
+            mut heads,
+            pr_heads,
+            delivered_runs,
+            commits_in_hand,
+            with_statuses,
+            status_heads,
+            with_requirements,
+            mut changes,
+        } = work;
         result.prs_discovered = prs.len();
         self.detect_prs(repo, &prs, &mut changes).await?;
         if pr_heads.wanted(&changes) {
@@ -585,14 +651,26 @@ impl PrProcessor {
                 // Heads detection asked for beyond the commits in hand (a
                 // surveyed PR whose head moved again since the survey).
                 heads.retain(|head| !commits_in_hand.contains(&head.head_sha));
-                if let Some(more) = self.read_check_runs(repo, heads, purpose, &mut changes, result).await {
+                if let Some(more) =
+                    self.read_check_runs(repo, heads, with_statuses, purpose, &mut changes, result).await
+                {
                     runs.extend(more);
                 }
                 result.check_runs_discovered = runs.len();
                 Some(runs)
             }
-            None => self.read_check_runs(repo, heads, purpose, &mut changes, result).await,
+            None => self.read_check_runs(repo, heads, with_statuses, purpose, &mut changes, result).await,
         };
+        if !status_heads.is_empty() {
+            let found = self.discovery.discover_statuses_batch(repo, &status_heads, purpose).await;
+            absorb_statuses(found, &mut changes, result);
+        }
+        if with_requirements {
+            self.read_requirements(repo, &prs, purpose, &mut changes, result).await?;
+        } else {
+            self.read_unknown_requirements(repo, &prs, purpose, &mut changes, result).await?;
+        }
+        result.statuses_discovered = changes.statuses.len();
         if let Some(runs) = &runs {
             self.detect_check_runs(repo, runs, &mut changes).await?;
         }
@@ -658,11 +736,92 @@ impl PrProcessor {
         Ok(())
     }
 
-    /// The check runs of `heads`, or `None` when there are none to read.
+    /// What the base branches of the repository's open PRs (stored, and
+    /// among `prs`) require; a branch GitHub says is unprotected requires
+    /// nothing. A failed read is an error of the result.
+    async fn read_requirements(
+        &self,
+        repo: &Repository,
+        prs: &[PrData],
+        purpose: Purpose,
+        changes: &mut ChangeSet,
+        result: &mut ProcessingResult,
+    ) -> Result<(), ProcessingError> {
+        let mut branches: BTreeSet<String> = {
+            let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+            pull_requests::open_base_branches(&mut conn, repo.id)
+                .await
+                .map_err(|e| stored_read_failure(repo, e))?
+                .into_iter()
+                .collect()
+        };
+        branches.extend(prs.iter().filter(|pr| pr.state == "open").map(|pr| pr.base_branch.clone()));
+        self.read_branches(repo, branches.iter().map(String::as_str), purpose, changes, result).await;
+        Ok(())
+    }
+
+    /// What each of `branches` requires, into `changes`; a failed read is an
+    /// error of the result.
+    async fn read_branches(
+        &self,
+        repo: &Repository,
+        branches: impl Iterator<Item = &str>,
+        purpose: Purpose,
+        changes: &mut ChangeSet,
+        result: &mut ProcessingResult,
+    ) {
+        for branch in branches {
+            match self.discovery.discover_requirement(repo, branch, purpose).await {
+                Ok(Requirement::Fresh { required, validator }) => {
+                    changes.validators.extend(validator);
+                    changes.required.push(required);
+                }
+                Ok(Requirement::Unchanged { validator }) => {
+                    result.unchanged_resources += 1;
+                    changes.validators.push(validator);
+                }
+                Err(error) => result.errors.push(error),
+            }
+        }
+    }
+
+    /// What the base branches of `prs` require, for the open PRs' branches
+    /// never read before (a PR opened against a branch no sweep has seen
+    /// yet): one read per branch, then events and sweeps keep it current.
+    async fn read_unknown_requirements(
+        &self,
+        repo: &Repository,
+        prs: &[PrData],
+        purpose: Purpose,
+        changes: &mut ChangeSet,
+        result: &mut ProcessingResult,
+    ) -> Result<(), ProcessingError> {
+        let wanted: BTreeSet<&str> =
+            prs.iter().filter(|pr| pr.state == "open").map(|pr| pr.base_branch.as_str()).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let known: HashSet<String> = {
+            let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
+            crate::db::statuses::requirements(&mut conn, repo.id)
+                .await
+                .map_err(|e| stored_read_failure(repo, e))?
+                .into_iter()
+                .map(|r| r.branch)
+                .collect()
+        };
+        let unknown = wanted.into_iter().filter(|b| !known.contains(*b));
+        self.read_branches(repo, unknown, purpose, changes, result).await;
+        Ok(())
+    }
+
+    /// The check runs of `heads` (and their statuses when `with_statuses`,
+    /// added to `changes`), or `None` when there are none to read.
     async fn read_check_runs(
         &self,
         repo: &Repository,
         mut heads: Vec<PrHead>,
+        with_statuses: bool,
         purpose: Purpose,
         changes: &mut ChangeSet,
         result: &mut ProcessingResult,
@@ -672,7 +831,9 @@ impl PrProcessor {
         if heads.is_empty() {
             return None;
         }
-        let runs = self.discovery.discover_check_runs_batch(repo, &heads, purpose).await;
+        let (runs, statuses) =
+            self.discovery.discover_commit_reports(repo, &heads, purpose, with_statuses).await;
+        absorb_statuses(statuses, changes, result);
         result.check_runs_discovered = runs.items.len();
         result.unchanged_resources += runs.unchanged;
         result.errors.extend(runs.errors);
@@ -702,6 +863,8 @@ impl PrProcessor {
         result.updated_prs = report.updated_prs;
         result.new_check_runs = report.new_check_runs;
         result.updated_check_runs = report.updated_check_runs;
+        result.new_statuses = report.new_statuses;
+        result.updated_statuses = report.updated_statuses;
         result.changes_synchronized = report.written;
         // Committed: what the transaction wrote is counted, and what a
         // sweep or reconcile wrote counted again as repairs.
@@ -777,6 +940,14 @@ impl PrProcessor {
             results,
         }
     }
+}
+
+/// Takes in statuses read from GitHub.
+fn absorb_statuses(found: Discovered<StatusData>, changes: &mut ChangeSet, result: &mut ProcessingResult) {
+    result.unchanged_resources += found.unchanged;
+    result.errors.extend(found.errors);
+    changes.validators.extend(found.validators);
+    changes.statuses.extend(found.items);
 }
 
 /// Change detection failed.

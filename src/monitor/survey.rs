@@ -51,14 +51,19 @@ pub struct Plan {
 /// A stored check run as the rollup reads it: name, status, conclusion, GitHub id.
 pub type RollupRun<'a> = (&'a str, &'a str, Option<&'a str>, i64);
 
-/// GitHub's rollup state of a head's check runs, as the stored rows give
-/// it: the newest run of each name decides; a completed run whose
-/// conclusion is not one of [`PASSING_CONCLUSIONS`] (the read side's rule)
-/// makes it `FAILURE`, else any run not completed `PENDING`, else
-/// `SUCCESS`; no runs give no rollup (GitHub's `statusCheckRollup: null`).
-/// Where GitHub judges a conclusion otherwise (`stale` is not documented),
-/// the two disagree and the head is re-read: a cost, never a wrong row.
-pub fn stored_rollup<'a>(runs: impl IntoIterator<Item = RollupRun<'a>>) -> Option<&'static str> {
+/// GitHub's rollup state of a head's check runs and statuses, as the stored
+/// rows give it: the newest run of each name decides; a completed run whose
+/// conclusion is not one of [`PASSING_CONCLUSIONS`] (the read side's rule),
+/// or a status `error` or `failure`, makes it `FAILURE`, else any run not
+/// completed or status `pending` `PENDING`, else `SUCCESS`; neither gives no
+/// rollup (GitHub's `statusCheckRollup: null`). Where GitHub judges
+/// otherwise, the two disagree and the head is re-read: a cost, never a
+/// wrong row.
+pub fn stored_rollup<'a>(
+    runs: impl IntoIterator<Item = RollupRun<'a>>,
+    statuses: impl IntoIterator<Item = &'a str>,
+) -> Option<&'static str> {
+    let statuses: Vec<&str> = statuses.into_iter().collect();
     let mut newest: BTreeMap<&str, (i64, &str, Option<&str>)> = BTreeMap::new();
     for (name, status, conclusion, id) in runs {
         let entry = newest.entry(name).or_insert((id, status, conclusion));
@@ -66,13 +71,15 @@ pub fn stored_rollup<'a>(runs: impl IntoIterator<Item = RollupRun<'a>>) -> Optio
             *entry = (id, status, conclusion);
         }
     }
-    if newest.is_empty() {
+    if newest.is_empty() && statuses.is_empty() {
         return None;
     }
     let failing = |c: Option<&str>| c.is_some_and(|c| !PASSING_CONCLUSIONS.contains(&c));
-    if newest.values().any(|(_, status, conclusion)| *status == "completed" && failing(*conclusion)) {
+    if newest.values().any(|(_, status, conclusion)| *status == "completed" && failing(*conclusion))
+        || statuses.iter().any(|s| matches!(*s, "error" | "failure"))
+    {
         Some("FAILURE")
-    } else if newest.values().any(|(_, status, _)| *status != "completed") {
+    } else if newest.values().any(|(_, status, _)| *status != "completed") || statuses.contains(&"pending") {
         Some("PENDING")
     } else {
         Some("SUCCESS")
@@ -212,13 +219,15 @@ pub async fn sweep_installation(
         let mut runs = bulk::check_runs_of_commits(github, installation, &commits, Purpose::Sweep).await;
         for (repo, plan) in plans {
             let mut in_hand = Vec::new();
+            let mut statuses = Vec::new();
             let mut read_commits = Vec::new();
             let mut failed = Vec::new();
             for sha in &plan.commits {
                 let key = RepoCommit { owner: repo.owner.clone(), name: repo.name.clone(), sha: sha.clone() };
                 match runs.remove(&key) {
                     Some(Ok(found)) => {
-                        in_hand.extend(found);
+                        in_hand.extend(found.runs);
+                        statuses.extend(found.statuses);
                         read_commits.push(CommitSha(sha.clone()));
                     }
                     Some(Err(error)) => failed.push(format!("check runs of {sha}: {error}")),
@@ -229,6 +238,7 @@ pub async fn sweep_installation(
                 numbers: plan.numbers,
                 commits: read_commits,
                 runs: in_hand,
+                statuses,
                 failed,
                 watermark: plan.watermark,
             };
@@ -271,9 +281,21 @@ async fn plan_repository(
             *id,
         ));
     }
+    let stored_statuses = {
+        let shas: Vec<&str> = heads.iter().map(String::as_str).collect();
+        crate::db::statuses::load(&mut conn, repo.id, &shas).await.map_err(|e| e.to_string())?
+    };
+    let mut statuses_by_head: HashMap<&str, Vec<&str>> = HashMap::new();
+    for status in &stored_statuses {
+        statuses_by_head.entry(status.sha.as_str()).or_default().push(status.state.as_str());
+    }
     let rollups: HashMap<String, Option<&'static str>> = heads
         .iter()
-        .map(|sha| (sha.clone(), stored_rollup(by_head.get(sha.as_str()).into_iter().flatten().copied())))
+        .map(|sha| {
+            let runs = by_head.get(sha.as_str()).into_iter().flatten().copied();
+            let statuses = statuses_by_head.get(sha.as_str()).into_iter().flatten().copied();
+            (sha.clone(), stored_rollup(runs, statuses))
+        })
         .collect();
     let mut plan = plan(survey, &stored, &rollups, repo.sweep_watermark);
     // Runs GitHub may have finished without a webhook (a run's start sends
@@ -367,22 +389,32 @@ mod tests {
 
     #[test]
     fn the_stored_rollup_follows_githubs_rule() {
-        assert_eq!(stored_rollup([]), None);
+        let none: [&str; 0] = [];
+        assert_eq!(stored_rollup([], none), None);
+        assert_eq!(stored_rollup([], ["success"]), Some("SUCCESS"));
+        assert_eq!(stored_rollup([("a", "completed", Some("success"), 1)], ["pending"]), Some("PENDING"));
+        assert_eq!(stored_rollup([("a", "in_progress", None, 1)], ["error"]), Some("FAILURE"));
         assert_eq!(
-            stored_rollup([("a", "completed", Some("success"), 1), ("b", "completed", Some("skipped"), 2)]),
+            stored_rollup(
+                [("a", "completed", Some("success"), 1), ("b", "completed", Some("skipped"), 2)],
+                none
+            ),
             Some("SUCCESS")
         );
         assert_eq!(
-            stored_rollup([("a", "completed", Some("success"), 1), ("b", "in_progress", None, 2)]),
+            stored_rollup([("a", "completed", Some("success"), 1), ("b", "in_progress", None, 2)], none),
             Some("PENDING")
         );
         assert_eq!(
-            stored_rollup([("a", "completed", Some("failure"), 1), ("b", "queued", None, 2)]),
+            stored_rollup([("a", "completed", Some("failure"), 1), ("b", "queued", None, 2)], none),
             Some("FAILURE")
         );
         // A re-run that passed replaces the failure.
         assert_eq!(
-            stored_rollup([("a", "completed", Some("failure"), 1), ("a", "completed", Some("success"), 2)]),
+            stored_rollup(
+                [("a", "completed", Some("failure"), 1), ("a", "completed", Some("success"), 2)],
+                none
+            ),
             Some("SUCCESS")
         );
     }

@@ -7,13 +7,13 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 
-use super::data::{CheckRunData, PrData};
+use super::data::{CheckRunData, PrData, StatusData};
 use super::detect::{self, ChangeKind, ChangeSet, CheckRunChangeRecord, PrChangeRecord};
 use super::error::SyncError;
 use super::forward::{self, check_run_progress};
 use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, StoredPr, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
-use crate::db::{repairs, repositories, DbPool};
+use crate::db::{repairs, repositories, statuses, DbPool};
 use crate::github::cache;
 use crate::ids::{PullRequestNumber, RepositoryId};
 
@@ -43,6 +43,10 @@ pub struct SyncReport {
     pub updated_check_runs: usize,
     /// PRs marked gone (not those already marked).
     pub gone_prs: usize,
+    pub new_statuses: usize,
+    pub updated_statuses: usize,
+    /// Branches whose required checks changed.
+    pub required_checks: usize,
     /// The deliveries of the job this sync completed, if it completed one.
     #[serde(skip)]
     pub completed_deliveries: Option<CompletedDeliveries>,
@@ -51,13 +55,16 @@ pub struct SyncReport {
 impl SyncReport {
     /// The rows written by kind, as `prmonitor_sync_changes_total`,
     /// `prmonitor_sweep_repairs_total` and `sweep_repairs` name them.
-    pub fn by_kind(&self) -> [(&'static str, usize); 5] {
+    pub fn by_kind(&self) -> [(&'static str, usize); 8] {
         [
             ("pr_new", self.new_prs),
             ("pr_updated", self.updated_prs),
             ("pr_gone", self.gone_prs),
             ("check_run_new", self.new_check_runs),
             ("check_run_updated", self.updated_check_runs),
+            ("status_new", self.new_statuses),
+            ("status_updated", self.updated_statuses),
+            ("required_checks", self.required_checks),
         ]
     }
 }
@@ -141,8 +148,10 @@ pub async fn write_change_set(
     }
     let (prs, undecided_prs) = applicable_prs(conn, repository_id, changes).await?;
     let (runs, undecided_runs) = applicable_check_runs(conn, changes).await?;
-    if undecided_prs + undecided_runs > 0 {
-        return Err(SyncError::Undecided(undecided_prs + undecided_runs));
+    let (statuses, undecided_statuses) = applicable_statuses(conn, repository_id, changes).await?;
+    let undecided = undecided_prs + undecided_runs + undecided_statuses;
+    if undecided > 0 {
+        return Err(SyncError::Undecided(undecided));
     }
     let pr_ids = upsert_prs(conn, repository_id, &prs).await?;
     let run_ids = upsert_check_runs(conn, repository_id, &runs).await?;
@@ -152,13 +161,36 @@ pub async fn write_change_set(
     let written_runs =
         |kind| runs.iter().filter(|r| r.kind == kind && run_ids.contains(&r.data.github_id)).count();
     let gone_prs = mark_gone(conn, repository_id, &changes.gone_prs).await?;
+    let cause = changes.cause.as_str();
+    let written_statuses =
+        statuses::upsert(conn, repository_id, &statuses, cause, changes.delivery_id.as_deref()).await?;
+    let mut required_checks = 0;
+    for required in &changes.required {
+        let changed = statuses::store_requirement(
+            conn,
+            repository_id,
+            &required.branch,
+            &required.contexts,
+            required.strict,
+        )
+        .await?;
+        required_checks += usize::from(changed);
+    }
     let mut report = SyncReport {
-        written: pr_ids.len() + run_ids.len() + gone_prs,
+        written: pr_ids.len()
+            + run_ids.len()
+            + gone_prs
+            + written_statuses.new
+            + written_statuses.updated
+            + required_checks,
         new_prs: written_prs(ChangeKind::New),
         updated_prs: written_prs(ChangeKind::Updated),
         new_check_runs: written_runs(ChangeKind::New),
         updated_check_runs: written_runs(ChangeKind::Updated),
         gone_prs,
+        new_statuses: written_statuses.new,
+        updated_statuses: written_statuses.updated,
+        required_checks,
         completed_deliveries: None,
     };
     insert_history(conn, changes, &prs, &pr_ids).await?;
@@ -221,6 +253,61 @@ async fn applicable_check_runs<'a>(
     Ok(detect::applicable(records, |r| {
         detect::check_run_snapshot_fit(stored.get(&r.data.github_id), &r.data)
     }))
+}
+
+/// The statuses to write, the newest per (commit, context) (a statement may
+/// touch a row once), with the count of webhook snapshots only a read of
+/// GitHub can order: one created in the same second as a stored status read
+/// without an id, saying something else ([`forward::status_may_replace`]
+/// lets it through, and it may be the older of the two).
+async fn applicable_statuses<'a>(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    changes: &'a ChangeSet,
+) -> diesel::QueryResult<(Vec<&'a StatusData>, usize)> {
+    let mut newest: HashMap<(&str, &str), &StatusData> = HashMap::new();
+    for status in &changes.statuses {
+        let key = (status.sha.as_str(), status.context.as_str());
+        match newest.get(&key) {
+            Some(seen) if !forward::status_may_replace((*seen).into(), status.into()) => {}
+            _ => {
+                newest.insert(key, status);
+            }
+        }
+    }
+    let mut records: Vec<&StatusData> = newest.into_values().collect();
+    if records.is_empty() {
+        return Ok((records, 0));
+    }
+    let shas: Vec<&str> =
+        records.iter().map(|s| s.sha.as_str()).collect::<HashSet<_>>().into_iter().collect();
+    let stored: HashMap<(String, String), statuses::StoredStatus> =
+        statuses::load(conn, repository_id, &shas)
+            .await?
+            .into_iter()
+            .map(|row| ((row.sha.clone(), row.context.clone()), row))
+            .collect();
+    // Under the lock: what the upsert's guard cannot see (when a read began).
+    records.retain(|s| {
+        stored
+            .get(&(s.sha.0.clone(), s.context.clone()))
+            .is_none_or(|row| forward::status_may_replace(row.version(), (*s).into()))
+    });
+    if !changes.delivered_statuses {
+        return Ok((records, 0));
+    }
+    let undecided = records
+        .iter()
+        .filter(|s| {
+            stored.get(&(s.sha.0.clone(), s.context.clone())).is_some_and(|row| {
+                row.github_id.is_none()
+                    && row.gh_created_at == s.created_at
+                    && (row.state.as_str(), &row.description, &row.target_url)
+                        != (s.state.as_str(), &s.description, &s.target_url)
+            })
+        })
+        .count();
+    Ok((records, undecided))
 }
 
 /// Bulk upsert, guarded so stored state only moves forward

@@ -90,6 +90,11 @@ pub enum EventTarget {
     },
     /// The check runs of one commit, attached to every PR whose head it is.
     CommitChecks { repository: RepoRef, head_sha: CommitSha },
+    /// The commit statuses of one commit (`status` events).
+    CommitStatuses { repository: RepoRef, sha: CommitSha },
+    /// What the repository's branches require before merging
+    /// (`branch_protection_rule`, `repository_ruleset`).
+    RequiredChecks { repository: RepoRef },
     /// A `repository` event: renamed, transferred, deleted, archived, ...
     Repository {
         repository: RepoRef,
@@ -106,6 +111,8 @@ impl EventTarget {
             Self::CommitChecks { repository, head_sha } => {
                 format!("checks:{}:{head_sha}", repository.github_id)
             }
+            Self::CommitStatuses { repository, sha } => format!("statuses:{}:{sha}", repository.github_id),
+            Self::RequiredChecks { repository } => format!("required:{}", repository.github_id),
             Self::Repository { repository, .. } => format!("repository:{}", repository.github_id),
         }
     }

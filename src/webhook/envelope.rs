@@ -14,10 +14,13 @@ use crate::queue::{EventTarget, InstallationTarget, NewJob, RepoRef};
 /// The events prmonitor knows by name: the tracked ones, `ping`, and `push`
 /// (ignored, but common enough to count apart). Metrics label only these,
 /// so a header cannot create unbounded label values.
-pub const KNOWN_EVENTS: [&str; 8] = [
+pub const KNOWN_EVENTS: [&str; 11] = [
     "pull_request",
     "check_run",
     "check_suite",
+    "status",
+    "branch_protection_rule",
+    "repository_ruleset",
     "installation",
     "installation_repositories",
     "repository",
@@ -149,6 +152,7 @@ fn changed_at(event: &str, raw: &RawEnvelope) -> Option<DateTime<Utc>> {
         "pull_request" => raw.pull_request.as_ref()?.updated_at.0,
         "check_run" => raw.check_run.as_ref().and_then(|run| run.completed_at.0.or(run.started_at.0)),
         "check_suite" => raw.check_suite.as_ref()?.updated_at.0,
+        "status" => raw.updated_at.0,
         _ => None,
     }
 }
@@ -168,6 +172,10 @@ struct RawEnvelope {
     number: Option<i64>,
     check_run: Option<RawCheck>,
     check_suite: Option<RawCheck>,
+    /// A `status` event's commit and time (its fields are at the top level).
+    sha: Option<String>,
+    #[serde(default)]
+    updated_at: LenientTime,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +299,9 @@ fn event_label(event: &str) -> &'static str {
         "installation" => "installation",
         "installation_repositories" => "installation_repositories",
         "repository" => "repository",
+        "status" => "status",
+        "branch_protection_rule" => "branch_protection_rule",
+        "repository_ruleset" => "repository_ruleset",
         _ => "webhook",
     }
 }
@@ -345,6 +356,19 @@ fn disposition(
                 return Err(EnvelopeError::InvalidField { event: event_label, field });
             }
             EventTarget::CommitChecks { repository: need_repo()?, head_sha: CommitSha(head_sha) }
+        }
+        "status" => {
+            let sha =
+                raw.sha.clone().ok_or(EnvelopeError::MissingField { event: event_label, field: "sha" })?;
+            if !is_commit_sha(&sha) {
+                return Err(EnvelopeError::InvalidField { event: event_label, field: "sha" });
+            }
+            EventTarget::CommitStatuses { repository: need_repo()?, sha: CommitSha(sha) }
+        }
+        // What a branch requires may have changed: re-read it for the
+        // branches of the open PRs (a rule's pattern may match any of them).
+        "branch_protection_rule" | "repository_ruleset" => {
+            EventTarget::RequiredChecks { repository: need_repo()? }
         }
         "repository" => EventTarget::Repository { repository: need_repo()?, action: raw.action.clone() },
         "installation" | "installation_repositories" => {

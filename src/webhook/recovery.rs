@@ -133,7 +133,13 @@ pub fn tracks(event: &str, action: Option<&str>) -> bool {
         ),
         // A re-run request creates a new run, which has its own delivery.
         "check_run" => !matches!(action, Some("rerequested" | "requested_action")),
-        "check_suite" | "installation" | "installation_repositories" | "repository" => true,
+        "check_suite"
+        | "installation"
+        | "installation_repositories"
+        | "repository"
+        | "status"
+        | "branch_protection_rule"
+        | "repository_ruleset" => true,
         _ => false,
     }
 }

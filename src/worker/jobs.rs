@@ -338,6 +338,24 @@ async fn run_event(
             };
             process(deps, &repo, target, Cause::Webhook, job, delivery_id).await
         }
+        EventTarget::CommitStatuses { repository, sha } => {
+            let Some(repo) = known_repository(deps, &repository).await? else {
+                return complete(deps, job).await;
+            };
+            // The deliveries' own statuses when they carry usable ones: a
+            // status event holds everything the row keeps.
+            let target = match delivered::statuses(payloads, repository.github_id, &sha) {
+                Some(statuses) => Target::DeliveredStatuses { sha, statuses },
+                None => Target::CommitStatuses { sha },
+            };
+            process(deps, &repo, target, Cause::Webhook, job, delivery_id).await
+        }
+        EventTarget::RequiredChecks { repository } => {
+            let Some(repo) = known_repository(deps, &repository).await? else {
+                return complete(deps, job).await;
+            };
+            process(deps, &repo, Target::RequiredChecks, Cause::Webhook, job, delivery_id).await
+        }
         EventTarget::Repository { repository, action } => {
             let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
             let job = job.clone();

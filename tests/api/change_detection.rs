@@ -573,6 +573,24 @@ impl PrDiscovery for ExcludeLabels {
     ) -> Discovered<CheckRunData> {
         self.inner.discover_check_runs_batch(repo, heads, purpose).await
     }
+
+    async fn discover_statuses_batch(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<prmonitor::monitor::StatusData> {
+        self.inner.discover_statuses_batch(repo, heads, purpose).await
+    }
+
+    async fn discover_requirement(
+        &self,
+        repo: &Repository,
+        branch: &str,
+        purpose: Purpose,
+    ) -> Result<prmonitor::monitor::Requirement, ProcessingError> {
+        self.inner.discover_requirement(repo, branch, purpose).await
+    }
 }
 
 /// An extension point: a processor that records per-repository metrics.

@@ -7,6 +7,7 @@
 mod binary;
 mod change_detection;
 mod check_rules;
+mod ci_state;
 mod deliveries_cli;
 mod deliveries_simulator;
 mod flaky_stuck;

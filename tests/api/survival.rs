@@ -99,6 +99,26 @@ impl PrDiscovery for PanicsFor {
         self.check(repo);
         self.inner.discover_check_runs_batch(repo, heads, purpose).await
     }
+
+    async fn discover_statuses_batch(
+        &self,
+        repo: &Repository,
+        heads: &[PrHead],
+        purpose: Purpose,
+    ) -> Discovered<prmonitor::monitor::StatusData> {
+        self.check(repo);
+        self.inner.discover_statuses_batch(repo, heads, purpose).await
+    }
+
+    async fn discover_requirement(
+        &self,
+        repo: &Repository,
+        branch: &str,
+        purpose: Purpose,
+    ) -> Result<prmonitor::monitor::Requirement, ProcessingError> {
+        self.check(repo);
+        self.inner.discover_requirement(repo, branch, purpose).await
+    }
 }
 
 #[tokio::test]

@@ -75,6 +75,8 @@ fn expected_key(event: &str, payload: &Value) -> Option<String> {
             Some(format!("installation:{}", payload["installation"]["id"]))
         }
         "repository" => Some(format!("repository:{}", repo())),
+        "status" => Some(format!("statuses:{}:{}", repo(), payload["sha"].as_str().expect("sha"))),
+        "branch_protection_rule" | "repository_ruleset" => Some(format!("required:{}", repo())),
         _ => None,
     }
 }

@@ -1,6 +1,7 @@
 //! Is the database the simulator's model, field by field? For the tests and
 //! the benchmarks: the simulator is the truth, prmonitor's tables the copy.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -8,7 +9,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use github_sim::model::PrState as SimState;
 use github_sim::Simulator;
-use prmonitor::db::schema::{check_runs, pull_requests, repositories};
+use prmonitor::db::schema::{check_runs, commit_statuses, pull_requests, repositories, required_checks};
 
 type PrRow = (
     i64,
@@ -39,12 +40,38 @@ type RunRow = (
 /// is stored exactly, and nothing else is; otherwise what differs.
 pub async fn diff(db_url: &str, sim: &Simulator, github_id: i64) -> Result<(), String> {
     let conn = &mut crate::database::connect(db_url).await;
-    let (sim_prs, sim_runs, html) = sim.world(|w| {
+    let (sim_prs, sim_runs, html, sim_statuses, sim_required) = sim.world(|w| {
         let r = w.repo(github_id).map_err(|e| e.to_string())?;
+        let latest: Vec<StatusRow> = r
+            .statuses
+            .keys()
+            .flat_map(|sha| r.latest_statuses(sha))
+            .map(|s| {
+                (
+                    s.sha.clone(),
+                    s.context.clone(),
+                    s.state.clone(),
+                    s.description.clone(),
+                    s.target_url.clone(),
+                    s.created_at,
+                )
+            })
+            .collect();
+        let required: BTreeMap<String, Vec<String>> = r
+            .protection
+            .iter()
+            .map(|(branch, rule)| {
+                let mut contexts = rule.contexts.clone();
+                contexts.sort();
+                (branch.clone(), contexts)
+            })
+            .collect();
         Ok::<_, String>((
             r.pulls.clone(),
             r.check_runs.clone(),
             format!("http://{}/web/{}", sim.address(), r.full_name()),
+            latest,
+            required,
         ))
     })?;
     let repo_id: Option<i64> = repositories::table
@@ -153,6 +180,81 @@ pub async fn diff(db_url: &str, sim: &Simulator, github_id: i64) -> Result<(), S
     }
     if let Some((row, want)) = runs.iter().zip(&expected).find(|(row, want)| row != want) {
         return Err(format!("check run {} differs:\n stored {row:?}\n wanted {want:?}", want.0));
+    }
+    diff_statuses(conn, repo_id, &sim_prs, sim_statuses).await?;
+    diff_required(conn, repo_id, &sim_prs, &sim_required).await
+}
+
+type StatusRow = (String, String, String, Option<String>, Option<String>, DateTime<Utc>);
+
+/// The latest status of each context, on every commit that is a PR's head
+/// or has stored statuses: a status on any other commit (an old head) is
+/// only as complete as its webhooks were, since sweeps read heads.
+async fn diff_statuses(
+    conn: &mut diesel_async::AsyncPgConnection,
+    repo_id: i64,
+    sim_prs: &BTreeMap<i64, github_sim::model::SimPr>,
+    sim_statuses: Vec<StatusRow>,
+) -> Result<(), String> {
+    let mut stored: Vec<StatusRow> = commit_statuses::table
+        .filter(commit_statuses::repository_id.eq(repo_id))
+        .select((
+            commit_statuses::sha,
+            commit_statuses::context,
+            commit_statuses::state,
+            commit_statuses::description,
+            commit_statuses::target_url,
+            commit_statuses::gh_created_at,
+        ))
+        .load(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut compared: BTreeSet<String> = sim_prs.values().map(|pr| pr.head_sha.clone()).collect();
+    compared.extend(stored.iter().map(|row| row.0.clone()));
+    let mut expected: Vec<StatusRow> =
+        sim_statuses.into_iter().filter(|row| compared.contains(&row.0)).collect();
+    stored.sort();
+    expected.sort();
+    if stored != expected {
+        let missing: Vec<&StatusRow> = expected.iter().filter(|row| !stored.contains(row)).collect();
+        let extra: Vec<&StatusRow> = stored.iter().filter(|row| !expected.contains(row)).collect();
+        return Err(format!("statuses differ:\n missing {missing:?}\n not in the simulator {extra:?}"));
+    }
+    Ok(())
+}
+
+/// Every stored requirement is the simulator's, and every branch an open PR
+/// targets that requires something has it stored.
+async fn diff_required(
+    conn: &mut diesel_async::AsyncPgConnection,
+    repo_id: i64,
+    sim_prs: &BTreeMap<i64, github_sim::model::SimPr>,
+    sim_required: &BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    let stored: Vec<(String, Vec<String>)> = required_checks::table
+        .filter(required_checks::repository_id.eq(repo_id))
+        .select((required_checks::branch, required_checks::contexts))
+        .load(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stored: BTreeMap<String, Vec<String>> = stored
+        .into_iter()
+        .map(|(branch, mut contexts)| {
+            contexts.sort();
+            (branch, contexts)
+        })
+        .collect();
+    for (branch, contexts) in &stored {
+        let wanted = sim_required.get(branch).cloned().unwrap_or_default();
+        if *contexts != wanted {
+            return Err(format!("branch {branch} requires {wanted:?}; stored {contexts:?}"));
+        }
+    }
+    for pr in sim_prs.values().filter(|pr| pr.state == SimState::Open) {
+        let wanted = sim_required.get(&pr.base_ref).cloned().unwrap_or_default();
+        if !wanted.is_empty() && stored.get(&pr.base_ref) != Some(&wanted) {
+            return Err(format!("branch {} requires {wanted:?}; nothing stored", pr.base_ref));
+        }
     }
     Ok(())
 }

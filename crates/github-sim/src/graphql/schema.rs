@@ -321,10 +321,14 @@ pub(crate) fn latest_per_name<'a>(runs: impl IntoIterator<Item = &'a SimCheckRun
 /// rolls up the latest runs, so a passing re-run clears a failure) and the
 /// latest status of each context; GitHub combines both kinds:
 /// - any completed run whose conclusion is `failure`, `timed_out`,
-///   `cancelled`, `action_required` or `startup_failure`, or any status
-///   `error` or `failure` → `FAILURE`;
+///   `cancelled`, `action_required`, `startup_failure` or `stale`, or any
+///   status `error` or `failure` → `FAILURE`;
 /// - else any run not completed or any status `pending` → `PENDING`;
-/// - else `SUCCESS` (`success`, `neutral`, `skipped` and `stale` pass).
+/// - else `SUCCESS` (`success`, `neutral` and `skipped` pass).
+///
+/// GitHub does not document how `stale` (a run GitHub gave up on after 14
+/// days) rolls up; it is taken as failing, the stricter reading, as branch
+/// protection here takes it ([`crate::model::ContextState`]).
 ///
 /// A status in `error` makes the rollup `FAILURE`, not `ERROR`: REST's
 /// combined status documents that rule, and GraphQL's is not documented.
@@ -338,7 +342,7 @@ pub(crate) fn rollup_state(latest: &[&SimCheckRun], statuses: &[&SimStatus]) -> 
         run.status == "completed"
             && matches!(
                 run.conclusion.as_deref(),
-                Some("failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure")
+                Some("failure" | "timed_out" | "cancelled" | "action_required" | "startup_failure" | "stale")
             )
     }) || statuses.iter().any(|s| s.state == "error" || s.state == "failure");
     Some(if failed {
@@ -350,6 +354,21 @@ pub(crate) fn rollup_state(latest: &[&SimCheckRun], statuses: &[&SimStatus]) -> 
     } else {
         StatusState::Success
     })
+}
+
+impl SimRepo {
+    /// GitHub's `statusCheckRollup.state` of commit `sha` (`SUCCESS`,
+    /// `FAILURE`, `PENDING`), `None` when nothing reports on it.
+    pub fn rollup(&self, sha: &str) -> Option<&'static str> {
+        let runs = latest_per_name(self.runs_for(sha));
+        rollup_state(&runs, &self.latest_statuses(sha)).map(|state| match state {
+            StatusState::Error => "ERROR",
+            StatusState::Expected => "EXPECTED",
+            StatusState::Failure => "FAILURE",
+            StatusState::Pending => "PENDING",
+            StatusState::Success => "SUCCESS",
+        })
+    }
 }
 
 /// The pull request an `isRequired(pullRequestId:, pullRequestNumber:)`
@@ -1789,14 +1808,14 @@ mod tests {
         let state = |runs: &[SimCheckRun]| rollup_state(&latest_per_name(runs), &[]);
         assert_eq!(state(&[]), None);
         assert_eq!(state(&[run(1, "build", "completed", Some("success"))]), Some(StatusState::Success));
-        for passing in ["success", "neutral", "skipped", "stale"] {
+        for passing in ["success", "neutral", "skipped"] {
             assert_eq!(
                 state(&[run(1, "b", "completed", Some(passing))]),
                 Some(StatusState::Success),
                 "{passing}"
             );
         }
-        for failing in ["failure", "timed_out", "cancelled", "action_required", "startup_failure"] {
+        for failing in ["failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"] {
             let runs = [run(1, "b", "completed", Some(failing)), run(2, "t", "in_progress", None)];
             assert_eq!(state(&runs), Some(StatusState::Failure), "{failing}");
         }

@@ -22,7 +22,7 @@ pub const CHECKS_STATES: [&str; 4] = ["failing", "pending", "passing", "none"];
 /// then `'passing'` or `'failing'` by [`PASSING_CONCLUSIONS`]. A completed
 /// run without a conclusion is NULL and counts nowhere: GitHub always sets
 /// one, so such a row says nothing we could judge.
-fn run_verdict_sql() -> String {
+pub(crate) fn run_verdict_sql() -> String {
     let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
     format!(
         "CASE WHEN status <> 'completed' THEN 'pending' \
@@ -32,8 +32,8 @@ fn run_verdict_sql() -> String {
 }
 
 /// The SQL of a PR's checks from the verdicts of its head's runs (see
-/// [`PullSummary::checks`]).
-const PR_CHECKS_SQL: &str =
+/// [`PullSummary::checks`]); a merge group's checks are judged the same way.
+pub(crate) const CHECKS_FROM_COUNTS_SQL: &str =
     "CASE WHEN checks_failing > 0 THEN 'failing' WHEN checks_pending > 0 THEN 'pending' \
                                   WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END";
 
@@ -72,15 +72,19 @@ pub struct PullSummary {
     /// `pending` if any is unfinished, else `passing` (or `none` without checks).
     #[diesel(sql_type = Text)]
     pub checks: String,
+    /// The PR's newest merge group (`state`, `head_sha`, `enqueued_at`), or
+    /// null when it was never queued.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+    pub merge_queue: Option<serde_json::Value>,
 }
 
 /// The summary query: one row per PR of repository `$1`, with its checks.
 /// Every read that classifies checks goes through it, so they cannot disagree.
 fn summary_sql() -> String {
     format!(
-        "SELECT s.*, {PR_CHECKS_SQL} AS checks FROM ( \
+        "SELECT s.*, {CHECKS_FROM_COUNTS_SQL} AS checks FROM ( \
              SELECT p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
-                    p.gh_updated_at AS updated_at, \
+                    p.gh_updated_at AS updated_at, {merge_queue} AS merge_queue, \
                     count(*) FILTER (WHERE c.verdict = 'passing') AS checks_passing, \
                     count(*) FILTER (WHERE c.verdict = 'failing') AS checks_failing, \
                     count(*) FILTER (WHERE c.verdict = 'pending') AS checks_pending \
@@ -92,6 +96,7 @@ fn summary_sql() -> String {
              WHERE p.repository_id = $1 AND p.deleted_at IS NULL \
              GROUP BY p.id) s",
         verdict = run_verdict_sql(),
+        merge_queue = super::merge_groups::newest_of_pull_json_sql("p.repository_id", "p.number"),
     )
 }
 

@@ -61,6 +61,8 @@ pub struct RepairCounts {
     pub pr_gone: i64,
     pub check_run_new: i64,
     pub check_run_updated: i64,
+    /// Merge groups inserted (a lost `checks_requested`) or ended (a lost `destroyed`).
+    pub merge_group: i64,
 }
 
 impl RepairCounts {
@@ -73,6 +75,7 @@ impl RepairCounts {
             "pr_gone" => &mut self.pr_gone,
             "check_run_new" => &mut self.check_run_new,
             "check_run_updated" => &mut self.check_run_updated,
+            "merge_group" => &mut self.merge_group,
             _ => return false,
         };
         *slot += rows;
@@ -122,10 +125,17 @@ mod tests {
         assert!(counts.add("pr_new", 2));
         assert!(counts.add("check_run_updated", 3));
         assert!(counts.add("pr_new", 1));
+        assert!(counts.add("merge_group", 2));
         assert!(!counts.add("pr_renamed", 7));
         assert_eq!(
             counts,
-            RepairCounts { total: 6, pr_new: 3, check_run_updated: 3, ..RepairCounts::default() }
+            RepairCounts {
+                total: 8,
+                pr_new: 3,
+                check_run_updated: 3,
+                merge_group: 2,
+                ..RepairCounts::default()
+            }
         );
     }
 }

@@ -22,7 +22,7 @@ use crate::webhook::envelope::{self, Disposition, EnvelopeError};
 use crate::webhook::signature::{self, SignatureError};
 
 /// The events intake tracks, plus `ping` and `push`.
-pub const EVENT_NAMES: [&str; 8] = envelope::KNOWN_EVENTS;
+pub const EVENT_NAMES: [&str; 9] = envelope::KNOWN_EVENTS;
 
 /// The secrets the `signature` target signs and verifies with.
 const SECRET_A: &str = "It's a Secret to Everybody";

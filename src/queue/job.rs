@@ -90,6 +90,9 @@ pub enum EventTarget {
     },
     /// The check runs of one commit, attached to every PR whose head it is.
     CommitChecks { repository: RepoRef, head_sha: CommitSha },
+    /// A merge queue's group, by its commit (`merge_group` events): the
+    /// deliveries of one group coalesce, and the worker applies them.
+    MergeGroup { repository: RepoRef, head_sha: CommitSha },
     /// A `repository` event: renamed, transferred, deleted, archived, ...
     Repository {
         repository: RepoRef,
@@ -105,6 +108,9 @@ impl EventTarget {
             Self::PullRequest { repository, number, .. } => format!("pr:{}:{number}", repository.github_id),
             Self::CommitChecks { repository, head_sha } => {
                 format!("checks:{}:{head_sha}", repository.github_id)
+            }
+            Self::MergeGroup { repository, head_sha } => {
+                format!("merge_group:{}:{head_sha}", repository.github_id)
             }
             Self::Repository { repository, .. } => format!("repository:{}", repository.github_id),
         }
@@ -300,6 +306,11 @@ mod tests {
                 "checks:1296269:abc123",
             ),
             (
+                NewJob::event(&EventTarget::MergeGroup { repository: repo(), head_sha: "abc123".into() }),
+                JobKind::Event,
+                "merge_group:1296269:abc123",
+            ),
+            (
                 NewJob::event(&EventTarget::Repository {
                     repository: repo(),
                     action: Some("renamed".into()),
@@ -357,6 +368,7 @@ mod tests {
                 with_checks: false,
             }),
             NewJob::event(&EventTarget::CommitChecks { repository: repo(), head_sha: "abc".into() }),
+            NewJob::event(&EventTarget::MergeGroup { repository: repo(), head_sha: "abc".into() }),
             NewJob::event(&EventTarget::Repository { repository: repo(), action: None }),
             NewJob::installation(&InstallationTarget {
                 installation_id: InstallationId(1296269),

@@ -133,7 +133,8 @@ pub fn tracks(event: &str, action: Option<&str>) -> bool {
         ),
         // A re-run request creates a new run, which has its own delivery.
         "check_run" => !matches!(action, Some("rerequested" | "requested_action")),
-        "check_suite" | "installation" | "installation_repositories" | "repository" => true,
+        // Both actions change a stored merge group.
+        "check_suite" | "merge_group" | "installation" | "installation_repositories" | "repository" => true,
         _ => false,
     }
 }
@@ -503,6 +504,10 @@ mod tests {
             ("installation", Some("created")),
             ("installation_repositories", Some("added")),
             ("repository", Some("renamed")),
+            ("merge_group", Some("checks_requested")),
+            ("merge_group", Some("destroyed")),
+            ("pull_request", Some("enqueued")),
+            ("pull_request", Some("dequeued")),
         ] {
             assert!(tracks(event, action), "{event}.{action:?} is tracked");
         }

@@ -172,6 +172,10 @@ pub struct ChangeSet {
     /// (under rule 4's guards).
     #[serde(skip)]
     pub compared: Option<StoredVersions>,
+    /// The repository's merge queues as a sweep read them: stored groups are
+    /// made to agree ([`crate::db::merge_groups::apply_sweep`]).
+    #[serde(skip)]
+    pub merge_queue: Option<crate::db::merge_groups::QueueSnapshot>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

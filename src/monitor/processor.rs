@@ -136,6 +136,8 @@ pub enum Target {
         /// Commits whose runs the survey's read could not get.
         failed: Vec<String>,
         watermark: Option<chrono::DateTime<Utc>>,
+        /// The merge queues the survey read with the open PRs.
+        merge_queue: Option<crate::db::merge_groups::QueueSnapshot>,
     },
 }
 
@@ -326,6 +328,7 @@ struct Surveyed<'a> {
     runs: &'a [CheckRunData],
     failed: &'a [String],
     watermark: Option<chrono::DateTime<Utc>>,
+    merge_queue: Option<&'a crate::db::merge_groups::QueueSnapshot>,
 }
 
 pub struct PrProcessor {
@@ -452,8 +455,15 @@ impl PrProcessor {
             Target::Commit { head_sha } => work.commit(head_sha),
             Target::DeliveredPullRequest { pr, with_checks } => work.delivered_pull_request(pr, *with_checks),
             Target::DeliveredCheckRuns { runs, .. } => work.delivered_check_runs(runs),
-            Target::Surveyed { numbers, commits, runs, failed, watermark } => {
-                let survey = Surveyed { numbers, commits, runs, failed, watermark: *watermark };
+            Target::Surveyed { numbers, commits, runs, failed, watermark, merge_queue } => {
+                let survey = Surveyed {
+                    numbers,
+                    commits,
+                    runs,
+                    failed,
+                    watermark: *watermark,
+                    merge_queue: merge_queue.as_ref(),
+                };
                 self.read_surveyed(repo, survey, purpose, &mut work, result).await
             }
         }
@@ -515,7 +525,27 @@ impl PrProcessor {
                 .into_iter()
                 .map(|head_sha| PrHead { number: PullRequestNumber(0), head_sha: CommitSha(head_sha) }),
         );
+        work.changes.merge_queue = self.read_merge_queue(repo, purpose).await;
         Ok(())
+    }
+
+    /// The repository's merge queues, healing lost `merge_group` webhooks.
+    /// A failed read leaves the stored groups as they are rather than failing
+    /// the sweep: a GitHub without merge queues (an older Enterprise server)
+    /// would otherwise fail every sweep, and the next one tries again.
+    async fn read_merge_queue(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+    ) -> Option<crate::db::merge_groups::QueueSnapshot> {
+        match self.discovery.discover_merge_queue(repo, purpose).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the merge queues; stored merge groups are kept as they are");
+                metrics::counter!("prmonitor_merge_queue_read_failures_total").increment(1);
+                None
+            }
+        }
     }
 
     /// [`Target::Surveyed`]: the PRs the survey found changed, read one by
@@ -545,6 +575,7 @@ impl PrProcessor {
         work.delivered_runs = Some(survey.runs.to_vec());
         work.commits_in_hand = survey.commits.iter().cloned().collect();
         work.changes.sweep = Some(SweepMark { watermark: survey.watermark });
+        work.changes.merge_queue = survey.merge_queue.cloned();
     }
 
     /// [`Target::PullRequest`]: one PR, read on its own; its head's checks

@@ -13,7 +13,7 @@ use super::error::SyncError;
 use super::forward::{self, check_run_progress};
 use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, StoredPr, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
-use crate::db::{repairs, repositories, DbPool};
+use crate::db::{merge_groups, repairs, repositories, DbPool};
 use crate::github::cache;
 use crate::ids::{PullRequestNumber, RepositoryId};
 
@@ -43,6 +43,8 @@ pub struct SyncReport {
     pub updated_check_runs: usize,
     /// PRs marked gone (not those already marked).
     pub gone_prs: usize,
+    /// Merge groups a sweep inserted or ended.
+    pub merge_groups: usize,
     /// The deliveries of the job this sync completed, if it completed one.
     #[serde(skip)]
     pub completed_deliveries: Option<CompletedDeliveries>,
@@ -51,13 +53,14 @@ pub struct SyncReport {
 impl SyncReport {
     /// The rows written by kind, as `prmonitor_sync_changes_total`,
     /// `prmonitor_sweep_repairs_total` and `sweep_repairs` name them.
-    pub fn by_kind(&self) -> [(&'static str, usize); 5] {
+    pub fn by_kind(&self) -> [(&'static str, usize); 6] {
         [
             ("pr_new", self.new_prs),
             ("pr_updated", self.updated_prs),
             ("pr_gone", self.gone_prs),
             ("check_run_new", self.new_check_runs),
             ("check_run_updated", self.updated_check_runs),
+            ("merge_group", self.merge_groups),
         ]
     }
 }
@@ -115,6 +118,15 @@ impl Synchronizer for DatabaseSynchronizer {
     }
 }
 
+/// Takes the transaction-scoped lock of one repository's writer: whatever
+/// writes a repository's rows from what GitHub said takes it, so two such
+/// writes never interleave.
+pub async fn lock_repository(conn: &mut AsyncPgConnection, repository_id: RepositoryId) -> QueryResult<()> {
+    // Through the query builder, so the statement is prepared once per connection.
+    diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id.0)).execute(conn).await?;
+    Ok(())
+}
+
 /// The body of the synchronization transaction; callers may run it inside a
 /// larger one (a job's completion commits with its rows).
 ///
@@ -130,8 +142,7 @@ pub async fn write_change_set(
     changes: &ChangeSet,
 ) -> Result<SyncReport, SyncError> {
     // One writer per repository at a time; released at commit or rollback.
-    // Through the query builder, so the statement is prepared once per connection.
-    diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id.0)).execute(conn).await?;
+    lock_repository(conn, repository_id).await?;
     // Detection ran before the lock; a job that wrote the same rows since
     // would make it record a transition twice or a PR "new" twice.
     if let Some(compared) = &changes.compared {
@@ -152,13 +163,19 @@ pub async fn write_change_set(
     let written_runs =
         |kind| runs.iter().filter(|r| r.kind == kind && run_ids.contains(&r.data.github_id)).count();
     let gone_prs = mark_gone(conn, repository_id, &changes.gone_prs).await?;
+    // After the PRs: a group whose PR was just read merged ends as merged.
+    let merge_groups = match &changes.merge_queue {
+        Some(snapshot) => merge_groups::apply_sweep(conn, repository_id, snapshot).await?,
+        None => 0,
+    };
     let mut report = SyncReport {
-        written: pr_ids.len() + run_ids.len() + gone_prs,
+        written: pr_ids.len() + run_ids.len() + gone_prs + merge_groups,
         new_prs: written_prs(ChangeKind::New),
         updated_prs: written_prs(ChangeKind::Updated),
         new_check_runs: written_runs(ChangeKind::New),
         updated_check_runs: written_runs(ChangeKind::Updated),
         gone_prs,
+        merge_groups,
         completed_deliveries: None,
     };
     insert_history(conn, changes, &prs, &pr_ids).await?;

@@ -72,13 +72,15 @@ impl Changed {
         }
     }
 
-    fn by_kind(&self) -> [(&'static str, i64); 5] {
+    fn by_kind(&self) -> [(&'static str, i64); 6] {
         [
             ("pr_new", self.pr_new),
             ("pr_updated", self.pr_updated),
             ("pr_gone", self.pr_gone),
             ("check_run_new", self.check_run_new),
             ("check_run_updated", self.check_run_updated),
+            // These scenarios queue nothing: tests/api/merge_queues.rs covers merge groups.
+            ("merge_group", 0),
         ]
     }
 

@@ -97,7 +97,8 @@ async fn the_read_api_wants_a_token_and_filters_and_pages() {
     assert_eq!(
         repos["items"][0]["repairs_last_24h"],
         serde_json::json!({
-            "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0
+            "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0,
+            "merge_group": 0
         })
     );
     let errors =
@@ -366,6 +367,7 @@ async fn a_pull_request_detail_shows_each_field_from_its_own_column() {
                 "history",
                 "html_url",
                 "labels",
+                "merge_queue",
                 "merged_at",
                 "metadata",
                 "number",
@@ -391,6 +393,7 @@ async fn a_pull_request_detail_shows_each_field_from_its_own_column() {
         assert_eq!(pr["labels"], serde_json::json!(expected.labels));
         assert_eq!(pr["assignees"], serde_json::json!(expected.assignees));
         assert!(pr["metadata"].is_object(), "{pr}");
+        assert_eq!(pr["merge_queue"], serde_json::Value::Null, "never queued");
         assert_eq!(pr["created_at"], serde_json::json!(expected.created_at));
         assert_eq!(pr["updated_at"], serde_json::json!(expected.updated_at));
         assert_eq!(pr["closed_at"], serde_json::json!(expected.closed_at));

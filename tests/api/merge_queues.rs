@@ -221,3 +221,43 @@ async fn a_destroyed_group_never_goes_back_to_queued() {
     assert_eq!(group_state(&world, &head_sha).await.as_deref(), Some("dequeued"));
     world.finish().await;
 }
+
+/// Makes every repository due for a sweep and enqueues the installation's survey.
+async fn survey_now(world: &TestWorld) {
+    use prmonitor::queue::{self, NewJob, SurveyJob};
+    let conn = &mut connect(&world.db.url).await;
+    diesel::sql_query("UPDATE repositories SET last_swept_at = now() - interval '2 days'")
+        .execute(conn)
+        .await
+        .expect("due");
+    let installation = prmonitor::ids::InstallationId(github_sim::generate::GENERATED_INSTALLATION);
+    let job = NewJob::survey(&SurveyJob { installation_id: Some(installation) });
+    queue::enqueue(conn, &job).await.expect("enqueued");
+}
+
+#[tokio::test]
+async fn a_survey_reads_the_queues_with_the_open_prs_and_heals_lost_webhooks() {
+    let world = TestWorld::with_repos(2).await;
+    let first = ready_pr(&world, "First");
+    let second = ready_pr(&world, "Second");
+    world.settle().await;
+    let g1 = world.github.without_webhooks(|w| w.enqueue(w.repo_id(REPO)?, first).map(|(sha, _)| sha));
+    let g2 = world.github.without_webhooks(|w| w.enqueue(w.repo_id(REPO)?, second).map(|(sha, _)| sha));
+    assert!(world.diff().await.is_err(), "the lost webhooks leave the queue unknown");
+    world.github.reset_stats();
+    survey_now(&world).await;
+    world.settle().await;
+    world.diff().await.expect("the survey stored the queued groups");
+    // Surveyed, not swept one by one: no REST listing of the PRs.
+    assert_eq!(world.github.stats().count_route("GET /repos/{owner}/{repo}/pulls"), 0);
+
+    world.github.without_webhooks(|w| w.merge_group_passed(w.repo_id(REPO)?, first).map(|_| ()));
+    world.github.without_webhooks(|w| w.dequeue(w.repo_id(REPO)?, second, "dequeued").map(|_| ()));
+    assert!(world.diff().await.is_err());
+    survey_now(&world).await;
+    world.settle().await;
+    world.diff().await.expect("the survey ended the groups it no longer lists");
+    assert_eq!(group_state(&world, &g1).await.as_deref(), Some("merged"));
+    assert_eq!(group_state(&world, &g2).await.as_deref(), Some("ended"));
+    world.finish().await;
+}

@@ -47,13 +47,6 @@ pub struct DeliveredGroup {
     pub destroyed: Option<String>,
 }
 
-#[derive(QueryableByName)]
-struct Written {
-    #[diesel(sql_type = BigInt)]
-    #[allow(dead_code)]
-    id: i64,
-}
-
 /// Writes what a delivery says of a group: `checks_requested` stores it as
 /// queued (a group already destroyed stays so: the delivery came late),
 /// `destroyed` ends it with its reason unless a reason is already stored.
@@ -63,7 +56,8 @@ pub async fn apply_delivered(
     repository_id: RepositoryId,
     group: &DeliveredGroup,
 ) -> QueryResult<bool> {
-    let written: Vec<Written> = match &group.destroyed {
+    // Rows inserted or updated: a refused update (the WHERE) counts none.
+    let written = match &group.destroyed {
         None => diesel::sql_query(
             "INSERT INTO merge_groups (repository_id, pr_number, head_sha, head_ref, base_ref, base_sha, \
                                            state, gh_created_at) \
@@ -73,8 +67,7 @@ pub async fn apply_delivered(
                      gh_created_at = coalesce(merge_groups.gh_created_at, excluded.gh_created_at), \
                      last_changed_at = now() \
                  WHERE (merge_groups.head_ref IS NULL AND excluded.head_ref IS NOT NULL) \
-                    OR (merge_groups.gh_created_at IS NULL AND excluded.gh_created_at IS NOT NULL) \
-                 RETURNING id",
+                    OR (merge_groups.gh_created_at IS NULL AND excluded.gh_created_at IS NOT NULL)",
         )
         .bind::<BigInt, _>(repository_id)
         .bind::<Integer, _>(group.pr_number)
@@ -83,7 +76,7 @@ pub async fn apply_delivered(
         .bind::<Text, _>(&group.base_ref)
         .bind::<Text, _>(&group.base_sha)
         .bind::<Nullable<Timestamptz>, _>(group.created_at)
-        .load(conn)
+        .execute(conn)
         .await?,
         Some(reason) => {
             // 'ended' is a sweep's guess: GitHub's reason replaces it. Any
@@ -98,8 +91,7 @@ pub async fn apply_delivered(
                      head_ref = coalesce(merge_groups.head_ref, excluded.head_ref), \
                      gh_created_at = coalesce(merge_groups.gh_created_at, excluded.gh_created_at), \
                      last_changed_at = now() \
-                 WHERE merge_groups.state IN ('queued', 'ended') \
-                 RETURNING id",
+                 WHERE merge_groups.state IN ('queued', 'ended')",
             )
             .bind::<BigInt, _>(repository_id)
             .bind::<Integer, _>(group.pr_number)
@@ -110,11 +102,11 @@ pub async fn apply_delivered(
             .bind::<Text, _>(state_of_reason(reason))
             .bind::<Text, _>(reason)
             .bind::<Nullable<Timestamptz>, _>(group.created_at)
-            .load(conn)
+            .execute(conn)
             .await?
         }
     };
-    Ok(!written.is_empty())
+    Ok(written > 0)
 }
 
 /// One queued pull request as a sweep read it from GitHub.

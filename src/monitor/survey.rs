@@ -16,6 +16,9 @@
 //!
 //! Cost: 50 repositories a query cost 1 point (2 connections each); a
 //! changed PR costs 1 REST read plus its share of a check-runs query.
+//! Each open PR's merge queue entry rides along (an object, not a
+//! connection: no points), so the survey also heals lost `merge_group`
+//! webhooks ([`crate::db::merge_groups::apply_sweep`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -98,6 +98,13 @@ fn describe() {
     for (kind, _) in crate::monitor::SyncReport::default().by_kind() {
         ::metrics::counter!("prmonitor_sweep_repairs_total", "kind" => kind).increment(0);
     }
+    ::metrics::describe_counter!(
+        "prmonitor_merge_queue_read_failures_total",
+        ::metrics::Unit::Count,
+        "sweeps that could not read the merge queues (their merge groups were left as stored)"
+    );
+    // From zero, so an alert on its rate sees the series before the first failure.
+    ::metrics::counter!("prmonitor_merge_queue_read_failures_total").increment(0);
 }
 
 #[cfg(test)]

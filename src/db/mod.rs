@@ -4,6 +4,7 @@
 //! caller decides which transaction they run in.
 
 pub mod deliveries;
+pub mod merge_groups;
 pub mod pull_requests;
 pub mod reads;
 pub mod repairs;

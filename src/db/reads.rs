@@ -30,7 +30,7 @@ const STATUS_VERDICT_SQL: &str =
 /// then `'passing'` or `'failing'` by [`PASSING_CONCLUSIONS`]. A completed
 /// run without a conclusion is NULL and counts nowhere: GitHub always sets
 /// one, so such a row says nothing we could judge.
-fn run_verdict_sql() -> String {
+pub(crate) fn run_verdict_sql() -> String {
     let passing = PASSING_CONCLUSIONS.map(|c| format!("'{c}'")).join(", ");
     format!(
         "CASE WHEN status <> 'completed' THEN 'pending' \
@@ -40,8 +40,8 @@ fn run_verdict_sql() -> String {
 }
 
 /// The SQL of a PR's checks from the verdicts of its head's runs (see
-/// [`PullSummary::checks`]).
-const PR_CHECKS_SQL: &str =
+/// [`PullSummary::checks`]); a merge group's checks are judged the same way.
+pub(crate) const CHECKS_FROM_COUNTS_SQL: &str =
     "CASE WHEN checks_failing > 0 THEN 'failing' WHEN checks_pending > 0 THEN 'pending' \
                                   WHEN checks_passing > 0 THEN 'passing' ELSE 'none' END";
 
@@ -92,6 +92,10 @@ pub struct PullSummary {
     /// Required checks that have not reported on the head.
     #[diesel(sql_type = BigInt)]
     pub required_missing: i64,
+    /// The PR's newest merge group (`state`, `head_sha`, `enqueued_at`), or
+    /// null when it was never queued.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+    pub merge_queue: Option<serde_json::Value>,
 }
 
 /// The summary query: one row per PR of repository `$1`, with its checks.
@@ -104,12 +108,12 @@ pub struct PullSummary {
 /// "a required check missing that long after the push".
 fn summary_sql() -> String {
     format!(
-        "SELECT s.*, {PR_CHECKS_SQL} AS checks, \
+        "SELECT s.*, {CHECKS_FROM_COUNTS_SQL} AS checks, \
                 CASE WHEN s.required_total = 0 THEN 'none' WHEN s.required_failing > 0 THEN 'failing' \
                      WHEN s.required_missing > 0 THEN 'missing' WHEN s.required_pending > 0 THEN 'pending' \
                      ELSE 'passing' END AS required_state FROM ( \
              SELECT p.id, p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
-                    p.gh_updated_at AS updated_at, \
+                    p.gh_updated_at AS updated_at, {merge_queue} AS merge_queue, \
                     c.passing + st.passing AS checks_passing, \
                     c.failing + st.failing AS checks_failing, \
                     c.pending + st.pending AS checks_pending, \
@@ -150,6 +154,7 @@ fn summary_sql() -> String {
                        WHERE q.repository_id = p.repository_id AND q.branch = p.base_branch) req) rq \
              WHERE p.repository_id = $1 AND p.deleted_at IS NULL) s",
         verdict = run_verdict_sql(),
+        merge_queue = super::merge_groups::newest_of_pull_json_sql("p.repository_id", "p.number"),
     )
 }
 

@@ -61,6 +61,13 @@ pub struct RepairCounts {
     pub pr_gone: i64,
     pub check_run_new: i64,
     pub check_run_updated: i64,
+    /// Merge groups inserted (a lost `checks_requested`) or ended (a lost `destroyed`).
+    pub merge_group: i64,
+    /// Commit statuses stored for the first time, or changed.
+    pub status_new: i64,
+    pub status_updated: i64,
+    /// Branches whose required checks changed.
+    pub required_checks: i64,
 }
 
 impl RepairCounts {
@@ -73,6 +80,10 @@ impl RepairCounts {
             "pr_gone" => &mut self.pr_gone,
             "check_run_new" => &mut self.check_run_new,
             "check_run_updated" => &mut self.check_run_updated,
+            "merge_group" => &mut self.merge_group,
+            "status_new" => &mut self.status_new,
+            "status_updated" => &mut self.status_updated,
+            "required_checks" => &mut self.required_checks,
             _ => return false,
         };
         *slot += rows;
@@ -122,10 +133,17 @@ mod tests {
         assert!(counts.add("pr_new", 2));
         assert!(counts.add("check_run_updated", 3));
         assert!(counts.add("pr_new", 1));
+        assert!(counts.add("merge_group", 2));
         assert!(!counts.add("pr_renamed", 7));
         assert_eq!(
             counts,
-            RepairCounts { total: 6, pr_new: 3, check_run_updated: 3, ..RepairCounts::default() }
+            RepairCounts {
+                total: 8,
+                pr_new: 3,
+                check_run_updated: 3,
+                merge_group: 2,
+                ..RepairCounts::default()
+            }
         );
     }
 }

@@ -94,6 +94,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    merge_groups (id) {
+        id -> Int8,
+        repository_id -> Int8,
+        pr_number -> Int4,
+        head_sha -> Text,
+        head_ref -> Nullable<Text>,
+        base_ref -> Text,
+        base_sha -> Text,
+        state -> Text,
+        reason -> Nullable<Text>,
+        gh_created_at -> Nullable<Timestamptz>,
+        enqueued_at -> Nullable<Timestamptz>,
+        destroyed_at -> Nullable<Timestamptz>,
+        first_seen_at -> Timestamptz,
+        last_changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     pr_state_history (id) {
         id -> Int8,
         pull_request_id -> Int8,
@@ -214,6 +233,7 @@ diesel::table! {
 
 diesel::joinable!(check_runs -> repositories (repository_id));
 diesel::joinable!(commit_statuses -> repositories (repository_id));
+diesel::joinable!(merge_groups -> repositories (repository_id));
 diesel::joinable!(pr_state_history -> pull_requests (pull_request_id));
 diesel::joinable!(pull_requests -> repositories (repository_id));
 diesel::joinable!(required_checks -> repositories (repository_id));
@@ -228,6 +248,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_redelivery_requests,
     http_cache,
     jobs,
+    merge_groups,
     pr_state_history,
     pull_requests,
     repositories,

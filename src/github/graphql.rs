@@ -6,7 +6,10 @@
 //!   commit, and after an installation token's rotation every one of them
 //!   pays: ETags belong to the token that earned them);
 //! - a survey of many repositories' open PRs in one query, with what tells
-//!   whether a PR changed (`updatedAt`, head, draft, state, the head's rollup).
+//!   whether a PR changed (`updatedAt`, head, draft, state, the head's rollup)
+//!   and each one's merge queue entry;
+//! - one repository's merge queues (its open PRs' queue entries), for the
+//!   sweeps that do not survey: GitHub has no REST listing of merge queues.
 //!
 //! Every document here is built by a function of this module so that the
 //! tests can validate each of them against GitHub's published schema
@@ -126,6 +129,25 @@ pub fn check_runs_page(suite_id: &str, cursor: &str) -> Document {
     }
 }
 
+/// A pull request's place in its base branch's merge queue: no connection,
+/// so it costs nothing beyond the PR it is read with.
+const MERGE_QUEUE_ENTRY: &str =
+    "baseRefName mergeQueueEntry { state position enqueuedAt headCommit { oid } baseCommit { oid } }";
+
+/// The merge queue entries of one repository's open PRs, [`PAGE`] PRs a
+/// page (`after` the previous page's end cursor): 1 point a page.
+pub fn merge_queue(owner: &str, name: &str, after: Option<&str>) -> Document {
+    Document {
+        query: format!(
+            "query MergeQueue($owner: String!, $name: String!, $after: String) {{ \
+               repository(owner: $owner, name: $name) {{ \
+                 pullRequests(states: [OPEN], first: {PAGE}, after: $after) {{ \
+                   pageInfo {{ hasNextPage endCursor }} nodes {{ number {MERGE_QUEUE_ENTRY} }} }} }} {RATE_LIMIT} }}"
+        ),
+        variables: json!({ "owner": owner, "name": name, "after": after }),
+    }
+}
+
 /// One repository in a survey.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SurveyTarget<'a> {
@@ -156,7 +178,7 @@ pub fn survey(repositories: &[SurveyTarget<'_>]) -> Document {
             " r{i}: repository(owner: $o{i}, name: $n{i}) {{ \
                open: pullRequests(states: [OPEN], first: {PAGE}, orderBy: {{ field: UPDATED_AT, direction: DESC }}) {{ \
                  totalCount pageInfo {{ hasNextPage endCursor }} \
-                 nodes {{ number updatedAt headRefOid isDraft state \
+                 nodes {{ number updatedAt headRefOid isDraft state {MERGE_QUEUE_ENTRY} \
                    headRef {{ target {{ ... on Commit {{ statusCheckRollup {{ state }} }} }} }} }} }} \
                closed: pullRequests(states: [CLOSED, MERGED], first: {RECENTLY_CLOSED_PER_REPOSITORY}, orderBy: {{ field: UPDATED_AT, direction: DESC }}) {{ \
                  pageInfo {{ hasNextPage }} nodes {{ number updatedAt }} }} }}"
@@ -303,6 +325,10 @@ pub struct SurveyPr {
     pub state: String,
     #[serde(default)]
     pub head_ref: Option<HeadRef>,
+    #[serde(default)]
+    pub base_ref_name: Option<String>,
+    #[serde(default)]
+    pub merge_queue_entry: Option<MergeQueueEntry>,
 }
 
 impl SurveyPr {
@@ -311,6 +337,44 @@ impl SurveyPr {
     pub fn rollup(&self) -> Option<&str> {
         self.head_ref.as_ref()?.target.as_ref()?.status_check_rollup.as_ref().map(|r| r.state.as_str())
     }
+}
+
+/// One repository's open PRs with their merge queue entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergeQueueRepository {
+    pub pull_requests: Connection<QueuedPr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedPr {
+    pub number: i64,
+    #[serde(default)]
+    pub base_ref_name: Option<String>,
+    #[serde(default)]
+    pub merge_queue_entry: Option<MergeQueueEntry>,
+}
+
+/// `MergeQueueEntry`: the merge group's commit is `headCommit`, built on `baseCommit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergeQueueEntry {
+    /// `AWAITING_CHECKS`, `MERGEABLE`, `UNMERGEABLE`, `QUEUED`, `LOCKED`.
+    pub state: String,
+    #[serde(default)]
+    pub position: Option<i64>,
+    #[serde(default)]
+    pub enqueued_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub head_commit: Option<Oid>,
+    #[serde(default)]
+    pub base_commit: Option<Oid>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Oid {
+    pub oid: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,6 +519,8 @@ mod tests {
             check_runs_page("CS_1", "Y3Vyc29y"),
             survey(&[SurveyTarget { owner: "o", name: "a" }]),
             survey(&[SurveyTarget { owner: "o", name: "a" }, SurveyTarget { owner: "o", name: "b" }]),
+            merge_queue("o", "a", None),
+            merge_queue("o", "a", Some("Y3Vyc29y")),
         ] {
             validate(&schema, &document);
         }

@@ -11,7 +11,7 @@ use super::admin::authorize_any;
 use super::error::ReadError;
 use crate::config::Secret;
 use crate::db::reads::{self, PullFilter};
-use crate::db::{repairs, repositories, DbPool};
+use crate::db::{merge_groups, repairs, repositories, DbPool};
 use crate::ids::PullRequestNumber;
 
 /// Tokens that may read: the read token and the admin token.
@@ -268,12 +268,13 @@ pub async fn get_pull(
     let statuses = reads::head_statuses(&mut conn, repo.id, &pr.head_sha).await;
     let required = reads::required_contexts(&mut conn, repo.id, &pr.base_branch).await;
     let summary = reads::pull_summary(&mut conn, repo.id, number).await;
+    let merge_queue = merge_groups::newest_of_pull(&mut conn, repo.id, number).await;
     // One message whichever read failed: the answer does not depend on
     // which read it was.
-    let (Ok(runs), Ok(history), Ok(statuses), Ok(required), Ok(summary)) =
-        (runs, history, statuses, required, summary)
+    let (Ok(runs), Ok(history), Ok(statuses), Ok(required), Ok(summary), Ok(merge_queue)) =
+        (runs, history, statuses, required, summary, merge_queue)
     else {
-        return Err(ReadError::Unavailable("reading checks and history failed".into()));
+        return Err(ReadError::Unavailable("reading checks, history and merge queue failed".into()));
     };
     let runs: Vec<serde_json::Value> = runs
         .into_iter()
@@ -333,5 +334,26 @@ pub async fn get_pull(
         "check_runs": runs,
         "statuses": statuses,
         "history": history,
+        // The newest merge group's state, or null when never queued.
+        "merge_queue": merge_queue,
     })))
+}
+
+/// `GET /api/v1/repositories/{owner}/{name}/merge-groups`: the merge groups
+/// of a repository, newest first, with the verdicts of their commits' checks.
+pub async fn list_merge_groups(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: Result<web::Query<PageQuery>, actix_web::Error>,
+    pool: web::Data<DbPool>,
+    config: web::Data<ReadConfig>,
+) -> Result<HttpResponse, ReadError> {
+    config.authorize(&request)?;
+    let query = query.map_err(|e| ReadError::malformed_query(&e))?;
+    let (page, per_page) = page(&query)?;
+    let mut conn = pool.get().await?;
+    let (owner, name) = path.into_inner();
+    let repo = repository(&mut conn, &owner, &name).await?;
+    let (items, total) = merge_groups::list(&mut conn, repo.id, per_page, (page - 1) * per_page).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "page": page, "per_page": per_page, "total": total })))
 }

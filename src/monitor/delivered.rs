@@ -1,5 +1,5 @@
-//! Webhook snapshots: the `pull_request` and `check_run` objects that a job's
-//! deliveries carried. The processor applies them in place of a GitHub read
+//! Webhook snapshots: the `pull_request`, `check_run` and `merge_group`
+//! objects that a job's deliveries carried. The processor applies them in place of a GitHub read
 //! when they order themselves against the stored rows (see
 //! [`super::detect::SnapshotFit`]); anything these functions cannot vouch for
 //! makes them answer `None`, and the job reads GitHub as before.
@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::data::{CheckRunData, PrData, StatusData};
 use super::forward::check_run_progress;
+use crate::db::merge_groups::DeliveredGroup;
 use crate::github::models::{CheckRun, CommitStatus, IdOnly, PullRequest, User};
 use crate::ids::{CommitSha, GithubRepoId, PullRequestNumber};
 
@@ -72,6 +73,104 @@ pub fn statuses(
         }
     }
     (!latest.is_empty()).then_some(latest)
+}
+
+#[derive(Deserialize)]
+struct MergeGroupEvent {
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+    merge_group: MergeGroupObject,
+    repository: IdOnly,
+}
+
+#[derive(Deserialize)]
+struct MergeGroupObject {
+    head_sha: String,
+    head_ref: String,
+    base_ref: String,
+    base_sha: String,
+    #[serde(default)]
+    head_commit: Option<HeadCommit>,
+}
+
+#[derive(Deserialize)]
+struct HeadCommit {
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+/// The pull request a merge group's branch was built for: GitHub names it
+/// `refs/heads/gh-readonly-queue/{base}/pr-{number}-{base_sha}` (the base
+/// may hold slashes, the last segment does not).
+pub fn queued_pr_number(head_ref: &str) -> Option<PullRequestNumber> {
+    let branch = head_ref.strip_prefix("refs/heads/").unwrap_or(head_ref);
+    if !branch.starts_with("gh-readonly-queue/") {
+        return None;
+    }
+    let last = branch.rsplit('/').next()?;
+    let (number, _) = last.strip_prefix("pr-")?.split_once('-')?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    PullRequestNumber::from_github(number.parse().ok()?)
+}
+
+/// The merge groups the job's `merge_group` deliveries describe, in their
+/// order, and how many deliveries could not be used (purged, malformed,
+/// another group, an action prmonitor does not know, or a branch that names
+/// no pull request). Each usable one is applied as it is: the table's rules
+/// make the order irrelevant (a destroyed group stays destroyed), and what
+/// an unusable one said is healed by the next sweep.
+pub fn merge_groups(
+    payloads: &[DeliveredPayload],
+    repository_github_id: GithubRepoId,
+    head_sha: &CommitSha,
+) -> (Vec<DeliveredGroup>, usize) {
+    let mut groups = Vec::new();
+    let mut unusable = 0;
+    for payload in payloads {
+        match merge_group(payload, repository_github_id, head_sha) {
+            Some(group) => groups.push(group),
+            None => unusable += 1,
+        }
+    }
+    (groups, unusable)
+}
+
+fn merge_group(
+    payload: &DeliveredPayload,
+    repository_github_id: GithubRepoId,
+    head_sha: &CommitSha,
+) -> Option<DeliveredGroup> {
+    if payload.event != "merge_group" {
+        return None;
+    }
+    let event: MergeGroupEvent = serde_json::from_slice(payload.body.as_deref()?).ok()?;
+    let group = event.merge_group;
+    if event.repository.id != repository_github_id.0 || group.head_sha != head_sha.as_str() {
+        return None;
+    }
+    let destroyed = match event.action.as_str() {
+        "checks_requested" => None,
+        // A destroyed group without a reason has still ended.
+        "destroyed" => Some(event.reason.unwrap_or_default()),
+        _ => return None,
+    };
+    let created_at = group
+        .head_commit
+        .and_then(|commit| commit.timestamp)
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    Some(DeliveredGroup {
+        pr_number: queued_pr_number(&group.head_ref)?,
+        head_sha: group.head_sha,
+        head_ref: group.head_ref,
+        base_ref: group.base_ref,
+        base_sha: group.base_sha,
+        created_at,
+        destroyed,
+    })
 }
 
 /// The newest snapshot of PR `number` among the job's deliveries, or `None`
@@ -204,6 +303,84 @@ mod tests {
             "a payload that is not a PR event"
         );
         assert_eq!(newest_pr(&[], GithubRepoId(repo), number), None, "no deliveries");
+    }
+
+    const GROUP_SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+
+    fn group_event(action: &str, reason: Option<&str>) -> Value {
+        let mut event = json!({
+            "action": action,
+            "merge_group": {
+                "head_sha": GROUP_SHA,
+                "head_ref": format!("refs/heads/gh-readonly-queue/release/v2/pr-104-{GROUP_SHA}"),
+                "base_ref": "refs/heads/release/v2",
+                "base_sha": "929f82d3c1a1c1f0e8d1f8b2f0b0a9c8d7e6f5a4",
+                "head_commit": { "id": GROUP_SHA, "timestamp": "2026-01-02T03:04:05+01:00" },
+            },
+            "repository": { "id": 42, "full_name": "o/r" },
+        });
+        if let Some(reason) = reason {
+            event["reason"] = json!(reason);
+        }
+        event
+    }
+
+    #[test]
+    fn a_merge_group_names_its_pull_request_in_its_branch() {
+        let n = |head_ref: &str| queued_pr_number(head_ref).map(|n| n.0);
+        assert_eq!(n(&format!("refs/heads/gh-readonly-queue/main/pr-104-{GROUP_SHA}")), Some(104));
+        assert_eq!(n("gh-readonly-queue/release/v2/pr-7-abc"), Some(7));
+        for bad in [
+            "refs/heads/main",
+            "refs/heads/feature/pr-1-abc",
+            "refs/heads/gh-readonly-queue/main/pr--abc",
+            "refs/heads/gh-readonly-queue/main/pr-0-abc",
+            "refs/heads/gh-readonly-queue/main/pr-+1-abc",
+            "refs/heads/gh-readonly-queue/main/pr-99999999999999999999-abc",
+            "refs/heads/gh-readonly-queue/main/pr-12",
+            "",
+        ] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn merge_group_deliveries_become_groups_and_the_rest_is_counted() {
+        let sha = CommitSha::from(GROUP_SHA);
+        let requested = delivered("merge_group", &group_event("checks_requested", None));
+        let destroyed = delivered("merge_group", &group_event("destroyed", Some("dequeued")));
+        let (groups, unusable) = merge_groups(&[requested, destroyed], GithubRepoId(42), &sha);
+        assert_eq!(unusable, 0);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].pr_number, PullRequestNumber(104));
+        assert_eq!(groups[0].destroyed, None);
+        assert_eq!(groups[0].base_ref, "refs/heads/release/v2");
+        assert_eq!(
+            groups[0].created_at.map(|t| t.to_rfc3339()),
+            Some("2026-01-02T02:04:05+00:00".to_owned())
+        );
+        assert_eq!(groups[1].destroyed.as_deref(), Some("dequeued"));
+
+        let mut no_pr = group_event("checks_requested", None);
+        no_pr["merge_group"]["head_ref"] = json!("refs/heads/main");
+        let mut odd_time = group_event("destroyed", None);
+        odd_time["merge_group"]["head_commit"]["timestamp"] = json!("yesterday");
+        let cases = [
+            delivered("merge_group", &no_pr),
+            delivered("merge_group", &group_event("requested_action", None)),
+            delivered("merge_group", &json!({ "action": "destroyed", "merge_group": 7 })),
+            delivered("check_run", &group_event("checks_requested", None)),
+            DeliveredPayload { event: "merge_group".into(), body: None },
+            DeliveredPayload { event: "merge_group".into(), body: Some(b"{not json".to_vec()) },
+            delivered("merge_group", &odd_time),
+        ];
+        let (groups, unusable) = merge_groups(&cases, GithubRepoId(42), &sha);
+        assert_eq!(unusable, 6);
+        assert_eq!(groups.len(), 1, "a garbage time is no time, not a refusal");
+        assert_eq!((groups[0].created_at, groups[0].destroyed.as_deref()), (None, Some("")));
+        let good = [delivered("merge_group", &group_event("checks_requested", None))];
+        assert_eq!(merge_groups(&good, GithubRepoId(43), &sha).1, 1, "another repository");
+        assert_eq!(merge_groups(&good, GithubRepoId(42), &CommitSha::from("00")).1, 1, "another group");
     }
 
     #[test]

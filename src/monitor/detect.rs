@@ -182,6 +182,10 @@ pub struct ChangeSet {
     /// (under rule 4's guards).
     #[serde(skip)]
     pub compared: Option<StoredVersions>,
+    /// The repository's merge queues as a sweep read them: stored groups are
+    /// made to agree ([`crate::db::merge_groups::apply_sweep`]).
+    #[serde(skip)]
+    pub merge_queue: Option<crate::db::merge_groups::QueueSnapshot>,
 }
 
 /// The checks and statuses one branch requires before merging (empty: none).

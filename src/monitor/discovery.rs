@@ -11,8 +11,10 @@ use super::data::{CheckRunData, PrData, StatusData};
 use super::detect::RequiredChecks;
 use super::error::ProcessingError;
 use crate::config::BulkReads;
+use crate::db::merge_groups::{QueueEntry, QueueSnapshot};
 use crate::db::repositories::Repository;
 use crate::github::cache::Validator;
+use crate::github::graphql;
 use crate::github::{Fetched, GitHubClient, Listing, PullQuery, PullState, Purpose};
 use crate::ids::{CommitSha, PullRequestNumber};
 
@@ -154,6 +156,46 @@ pub trait PrDiscovery: Send + Sync {
         };
         (runs, statuses)
     }
+    /// The repository's merge queues: its open PRs' queue entries. `None`
+    /// when this discovery does not read them (the stored groups are then
+    /// left as they are).
+    async fn discover_merge_queue(
+        &self,
+        _repo: &Repository,
+        _purpose: Purpose,
+    ) -> Result<Option<QueueSnapshot>, ProcessingError> {
+        Ok(None)
+    }
+}
+
+/// Pages of open PRs read for a repository's merge queues: a queue longer
+/// than this many hundred PRs is read in part, and nothing is ended from it.
+const MAX_MERGE_QUEUE_PAGES: usize = 10;
+
+/// Turns GraphQL's queue entries (number, base branch, entry) into the
+/// stored form. `complete` turns false where an entry lacks its group's
+/// commit: that PR's stored groups cannot be told gone.
+pub fn queue_entries<'a>(
+    prs: impl IntoIterator<Item = (i64, Option<&'a str>, &'a graphql::MergeQueueEntry)>,
+    complete: &mut bool,
+) -> Vec<QueueEntry> {
+    let mut entries = Vec::new();
+    for (number, base_ref_name, entry) in prs {
+        let (Some(pr_number), Some(head), Some(base_ref_name)) =
+            (PullRequestNumber::from_github(number), entry.head_commit.as_ref(), base_ref_name)
+        else {
+            *complete = false;
+            continue;
+        };
+        entries.push(QueueEntry {
+            pr_number,
+            head_sha: head.oid.clone(),
+            base_ref: format!("refs/heads/{base_ref_name}"),
+            base_sha: entry.base_commit.as_ref().map(|c| c.oid.clone()).unwrap_or_default(),
+            enqueued_at: entry.enqueued_at,
+        });
+    }
+    entries
 }
 
 /// Discovery through the `github` module.
@@ -267,6 +309,52 @@ impl GitHubPrDiscovery {
 
 #[async_trait]
 impl PrDiscovery for GitHubPrDiscovery {
+    /// One GraphQL query a hundred open PRs (GitHub has no REST listing of
+    /// merge queues).
+    async fn discover_merge_queue(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+    ) -> Result<Option<QueueSnapshot>, ProcessingError> {
+        let read_at = Utc::now();
+        let mut entries = Vec::new();
+        let mut complete = true;
+        let mut after: Option<String> = None;
+        for page in 1..=MAX_MERGE_QUEUE_PAGES {
+            let document = graphql::merge_queue(&repo.owner, &repo.name, after.as_deref());
+            let answer = self
+                .client
+                .graphql(repo.installation_id, purpose, &document)
+                .await
+                .map_err(|e| ProcessingError::discovery(repo, None, format!("merge queue: {e}")))?;
+            let Some(found) = answer.at(&["repository"]) else {
+                return Err(ProcessingError::discovery(repo, None, "merge queue: the repository is gone"));
+            };
+            let found: graphql::MergeQueueRepository = graphql::decode(found)
+                .map_err(|e| ProcessingError::discovery(repo, None, format!("merge queue: {e}")))?;
+            let prs = found.pull_requests.nodes.iter().flatten();
+            entries.extend(queue_entries(
+                prs.filter_map(|pr| {
+                    Some((pr.number, pr.base_ref_name.as_deref(), pr.merge_queue_entry.as_ref()?))
+                }),
+                &mut complete,
+            ));
+            let info = found.pull_requests.page_info;
+            if !info.has_next_page {
+                break;
+            }
+            match info.end_cursor {
+                Some(cursor) if page < MAX_MERGE_QUEUE_PAGES => after = Some(cursor),
+                // More PRs than are read: what was not read cannot be told gone.
+                _ => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        Ok(Some(QueueSnapshot { entries, complete, read_at }))
+    }
+
     async fn discover_prs(
         &self,
         repo: &Repository,

@@ -152,6 +152,8 @@ pub enum Target {
         /// Commits whose runs the survey's read could not get.
         failed: Vec<String>,
         watermark: Option<chrono::DateTime<Utc>>,
+        /// The merge queues the survey read with the open PRs.
+        merge_queue: Option<crate::db::merge_groups::QueueSnapshot>,
     },
 }
 
@@ -258,8 +260,8 @@ struct Gathered {
     with_statuses: bool,
     /// Commits whose statuses alone to read.
     status_heads: Vec<PrHead>,
-    /// Whether the requirements of the open PRs' base branches are read.
-    with_requirements: bool,
+    /// Which requirements of the open PRs' base branches are read.
+    requirements: Requirements,
     changes: ChangeSet,
 }
 
@@ -355,11 +357,34 @@ impl Gathered {
     }
 
     /// Full reads, sweeps and surveys: statuses with the runs, and what the
-    /// base branches require.
-    fn whole_repository(&mut self) {
+    /// base branches require — every branch for a backfill or an operator's
+    /// reconcile, those not read for [`REQUIREMENTS_REFRESH`] for a scheduled
+    /// sweep (`branch_protection_rule` events keep them current between).
+    fn whole_repository(&mut self, cause: Cause) {
         self.with_statuses = true;
-        self.with_requirements = true;
+        self.requirements = match cause {
+            Cause::Sweep => Requirements::Stale,
+            Cause::Backfill | Cause::Manual | Cause::Webhook => Requirements::All,
+        };
     }
+}
+
+/// How long a branch's stored requirement serves scheduled sweeps before
+/// they read it again. Reading it costs a request per branch even when
+/// unchanged (GitHub answers an unprotected branch 404, which no ETag
+/// spares), and the `branch_protection_rule` event reports changes anyway.
+pub const REQUIREMENTS_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Which base branches' requirements a unit of work reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Requirements {
+    /// Only the open PRs' branches never read (webhook work).
+    #[default]
+    Unknown,
+    /// Those never read or read longer than [`REQUIREMENTS_REFRESH`] ago.
+    Stale,
+    /// Every open PR's branch.
+    All,
 }
 
 /// The fields of [`Target::Surveyed`], borrowed.
@@ -369,6 +394,7 @@ struct Surveyed<'a> {
     runs: &'a [CheckRunData],
     failed: &'a [String],
     watermark: Option<chrono::DateTime<Utc>>,
+    merge_queue: Option<&'a crate::db::merge_groups::QueueSnapshot>,
 }
 
 pub struct PrProcessor {
@@ -488,11 +514,11 @@ impl PrProcessor {
         let mut work = Gathered::new(ctx);
         match target {
             Target::Full => {
-                work.whole_repository();
+                work.whole_repository(ctx.cause);
                 self.read_full(repo, purpose, &mut work, result).await?
             }
             Target::Sweep => {
-                work.whole_repository();
+                work.whole_repository(ctx.cause);
                 self.read_sweep(repo, purpose, &mut work, result).await?
             }
             Target::PullRequest { number, with_checks } => {
@@ -505,11 +531,18 @@ impl PrProcessor {
                 work.status_heads.push(PrHead { number: PullRequestNumber(0), head_sha: sha.clone() })
             }
             Target::DeliveredStatuses { statuses, .. } => work.delivered_statuses(statuses),
-            Target::RequiredChecks => work.with_requirements = true,
-            Target::Surveyed { numbers, commits, runs, statuses, failed, watermark } => {
-                work.whole_repository();
+            Target::RequiredChecks => work.requirements = Requirements::All,
+            Target::Surveyed { numbers, commits, runs, statuses, failed, watermark, merge_queue } => {
+                work.whole_repository(ctx.cause);
                 work.changes.statuses.extend(statuses.iter().cloned());
-                let survey = Surveyed { numbers, commits, runs, failed, watermark: *watermark };
+                let survey = Surveyed {
+                    numbers,
+                    commits,
+                    runs,
+                    failed,
+                    watermark: *watermark,
+                    merge_queue: merge_queue.as_ref(),
+                };
                 self.read_surveyed(repo, survey, purpose, &mut work, result).await
             }
         }
@@ -571,7 +604,27 @@ impl PrProcessor {
                 .into_iter()
                 .map(|head_sha| PrHead { number: PullRequestNumber(0), head_sha: CommitSha(head_sha) }),
         );
+        work.changes.merge_queue = self.read_merge_queue(repo, purpose).await;
         Ok(())
+    }
+
+    /// The repository's merge queues, healing lost `merge_group` webhooks.
+    /// A failed read leaves the stored groups as they are rather than failing
+    /// the sweep: a GitHub without merge queues (an older Enterprise server)
+    /// would otherwise fail every sweep, and the next one tries again.
+    async fn read_merge_queue(
+        &self,
+        repo: &Repository,
+        purpose: Purpose,
+    ) -> Option<crate::db::merge_groups::QueueSnapshot> {
+        match self.discovery.discover_merge_queue(repo, purpose).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the merge queues; stored merge groups are kept as they are");
+                metrics::counter!("prmonitor_merge_queue_read_failures_total").increment(1);
+                None
+            }
+        }
     }
 
     /// [`Target::Surveyed`]: the PRs the survey found changed, read one by
@@ -601,6 +654,7 @@ impl PrProcessor {
         work.delivered_runs = Some(survey.runs.to_vec());
         work.commits_in_hand = survey.commits.iter().cloned().collect();
         work.changes.sweep = Some(SweepMark { watermark: survey.watermark });
+        work.changes.merge_queue = survey.merge_queue.cloned();
     }
 
     /// [`Target::PullRequest`]: one PR, read on its own; its head's checks
@@ -638,7 +692,7 @@ impl PrProcessor {
             commits_in_hand,
             with_statuses,
             status_heads,
-            with_requirements,
+            requirements,
             mut changes,
         } = work;
         result.prs_discovered = prs.len();
@@ -665,11 +719,7 @@ impl PrProcessor {
             let found = self.discovery.discover_statuses_batch(repo, &status_heads, purpose).await;
             absorb_statuses(found, &mut changes, result);
         }
-        if with_requirements {
-            self.read_requirements(repo, &prs, purpose, &mut changes, result).await?;
-        } else {
-            self.read_unknown_requirements(repo, &prs, purpose, &mut changes, result).await?;
-        }
+        self.read_requirements(repo, &prs, requirements, purpose, &mut changes, result).await?;
         result.statuses_discovered = changes.statuses.len();
         if let Some(runs) = &runs {
             self.detect_check_runs(repo, runs, &mut changes).await?;
@@ -737,26 +787,47 @@ impl PrProcessor {
     }
 
     /// What the base branches of the repository's open PRs (stored, and
-    /// among `prs`) require; a branch GitHub says is unprotected requires
-    /// nothing. A failed read is an error of the result.
+    /// among `prs`) require, as `which` says; a branch GitHub says is
+    /// unprotected requires nothing. A failed read is an error of the result.
     async fn read_requirements(
         &self,
         repo: &Repository,
         prs: &[PrData],
+        which: Requirements,
         purpose: Purpose,
         changes: &mut ChangeSet,
         result: &mut ProcessingResult,
     ) -> Result<(), ProcessingError> {
-        let mut branches: BTreeSet<String> = {
+        let mut branches: BTreeSet<String> =
+            prs.iter().filter(|pr| pr.state == "open").map(|pr| pr.base_branch.clone()).collect();
+        let stored = {
             let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
-            pull_requests::open_base_branches(&mut conn, repo.id)
+            if which != Requirements::Unknown {
+                branches.extend(
+                    pull_requests::open_base_branches(&mut conn, repo.id)
+                        .await
+                        .map_err(|e| stored_read_failure(repo, e))?,
+                );
+            }
+            if branches.is_empty() {
+                return Ok(());
+            }
+            crate::db::statuses::requirements(&mut conn, repo.id)
                 .await
                 .map_err(|e| stored_read_failure(repo, e))?
-                .into_iter()
-                .collect()
         };
-        branches.extend(prs.iter().filter(|pr| pr.state == "open").map(|pr| pr.base_branch.clone()));
-        self.read_branches(repo, branches.iter().map(String::as_str), purpose, changes, result).await;
+        let fresh_since = Utc::now() - chrono::Duration::from_std(REQUIREMENTS_REFRESH).unwrap_or_default();
+        let keep: HashSet<String> = stored
+            .into_iter()
+            .filter(|r| match which {
+                Requirements::Unknown => true,
+                Requirements::Stale => r.fetched_at > fresh_since,
+                Requirements::All => false,
+            })
+            .map(|r| r.branch)
+            .collect();
+        let wanted = branches.iter().map(String::as_str).filter(|b| !keep.contains(*b));
+        self.read_branches(repo, wanted, purpose, changes, result).await;
         Ok(())
     }
 
@@ -783,36 +854,6 @@ impl PrProcessor {
                 Err(error) => result.errors.push(error),
             }
         }
-    }
-
-    /// What the base branches of `prs` require, for the open PRs' branches
-    /// never read before (a PR opened against a branch no sweep has seen
-    /// yet): one read per branch, then events and sweeps keep it current.
-    async fn read_unknown_requirements(
-        &self,
-        repo: &Repository,
-        prs: &[PrData],
-        purpose: Purpose,
-        changes: &mut ChangeSet,
-        result: &mut ProcessingResult,
-    ) -> Result<(), ProcessingError> {
-        let wanted: BTreeSet<&str> =
-            prs.iter().filter(|pr| pr.state == "open").map(|pr| pr.base_branch.as_str()).collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let known: HashSet<String> = {
-            let mut conn = self.pool.get().await.map_err(|e| stored_read_failure(repo, e))?;
-            crate::db::statuses::requirements(&mut conn, repo.id)
-                .await
-                .map_err(|e| stored_read_failure(repo, e))?
-                .into_iter()
-                .map(|r| r.branch)
-                .collect()
-        };
-        let unknown = wanted.into_iter().filter(|b| !known.contains(*b));
-        self.read_branches(repo, unknown, purpose, changes, result).await;
-        Ok(())
     }
 
     /// The check runs of `heads` (and their statuses when `with_statuses`,

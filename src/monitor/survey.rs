@@ -16,6 +16,9 @@
 //!
 //! Cost: 50 repositories a query cost 1 point (2 connections each); a
 //! changed PR costs 1 REST read plus its share of a check-runs query.
+//! Each open PR's merge queue entry rides along (an object, not a
+//! connection: no points), so the survey also heals lost `merge_group`
+//! webhooks ([`crate::db::merge_groups::apply_sweep`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -23,7 +26,9 @@ use chrono::{DateTime, Utc};
 
 use super::bulk::{self, RepoCommit};
 use super::detect::Cause;
+use super::discovery::queue_entries;
 use super::processor::{PrProcessor, ProcessingResult, Target, WorkContext};
+use crate::db::merge_groups::{QueueEntry, QueueSnapshot};
 use crate::db::pull_requests::{self, SurveyedPr};
 use crate::db::reads::PASSING_CONCLUSIONS;
 use crate::db::repositories::Repository;
@@ -46,6 +51,11 @@ pub struct Plan {
     /// or more closed PRs updated since the watermark than it listed): the
     /// repository is swept on its own instead.
     pub inconclusive: bool,
+    /// The open PRs' merge queue entries (the survey lists every open PR
+    /// when it is conclusive).
+    pub merge_queue: Vec<QueueEntry>,
+    /// Every listed entry named its group's commit.
+    pub merge_queue_complete: bool,
 }
 
 /// A stored check run as the rollup reads it: name, status, conclusion, GitHub id.
@@ -104,6 +114,15 @@ pub fn plan(
         }
     };
     let mut listed_open = BTreeSet::new();
+    let mut complete = true;
+    plan.merge_queue =
+        queue_entries(
+            survey.open.nodes.iter().flatten().filter_map(|pr| {
+                Some((pr.number, pr.base_ref_name.as_deref(), pr.merge_queue_entry.as_ref()?))
+            }),
+            &mut complete,
+        );
+    plan.merge_queue_complete = complete;
     for pr in survey.open.nodes.iter().flatten() {
         listed_open.insert(pr.number);
         plan.watermark = plan.watermark.max(Some(pr.updated_at));
@@ -173,6 +192,8 @@ pub async fn sweep_installation(
     for chunk in repos.chunks(batch.max(1)) {
         let targets: Vec<SurveyTarget<'_>> =
             chunk.iter().map(|r| SurveyTarget { owner: &r.owner, name: &r.name }).collect();
+        // Before the read: a merge group stored after it started may be newer than the read.
+        let read_at = Utc::now();
         let answer = match github.graphql(installation, Purpose::Sweep, &graphql::survey(&targets)).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -241,6 +262,11 @@ pub async fn sweep_installation(
                 statuses,
                 failed,
                 watermark: plan.watermark,
+                merge_queue: Some(QueueSnapshot {
+                    entries: plan.merge_queue,
+                    complete: plan.merge_queue_complete,
+                    read_at,
+                }),
             };
             let ctx = WorkContext { cause: Cause::Sweep, ..WorkContext::default() };
             report.results.push(processor.process(repo, target, ctx).await);
@@ -350,7 +376,7 @@ mod tests {
         let survey = survey(json!([open_pr(1, 5, "aa", Some("SUCCESS"))]), json!([]), false);
         let rollups = HashMap::from([("aa".to_owned(), Some("SUCCESS"))]);
         let plan = plan(&survey, &[stored(1, 5, "aa", "open")], &rollups, Some(at(5)));
-        assert_eq!(plan, Plan { watermark: Some(at(5)), ..Plan::default() });
+        assert_eq!(plan, Plan { watermark: Some(at(5)), merge_queue_complete: true, ..Plan::default() });
     }
 
     #[test]
@@ -385,6 +411,35 @@ mod tests {
         let old: Vec<_> = (10..20).map(|n| json!({ "number": n, "updatedAt": at(1) })).collect();
         let settled = self::survey(json!([]), json!(old), true);
         assert!(!plan(&settled, &[], &HashMap::new(), Some(at(5))).inconclusive);
+    }
+
+    #[test]
+    fn the_survey_reads_the_merge_queue_with_the_open_prs() {
+        let mut queued = open_pr(1, 5, "aa", Some("SUCCESS"));
+        queued["baseRefName"] = json!("main");
+        queued["mergeQueueEntry"] = json!({
+            "state": "AWAITING_CHECKS", "position": 1, "enqueuedAt": at(4),
+            "headCommit": { "oid": "g1" }, "baseCommit": { "oid": "b1" }
+        });
+        let mut building = open_pr(2, 5, "bb", Some("SUCCESS"));
+        building["baseRefName"] = json!("main");
+        building["mergeQueueEntry"] = json!({ "state": "QUEUED", "position": 2, "enqueuedAt": at(4) });
+        let plan = plan(&survey(json!([queued.clone()]), json!([]), false), &[], &HashMap::new(), None);
+        assert!(plan.merge_queue_complete);
+        assert_eq!(
+            plan.merge_queue,
+            [QueueEntry {
+                pr_number: PullRequestNumber(1),
+                head_sha: "g1".into(),
+                base_ref: "refs/heads/main".into(),
+                base_sha: "b1".into(),
+                enqueued_at: Some(at(4)),
+            }]
+        );
+        // An entry without its group's commit: nothing can be told gone.
+        let partial =
+            self::plan(&survey(json!([queued, building]), json!([]), false), &[], &HashMap::new(), None);
+        assert_eq!((partial.merge_queue.len(), partial.merge_queue_complete), (1, false));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::error::SyncError;
 use super::forward::{self, check_run_progress};
 use crate::db::pull_requests::{self as stored, HistoryRow, StoredCheckRun, StoredPr, HISTORY_ROW_COLUMNS};
 use crate::db::schema::{pr_state_history, pull_requests};
-use crate::db::{repairs, repositories, statuses, DbPool};
+use crate::db::{merge_groups, repairs, repositories, statuses, DbPool};
 use crate::github::cache;
 use crate::ids::{PullRequestNumber, RepositoryId};
 
@@ -47,6 +47,8 @@ pub struct SyncReport {
     pub updated_statuses: usize,
     /// Branches whose required checks changed.
     pub required_checks: usize,
+    /// Merge groups a sweep inserted or ended.
+    pub merge_groups: usize,
     /// The deliveries of the job this sync completed, if it completed one.
     #[serde(skip)]
     pub completed_deliveries: Option<CompletedDeliveries>,
@@ -55,7 +57,7 @@ pub struct SyncReport {
 impl SyncReport {
     /// The rows written by kind, as `prmonitor_sync_changes_total`,
     /// `prmonitor_sweep_repairs_total` and `sweep_repairs` name them.
-    pub fn by_kind(&self) -> [(&'static str, usize); 8] {
+    pub fn by_kind(&self) -> [(&'static str, usize); 9] {
         [
             ("pr_new", self.new_prs),
             ("pr_updated", self.updated_prs),
@@ -65,6 +67,7 @@ impl SyncReport {
             ("status_new", self.new_statuses),
             ("status_updated", self.updated_statuses),
             ("required_checks", self.required_checks),
+            ("merge_group", self.merge_groups),
         ]
     }
 }
@@ -122,6 +125,15 @@ impl Synchronizer for DatabaseSynchronizer {
     }
 }
 
+/// Takes the transaction-scoped lock of one repository's writer: whatever
+/// writes a repository's rows from what GitHub said takes it, so two such
+/// writes never interleave.
+pub async fn lock_repository(conn: &mut AsyncPgConnection, repository_id: RepositoryId) -> QueryResult<()> {
+    // Through the query builder, so the statement is prepared once per connection.
+    diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id.0)).execute(conn).await?;
+    Ok(())
+}
+
 /// The body of the synchronization transaction; callers may run it inside a
 /// larger one (a job's completion commits with its rows).
 ///
@@ -137,8 +149,7 @@ pub async fn write_change_set(
     changes: &ChangeSet,
 ) -> Result<SyncReport, SyncError> {
     // One writer per repository at a time; released at commit or rollback.
-    // Through the query builder, so the statement is prepared once per connection.
-    diesel::select(pg_advisory_xact_lock(REPOSITORY_LOCK_SPACE + repository_id.0)).execute(conn).await?;
+    lock_repository(conn, repository_id).await?;
     // Detection ran before the lock; a job that wrote the same rows since
     // would make it record a transition twice or a PR "new" twice.
     if let Some(compared) = &changes.compared {
@@ -176,13 +187,19 @@ pub async fn write_change_set(
         .await?;
         required_checks += usize::from(changed);
     }
+    // After the PRs: a group whose PR was just read merged ends as merged.
+    let merge_groups = match &changes.merge_queue {
+        Some(snapshot) => merge_groups::apply_sweep(conn, repository_id, snapshot).await?,
+        None => 0,
+    };
     let mut report = SyncReport {
         written: pr_ids.len()
             + run_ids.len()
             + gone_prs
             + written_statuses.new
             + written_statuses.updated
-            + required_checks,
+            + required_checks
+            + merge_groups,
         new_prs: written_prs(ChangeKind::New),
         updated_prs: written_prs(ChangeKind::Updated),
         new_check_runs: written_runs(ChangeKind::New),
@@ -191,6 +208,7 @@ pub async fn write_change_set(
         new_statuses: written_statuses.new,
         updated_statuses: written_statuses.updated,
         required_checks,
+        merge_groups,
         completed_deliveries: None,
     };
     insert_history(conn, changes, &prs, &pr_ids).await?;

@@ -95,6 +95,9 @@ pub enum EventTarget {
     /// What the repository's branches require before merging
     /// (`branch_protection_rule`, `repository_ruleset`).
     RequiredChecks { repository: RepoRef },
+    /// A merge queue's group, by its commit (`merge_group` events): the
+    /// deliveries of one group coalesce, and the worker applies them.
+    MergeGroup { repository: RepoRef, head_sha: CommitSha },
     /// A `repository` event: renamed, transferred, deleted, archived, ...
     Repository {
         repository: RepoRef,
@@ -113,6 +116,9 @@ impl EventTarget {
             }
             Self::CommitStatuses { repository, sha } => format!("statuses:{}:{sha}", repository.github_id),
             Self::RequiredChecks { repository } => format!("required:{}", repository.github_id),
+            Self::MergeGroup { repository, head_sha } => {
+                format!("merge_group:{}:{head_sha}", repository.github_id)
+            }
             Self::Repository { repository, .. } => format!("repository:{}", repository.github_id),
         }
     }
@@ -307,6 +313,11 @@ mod tests {
                 "checks:1296269:abc123",
             ),
             (
+                NewJob::event(&EventTarget::MergeGroup { repository: repo(), head_sha: "abc123".into() }),
+                JobKind::Event,
+                "merge_group:1296269:abc123",
+            ),
+            (
                 NewJob::event(&EventTarget::Repository {
                     repository: repo(),
                     action: Some("renamed".into()),
@@ -364,6 +375,7 @@ mod tests {
                 with_checks: false,
             }),
             NewJob::event(&EventTarget::CommitChecks { repository: repo(), head_sha: "abc".into() }),
+            NewJob::event(&EventTarget::MergeGroup { repository: repo(), head_sha: "abc".into() }),
             NewJob::event(&EventTarget::Repository { repository: repo(), action: None }),
             NewJob::installation(&InstallationTarget {
                 installation_id: InstallationId(1296269),

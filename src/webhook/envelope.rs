@@ -14,10 +14,11 @@ use crate::queue::{EventTarget, InstallationTarget, NewJob, RepoRef};
 /// The events prmonitor knows by name: the tracked ones, `ping`, and `push`
 /// (ignored, but common enough to count apart). Metrics label only these,
 /// so a header cannot create unbounded label values.
-pub const KNOWN_EVENTS: [&str; 11] = [
+pub const KNOWN_EVENTS: [&str; 12] = [
     "pull_request",
     "check_run",
     "check_suite",
+    "merge_group",
     "status",
     "branch_protection_rule",
     "repository_ruleset",
@@ -176,6 +177,45 @@ struct RawEnvelope {
     sha: Option<String>,
     #[serde(default)]
     updated_at: LenientTime,
+    merge_group: Option<RawMergeGroup>,
+}
+
+/// A `merge_group` object: only its commit routes the delivery (the worker
+/// reads the rest from the stored payload). Read as a map only: a derived
+/// struct would also take a JSON array, so `["<sha>"]` would pass for a group.
+struct RawMergeGroup {
+    head_sha: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawMergeGroup {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RawMergeGroupVisitor)
+    }
+}
+
+struct RawMergeGroupVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawMergeGroupVisitor {
+    type Value = RawMergeGroup;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a merge_group object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawMergeGroup, A::Error> {
+        let mut head_sha = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "head_sha" {
+                if head_sha.is_some() {
+                    return Err(serde::de::Error::duplicate_field("head_sha"));
+                }
+                head_sha = Some(map.next_value::<Option<String>>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(RawMergeGroup { head_sha: head_sha.flatten() })
+    }
 }
 
 #[derive(Deserialize)]
@@ -296,6 +336,7 @@ fn event_label(event: &str) -> &'static str {
         "pull_request" => "pull_request",
         "check_run" => "check_run",
         "check_suite" => "check_suite",
+        "merge_group" => "merge_group",
         "installation" => "installation",
         "installation_repositories" => "installation_repositories",
         "repository" => "repository",
@@ -369,6 +410,18 @@ fn disposition(
         // branches of the open PRs (a rule's pattern may match any of them).
         "branch_protection_rule" | "repository_ruleset" => {
             EventTarget::RequiredChecks { repository: need_repo()? }
+        }
+        "merge_group" => {
+            let field = "merge_group.head_sha";
+            let head_sha = raw
+                .merge_group
+                .as_ref()
+                .and_then(|group| group.head_sha.clone())
+                .ok_or(EnvelopeError::MissingField { event: event_label, field })?;
+            if !is_commit_sha(&head_sha) {
+                return Err(EnvelopeError::InvalidField { event: event_label, field });
+            }
+            EventTarget::MergeGroup { repository: need_repo()?, head_sha: CommitSha(head_sha) }
         }
         "repository" => EventTarget::Repository { repository: need_repo()?, action: raw.action.clone() },
         "installation" | "installation_repositories" => {
@@ -463,6 +516,72 @@ mod tests {
             panic!("not enqueued")
         };
         assert_eq!(job.coalesce_key, Some(format!("checks:42:{SHA}")));
+    }
+
+    #[test]
+    fn merge_group_events_target_the_group_commit() {
+        for action in ["checks_requested", "destroyed"] {
+            let body = format!(
+                r#"{{"action":"{action}","reason":"merged","merge_group":{{"head_sha":"{SHA}",
+                   "head_ref":"refs/heads/gh-readonly-queue/main/pr-7-{SHA}","base_ref":"refs/heads/main",
+                   "base_sha":"{SHA}"}},"repository":{{"id":42,"full_name":"o/r"}},"installation":{{"id":9}}}}"#
+            );
+            let envelope = parse_payload("merge_group", body.as_bytes()).expect("valid");
+            assert_eq!(envelope.action.as_deref(), Some(action));
+            let Disposition::Enqueue(job) = envelope.disposition else { panic!("not enqueued") };
+            assert_eq!(job.kind, JobKind::Event);
+            assert_eq!(job.coalesce_key, Some(format!("merge_group:42:{SHA}")));
+            // Not the commit's checks: a group's runs have their own deliveries.
+            assert_ne!(job.coalesce_key, Some(format!("checks:42:{SHA}")));
+        }
+    }
+
+    #[test]
+    fn malformed_or_hostile_merge_groups_are_refused_not_panics() {
+        let repo = r#""repository":{"id":1,"full_name":"o/r"}"#;
+        let missing: [String; 5] = [
+            format!(r#"{{"action":"checks_requested",{repo}}}"#),
+            format!(r#"{{"action":"checks_requested","merge_group":null,{repo}}}"#),
+            format!(r#"{{"action":"checks_requested","merge_group":{{}},{repo}}}"#),
+            format!(r#"{{"action":"destroyed","merge_group":{{"head_sha":null}},{repo}}}"#),
+            format!(r#"{{"merge_group":{{"head_sha":"{SHA}"}}}}"#),
+        ];
+        for body in &missing {
+            assert!(
+                matches!(
+                    parse_payload("merge_group", body.as_bytes()),
+                    Err(EnvelopeError::MissingField { .. })
+                ),
+                "{body}"
+            );
+        }
+        let invalid = [
+            "not-a-sha".to_owned(),
+            String::new(),
+            format!("{SHA}0"),
+            format!("../../{}", &SHA[6..]),
+            "g".repeat(40),
+            "a".repeat(10_000),
+        ];
+        for sha in &invalid {
+            let body = format!(r#"{{"merge_group":{{"head_sha":"{sha}"}},{repo}}}"#);
+            assert_eq!(
+                parse_payload("merge_group", body.as_bytes()),
+                Err(EnvelopeError::InvalidField { event: "merge_group", field: "merge_group.head_sha" }),
+                "{sha}"
+            );
+        }
+        // Wrong types inside the object intake reads are invalid JSON, whatever they are.
+        for value in ["42", r#"["a"]"#, r#""text""#, "true", r#"{"head_sha":7}"#, r#"{"head_sha":["x"]}"#] {
+            let body = format!(r#"{{"merge_group":{value},{repo}}}"#);
+            assert!(
+                matches!(parse_payload("merge_group", body.as_bytes()), Err(EnvelopeError::InvalidJson(_))),
+                "{value}"
+            );
+        }
+        // Every refusal names the event and is a client's error.
+        let error = parse_payload("merge_group", missing[0].as_bytes()).expect_err("refused");
+        assert!(error.to_string().contains("merge_group"), "{error}");
     }
 
     #[test]

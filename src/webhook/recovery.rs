@@ -133,7 +133,9 @@ pub fn tracks(event: &str, action: Option<&str>) -> bool {
         ),
         // A re-run request creates a new run, which has its own delivery.
         "check_run" => !matches!(action, Some("rerequested" | "requested_action")),
+        // merge_group: both actions change a stored merge group.
         "check_suite"
+        | "merge_group"
         | "installation"
         | "installation_repositories"
         | "repository"
@@ -509,6 +511,10 @@ mod tests {
             ("installation", Some("created")),
             ("installation_repositories", Some("added")),
             ("repository", Some("renamed")),
+            ("merge_group", Some("checks_requested")),
+            ("merge_group", Some("destroyed")),
+            ("pull_request", Some("enqueued")),
+            ("pull_request", Some("dequeued")),
         ] {
             assert!(tracks(event, action), "{event}.{action:?} is tracked");
         }

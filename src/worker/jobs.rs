@@ -4,10 +4,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 
 use super::WorkerDeps;
-use crate::db::deliveries;
 use crate::db::repositories::{self, NewRepository, Repository};
 use crate::db::schema::webhook_deliveries;
 use crate::db::DbPool;
+use crate::db::{deliveries, merge_groups};
 use crate::github::{GitHubError, Listing};
 use crate::ids::RepositoryId;
 use crate::monitor::delivered::{self, DeliveredPayload};
@@ -356,6 +356,12 @@ async fn run_event(
             };
             process(deps, &repo, Target::RequiredChecks, Cause::Webhook, job, delivery_id).await
         }
+        EventTarget::MergeGroup { repository, head_sha } => {
+            let Some(repo) = known_repository(deps, &repository).await? else {
+                return complete(deps, job).await;
+            };
+            run_merge_group(deps, &repo, &repository, &head_sha, job, payloads).await
+        }
         EventTarget::Repository { repository, action } => {
             let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
             let job = job.clone();
@@ -389,6 +395,63 @@ async fn run_event(
             .map_err(|e| e.to_string())
         }
     }
+}
+
+/// Deliveries of one merge group read when the job's own were not loaded:
+/// GitHub sends two per group, so this is far more than any group has.
+const MAX_MERGE_GROUP_DELIVERIES: i64 = 1000;
+
+/// Applies the job's `merge_group` deliveries to the stored group, in one
+/// transaction with the job's completion. GitHub has no REST read of a merge
+/// group: the deliveries are the news, and a lost or unusable one is healed
+/// by the sweeps' read of the queue.
+async fn run_merge_group(
+    deps: &WorkerDeps,
+    repo: &Repository,
+    repository: &RepoRef,
+    head_sha: &crate::ids::CommitSha,
+    job: &JobRef,
+    payloads: &[DeliveredPayload],
+) -> Result<(), String> {
+    let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+    let job = job.clone();
+    let (written, unusable) = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            // Loaded with the job unless there were too many or the load
+            // failed: read here then, since they are the only source.
+            let loaded;
+            let payloads = if payloads.is_empty() {
+                loaded = deliveries::payloads_of_job(conn, job.id, MAX_MERGE_GROUP_DELIVERIES)
+                    .await?
+                    .into_iter()
+                    .map(|(_, event, body)| DeliveredPayload { event, body })
+                    .collect::<Vec<_>>();
+                &loaded[..]
+            } else {
+                payloads
+            };
+            let (groups, unusable) = delivered::merge_groups(payloads, repository.github_id, head_sha);
+            // The repository's writer lock, as every sync takes it: a sweep
+            // ending groups it no longer sees must not interleave with this.
+            crate::monitor::sync::lock_repository(conn, repo.id).await?;
+            let mut written = 0;
+            for group in &groups {
+                if merge_groups::apply_delivered(conn, repo.id, group).await? {
+                    written += 1;
+                }
+            }
+            queue::complete(conn, &job).await?;
+            Ok((written, unusable))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if unusable > 0 {
+        tracing::warn!(unusable, head_sha = %head_sha, "merge_group deliveries that cannot be applied; the next sweep reads the queue");
+    }
+    if written > 0 {
+        metrics::counter!("prmonitor_sync_changes_total", "kind" => "merge_group").increment(written);
+    }
+    Ok(())
 }
 
 /// Registers an installation's repositories (backfilling the new ones) and

@@ -33,6 +33,7 @@ use prmonitor_testkit::{count, TestDatabase};
 const INSTALLATION: i64 = github_sim::generate::GENERATED_INSTALLATION;
 const PULLS: &str = "GET /repos/{owner}/{repo}/pulls";
 const CHECKS: &str = "GET /repos/{owner}/{repo}/commits/{ref}/check-runs";
+const STATUS: &str = "GET /repos/{owner}/{repo}/commits/{ref}/status";
 
 /// A pool whose connections count the SQL statements they run (pool
 /// health checks excepted): bulk work must not grow with the row count.
@@ -199,12 +200,15 @@ async fn a_backfill_of_1000_prs_and_10000_check_runs_is_exact_bulk_and_frugal() 
     assert_eq!(result.changes_synchronized, 11_000);
     h.assert_matches_sim(&repo).await;
 
-    // API calls: the PR list pages and one check-run page per head, nothing more.
+    // API calls through REST: the PR list pages, one check-run page and one
+    // combined status per head (REST has no call for both; GraphQL reads
+    // them in one query), and the base branch's required checks once.
     let stats = h.sim.stats();
     assert_eq!(stats.count(PULLS, 200), 10, "{:?}", stats.counts());
     assert_eq!(stats.count(CHECKS, 200), 1000, "{:?}", stats.counts());
+    assert_eq!(stats.count(STATUS, 200), 1000, "{:?}", stats.counts());
     let api_calls = stats.requests.iter().filter(|r| !r.route.starts_with("POST /app")).count();
-    assert_eq!(api_calls, 1010);
+    assert_eq!(api_calls, 2011);
 
     // Bulk: ten times the rows, a handful more statements (one ETag look-up per
     // PR list page, a few more history chunks), never one per row.

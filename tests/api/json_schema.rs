@@ -239,7 +239,8 @@ fn githubs_own_examples_pass_and_broken_ones_fail() {
 fn the_openapi_repository_schema_is_not_a_rubber_stamp() {
     let mut schemas = Schemas::new();
     let zeros = serde_json::json!({
-        "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0
+        "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0,
+        "merge_group": 0, "status_new": 0, "status_updated": 0, "required_checks": 0
     });
     let repository = serde_json::json!({
         "full_name": "o/r", "github_id": 5, "installation_id": null, "active": true,

@@ -20,6 +20,7 @@ mod identifiers;
 mod installations;
 mod json_schema;
 mod latency;
+mod merge_queues;
 mod never_backwards;
 mod queue_races;
 mod read_api;

@@ -97,7 +97,8 @@ async fn the_read_api_wants_a_token_and_filters_and_pages() {
     assert_eq!(
         repos["items"][0]["repairs_last_24h"],
         serde_json::json!({
-            "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0
+            "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0,
+            "merge_group": 0
         })
     );
     let errors =
@@ -328,8 +329,10 @@ async fn metrics_count_what_happened() {
     assert_eq!(metric(&m, "prmonitor_sync_changes_total", &[("kind", "pr_new")]), 2.0);
     assert_eq!(metric(&m, "prmonitor_sync_changes_total", &[("kind", "check_run_new")]), 1.0);
     let api_calls = sim.stats().requests.iter().filter(|r| !r.route.starts_with("POST /app")).count() as f64;
+    // 4xx: the required checks of an unprotected branch are GitHub's 404.
     let counted = metric(&m, "prmonitor_github_calls_total", &[("outcome", "2xx")])
-        + metric(&m, "prmonitor_github_calls_total", &[("outcome", "304")]);
+        + metric(&m, "prmonitor_github_calls_total", &[("outcome", "304")])
+        + metric(&m, "prmonitor_github_calls_total", &[("outcome", "4xx")]);
     assert_eq!(counted, api_calls, "every GitHub call is counted");
     let share = metric(&m, "prmonitor_github_not_modified_share", &[]);
     let expected_share = metric(&m, "prmonitor_github_calls_total", &[("outcome", "304")]) / counted;
@@ -358,6 +361,10 @@ async fn a_pull_request_detail_shows_each_field_from_its_own_column() {
                 "base_branch",
                 "body",
                 "check_runs",
+                "checks",
+                "checks_failing",
+                "checks_passing",
+                "checks_pending",
                 "closed_at",
                 "created_at",
                 "draft",
@@ -366,11 +373,15 @@ async fn a_pull_request_detail_shows_each_field_from_its_own_column() {
                 "history",
                 "html_url",
                 "labels",
+                "merge_queue",
                 "merged_at",
                 "metadata",
                 "number",
                 "repository",
+                "required_checks",
+                "required_state",
                 "state",
+                "statuses",
                 "title",
                 "updated_at",
             ],
@@ -391,6 +402,7 @@ async fn a_pull_request_detail_shows_each_field_from_its_own_column() {
         assert_eq!(pr["labels"], serde_json::json!(expected.labels));
         assert_eq!(pr["assignees"], serde_json::json!(expected.assignees));
         assert!(pr["metadata"].is_object(), "{pr}");
+        assert_eq!(pr["merge_queue"], serde_json::Value::Null, "never queued");
         assert_eq!(pr["created_at"], serde_json::json!(expected.created_at));
         assert_eq!(pr["updated_at"], serde_json::json!(expected.updated_at));
         assert_eq!(pr["closed_at"], serde_json::json!(expected.closed_at));

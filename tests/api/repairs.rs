@@ -72,13 +72,19 @@ impl Changed {
         }
     }
 
-    fn by_kind(&self) -> [(&'static str, i64); 5] {
+    fn by_kind(&self) -> [(&'static str, i64); 9] {
         [
             ("pr_new", self.pr_new),
             ("pr_updated", self.pr_updated),
             ("pr_gone", self.pr_gone),
             ("check_run_new", self.check_run_new),
             ("check_run_updated", self.check_run_updated),
+            // These scenarios queue nothing: tests/api/merge_queues.rs covers merge groups.
+            ("merge_group", 0),
+            // Nor do they post statuses or protect branches: tests/api/ci_state.rs does.
+            ("status_new", 0),
+            ("status_updated", 0),
+            ("required_checks", 0),
         ]
     }
 

@@ -9,7 +9,9 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use github_sim::model::PrState as SimState;
 use github_sim::Simulator;
-use prmonitor::db::schema::{check_runs, commit_statuses, pull_requests, repositories, required_checks};
+use prmonitor::db::schema::{
+    check_runs, commit_statuses, merge_groups, pull_requests, repositories, required_checks,
+};
 
 type PrRow = (
     i64,
@@ -40,7 +42,7 @@ type RunRow = (
 /// is stored exactly, and nothing else is; otherwise what differs.
 pub async fn diff(db_url: &str, sim: &Simulator, github_id: i64) -> Result<(), String> {
     let conn = &mut crate::database::connect(db_url).await;
-    let (sim_prs, sim_runs, html, sim_statuses, sim_required) = sim.world(|w| {
+    let (sim_prs, sim_runs, sim_groups, html, sim_statuses, sim_required) = sim.world(|w| {
         let r = w.repo(github_id).map_err(|e| e.to_string())?;
         let latest: Vec<StatusRow> = r
             .statuses
@@ -69,6 +71,7 @@ pub async fn diff(db_url: &str, sim: &Simulator, github_id: i64) -> Result<(), S
         Ok::<_, String>((
             r.pulls.clone(),
             r.check_runs.clone(),
+            r.merge_groups.clone(),
             format!("http://{}/web/{}", sim.address(), r.full_name()),
             latest,
             required,
@@ -181,6 +184,13 @@ pub async fn diff(db_url: &str, sim: &Simulator, github_id: i64) -> Result<(), S
     if let Some((row, want)) = runs.iter().zip(&expected).find(|(row, want)| row != want) {
         return Err(format!("check run {} differs:\n stored {row:?}\n wanted {want:?}", want.0));
     }
+    let groups: Vec<(String, i32, String)> = merge_groups::table
+        .filter(merge_groups::repository_id.eq(repo_id))
+        .select((merge_groups::head_sha, merge_groups::pr_number, merge_groups::state))
+        .load(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    merge_groups_agree(&groups, &sim_groups)?;
     diff_statuses(conn, repo_id, &sim_prs, sim_statuses).await?;
     diff_required(conn, repo_id, &sim_prs, &sim_required).await
 }
@@ -254,6 +264,50 @@ async fn diff_required(
         let wanted = sim_required.get(&pr.base_ref).cloned().unwrap_or_default();
         if !wanted.is_empty() && stored.get(&pr.base_ref) != Some(&wanted) {
             return Err(format!("branch {} requires {wanted:?}; nothing stored", pr.base_ref));
+        }
+    }
+    Ok(())
+}
+
+/// Stored merge groups (head SHA, PR, state) against the simulator's. A
+/// queued group is stored as queued for its PR; a stored group is one of
+/// GitHub's, for the same PR; a destroyed one stored with a reason has
+/// GitHub's reason, or `ended` when only a sweep saw it go. A group that
+/// came and went while its webhooks were lost leaves no row: nothing could
+/// have told prmonitor of it.
+pub fn merge_groups_agree(
+    stored: &[(String, i32, String)],
+    sim: &[github_sim::model::SimMergeGroup],
+) -> Result<(), String> {
+    for (head_sha, pr_number, state) in stored {
+        let Some(group) = sim.iter().find(|g| &g.head_sha == head_sha) else {
+            return Err(format!("merge group {head_sha} is stored but GitHub has none"));
+        };
+        if i64::from(*pr_number) != group.pr_number {
+            return Err(format!(
+                "merge group {head_sha} is stored for #{pr_number}, GitHub's is #{}",
+                group.pr_number
+            ));
+        }
+        let agrees = match (state.as_str(), group.destroyed.as_deref()) {
+            ("queued", None) => true,
+            ("ended", Some(_)) => true,
+            (stored, Some(reason)) => stored == reason,
+            _ => false,
+        };
+        if !agrees {
+            return Err(format!(
+                "merge group {head_sha} of #{pr_number} is stored '{state}', GitHub says {:?}",
+                group.destroyed.as_deref().unwrap_or("queued")
+            ));
+        }
+    }
+    for group in sim.iter().filter(|g| g.is_active()) {
+        if !stored.iter().any(|(head_sha, _, _)| *head_sha == group.head_sha) {
+            return Err(format!(
+                "the queued merge group {} of #{} is not stored",
+                group.head_sha, group.pr_number
+            ));
         }
     }
     Ok(())

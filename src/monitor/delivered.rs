@@ -415,4 +415,42 @@ mod tests {
             "another commit"
         );
     }
+
+    #[test]
+    fn the_latest_status_of_each_context_stands_in_for_a_read() {
+        let status = |id: i64, context: &str, state: &str, at: &str| DeliveredPayload {
+            event: "status".into(),
+            body: Some(
+                serde_json::to_vec(&json!({
+                    "id": id, "sha": "aa", "context": context, "state": state, "created_at": at,
+                    "updated_at": at, "repository": { "id": 5 }, "sender": { "login": "ci-bot", "id": 1 }
+                }))
+                .expect("json"),
+            ),
+        };
+        let sha = CommitSha("aa".into());
+        let found = statuses(
+            &[
+                status(2, "ci", "success", "2030-01-01T00:00:01Z"),
+                status(1, "ci", "pending", "2030-01-01T00:00:01Z"),
+                status(3, "lint", "failure", "2030-01-01T00:00:00Z"),
+            ],
+            GithubRepoId(5),
+            &sha,
+        )
+        .expect("usable");
+        let by_context: Vec<(&str, &str, Option<i64>)> =
+            found.iter().map(|s| (s.context.as_str(), s.state.as_str(), s.github_id)).collect();
+        assert_eq!(by_context, [("ci", "success", Some(2)), ("lint", "failure", Some(3))]);
+        assert_eq!(found[0].creator.as_deref(), Some("ci-bot"));
+        // Another repository, a state GitHub does not have, a purged body: read instead.
+        assert!(
+            statuses(&[status(1, "ci", "success", "2030-01-01T00:00:00Z")], GithubRepoId(6), &sha).is_none()
+        );
+        assert!(
+            statuses(&[status(1, "ci", "exploded", "2030-01-01T00:00:00Z")], GithubRepoId(5), &sha).is_none()
+        );
+        let purged = DeliveredPayload { event: "status".into(), body: None };
+        assert!(statuses(&[purged], GithubRepoId(5), &sha).is_none());
+    }
 }

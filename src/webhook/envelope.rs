@@ -486,6 +486,34 @@ mod tests {
     }
 
     #[test]
+    fn status_events_target_their_commit_and_protection_events_the_repository() {
+        let body = format!(
+            r#"{{"id":7,"sha":"{SHA}","context":"ci","state":"failure","updated_at":"2026-01-01T00:00:05Z",
+                "repository":{{"id":42,"full_name":"o/r"}},"installation":{{"id":9}}}}"#
+        );
+        let envelope = parse_payload("status", body.as_bytes()).expect("valid");
+        let Disposition::Enqueue(job) = envelope.disposition else { panic!("not enqueued") };
+        assert_eq!(job.coalesce_key.as_deref(), Some(format!("statuses:42:{SHA}").as_str()));
+        assert!(envelope.changed_at.is_some());
+        let rule = br#"{"action":"edited","rule":{"name":"main"},"repository":{"id":42,"full_name":"o/r"}}"#;
+        for event in ["branch_protection_rule", "repository_ruleset"] {
+            let Disposition::Enqueue(job) = parse_payload(event, rule).expect("valid").disposition else {
+                panic!("{event} not enqueued")
+            };
+            assert_eq!(job.coalesce_key.as_deref(), Some("required:42"));
+        }
+        for (bad, field) in [
+            (r#"{"id":7,"repository":{"id":42,"full_name":"o/r"}}"#.to_owned(), "sha"),
+            (r#"{"sha":"zz","repository":{"id":42,"full_name":"o/r"}}"#.to_owned(), "sha"),
+            (format!(r#"{{"sha":"{SHA}"}}"#), "repository"),
+        ] {
+            let error = parse_payload("status", bad.as_bytes()).expect_err("refused");
+            assert!(error.to_string().contains(field), "{bad}: {error}");
+        }
+        assert!(matches!(parse_payload("status", br#"{"sha":5}"#), Err(EnvelopeError::InvalidJson(_))));
+    }
+
+    #[test]
     fn pull_request_events_target_the_pr_and_its_checks_on_new_heads() {
         let body = br#"{"action":"synchronize","number":7,"pull_request":{"number":7},
             "repository":{"id":42,"full_name":"o/r"},"installation":{"id":9}}"#;

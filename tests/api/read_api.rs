@@ -98,7 +98,7 @@ async fn the_read_api_wants_a_token_and_filters_and_pages() {
         repos["items"][0]["repairs_last_24h"],
         serde_json::json!({
             "total": 0, "pr_new": 0, "pr_updated": 0, "pr_gone": 0, "check_run_new": 0, "check_run_updated": 0,
-            "merge_group": 0
+            "merge_group": 0, "status_new": 0, "status_updated": 0, "required_checks": 0
         })
     );
     let errors =

@@ -286,9 +286,8 @@ pub struct GroupSummary {
 }
 
 /// One page of a repository's groups, newest first, and how many there are.
-/// `checks_sql` is the read side's verdict of a PR's checks from its counts
-/// and `verdict_sql` that of one run ([`crate::db::reads`]), so a group's
-/// checks are judged as a PR's are.
+/// Its check runs and statuses are counted and judged as a PR's are
+/// ([`crate::db::reads::commit_counts_sql`]).
 pub async fn list(
     conn: &mut AsyncPgConnection,
     repository_id: RepositoryId,
@@ -299,20 +298,15 @@ pub async fn list(
         "SELECT s.*, {checks} AS checks, count(*) OVER () AS total FROM ( \
              SELECT g.id, g.pr_number, g.head_sha, g.head_ref, g.base_ref, g.base_sha, g.state, g.reason, \
                     g.gh_created_at AS created_at, g.enqueued_at, g.destroyed_at, g.first_seen_at, \
-                    count(*) FILTER (WHERE c.verdict = 'passing') AS checks_passing, \
-                    count(*) FILTER (WHERE c.verdict = 'failing') AS checks_failing, \
-                    count(*) FILTER (WHERE c.verdict = 'pending') AS checks_pending \
-             FROM merge_groups g \
-             LEFT JOIN LATERAL ( \
-                 SELECT DISTINCT ON (name) {verdict} AS verdict FROM check_runs \
-                 WHERE repository_id = g.repository_id AND head_sha = g.head_sha \
-                 ORDER BY name, github_id DESC) c ON true \
-             WHERE g.repository_id = $1 \
-             GROUP BY g.id) s \
+                    c.passing + st.passing AS checks_passing, \
+                    c.failing + st.failing AS checks_failing, \
+                    c.pending + st.pending AS checks_pending \
+             FROM merge_groups g {counts} \
+             WHERE g.repository_id = $1) s \
          ORDER BY coalesce(s.created_at, s.enqueued_at, s.first_seen_at) DESC, s.id DESC \
          LIMIT $2 OFFSET $3",
         checks = crate::db::reads::CHECKS_FROM_COUNTS_SQL,
-        verdict = crate::db::reads::run_verdict_sql(),
+        counts = crate::db::reads::commit_counts_sql("g.repository_id", "g.head_sha"),
     ))
     .bind::<BigInt, _>(repository_id)
     .bind::<BigInt, _>(limit)

@@ -121,19 +121,7 @@ fn summary_sql() -> String {
                     rq.missing AS required_missing, rq.pending AS required_pending, \
                     coalesce((SELECT max(h.gh_changed_at) FROM pr_state_history h \
                               WHERE h.pull_request_id = p.id AND h.field = 'head_sha'), p.gh_created_at) AS head_since \
-             FROM pull_requests p \
-             CROSS JOIN LATERAL ( \
-                 SELECT count(*) FILTER (WHERE verdict = 'passing') AS passing, \
-                        count(*) FILTER (WHERE verdict = 'failing') AS failing, \
-                        count(*) FILTER (WHERE verdict = 'pending') AS pending \
-                 FROM (SELECT DISTINCT ON (name) {verdict} AS verdict FROM check_runs \
-                       WHERE repository_id = p.repository_id AND head_sha = p.head_sha \
-                       ORDER BY name, github_id DESC) latest) c \
-             CROSS JOIN LATERAL ( \
-                 SELECT count(*) FILTER (WHERE state = 'success') AS passing, \
-                        count(*) FILTER (WHERE state IN ('error', 'failure')) AS failing, \
-                        count(*) FILTER (WHERE state = 'pending') AS pending \
-                 FROM commit_statuses WHERE repository_id = p.repository_id AND sha = p.head_sha) st \
+             FROM pull_requests p {counts} \
              CROSS JOIN LATERAL ( \
                  SELECT count(*) AS total, \
                         count(*) FILTER (WHERE v = 'failing') AS failing, \
@@ -154,7 +142,30 @@ fn summary_sql() -> String {
                        WHERE q.repository_id = p.repository_id AND q.branch = p.base_branch) req) rq \
              WHERE p.repository_id = $1 AND p.deleted_at IS NULL) s",
         verdict = run_verdict_sql(),
+        counts = commit_counts_sql("p.repository_id", "p.head_sha"),
         merge_queue = super::merge_groups::newest_of_pull_json_sql("p.repository_id", "p.number"),
+    )
+}
+
+/// The joins that count what reports on commit `{sha}` of repository
+/// `{repo}`: `c` over the newest check run of each name, `st` over the
+/// latest status of each context, each with `passing`, `failing` and
+/// `pending`. A PR's checks and a merge group's are both counted by it.
+pub(crate) fn commit_counts_sql(repo: &str, sha: &str) -> String {
+    format!(
+        "CROSS JOIN LATERAL ( \
+             SELECT count(*) FILTER (WHERE verdict = 'passing') AS passing, \
+                    count(*) FILTER (WHERE verdict = 'failing') AS failing, \
+                    count(*) FILTER (WHERE verdict = 'pending') AS pending \
+             FROM (SELECT DISTINCT ON (name) {verdict} AS verdict FROM check_runs \
+                   WHERE repository_id = {repo} AND head_sha = {sha} \
+                   ORDER BY name, github_id DESC) latest) c \
+         CROSS JOIN LATERAL ( \
+             SELECT count(*) FILTER (WHERE state = 'success') AS passing, \
+                    count(*) FILTER (WHERE state IN ('error', 'failure')) AS failing, \
+                    count(*) FILTER (WHERE state = 'pending') AS pending \
+             FROM commit_statuses WHERE repository_id = {repo} AND sha = {sha}) st",
+        verdict = run_verdict_sql(),
     )
 }
 

@@ -84,9 +84,12 @@ async fn an_enqueued_pr_gets_a_queued_group_whose_checks_are_not_the_prs() {
     // The queue's CI fails on the group's commit: the group's checks, not the PR's.
     world.github.check(REPO, &group, "build", "failure");
     world.github.check(REPO, &group, "integration", "success");
+    // A CI reporting through the Statuses API on the group's commit, too.
+    world.github.0.set_status(REPO, &group, "ci/jenkins", "success", None).expect("status");
     world.settle().await;
     let pr = world.api.pull(REPO, number).await;
     assert_eq!(pr["check_runs"], before["check_runs"], "the PR's checks are its head's: {pr}");
+    assert_eq!(pr["statuses"], before["statuses"], "and so are its statuses: {pr}");
     let listed = listed_pull(&world, number).await;
     assert_eq!(
         (listed["checks"].as_str(), listed["checks_failing"].as_i64(), listed["checks_passing"].as_i64()),
@@ -106,8 +109,8 @@ async fn an_enqueued_pr_gets_a_queued_group_whose_checks_are_not_the_prs() {
     );
     assert_eq!(
         (listed["checks"].as_str(), listed["checks_failing"].as_i64(), listed["checks_passing"].as_i64()),
-        (Some("failing"), Some(1), Some(1)),
-        "{listed}"
+        (Some("failing"), Some(1), Some(2)),
+        "the group's runs and status: {listed}"
     );
     world.finish().await;
 }

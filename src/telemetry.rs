@@ -105,6 +105,12 @@ fn describe() {
     );
     // From zero, so an alert on its rate sees the series before the first failure.
     ::metrics::counter!("prmonitor_merge_queue_read_failures_total").increment(0);
+    ::metrics::describe_counter!(
+        "prmonitor_required_checks_unreadable_total",
+        ::metrics::Unit::Count,
+        "reads of a branch's required checks GitHub refused (403: the App lacks Administration: read)"
+    );
+    ::metrics::counter!("prmonitor_required_checks_unreadable_total").increment(0);
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::db::merge_groups::{QueueEntry, QueueSnapshot};
 use crate::db::repositories::Repository;
 use crate::github::cache::Validator;
 use crate::github::graphql;
-use crate::github::{Fetched, GitHubClient, Listing, PullQuery, PullState, Purpose};
+use crate::github::{Fetched, GitHubClient, GitHubError, Listing, PullQuery, PullState, Purpose};
 use crate::ids::{CommitSha, PullRequestNumber};
 
 /// What a discovery found: fresh items, the validators to save with them,
@@ -505,15 +505,31 @@ impl PrDiscovery for GitHubPrDiscovery {
         branch: &str,
         purpose: Purpose,
     ) -> Result<Requirement, ProcessingError> {
-        let fetched = self
+        let required =
+            |contexts: Vec<String>, strict| RequiredChecks { branch: branch.to_owned(), contexts, strict };
+        let fetched = match self
             .client
             .get_required_status_checks(repo.installation_id, &repo.full_name(), branch, purpose)
             .await
-            .map_err(|e| {
-                ProcessingError::discovery(repo, None, format!("required checks of {branch}: {e}"))
-            })?;
-        let required =
-            |contexts: Vec<String>, strict| RequiredChecks { branch: branch.to_owned(), contexts, strict };
+        {
+            Ok(fetched) => fetched,
+            // GitHub serves branch protection only to Apps with the
+            // Administration permission. Without it nothing can be known:
+            // stored as requiring nothing (read again at the hourly
+            // refresh), rather than failing every job that reads it.
+            Err(GitHubError::Api { status: 403, message }) => {
+                tracing::warn!(branch, %message, "branch protection is not readable (Administration: read?)");
+                metrics::counter!("prmonitor_required_checks_unreadable_total").increment(1);
+                return Ok(Requirement::Fresh { required: required(Vec::new(), false), validator: None });
+            }
+            Err(e) => {
+                return Err(ProcessingError::discovery(
+                    repo,
+                    None,
+                    format!("required checks of {branch}: {e}"),
+                ))
+            }
+        };
         Ok(match fetched {
             Fetched::Fresh { data, validator } => {
                 let mut contexts = data.contexts;

@@ -209,6 +209,40 @@ async fn only_required_checks_decide_the_required_state_and_one_not_reported_is_
 }
 
 #[tokio::test]
+async fn without_administration_read_the_required_checks_are_unknown_and_nothing_fails() {
+    let world = TestWorld::with_repos(1).await;
+    let github = &world.github;
+    github.0.set_administration(false);
+    github.0.set_required_checks(REPO, "main", &["build"]).expect("protection");
+    let number = github.open_pr(REPO, NewPr::new("Protected, unreadably", "octocat"));
+    let head = github.head(REPO, number);
+    github.check(REPO, &head, "build", "failure");
+    world.settle().await;
+    let pr = world.api.pull(REPO, number).await;
+    assert_eq!(
+        (pr["checks"].as_str(), pr["required_state"].as_str()),
+        (Some("failing"), Some("none")),
+        "{pr}"
+    );
+    assert_eq!(
+        world.count("SELECT count(*) FROM jobs WHERE state <> 'done'").await,
+        0,
+        "no job failed on the 403"
+    );
+    let refused = github
+        .0
+        .stats()
+        .count("GET /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks", 403);
+    assert!(refused >= 1, "GitHub refused the read");
+    // The permission granted, an operator's reconcile reads it.
+    github.0.set_administration(true);
+    world.api.reconcile_all().await;
+    world.settle().await;
+    assert_eq!(world.api.pull(REPO, number).await["required_state"], "failing");
+    world.finish().await;
+}
+
+#[tokio::test]
 async fn a_required_check_missing_long_after_the_push_is_stuck() {
     let world = TestWorld::with_repos(1).await;
     let github = &world.github;

@@ -70,6 +70,12 @@ impl Simulator {
     /// Moves this simulator's clock: every time the world stamps from now on
     /// (PR, check run, status and merge group times) is real time plus
     /// `offset`; negative is the past. Webhook and token times stay real.
+    /// Gives or takes away the installations' "Administration: read"
+    /// permission, without which GitHub refuses branch protection (403).
+    pub fn set_administration(&self, granted: bool) {
+        self.shared.administration.store(granted, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_clock_offset(&self, offset: chrono::Duration) {
         self.lock_world().set_clock_offset(offset);
     }

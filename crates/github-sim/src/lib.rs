@@ -223,6 +223,7 @@ impl Simulator {
             rng: rng.clone(),
             dispatcher: Dispatcher::start(webhook, rng, config.app_id),
             activity: tokio::sync::Mutex::new(()),
+            administration: std::sync::atomic::AtomicBool::new(true),
         });
         let graphql = web::Data::new(graphql::Budgets::new(config.graphql_rate_limit, config.rate_window));
         let data = shared.clone();

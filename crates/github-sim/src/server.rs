@@ -230,6 +230,9 @@ pub(crate) struct Shared {
     pub dispatcher: Dispatcher,
     /// Held by the activity being made (`POST /_sim/activity`): one at a time.
     pub activity: tokio::sync::Mutex<()>,
+    /// Whether installations hold "Administration: read", which GitHub
+    /// requires for branch protection (true unless a test takes it away).
+    pub administration: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -779,7 +782,7 @@ async fn create_token(req: HttpRequest, path: web::Path<i64>, shared: Data) -> H
                     "pull_requests": "read",
                     "checks": "read",
                     "statuses": "read",
-                    "administration": "read",
+                    "administration": if shared.administration.load(std::sync::atomic::Ordering::Relaxed) { "read" } else { "none" },
                     "merge_queues": "read",
                     "metadata": "read",
                 },
@@ -1033,8 +1036,9 @@ async fn list_statuses(
 /// `GET /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks`.
 /// GitHub answers 404 `Branch not protected` for a branch without
 /// protection and `Required status checks not enabled` for one whose
-/// protection requires no checks. (GitHub Apps also need the Administration
-/// read permission for it; the simulator's installations have it.)
+/// protection requires no checks. GitHub Apps also need the Administration
+/// read permission for it: without it (`Simulator::set_administration`),
+/// GitHub's 403 "Resource not accessible by integration".
 async fn required_status_checks(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
@@ -1042,12 +1046,19 @@ async fn required_status_checks(
 ) -> HttpResponse {
     let (owner, name, branch) = path.into_inner();
     let urls = shared.urls.clone();
+    let administration = shared.administration.load(std::sync::atomic::Ordering::Relaxed);
     shared
         .serve_rest(
             &req,
             "GET /repos/{owner}/{repo}/branches/{branch}/protection/required_status_checks",
             |caller, world| {
                 let repo = find_repo(world, caller, &owner, &name)?;
+                if !administration {
+                    return Err(GhError::new(
+                        StatusCode::FORBIDDEN,
+                        "Resource not accessible by integration",
+                    ));
+                }
                 let rule = repo
                     .protection
                     .get(&branch)

@@ -406,45 +406,17 @@ impl PrDiscovery for GitHubPrDiscovery {
         if self.uses_graphql(purpose) {
             return self.reports_by_graphql(repo, heads, purpose).await.0;
         }
-        let shas = Self::distinct_shas(heads);
-        let results = match self
+        let results = self
             .client
             .list_check_runs_for_heads(
                 repo.installation_id,
                 &repo.full_name(),
-                &shas,
+                &Self::distinct_shas(heads),
                 purpose,
                 self.max_concurrent_requests,
             )
-            .await
-        {
-            Ok(results) => results,
-            Err(error) => {
-                return Discovered {
-                    errors: vec![ProcessingError::discovery(repo, None, error)],
-                    ..Discovered::default()
-                };
-            }
-        };
-        let mut discovered = Discovered::default();
-        for (sha, result) in results {
-            match result {
-                Ok(listing) => {
-                    discovered.validators.extend(listing.validators());
-                    discovered.unchanged += listing.pages().iter().filter(|p| p.is_unchanged()).count();
-                    discovered.items.extend(listing.fresh_items().map(CheckRunData::from_github));
-                }
-                Err(error) => {
-                    let number = heads.iter().find(|h| h.head_sha.as_str() == sha).map(|h| h.number);
-                    discovered.errors.push(ProcessingError::discovery(
-                        repo,
-                        number,
-                        format!("check runs of {sha}: {error}"),
-                    ));
-                }
-            }
-        }
-        discovered
+            .await;
+        per_commit(repo, heads, results, "check runs", |_, run| Some(CheckRunData::from_github(run)))
     }
 
     async fn discover_statuses_batch(
@@ -456,7 +428,7 @@ impl PrDiscovery for GitHubPrDiscovery {
         if self.uses_graphql(purpose) {
             return self.reports_by_graphql(repo, heads, purpose).await.1;
         }
-        let results = match self
+        let results = self
             .client
             .list_statuses_for_heads(
                 repo.installation_id,
@@ -465,38 +437,8 @@ impl PrDiscovery for GitHubPrDiscovery {
                 purpose,
                 self.max_concurrent_requests,
             )
-            .await
-        {
-            Ok(results) => results,
-            Err(error) => {
-                return Discovered {
-                    errors: vec![ProcessingError::discovery(repo, None, error)],
-                    ..Discovered::default()
-                };
-            }
-        };
-        let mut discovered = Discovered::default();
-        for (sha, result) in results {
-            match result {
-                Ok(listing) => {
-                    discovered.validators.extend(listing.validators());
-                    discovered.unchanged += listing.pages().iter().filter(|p| p.is_unchanged()).count();
-                    let sha = CommitSha(sha);
-                    discovered
-                        .items
-                        .extend(listing.fresh_items().filter_map(|s| StatusData::from_github(&sha, s)));
-                }
-                Err(error) => {
-                    let number = heads.iter().find(|h| h.head_sha.as_str() == sha).map(|h| h.number);
-                    discovered.errors.push(ProcessingError::discovery(
-                        repo,
-                        number,
-                        format!("statuses of {sha}: {error}"),
-                    ));
-                }
-            }
-        }
-        discovered
+            .await;
+        per_commit(repo, heads, results, "statuses", StatusData::from_github)
     }
 
     async fn discover_requirement(
@@ -561,4 +503,48 @@ impl PrDiscovery for GitHubPrDiscovery {
         }
         tokio::join!(runs, self.discover_statuses_batch(repo, heads, purpose))
     }
+}
+
+/// The REST listings of several commits, by SHA, or why none was made.
+type CommitListings<T> = Result<Vec<(String, Result<Listing<T>, GitHubError>)>, GitHubError>;
+
+/// What REST listings of each commit found, as one discovery: the fresh
+/// items (`convert` drops what it cannot read), the validators, the 304s,
+/// and one error per commit whose listing failed, named by its PR.
+fn per_commit<T, U>(
+    repo: &Repository,
+    heads: &[PrHead],
+    results: CommitListings<T>,
+    what: &str,
+    convert: impl Fn(&CommitSha, &T) -> Option<U>,
+) -> Discovered<U> {
+    let results = match results {
+        Ok(results) => results,
+        Err(error) => {
+            return Discovered {
+                errors: vec![ProcessingError::discovery(repo, None, error)],
+                ..Discovered::default()
+            }
+        }
+    };
+    let mut discovered = Discovered::default();
+    for (sha, result) in results {
+        match result {
+            Ok(listing) => {
+                discovered.validators.extend(listing.validators());
+                discovered.unchanged += listing.pages().iter().filter(|p| p.is_unchanged()).count();
+                let commit = CommitSha(sha);
+                discovered.items.extend(listing.fresh_items().filter_map(|item| convert(&commit, item)));
+            }
+            Err(error) => {
+                let number = heads.iter().find(|h| h.head_sha.as_str() == sha).map(|h| h.number);
+                discovered.errors.push(ProcessingError::discovery(
+                    repo,
+                    number,
+                    format!("{what} of {sha}: {error}"),
+                ));
+            }
+        }
+    }
+    discovered
 }

@@ -324,13 +324,6 @@ impl StatusData {
             read_at: None,
         })
     }
-
-    /// Whether two statuses of one context say the same (ids and times aside).
-    pub fn same_report(&self, other: &Self) -> bool {
-        self.state == other.state
-            && self.description == other.description
-            && self.target_url == other.target_url
-    }
 }
 
 #[cfg(test)]

@@ -775,17 +775,21 @@ async fn create_token(req: HttpRequest, path: web::Path<i64>, shared: Data) -> H
             let expires = SystemTime::now() + shared.token_lifetime;
             lock(&shared.tokens).insert(token.clone(), (installation_id, expires));
             let expires_at: chrono::DateTime<chrono::Utc> = expires.into();
+            // GitHub lists only the permissions the installation holds.
+            let mut permissions = json!({
+                "pull_requests": "read",
+                "checks": "read",
+                "statuses": "read",
+                "merge_queues": "read",
+                "metadata": "read",
+            });
+            if shared.administration.load(std::sync::atomic::Ordering::Relaxed) {
+                permissions["administration"] = json!("read");
+            }
             HttpResponse::Created().json(json!({
                 "token": token,
                 "expires_at": expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "permissions": {
-                    "pull_requests": "read",
-                    "checks": "read",
-                    "statuses": "read",
-                    "administration": if shared.administration.load(std::sync::atomic::Ordering::Relaxed) { "read" } else { "none" },
-                    "merge_queues": "read",
-                    "metadata": "read",
-                },
+                "permissions": permissions,
                 "repository_selection": "all",
             }))
         }

@@ -133,6 +133,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// A check queued or in progress longer than this is stuck (read API, metrics).
     pub stuck_check_after: Duration,
+    /// Serve the board and its event stream without a login (a private network).
+    pub board_public: bool,
     pub github: GitHubSettings,
     pub worker: WorkerSettings,
 }
@@ -338,6 +340,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_ADMIN_TOKEN", secret: true },
     Key { env: "PRMONITOR_READ_TOKEN", secret: true },
     Key { env: "PRMONITOR_STUCK_CHECK_AFTER", secret: false },
+    Key { env: "PRMONITOR_BOARD_PUBLIC", secret: false },
     Key { env: "PRMONITOR_DB_POOL_SIZE", secret: false },
     Key { env: "PRMONITOR_LOG_FORMAT", secret: false },
     Key { env: "PRMONITOR_HTTP_WORKERS", secret: false },
@@ -529,6 +532,17 @@ impl Settings {
             }
         };
 
+        let board_public = match raw.string("PRMONITOR_BOARD_PUBLIC")?.as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "PRMONITOR_BOARD_PUBLIC",
+                    reason: format!("expected 'true' or 'false', got '{other}'"),
+                })
+            }
+        };
+
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         Ok(Self {
             database_url,
@@ -549,6 +563,7 @@ impl Settings {
                 DEFAULT_STUCK_CHECK_AFTER,
                 Duration::from_secs(1),
             )?,
+            board_public,
             db_pool_size: raw.number("PRMONITOR_DB_POOL_SIZE", DEFAULT_DB_POOL_SIZE, 1..=1000)?,
             log_format,
             http_workers: raw.number("PRMONITOR_HTTP_WORKERS", default_workers, 1..=256)?,

@@ -51,6 +51,8 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
     }
     settings.webhook_secrets = vec![Secret::new(DEMO_SECRET)];
     settings.admin_token.get_or_insert_with(|| Secret::new(DEMO_ADMIN_TOKEN));
+    // The demo's world is made up and its port local: the board needs no login.
+    settings.board_public = true;
     simulated::use_simulator(&mut settings, &sim).map_err(anyhow::Error::msg)?;
     settings.github.retry_base_delay = Duration::from_millis(100);
     settings.worker.poll_interval = Duration::from_millis(200);
@@ -111,14 +113,29 @@ pub async fn run(mut settings: Settings, options: DemoOptions) -> anyhow::Result
         return Ok(());
     }
     let stop_signal = crate::cli::shutdown_signal();
+    println!("\nThe board: http://{address}/  (live: GitHub keeps changing a little every few seconds)");
     println!(
-        "\nStill serving: http://{address}/readyz, POST http://{address}/api/v1/reconcile (Bearer {}). Ctrl-C stops.",
+        "Still serving: http://{address}/readyz, POST http://{address}/api/v1/reconcile (Bearer {}). Ctrl-C stops.",
         settings.admin_token.as_ref().map_or(DEMO_ADMIN_TOKEN, |t| t.expose())
     );
-    stop_signal.await;
+    tokio::select! {
+        _ = stop_signal => {}
+        () = keep_changing(&sim) => {}
+    }
     service.stop().await;
     sim.stop().await;
     Ok(())
+}
+
+/// A slow trickle of GitHub activity (PRs opened, pushed, checks finishing),
+/// with webhooks, so an open board shows its live updates. Never ends.
+async fn keep_changing(sim: &Simulator) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        if let Err(error) = sim.activity(&sim::Activity::random(1)).await {
+            tracing::warn!(%error, "the demo's simulated activity failed");
+        }
+    }
 }
 
 fn step(what: &str) {

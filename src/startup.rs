@@ -55,7 +55,8 @@ impl Application {
         let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));
         let read = web::Data::new(
             ReadConfig::new(settings.read_token.clone(), settings.admin_token.clone())
-                .with_stuck_after(settings.stuck_check_after),
+                .with_stuck_after(settings.stuck_check_after)
+                .with_board_public(settings.board_public),
         );
         let server = HttpServer::new(move || {
             App::new()

@@ -107,12 +107,26 @@ pub struct PullSummary {
 /// became the PR's head (its last head change, else the PR's creation), for
 /// "a required check missing that long after the push".
 fn summary_sql() -> String {
+    summary_sql_where("p.repository_id = $1")
+}
+
+/// [`summary_sql`] over the PRs of the active repositories, or of the one
+/// repository `$1` when it is not NULL: the board's listings across
+/// repositories, counted by the same SQL as a repository's listing.
+fn summary_sql_across() -> String {
+    summary_sql_where(
+        "($1::int8 IS NULL OR p.repository_id = $1) \
+         AND p.repository_id IN (SELECT id FROM repositories WHERE active)",
+    )
+}
+
+fn summary_sql_where(repositories: &str) -> String {
     format!(
         "SELECT s.*, {CHECKS_FROM_COUNTS_SQL} AS checks, \
                 CASE WHEN s.required_total = 0 THEN 'none' WHEN s.required_failing > 0 THEN 'failing' \
                      WHEN s.required_missing > 0 THEN 'missing' WHEN s.required_pending > 0 THEN 'pending' \
                      ELSE 'passing' END AS required_state FROM ( \
-             SELECT p.id, p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
+             SELECT p.id, p.repository_id, p.gh_created_at AS created_at, p.number, p.title, p.author, p.state, p.draft, p.labels, p.head_sha, p.html_url, \
                     p.gh_updated_at AS updated_at, {merge_queue} AS merge_queue, \
                     c.passing + st.passing AS checks_passing, \
                     c.failing + st.failing AS checks_failing, \
@@ -140,7 +154,7 @@ fn summary_sql() -> String {
                                           WHERE repository_id = p.repository_id AND sha = p.head_sha \
                                             AND context = ctx.name) t ON true \
                        WHERE q.repository_id = p.repository_id AND q.branch = p.base_branch) req) rq \
-             WHERE p.repository_id = $1 AND p.deleted_at IS NULL) s",
+             WHERE {repositories} AND p.deleted_at IS NULL) s",
         verdict = run_verdict_sql(),
         counts = commit_counts_sql("p.repository_id", "p.head_sha"),
         merge_queue = super::merge_groups::newest_of_pull_json_sql("p.repository_id", "p.number"),
@@ -201,6 +215,8 @@ pub struct PullFilter {
     /// Whether a check of the head is unfinished past `stuck_after` ([`stuck_sql`]).
     pub stuck: Option<bool>,
     pub stuck_after: std::time::Duration,
+    /// Only PRs GitHub last updated before this (the board's "stale for N days").
+    pub updated_before: Option<DateTime<Utc>>,
 }
 
 /// SQL true when commit `{sha}` of repository `{repo}` has a check name that
@@ -301,11 +317,46 @@ pub async fn ci_health(
     .await
 }
 
+/// How a listing is ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullOrder {
+    /// Newest number first (the read API).
+    #[default]
+    Number,
+    /// Most recently updated on GitHub first.
+    Updated,
+    /// Most recently created first.
+    Created,
+}
+
+impl PullOrder {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Number => "c.number DESC, c.repository_id",
+            Self::Updated => "c.updated_at DESC, c.id DESC",
+            Self::Created => "c.created_at DESC, c.id DESC",
+        }
+    }
+}
+
+/// A PR of a listing across repositories.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+#[diesel(check_for_backend(Pg))]
+pub struct ListedPull {
+    /// `owner/name`.
+    #[diesel(sql_type = Text)]
+    pub repository: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(embed)]
+    pub summary: PullSummary,
+}
+
 #[derive(QueryableByName)]
 #[diesel(check_for_backend(Pg))]
 struct FilteredRow {
     #[diesel(embed)]
-    summary: PullSummary,
+    pull: ListedPull,
     #[diesel(sql_type = BigInt)]
     total: i64,
 }
@@ -318,21 +369,40 @@ pub async fn list_pulls(
     limit: i64,
     offset: i64,
 ) -> diesel::QueryResult<(Vec<PullSummary>, i64)> {
+    let (pulls, total) =
+        list_pulls_across(conn, Some(repository_id), filter, PullOrder::Number, limit, offset).await?;
+    Ok((pulls.into_iter().map(|p| p.summary).collect(), total))
+}
+
+/// One page of the PRs of every active repository (or of `repository_id`
+/// alone), in `order`, and how many match in all. The read API's listing
+/// is this query for one repository, so the board and the API agree.
+pub async fn list_pulls_across(
+    conn: &mut AsyncPgConnection,
+    repository_id: Option<RepositoryId>,
+    filter: &PullFilter,
+    order: PullOrder,
+    limit: i64,
+    offset: i64,
+) -> diesel::QueryResult<(Vec<ListedPull>, i64)> {
     use diesel::sql_types::Nullable;
     let rows: Vec<FilteredRow> = diesel::sql_query(format!(
         "WITH c AS ({}) \
-         SELECT c.*, count(*) OVER () AS total FROM c \
-         WHERE ($2::text IS NULL OR state = $2) AND ($3::bool IS NULL OR draft = $3) \
-           AND ($4::text IS NULL OR $4 = ANY(labels)) AND ($5::text IS NULL OR author = $5) \
-           AND ($6::text IS NULL OR checks = $6) \
+         SELECT c.*, r.owner || '/' || r.name AS repository, count(*) OVER () AS total \
+         FROM c JOIN repositories r ON r.id = c.repository_id \
+         WHERE ($2::text IS NULL OR c.state = $2) AND ($3::bool IS NULL OR c.draft = $3) \
+           AND ($4::text IS NULL OR $4 = ANY(c.labels)) AND ($5::text IS NULL OR c.author = $5) \
+           AND ($6::text IS NULL OR c.checks = $6) \
            AND ($9::bool IS NULL OR ({flaky}) = $9) AND ($10::bool IS NULL OR ({stuck} OR {missing}) = $10) \
-         ORDER BY number DESC LIMIT $7 OFFSET $8",
-        summary_sql(),
-        flaky = flaky_sql("$1", "c.head_sha"),
-        stuck = stuck_sql("$1", "c.head_sha", "$11"),
+           AND ($12::timestamptz IS NULL OR c.updated_at < $12) \
+         ORDER BY {order} LIMIT $7 OFFSET $8",
+        summary_sql_across(),
+        flaky = flaky_sql("c.repository_id", "c.head_sha"),
+        stuck = stuck_sql("c.repository_id", "c.head_sha", "$11"),
         missing = missing_required_sql("c", "$11"),
+        order = order.sql(),
     ))
-    .bind::<BigInt, _>(repository_id)
+    .bind::<Nullable<BigInt>, _>(repository_id)
     .bind::<Nullable<Text>, _>(filter.state.as_deref())
     .bind::<Nullable<Bool>, _>(filter.draft)
     .bind::<Nullable<Text>, _>(filter.label.as_deref())
@@ -343,10 +413,45 @@ pub async fn list_pulls(
     .bind::<Nullable<Bool>, _>(filter.flaky)
     .bind::<Nullable<Bool>, _>(filter.stuck)
     .bind::<diesel::sql_types::Double, _>(filter.stuck_after.as_secs_f64())
+    .bind::<Nullable<Timestamptz>, _>(filter.updated_before)
     .load(conn)
     .await?;
     let total = <[FilteredRow]>::first(&rows).map_or(0, |r| r.total);
-    Ok((rows.into_iter().map(|r| r.summary).collect(), total))
+    Ok((rows.into_iter().map(|r| r.pull).collect(), total))
+}
+
+/// The open PRs of one active repository by the state of their checks.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+#[diesel(check_for_backend(Pg))]
+pub struct OpenPullCounts {
+    #[diesel(sql_type = BigInt)]
+    pub repository_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub open: i64,
+    #[diesel(sql_type = BigInt)]
+    pub failing: i64,
+    #[diesel(sql_type = BigInt)]
+    pub pending: i64,
+    #[diesel(sql_type = BigInt)]
+    pub passing: i64,
+    #[diesel(sql_type = BigInt)]
+    pub draft: i64,
+}
+
+/// [`OpenPullCounts`] of every active repository with an open PR.
+pub async fn open_pull_counts(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<OpenPullCounts>> {
+    diesel::sql_query(format!(
+        "SELECT repository_id, count(*) AS open, \
+                count(*) FILTER (WHERE checks = 'failing') AS failing, \
+                count(*) FILTER (WHERE checks = 'pending') AS pending, \
+                count(*) FILTER (WHERE checks = 'passing') AS passing, \
+                count(*) FILTER (WHERE draft) AS draft \
+         FROM ({}) c WHERE state = 'open' GROUP BY repository_id",
+        summary_sql_across()
+    ))
+    .bind::<diesel::sql_types::Nullable<BigInt>, _>(None::<i64>)
+    .load(conn)
+    .await
 }
 
 /// A pull request as the detail endpoint shows it. `Selectable` names each
@@ -501,4 +606,65 @@ pub async fn required_contexts(
         .await
         .optional()?
         .unwrap_or_default())
+}
+
+/// A check run as a PR's timeline shows it: any of the PR's heads, with what
+/// last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = check_runs, check_for_backend(Pg))]
+pub struct TimelineCheckRun {
+    pub github_id: i64,
+    pub head_sha: String,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub gh_started_at: Option<DateTime<Utc>>,
+    pub gh_completed_at: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_cause: Option<String>,
+    pub last_delivery_id: Option<String>,
+}
+
+/// Every check run of the commits `shas` of a repository, oldest first.
+pub async fn check_runs_of_commits(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    shas: &[String],
+) -> diesel::QueryResult<Vec<TimelineCheckRun>> {
+    check_runs::table
+        .filter(check_runs::repository_id.eq(repository_id))
+        .filter(check_runs::head_sha.eq_any(shas))
+        .order(check_runs::github_id)
+        .select(TimelineCheckRun::as_select())
+        .load(conn)
+        .await
+}
+
+/// One transition of a commit status, as a PR's timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = super::schema::status_history, check_for_backend(Pg))]
+pub struct StatusTransition {
+    pub sha: String,
+    pub context: String,
+    pub old_state: Option<String>,
+    pub new_state: String,
+    pub gh_changed_at: DateTime<Utc>,
+    pub cause: String,
+    pub delivery_id: Option<String>,
+}
+
+/// Every status transition of the commits `shas` of a repository, in order.
+pub async fn status_transitions(
+    conn: &mut AsyncPgConnection,
+    repository_id: RepositoryId,
+    shas: &[String],
+) -> diesel::QueryResult<Vec<StatusTransition>> {
+    use super::schema::status_history as h;
+    h::table
+        .filter(h::repository_id.eq(repository_id))
+        .filter(h::sha.eq_any(shas))
+        .order(h::id)
+        .select(StatusTransition::as_select())
+        .load(conn)
+        .await
 }

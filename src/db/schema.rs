@@ -21,6 +21,8 @@ diesel::table! {
         first_seen_at -> Timestamptz,
         last_changed_at -> Timestamptz,
         node_id -> Nullable<Text>,
+        last_cause -> Nullable<Text>,
+        last_delivery_id -> Nullable<Text>,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The actix-web application: routes and the JSON shape of errors.
 
 mod admin;
+pub mod board;
 mod error;
 mod health;
 mod metrics;
@@ -60,6 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     for (method, path) in ROUTES {
         cfg.route(path, route(method, path));
     }
+    board::routes(cfg);
     cfg.default_service(web::to(not_found));
 }
 

@@ -19,6 +19,8 @@ pub struct ReadConfig {
     tokens: Vec<Secret>,
     /// A check unfinished this long is stuck.
     stuck_after: std::time::Duration,
+    /// The board and its event stream need no login (`PRMONITOR_BOARD_PUBLIC`).
+    board_public: bool,
 }
 
 impl ReadConfig {
@@ -26,7 +28,26 @@ impl ReadConfig {
         Self {
             tokens: read.into_iter().chain(admin).collect(),
             stuck_after: crate::config::DEFAULT_STUCK_CHECK_AFTER,
+            board_public: false,
         }
+    }
+
+    pub fn with_board_public(self, board_public: bool) -> Self {
+        Self { board_public, ..self }
+    }
+
+    /// The tokens a login may present, and that sign its session cookie.
+    pub(super) fn tokens(&self) -> &[Secret] {
+        &self.tokens
+    }
+
+    /// The board's pages and the event stream: open when the board is
+    /// public, otherwise as [`ReadConfig::authorize`].
+    pub(super) fn authorize_board(&self, request: &HttpRequest) -> Result<(), ReadError> {
+        if self.board_public {
+            return Ok(());
+        }
+        self.authorize(request)
     }
 
     pub fn with_stuck_after(self, stuck_after: std::time::Duration) -> Self {
@@ -37,8 +58,16 @@ impl ReadConfig {
         self.stuck_after
     }
 
-    fn authorize(&self, request: &HttpRequest) -> Result<(), ReadError> {
-        authorize_any(request, &self.tokens).map_err(ReadError::Unauthorized)
+    /// A bearer token, or the board's session cookie (a login with one of
+    /// the same tokens). Only reads take the cookie: the admin API, which
+    /// changes things, takes the header alone, so a cross-site request a
+    /// browser makes with the cookie can never reconcile or retry anything.
+    pub(super) fn authorize(&self, request: &HttpRequest) -> Result<(), ReadError> {
+        match authorize_any(request, &self.tokens) {
+            Ok(()) => Ok(()),
+            Err(_) if super::board::session::from_request(request, &self.tokens) => Ok(()),
+            Err(message) => Err(ReadError::Unauthorized(message)),
+        }
     }
 }
 
@@ -66,7 +95,7 @@ fn page(query: &PageQuery) -> Result<(i64, i64), ReadError> {
     Ok((page, per_page))
 }
 
-fn bounded_number(
+pub(super) fn bounded_number(
     name: &str,
     text: Option<&str>,
     default: i64,
@@ -79,7 +108,7 @@ fn bounded_number(
 }
 
 /// `true` or `false`, naming the parameter otherwise.
-fn boolean(name: &str, text: Option<&str>) -> Result<Option<bool>, ReadError> {
+pub(super) fn boolean(name: &str, text: Option<&str>) -> Result<Option<bool>, ReadError> {
     match text {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -90,7 +119,7 @@ fn boolean(name: &str, text: Option<&str>) -> Result<Option<bool>, ReadError> {
 
 /// A text parameter PostgreSQL can take: no NUL (TEXT cannot hold one; the
 /// server answers "invalid byte sequence"), not absurdly long.
-fn text_parameter(name: &str, value: Option<&str>) -> Result<(), ReadError> {
+pub(super) fn text_parameter(name: &str, value: Option<&str>) -> Result<(), ReadError> {
     match value {
         Some(text) if text.contains('\0') => {
             Err(ReadError::invalid(format!("{name} must not contain a NUL character")))
@@ -160,7 +189,7 @@ pub struct PullsQuery {
     per_page: Option<String>,
 }
 
-async fn repository(
+pub(super) async fn repository(
     conn: &mut diesel_async::AsyncPgConnection,
     owner: &str,
     name: &str,
@@ -211,6 +240,7 @@ pub async fn list_pulls(
         flaky,
         stuck,
         stuck_after: config.stuck_after,
+        updated_before: None,
     };
     let (items, total) =
         reads::list_pulls(&mut conn, repo.id, &filter, per_page, (page - 1) * per_page).await?;

@@ -165,7 +165,9 @@ pub async fn write_change_set(
         return Err(SyncError::Undecided(undecided));
     }
     let pr_ids = upsert_prs(conn, repository_id, &prs).await?;
-    let run_ids = upsert_check_runs(conn, repository_id, &runs).await?;
+    let run_ids =
+        upsert_check_runs(conn, repository_id, &runs, changes.cause.as_str(), changes.delivery_id.as_deref())
+            .await?;
     // Counted as written: a record the guard refused changed nothing.
     let written_prs =
         |kind| prs.iter().filter(|r| r.kind == kind && pr_ids.contains_key(&r.data.number)).count();
@@ -489,6 +491,8 @@ async fn upsert_check_runs(
     conn: &mut AsyncPgConnection,
     repository_id: RepositoryId,
     records: &[&CheckRunChangeRecord],
+    cause: &str,
+    delivery_id: Option<&str>,
 ) -> diesel::QueryResult<HashSet<i64>> {
     #[derive(diesel::QueryableByName)]
     struct Written {
@@ -500,7 +504,8 @@ async fn upsert_check_runs(
         return Ok(HashSet::new());
     }
     let runs: Vec<&CheckRunData> = records.iter().map(|record| &record.data).collect();
-    let written: Vec<Written> = CheckRunUpsert::new(repository_id, &runs).load(conn).await?;
+    let written: Vec<Written> =
+        CheckRunUpsert::new(repository_id, &runs, cause, delivery_id).load(conn).await?;
     Ok(written.into_iter().map(|row| row.github_id).collect())
 }
 
@@ -523,11 +528,21 @@ struct CheckRunUpsert<'a> {
     output_summary: Vec<Option<&'a str>>,
     started_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     completed_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    /// What wrote the runs, and under which delivery: the timeline's cause.
+    cause: &'a str,
+    delivery_id: Option<&'a str>,
 }
 
 impl<'a> CheckRunUpsert<'a> {
-    fn new(repository_id: RepositoryId, runs: &[&'a CheckRunData]) -> Self {
+    fn new(
+        repository_id: RepositoryId,
+        runs: &[&'a CheckRunData],
+        cause: &'a str,
+        delivery_id: Option<&'a str>,
+    ) -> Self {
         Self {
+            cause,
+            delivery_id,
             repository_id: vec![repository_id.0; runs.len()],
             github_id: runs.iter().map(|r| r.github_id).collect(),
             node_id: runs.iter().map(|r| r.node_id.as_deref()).collect(),
@@ -558,9 +573,13 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
         out.push_sql(
             "INSERT INTO check_runs (repository_id, github_id, node_id, check_suite_id, head_sha, name, app_slug, \
                                      status, conclusion, details_url, html_url, output_title, output_summary, \
-                                     gh_started_at, gh_completed_at) \
-             SELECT * FROM unnest(",
+                                     gh_started_at, gh_completed_at, last_cause, last_delivery_id) \
+             SELECT *, ",
         );
+        out.push_bind_param::<Text, _>(&self.cause)?;
+        out.push_sql("::text, ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.delivery_id)?;
+        out.push_sql("::text FROM unnest(");
         out.push_bind_param::<Array<BigInt>, _>(&self.repository_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.github_id)?;
@@ -595,7 +614,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for CheckRunUpsert<'_>
                  conclusion = excluded.conclusion, details_url = excluded.details_url, \
                  html_url = excluded.html_url, output_title = excluded.output_title, \
                  output_summary = excluded.output_summary, gh_started_at = excluded.gh_started_at, \
-                 gh_completed_at = excluded.gh_completed_at, last_changed_at = now() \
+                 gh_completed_at = excluded.gh_completed_at, last_changed_at = now(), \
+                 last_cause = excluded.last_cause, last_delivery_id = excluded.last_delivery_id \
              WHERE ",
         );
         out.push_sql(forward::check_run_guard_sql());

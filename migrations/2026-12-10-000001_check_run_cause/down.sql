@@ -1,0 +1,1 @@
+ALTER TABLE check_runs DROP COLUMN last_cause, DROP COLUMN last_delivery_id;

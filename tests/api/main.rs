@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod binary;
+mod board;
 mod change_detection;
 mod check_rules;
 mod ci_state;

@@ -6,6 +6,7 @@
 
 mod binary;
 mod board;
+mod browser;
 mod change_detection;
 mod check_rules;
 mod ci_state;

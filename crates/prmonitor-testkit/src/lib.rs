@@ -6,11 +6,13 @@
 //! - [`process`]: the `prmonitor` binary as a child process.
 //! - [`world`]: [`TestWorld`], the simulator wired to the whole service.
 //! - [`verify`]: does the database equal the simulator's world?
+//! - [`browser`]: headless Chromium through ChromeDriver, for the board.
 
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+pub mod browser;
 pub mod database;
 pub mod process;
 pub mod verify;

@@ -1,0 +1,120 @@
+//! The board in a real browser (headless Chromium through ChromeDriver):
+//! what people see, with JavaScript running, at a desktop's and a phone's
+//! width. Each page is saved as a screenshot under the target directory.
+
+use std::collections::BTreeSet;
+
+use github_sim::NewPr;
+use prmonitor_testkit::browser::Browser;
+use prmonitor_testkit::world::READ_TOKEN;
+use prmonitor_testkit::TestWorld;
+use serde_json::json;
+
+const REPO: &str = "acme/repo-0";
+
+/// Opens the login form and logs in with the read token, coming back to `next`.
+async fn log_in(browser: &Browser, world: &TestWorld, next: &str) {
+    browser.goto(&world.api.url(next)).await;
+    assert!(browser.url().await.contains("/login?next="), "a page without a login goes to the form");
+    let token = browser.find("#token").await;
+    browser.type_into(&token, READ_TOKEN).await;
+    browser.click(&browser.find("#log-in").await).await;
+    assert_eq!(browser.url().await, world.api.url(next), "back where the login began");
+}
+
+async fn no_console_errors(browser: &Browser, page: &str) {
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "{page} logged errors: {errors:?}");
+}
+
+/// `data-pr` of every listed row.
+async fn listed(browser: &Browser) -> BTreeSet<String> {
+    let rows = browser.execute(
+        "return Array.from(document.querySelectorAll('tr[data-pr]')).map(r => r.dataset.pr + ' ' + r.dataset.checks);",
+        json!([]),
+    );
+    rows.await.as_array().expect("rows").iter().map(|v| v.as_str().expect("text").to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_board_in_a_browser_shows_the_repositories_filters_by_ci_and_the_timeline() {
+    let Some(browser) = Browser::start(1280, 900).await else { return };
+    let world = TestWorld::builder(3).prs(4, 2).backfilled().start().await;
+    let github = &world.github;
+    let failing = github.open_pr(REPO, NewPr::new("Broken build", "alice"));
+    let first = github.head(REPO, failing);
+    github.check(REPO, &first, "build", "failure");
+    github.check(REPO, &first, "lint", "success");
+    world.settle().await;
+
+    log_in(&browser, &world, "/").await;
+    assert_eq!(browser.title().await, "Overview · prmonitor");
+    let shown: BTreeSet<String> = {
+        let mut names = BTreeSet::new();
+        for row in browser.find_all("tr[data-repository]").await {
+            names.insert(browser.attribute(&row, "data-repository").await.expect("a name"));
+        }
+        names
+    };
+    let simulated: BTreeSet<String> =
+        github.world(|w| w.repos.values().map(|r| format!("{}/{}", r.owner, r.name)).collect());
+    assert_eq!(shown, simulated, "the overview lists the simulator's repositories");
+    browser.screenshot("overview").await;
+    no_console_errors(&browser, "the overview").await;
+
+    // Filtering by "failing" with the form: exactly what the API calls failing.
+    browser.goto(&world.api.url("/pulls")).await;
+    browser.select("select[name=checks]", "failing").await;
+    browser.click(&browser.find("form.filters button[type=submit]").await).await;
+    assert!(browser.url().await.contains("checks=failing"), "the filters live in the URL");
+    let mut expected = BTreeSet::new();
+    for repo in simulated.iter() {
+        let (_, body) =
+            world.api.get(&format!("/api/v1/repositories/{repo}/pulls?checks=failing&per_page=100")).await;
+        for item in body["items"].as_array().expect("items") {
+            expected.insert(format!("{repo}#{} failing", item["number"]));
+        }
+    }
+    assert!(expected.contains(&format!("{REPO}#{failing} failing")));
+    assert_eq!(listed(&browser).await, expected);
+    browser.screenshot("pulls-failing").await;
+    no_console_errors(&browser, "the failing PRs").await;
+
+    // Every control has a label; the keyboard alone opens a PR (Enter on its link).
+    let unlabelled = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('select, input:not([type=hidden])')).filter(e => !e.closest('label')).length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(unlabelled, 0, "every filter has a label");
+    let link = browser.find(&format!("tr[data-pr='{REPO}#{failing}'] a.title")).await;
+    browser.type_into(&link, "\u{E007}").await;
+    assert_eq!(browser.url().await, world.api.url(&format!("/pulls/{REPO}/{failing}")));
+
+    // A PR's page after a force-push: the timeline has the move and both results.
+    let second = github.push(REPO, failing);
+    github.check(REPO, &second, "build", "success");
+    world.settle().await;
+    browser.goto(&world.api.url(&format!("/pulls/{REPO}/{failing}"))).await;
+    let timeline = browser.text(&browser.find("#timeline").await).await;
+    assert!(timeline.contains(&format!("head moved {} → {}", &first[..7], &second[..7])), "{timeline}");
+    assert!(timeline.contains(&format!("check build failure on {}", &first[..7])), "{timeline}");
+    assert!(timeline.contains(&format!("check build success on {}", &second[..7])), "{timeline}");
+    browser.screenshot("pull-request").await;
+    no_console_errors(&browser, "the PR page").await;
+
+    // A phone's width: nothing wider than the screen, every row still there.
+    browser.resize(390, 844).await;
+    browser.goto(&world.api.url("/pulls?state=all")).await;
+    let overflow =
+        browser.execute("return document.documentElement.scrollWidth - window.innerWidth;", json!([])).await;
+    assert!(
+        overflow.as_i64().expect("a number") <= 0,
+        "the page scrolls sideways on a phone by {overflow}px"
+    );
+    browser.screenshot("pulls-phone").await;
+    no_console_errors(&browser, "the phone-width list").await;
+    browser.stop().await;
+    world.finish().await;
+}

@@ -503,6 +503,8 @@ pub struct HistoryEntry {
     pub old_value: Option<String>,
     pub new_value: String,
     pub gh_changed_at: DateTime<Utc>,
+    /// When prmonitor wrote it: the order of two transitions GitHub dated the same second.
+    pub recorded_at: DateTime<Utc>,
     pub cause: String,
     pub delivery_id: Option<String>,
 }
@@ -621,6 +623,7 @@ pub struct TimelineCheckRun {
     pub gh_started_at: Option<DateTime<Utc>>,
     pub gh_completed_at: Option<DateTime<Utc>>,
     pub first_seen_at: DateTime<Utc>,
+    pub last_changed_at: DateTime<Utc>,
     pub last_cause: Option<String>,
     pub last_delivery_id: Option<String>,
 }
@@ -649,6 +652,7 @@ pub struct StatusTransition {
     pub old_state: Option<String>,
     pub new_state: String,
     pub gh_changed_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
     pub cause: String,
     pub delivery_id: Option<String>,
 }

@@ -136,6 +136,25 @@ async fn the_pages_show_what_the_api_says() {
     let (_, by_author) = page(&world, "/pulls?author=only-author&state=all", Some(&cookie)).await;
     assert_eq!(listed(&by_author), BTreeSet::from([(format!("{REPO}#{failing}"), "failing".to_owned())]));
 
+    // Stuck and flaky, as the API's own filters say.
+    for extra in ["stuck=true", "stuck=false", "flaky=true", "flaky=false"] {
+        let (_, html) = page(&world, &format!("/pulls?state=all&{extra}"), Some(&cookie)).await;
+        let mut expected = BTreeSet::new();
+        for repo in repos {
+            let (_, body) = world
+                .api
+                .get(&format!("/api/v1/repositories/{repo}/pulls?state=all&per_page=100&{extra}"))
+                .await;
+            for item in body["items"].as_array().expect("items") {
+                expected.insert((
+                    format!("{repo}#{}", item["number"]),
+                    item["checks"].as_str().expect("checks").to_owned(),
+                ));
+            }
+        }
+        assert_eq!(listed(&html), expected, "{extra}");
+    }
+
     // Stale: no update for a day; the generated history is weeks old, the new PRs are not.
     let (_, stale) = page(&world, "/pulls?stale=1&state=all", Some(&cookie)).await;
     let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
@@ -427,6 +446,8 @@ async fn hostile_input_gets_a_clear_error_page_and_text_is_escaped() {
         ("/pulls?stale=ten", 400, "stale must be a whole number"),
         ("/pulls?page=0", 400, "page must be a whole number"),
         ("/pulls?draft=maybe", 400, "draft must be true or false"),
+        ("/pulls?stuck=1", 400, "stuck must be true or false"),
+        ("/pulls?flaky=yes", 400, "flaky must be true or false"),
         ("/pulls?author=%00", 400, "author must not contain a NUL character"),
         (&format!("/pulls?label={long}"), 400, "label must be at most 256 bytes"),
         ("/pulls?repository=noslash", 400, "repository is owner/name"),

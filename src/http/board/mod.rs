@@ -186,6 +186,8 @@ pub struct PullsQuery {
     author: Option<String>,
     label: Option<String>,
     stale: Option<String>,
+    stuck: Option<String>,
+    flaky: Option<String>,
     sort: Option<String>,
     page: Option<String>,
 }
@@ -212,6 +214,8 @@ async fn pulls(
         author: given(query.author),
         label: given(query.label),
         stale: given(query.stale),
+        stuck: given(query.stuck),
+        flaky: given(query.flaky),
         sort: given(query.sort),
     };
     let page = bounded_number("page", query.page.as_deref(), 1, 1..=10_000)?;
@@ -256,8 +260,8 @@ async fn pulls(
         label: filters.label.clone(),
         author: filters.author.clone(),
         checks: filters.checks.clone(),
-        flaky: None,
-        stuck: None,
+        flaky: boolean("flaky", filters.flaky.as_deref())?,
+        stuck: boolean("stuck", filters.stuck.as_deref())?,
         stuck_after: config.stuck_after(),
         updated_before: stale_days.map(|days| now - chrono::Duration::days(days)),
     };

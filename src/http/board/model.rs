@@ -102,6 +102,8 @@ pub struct Filters {
     pub author: Option<String>,
     pub label: Option<String>,
     pub stale: Option<String>,
+    pub stuck: Option<String>,
+    pub flaky: Option<String>,
     pub sort: Option<String>,
 }
 
@@ -116,6 +118,8 @@ impl Filters {
             ("author", &self.author),
             ("label", &self.label),
             ("stale", &self.stale),
+            ("stuck", &self.stuck),
+            ("flaky", &self.flaky),
             ("sort", &self.sort),
         ]
         .into_iter()
@@ -181,14 +185,26 @@ pub struct StatusRow {
 /// One line of a PR's timeline.
 pub struct TimelineEntry {
     pub at: DateTime<Utc>,
-    /// Ties at the same instant: PR transitions before check results.
-    pub order: u8,
+    /// When prmonitor stored it: GitHub's times have whole seconds, and
+    /// within one second the order things were written in is the order
+    /// they happened in.
+    pub recorded: DateTime<Utc>,
+    /// Which head the entry belongs to (0: the first) and, within it,
+    /// transitions (0) before results (1): GitHub dates in whole seconds, so
+    /// a push and the last result on the commit before it may share one.
+    pub epoch: (usize, u8),
     /// `state`, `draft`, `head_sha`, `check_run` or `status`.
     pub kind: &'static str,
     pub text: String,
     /// What brought it: `webhook`, `sweep`, `backfill`, `manual`, `recovery`.
     pub cause: String,
     pub delivery_id: Option<String>,
+}
+
+impl TimelineEntry {
+    fn sort_key(&self) -> (DateTime<Utc>, (usize, u8), DateTime<Utc>) {
+        (self.at, self.epoch, self.recorded)
+    }
 }
 
 pub struct PullPage {
@@ -279,8 +295,22 @@ pub fn timeline(
     runs: Vec<reads::TimelineCheckRun>,
     statuses: Vec<reads::StatusTransition>,
 ) -> Vec<TimelineEntry> {
+    let epochs = head_epochs(&history);
+    let epoch_of = |sha: &str| epochs.iter().find(|(s, _)| s == sha).map_or(0, |(_, e)| *e);
+    // A state or draft change belongs to the head of its time.
+    let epoch_at = |at: DateTime<Utc>| {
+        history
+            .iter()
+            .filter(|e| e.field == "head_sha" && e.old_value.is_some() && e.gh_changed_at <= at)
+            .count()
+    };
     let mut entries = Vec::new();
-    for entry in history {
+    for entry in &history {
+        let epoch = match entry.field.as_str() {
+            "head_sha" => (epoch_of(&entry.new_value), 0),
+            _ if entry.old_value.is_none() => (0, 0),
+            _ => (epoch_at(entry.gh_changed_at), 0),
+        };
         let text = match (entry.field.as_str(), entry.old_value.as_deref()) {
             ("state", None) => format!("opened as {}", entry.new_value),
             ("state", Some(old)) => format!("state {old} → {}", entry.new_value),
@@ -296,7 +326,8 @@ pub fn timeline(
         };
         entries.push(TimelineEntry {
             at: entry.gh_changed_at,
-            order: 0,
+            recorded: entry.recorded_at,
+            epoch,
             kind: match entry.field.as_str() {
                 "state" => "state",
                 "draft" => "draft",
@@ -304,8 +335,8 @@ pub fn timeline(
                 _ => "other",
             },
             text,
-            cause: entry.cause,
-            delivery_id: entry.delivery_id,
+            cause: entry.cause.clone(),
+            delivery_id: entry.delivery_id.clone(),
         });
     }
     for run in runs {
@@ -332,7 +363,8 @@ pub fn timeline(
         };
         entries.push(TimelineEntry {
             at,
-            order: 1,
+            recorded: run.last_changed_at,
+            epoch: (epoch_of(&run.head_sha), 1),
             kind: "check_run",
             text,
             // Rows written before causes were kept say so rather than guess.
@@ -343,7 +375,8 @@ pub fn timeline(
     for status in statuses {
         entries.push(TimelineEntry {
             at: status.gh_changed_at,
-            order: 1,
+            recorded: status.recorded_at,
+            epoch: (epoch_of(&status.sha), 1),
             kind: "status",
             text: match status.old_state {
                 Some(old) => format!(
@@ -365,6 +398,24 @@ pub fn timeline(
     }
     entries.sort_by_key(TimelineEntry::sort_key);
     entries
+}
+
+/// Each commit that was the PR's head, with its place in the order (0 the
+/// first head).
+fn head_epochs(history: &[reads::HistoryEntry]) -> Vec<(String, usize)> {
+    let mut epochs: Vec<(String, usize)> = Vec::new();
+    for entry in history.iter().filter(|e| e.field == "head_sha") {
+        if let Some(old) = &entry.old_value {
+            if epochs.is_empty() {
+                epochs.push((old.clone(), 0));
+            }
+        }
+        let next = epochs.last().map_or(0, |(_, e)| e + 1);
+        if !epochs.iter().any(|(sha, _)| sha == &entry.new_value) {
+            epochs.push((entry.new_value.clone(), if entry.old_value.is_some() { next } else { 0 }));
+        }
+    }
+    epochs
 }
 
 /// Every commit that was the PR's head: the current one and each the

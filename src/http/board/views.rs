@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
-use super::model::{CheckRow, Overview, PullPage, PullsPage, RepositoryRow, StatusRow, TimelineEntry};
+use super::model::{CheckRow, Overview, PullPage, PullsPage, RepositoryRow, StatusRow};
 use crate::db::reads::{PullSummary, CHECKS_STATES};
 
 pub const CSS: &str = include_str!("assets/board.css");
@@ -99,11 +99,12 @@ fn time(at: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
     html! { time datetime=(at.to_rfc3339()) title=(at.format("%Y-%m-%d %H:%M:%S UTC")) { (ago(at, now)) } }
 }
 
-fn pulls_link(repository: &str, checks: Option<&str>) -> String {
+/// The PR listing of one repository, with one more filter (`("checks", "failing")`).
+fn pulls_link(repository: &str, filter: Option<(&str, &str)>) -> String {
     let mut url = url::form_urlencoded::Serializer::new(String::new());
     url.append_pair("repository", repository);
-    if let Some(checks) = checks {
-        url.append_pair("checks", checks);
+    if let Some((name, value)) = filter {
+        url.append_pair(name, value);
     }
     format!("/pulls?{}", url.finish())
 }
@@ -158,12 +159,15 @@ fn repository_row(repo: &RepositoryRow, now: DateTime<Utc>) -> Markup {
             th scope="row" data-label="Repository" { a href=(pulls_link(name, None)) { (name) } }
             td.num data-label="Open" data-field="open" { (repo.open) }
             td.num data-label="Failing" data-field="failing" {
-                @if repo.failing > 0 { a.count.failing href=(pulls_link(name, Some("failing"))) { (repo.failing) } }
+                @if repo.failing > 0 { a.count.failing href=(pulls_link(name, Some(("checks", "failing")))) { (repo.failing) } }
                 @else { "0" }
             }
             td.num data-label="Pending" data-field="pending" { (repo.pending) }
             td.num data-label="Passing" data-field="passing" { (repo.passing) }
-            td.num data-label="Stuck" data-field="stuck" { (repo.stuck) }
+            td.num data-label="Stuck" data-field="stuck" {
+                @if repo.stuck > 0 { a href=(pulls_link(name, Some(("stuck", "true")))) { (repo.stuck) } }
+                @else { "0" }
+            }
             td.num data-label="Flaky (7 d)" data-field="flaky" { (repo.flaky_7d) }
             td data-label="Last swept" {
                 @match repo.last_swept_at { Some(at) => (time(at, now)), None => span.muted { "never" } }
@@ -214,6 +218,20 @@ pub fn pulls(view: &PullsPage, now: DateTime<Utc>) -> Markup {
                     option value="" { "any" }
                     option value="true" selected[selected("true", &f.draft)] { "drafts" }
                     option value="false" selected[selected("false", &f.draft)] { "ready" }
+                }
+            }
+            label { "Stuck"
+                select name="stuck" {
+                    option value="" { "any" }
+                    option value="true" selected[selected("true", &f.stuck)] { "stuck" }
+                    option value="false" selected[selected("false", &f.stuck)] { "not stuck" }
+                }
+            }
+            label { "Flaky"
+                select name="flaky" {
+                    option value="" { "any" }
+                    option value="true" selected[selected("true", &f.flaky)] { "flaky" }
+                    option value="false" selected[selected("false", &f.flaky)] { "not flaky" }
                 }
             }
             label { "Author" input type="text" name="author" value=[f.author.as_deref()] maxlength="100" autocomplete="off"; }
@@ -424,12 +442,6 @@ pub fn error(status: u16, message: &str) -> Markup {
         h1 { "Error " (status) }
         p.problem role="alert" { (message) }
         p { a href="/" { "Back to the overview" } }
-    }
-}
-
-impl TimelineEntry {
-    pub fn sort_key(&self) -> (DateTime<Utc>, u8) {
-        (self.at, self.order)
     }
 }
 

@@ -3,6 +3,7 @@
 //! width. Each page is saved as a screenshot under the target directory.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use github_sim::NewPr;
 use prmonitor_testkit::browser::Browser;
@@ -117,4 +118,101 @@ async fn the_board_in_a_browser_shows_the_repositories_filters_by_ci_and_the_tim
     no_console_errors(&browser, "the phone-width list").await;
     browser.stop().await;
     world.finish().await;
+}
+
+/// Waits until the page's change-feed connection is open.
+async fn wait_until_live(browser: &Browser) {
+    let live = browser
+        .wait_for("return document.getElementById('live').textContent === 'live';", Duration::from_secs(10))
+        .await;
+    assert!(live.is_some(), "the page never connected to the change feed");
+}
+
+#[tokio::test]
+async fn a_change_on_github_appears_on_an_open_page_without_a_reload() {
+    let Some(browser) = Browser::start(1280, 900).await else { return };
+    let world = TestWorld::with_repos(2).await;
+    let github = &world.github;
+    let number = github.open_pr(REPO, NewPr::new("Waiting for CI", "alice"));
+    let head = github.head(REPO, number);
+    let run = github.0.create_check_run(REPO, &head, "build").expect("run");
+    world.settle().await;
+
+    log_in(&browser, &world, "/pulls").await;
+    wait_until_live(&browser).await;
+    let row = format!("tr[data-pr='{REPO}#{number}']");
+    assert_eq!(browser.attribute(&browser.find(&row).await, "data-checks").await.as_deref(), Some("pending"));
+    // A mark only this document has: a reload would lose it.
+    browser.execute("window.sameDocument = true; return true;", json!([])).await;
+
+    // The check fails on GitHub. Once the worker has committed it, the page
+    // shows it within 2 s: the change feed's NOTIFY, the stream, the refresh.
+    github.0.start_check_run(run).expect("start");
+    github.0.complete_check_run(run, "failure").expect("complete");
+    wait_for_commit(&world, "SELECT count(*) FROM check_runs WHERE conclusion = 'failure'").await;
+    let shown = browser
+        .wait_for(
+            &format!(
+                "const r = document.querySelector(\"{row}\"); return r && r.dataset.checks === 'failing';"
+            ),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(shown.is_some(), "the failure did not reach the open page within 2 s");
+    assert_eq!(
+        browser.execute("return window.sameDocument === true;", json!([])).await,
+        true,
+        "the page reloaded"
+    );
+
+    // A new PR appears in the open list too.
+    let other = github.open_pr("acme/repo-1", NewPr::new("Brand new", "bob"));
+    wait_for_commit(
+        &world,
+        &format!("SELECT count(*) FROM pull_requests WHERE number = {other} AND title = 'Brand new'"),
+    )
+    .await;
+    let appeared = browser
+        .wait_for(
+            &format!("return !!document.querySelector(\"tr[data-pr='acme/repo-1#{other}']\");"),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(appeared.is_some(), "the new PR did not appear within 2 s");
+    browser.screenshot("pulls-live").await;
+
+    // A PR's open page follows a force-push: the timeline grows, no reload.
+    browser.goto(&world.api.url(&format!("/pulls/{REPO}/{number}"))).await;
+    wait_until_live(&browser).await;
+    browser.execute("window.sameDocument = true; return true;", json!([])).await;
+    let pushed = github.push(REPO, number);
+    wait_for_commit(&world, &format!("SELECT count(*) FROM pull_requests WHERE head_sha = '{pushed}'")).await;
+    let moved = browser
+        .wait_for(
+            &format!(
+                "return document.getElementById('timeline').textContent.includes('→ {}');",
+                &pushed[..7]
+            ),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(moved.is_some(), "the force-push did not reach the PR's open page within 2 s");
+    assert_eq!(
+        browser.execute("return window.sameDocument === true;", json!([])).await,
+        true,
+        "the page reloaded"
+    );
+    no_console_errors(&browser, "the live pages").await;
+    browser.stop().await;
+    world.finish().await;
+}
+
+/// Waits (up to the settle timeout) until `sql` counts at least one row: the
+/// change is committed, and the clock of the page's 2 s starts.
+async fn wait_for_commit(world: &TestWorld, sql: &str) {
+    let started = std::time::Instant::now();
+    while world.count(sql).await == 0 {
+        assert!(started.elapsed() < prmonitor_testkit::world::SETTLE_TIMEOUT, "never committed: {sql}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

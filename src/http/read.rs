@@ -37,7 +37,7 @@ impl ReadConfig {
         self.stuck_after
     }
 
-    fn authorize(&self, request: &HttpRequest) -> Result<(), ReadError> {
+    pub(super) fn authorize(&self, request: &HttpRequest) -> Result<(), ReadError> {
         authorize_any(request, &self.tokens).map_err(ReadError::Unauthorized)
     }
 }
@@ -90,7 +90,7 @@ fn boolean(name: &str, text: Option<&str>) -> Result<Option<bool>, ReadError> {
 
 /// A text parameter PostgreSQL can take: no NUL (TEXT cannot hold one; the
 /// server answers "invalid byte sequence"), not absurdly long.
-fn text_parameter(name: &str, value: Option<&str>) -> Result<(), ReadError> {
+pub(super) fn text_parameter(name: &str, value: Option<&str>) -> Result<(), ReadError> {
     match value {
         Some(text) if text.contains('\0') => {
             Err(ReadError::invalid(format!("{name} must not contain a NUL character")))
@@ -160,7 +160,7 @@ pub struct PullsQuery {
     per_page: Option<String>,
 }
 
-async fn repository(
+pub(super) async fn repository(
     conn: &mut diesel_async::AsyncPgConnection,
     owner: &str,
     name: &str,

@@ -6,6 +6,7 @@
 
 mod binary;
 mod change_detection;
+mod change_feed;
 mod check_rules;
 mod ci_state;
 mod deliveries_cli;

@@ -6,6 +6,7 @@
 //! - [`process`]: the `prmonitor` binary as a child process.
 //! - [`world`]: [`TestWorld`], the simulator wired to the whole service.
 //! - [`verify`]: does the database equal the simulator's world?
+//! - [`sse`]: Server-Sent Events read as a browser reads them.
 
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,6 +14,7 @@
 pub mod app;
 pub mod database;
 pub mod process;
+pub mod sse;
 pub mod verify;
 pub mod world;
 

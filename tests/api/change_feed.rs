@@ -432,3 +432,30 @@ async fn an_upsert_or_a_sweep_that_changes_nothing_writes_no_event() {
     }));
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_backfill_of_thousands_of_rows_reaches_a_slow_stream_whole_and_in_order() {
+    let app = app_with_repository(&[]).await;
+    let address = address_of(&app);
+    let mut stream = open(&address, "", None).await;
+    let mut conn = connect(&app.db.url).await;
+    // One statement, one INSERT … SELECT of events: more than the channel
+    // holds, so a stream that reads slowly falls behind and reads the table.
+    let started = Instant::now();
+    execute(
+        &mut conn,
+        "INSERT INTO pull_requests (repository_id, github_id, number, title, author, state, base_branch, \
+                                    base_sha, head_branch, head_sha, html_url, gh_created_at, gh_updated_at) \
+         SELECT 1, 100000 + n, n, 'PR ' || n, 'alice', 'open', 'main', 'b', 'f' || n, 'h' || n, \
+                'https://example.test/' || n, now(), now() \
+         FROM generate_series(1, 6000) AS n",
+    )
+    .await;
+    println!("6,000 rows with their events in {:?}", started.elapsed());
+    // Let the listener publish everything before the client reads a byte.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = stream.events_until(Duration::from_secs(60), |events| events.len() >= 6000).await;
+    let numbers: Vec<i64> = events.iter().map(|e| e.json()["number"].as_i64().expect("number")).collect();
+    assert_eq!(numbers, (1..=6000).collect::<Vec<i64>>(), "every row once, in order");
+    assert_eq!(stream.next_event(Duration::from_millis(300)).await, None);
+}

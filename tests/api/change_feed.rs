@@ -459,3 +459,45 @@ async fn a_backfill_of_thousands_of_rows_reaches_a_slow_stream_whole_and_in_orde
     assert_eq!(numbers, (1..=6000).collect::<Vec<i64>>(), "every row once, in order");
     assert_eq!(stream.next_event(Duration::from_millis(300)).await, None);
 }
+
+#[tokio::test]
+async fn merge_groups_statuses_and_a_merge_reach_the_stream_of_their_repository() {
+    let world = TestWorld::with_repos(2).await;
+    let number = world.github.open_pr(REPO, NewPr::new("Queue me", "erin"));
+    world.settle().await;
+    let mut stream = open(world.address(), "?repository=acme/repo-0", None).await;
+    let group = world.github.enqueue(REPO, number).expect("queued");
+    world.github.0.set_status(REPO, &group, "ci/jenkins", "success", None).expect("status");
+    world.settle().await;
+    world.github.dequeue(REPO, number, "dequeued").expect("dequeued");
+    // Another repository's change is not on this stream.
+    world.github.open_pr("acme/repo-1", NewPr::new("Elsewhere", "erin"));
+    world.settle().await;
+    let ended = |e: &Event| e.event == "merge_group" && e.json()["data"]["state"] == "dequeued";
+    let events = stream.events_until(WAIT, |events| events.iter().any(ended)).await;
+    assert!(events.iter().all(|e| e.json()["repository"] == REPO), "{events:?}");
+    let queued = events
+        .iter()
+        .map(Event::json)
+        .find(|e| e["kind"] == "merge_group" && e["data"]["change"] == "new")
+        .unwrap_or_else(|| panic!("no new merge group: {events:?}"));
+    assert_eq!(
+        (&queued["number"], &queued["head_sha"]),
+        (&serde_json::json!(number), &serde_json::json!(group))
+    );
+    assert_eq!(queued["data"]["state"], "queued");
+    let dequeued = events.iter().find(|e| ended(e)).map(Event::json).expect("the end");
+    assert_eq!(dequeued["data"]["reason"], "dequeued");
+    assert!(dequeued["data"]["changed"].as_array().expect("changed").contains(&serde_json::json!("state")));
+    let status = events
+        .iter()
+        .map(Event::json)
+        .find(|e| e["kind"] == "status")
+        .unwrap_or_else(|| panic!("no status: {events:?}"));
+    assert_eq!(
+        (&status["head_sha"], &status["data"]["context"]),
+        (&serde_json::json!(group), &serde_json::json!("ci/jenkins"))
+    );
+    assert_eq!(status["data"]["state"], "success");
+    world.finish().await;
+}

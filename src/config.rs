@@ -20,6 +20,8 @@ pub const DEFAULT_STUCK_CHECK_AFTER: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 /// Bodies of deliveries being received, together, in MiB.
 pub const DEFAULT_WEBHOOK_BUFFER_MIB: usize = 64;
+/// Change feed streams one process serves at once.
+pub const DEFAULT_CHANGE_FEED_MAX_CLIENTS: usize = 1000;
 
 /// A value that must never reach a log line, an error message or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -135,6 +137,8 @@ pub struct Settings {
     pub stuck_check_after: Duration,
     /// Serve the board and its event stream without a login (a private network).
     pub board_public: bool,
+    /// Change feed streams (`GET /api/v1/events`) served at once; beyond it 503.
+    pub change_feed_max_clients: usize,
     pub github: GitHubSettings,
     pub worker: WorkerSettings,
 }
@@ -171,6 +175,9 @@ pub struct WorkerSettings {
     pub max_attempts: i32,
     /// How long raw webhook payloads are kept.
     pub payload_retention: Duration,
+    /// How long change feed events are kept: a client resuming from an
+    /// older one is told to reload (`reset`).
+    pub change_feed_retention: Duration,
     /// How often deliveries GitHub failed to make are looked for in the App's
     /// deliveries API (`None`: never).
     pub delivery_recovery_interval: Option<Duration>,
@@ -222,6 +229,7 @@ impl Default for WorkerSettings {
             retry_delay: Duration::from_secs(5),
             max_attempts: 10,
             payload_retention: Duration::from_secs(7 * 86_400),
+            change_feed_retention: Duration::from_secs(86_400),
             delivery_recovery_interval: Some(Duration::from_secs(300)),
             delivery_recovery: DeliveryRecovery::Ingest,
             delivery_recovery_max_pages: 50,
@@ -361,6 +369,8 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_JOB_RETRY_DELAY", secret: false },
     Key { env: "PRMONITOR_JOB_MAX_ATTEMPTS", secret: false },
     Key { env: "PRMONITOR_PAYLOAD_RETENTION", secret: false },
+    Key { env: "PRMONITOR_CHANGE_FEED_RETENTION", secret: false },
+    Key { env: "PRMONITOR_CHANGE_FEED_MAX_CLIENTS", secret: false },
     Key { env: "PRMONITOR_GITHUB_API_URL", secret: false },
     Key { env: "PRMONITOR_GITHUB_GRAPHQL_URL", secret: false },
     Key { env: "PRMONITOR_GITHUB_APP_ID", secret: false },
@@ -572,6 +582,11 @@ impl Settings {
                 DEFAULT_SHUTDOWN_TIMEOUT_SECS,
                 0..=3600,
             )?),
+            change_feed_max_clients: raw.number(
+                "PRMONITOR_CHANGE_FEED_MAX_CLIENTS",
+                DEFAULT_CHANGE_FEED_MAX_CLIENTS,
+                1..=100_000,
+            )?,
             github: github_settings(&raw)?,
             worker: worker_settings(&raw)?,
         })
@@ -692,6 +707,13 @@ fn worker_settings(raw: &RawSettings) -> Result<WorkerSettings, ConfigError> {
             "PRMONITOR_PAYLOAD_RETENTION",
             defaults.payload_retention,
             Duration::ZERO,
+        )?,
+        // At least a minute: a client reconnecting after a blip must find
+        // the events it missed.
+        change_feed_retention: duration(
+            "PRMONITOR_CHANGE_FEED_RETENTION",
+            defaults.change_feed_retention,
+            Duration::from_secs(60),
         )?,
         // `0s` turns it off.
         delivery_recovery_interval: Some(duration(

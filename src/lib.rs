@@ -13,6 +13,8 @@ pub mod db;
 /// `prmonitor demo`: the service against the simulator, in one process.
 #[cfg(feature = "simulator")]
 pub mod demo;
+/// The change feed's hub: one listener per process, fanned out to the streams.
+pub mod feed;
 /// The entry points that the fuzz targets under `fuzz/` and their regression
 /// test (which replays `fuzz/regressions/`) share: one copy of each target's logic.
 pub mod fuzzing;

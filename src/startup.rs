@@ -10,8 +10,9 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{DatabaseUrl, Settings};
 use crate::db::{self, DbPool};
+use crate::feed::ChangeFeed;
 use crate::github::GitHubClient;
 use crate::http::{self, AdminConfig, ReadConfig, Readiness};
 use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
@@ -21,29 +22,45 @@ use crate::webhook::intake::IntakeConfig;
 use crate::webhook::store::{self, DeliveryStore};
 use crate::worker::{Heartbeat, Worker, WorkerDeps};
 
-/// The HTTP application on a bound socket.
+/// The HTTP application on a bound socket, with its change feed.
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    feed: Arc<ChangeFeed>,
+    database_url: DatabaseUrl,
+    stopping: watch::Receiver<bool>,
+    fatal: Fatal,
+    /// Keeps `stopping` open when the application runs without a
+    /// [`Service`] (which owns the stop signal otherwise).
+    _own_stop: Option<watch::Sender<bool>>,
 }
 
 impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and prepares the server.
     pub fn build(settings: &Settings, pool: DbPool) -> std::io::Result<Self> {
-        Self::build_with(settings, pool, None, Fatal::new())
+        let (own_stop, stopping) = watch::channel(false);
+        let mut app = Self::build_with(settings, pool, None, Fatal::new(), stopping)?;
+        app._own_stop = Some(own_stop);
+        Ok(app)
     }
 
+    /// `stopping` turning true ends the change feed's streams and its
+    /// listener, so a graceful stop does not wait on open streams.
     fn build_with(
         settings: &Settings,
         pool: DbPool,
         heartbeat: Option<Arc<Heartbeat>>,
         fatal: Fatal,
+        stopping: watch::Receiver<bool>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
         let intake_pool =
             db::build_pool(&settings.database_url, store::WRITERS).map_err(std::io::Error::other)?;
-        let store = web::Data::new(DeliveryStore::start(intake_pool, fatal));
+        let store = web::Data::new(DeliveryStore::start(intake_pool, fatal.clone()));
+        let feed =
+            Arc::new(ChangeFeed::new(pool.clone(), settings.change_feed_max_clients, stopping.clone()));
+        let feed_data = web::Data::from(feed.clone());
         let pool = web::Data::new(pool);
         let intake = web::Data::new(IntakeConfig::new(
             settings.webhook_secrets.clone(),
@@ -66,6 +83,7 @@ impl Application {
                 .app_data(admin.clone())
                 .app_data(readiness.clone())
                 .app_data(read.clone())
+                .app_data(feed_data.clone())
                 .configure(http::routes)
         })
         .workers(settings.http_workers)
@@ -74,7 +92,15 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self { address, server })
+        Ok(Self {
+            address,
+            server,
+            feed,
+            database_url: settings.database_url.clone(),
+            stopping,
+            fatal,
+            _own_stop: None,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -90,8 +116,21 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until the server stops; the change feed's listener runs
+    /// (supervised) as long as the server does.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Self { server, feed, database_url, stopping, fatal, _own_stop, .. } = self;
+        let stop = stopping.clone();
+        let listener = tokio::spawn(supervise(
+            "change feed listener",
+            Restart::UnlessStopping,
+            stopping,
+            fatal,
+            move || feed.clone().listen(database_url.clone(), stop.clone()),
+        ));
+        let result = server.await;
+        listener.abort();
+        result
     }
 }
 
@@ -178,7 +217,7 @@ impl Service {
         }
         let (mut address, mut http) = (None, None);
         if components.http {
-            let app = Application::build_with(settings, pool, heartbeat, fatal.clone())
+            let app = Application::build_with(settings, pool, heartbeat, fatal.clone(), stopped.clone())
                 .map_err(|source| StartError::Listen { address: settings.listen, source })?;
             address = Some(app.address());
             http = Some(app.handle());
@@ -219,7 +258,8 @@ impl Service {
     /// Graceful stop: HTTP finishes in-flight requests, the worker finishes its
     /// jobs (or gives their leases back), the scheduler ends its tick.
     pub async fn stop(mut self) {
-        // Stopping first, so that supervisors do not restart what ends now.
+        // Stopping first, so that supervisors do not restart what ends now,
+        // and change feed streams end instead of holding HTTP's stop back.
         let _ = self.stop.send(true);
         if let Some(http) = &self.http {
             http.stop(true).await;

@@ -3,6 +3,7 @@
 //! Queries live in the submodules and take `&mut AsyncPgConnection`, so the
 //! caller decides which transaction they run in.
 
+pub mod change_events;
 pub mod deliveries;
 pub mod merge_groups;
 pub mod pull_requests;

@@ -1,6 +1,30 @@
 // Diesel's view of migrations/. Keep it in step with them by hand or with
 // `diesel print-schema`; tests/api/schema_drift.rs fails when they disagree.
 
+/// PostgreSQL types diesel has no name for.
+pub mod sql_types {
+    /// `xid8`: a 64-bit transaction id (`pg_current_xact_id()`).
+    #[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
+    #[diesel(postgres_type(name = "xid8"))]
+    pub struct Xid8;
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Xid8;
+
+    change_events (id) {
+        id -> Int8,
+        xid -> Xid8,
+        recorded_at -> Timestamptz,
+        repository_id -> Int8,
+        kind -> Text,
+        pr_number -> Nullable<Int4>,
+        head_sha -> Nullable<Text>,
+        data -> Jsonb,
+    }
+}
+
 diesel::table! {
     check_runs (id) {
         id -> Int8,
@@ -233,6 +257,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(change_events -> repositories (repository_id));
 diesel::joinable!(check_runs -> repositories (repository_id));
 diesel::joinable!(commit_statuses -> repositories (repository_id));
 diesel::joinable!(merge_groups -> repositories (repository_id));
@@ -244,6 +269,7 @@ diesel::joinable!(sweep_repairs -> repositories (repository_id));
 diesel::joinable!(webhook_deliveries -> jobs (job_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    change_events,
     check_runs,
     commit_statuses,
     delivery_recovery,

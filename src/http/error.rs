@@ -24,6 +24,9 @@ pub enum ReadError {
     UnknownRepository(String),
     #[error("no pull request #{number} in {repository}")]
     UnknownPullRequest { repository: String, number: PullRequestNumber },
+    /// The instance serves as many change feed streams as it may.
+    #[error("{0}")]
+    Busy(String),
     /// No connection, or a query that failed.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -59,12 +62,17 @@ impl ResponseError for ReadError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::MalformedQuery(_) | Self::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             Self::UnknownRepository(_) | Self::UnknownPullRequest { .. } => StatusCode::NOT_FOUND,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Busy(_)) {
+            // Streams end when their clients go; a slot frees up soon.
+            response.insert_header(("retry-after", "5"));
+        }
+        response.json(json!({ "error": self.to_string() }))
     }
 }
 
@@ -109,6 +117,7 @@ mod tests {
                 503,
                 "the database is unavailable: reading checks and history failed",
             ),
+            (ReadError::Busy("too many streams".into()), 503, "too many streams"),
             (
                 ReadError::from(diesel::result::Error::NotFound),
                 503,

@@ -3,6 +3,7 @@
 mod admin;
 pub mod board;
 mod error;
+mod feed;
 mod health;
 mod metrics;
 mod read;
@@ -30,6 +31,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/repositories/{owner}/{name}/pulls/{number}"),
     ("GET", "/api/v1/repositories/{owner}/{name}/checks/flaky"),
     ("GET", "/api/v1/repositories/{owner}/{name}/merge-groups"),
+    ("GET", "/api/v1/events"),
     ("GET", "/api/v1/openapi.json"),
 ];
 
@@ -49,6 +51,7 @@ fn route(method: &str, path: &str) -> Route {
         ("GET", "/api/v1/repositories/{owner}/{name}/pulls/{number}") => web::get().to(read::get_pull),
         ("GET", "/api/v1/repositories/{owner}/{name}/checks/flaky") => web::get().to(read::flaky_checks),
         ("GET", "/api/v1/repositories/{owner}/{name}/merge-groups") => web::get().to(read::list_merge_groups),
+        ("GET", "/api/v1/events") => web::get().to(feed::events),
         ("GET", "/api/v1/openapi.json") => web::get().to(openapi),
         // A table entry without a handler answers like an unknown route.
         _ => web::route().to(not_found),

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::{BulkReads, GitHubSettings, WorkerSettings};
 use crate::db::schema::{jobs, repositories, webhook_deliveries};
-use crate::db::{repairs, DbPool};
+use crate::db::{change_events, repairs, DbPool};
 use crate::github::cache;
 use crate::ids::InstallationId;
 use crate::jitter::Jitter;
@@ -176,12 +176,14 @@ impl Scheduler {
         Ok(due.len())
     }
 
-    /// Expired ETags, old finished jobs, old repairs, payloads past their retention.
+    /// Expired ETags, old finished jobs, old repairs, change feed events and
+    /// payloads past their retention.
     pub async fn housekeeping(&self) -> Result<(), diesel::result::Error> {
         let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
         cache::purge(&mut conn, self.cache_ttl).await?;
         queue::purge_done(&mut conn, KEEP_DONE_JOBS).await?;
         repairs::purge(&mut conn, repairs::KEEP_REPAIRS).await?;
+        change_events::purge(&mut conn, self.settings.change_feed_retention).await?;
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(self.settings.payload_retention).unwrap_or(chrono::Duration::MAX);
         diesel::update(

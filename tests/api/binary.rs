@@ -62,9 +62,9 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     assert_eq!(count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await, migrations());
     assert_eq!(
         count(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'").await,
-        14,
+        15,
         "the seven tables of DESIGN.md §4, sweep_repairs, delivery_recovery, delivery_redelivery_requests, \
-         commit_statuses, status_history, required_checks, merge_groups"
+         commit_statuses, status_history, required_checks, merge_groups, change_events"
     );
 }
 

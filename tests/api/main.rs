@@ -8,6 +8,7 @@ mod binary;
 mod board;
 mod browser;
 mod change_detection;
+mod change_feed;
 mod check_rules;
 mod ci_state;
 mod deliveries_cli;

@@ -7,6 +7,7 @@
 //! - [`world`]: [`TestWorld`], the simulator wired to the whole service.
 //! - [`verify`]: does the database equal the simulator's world?
 //! - [`browser`]: headless Chromium through ChromeDriver, for the board.
+//! - [`sse`]: Server-Sent Events read as a browser reads them.
 
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,6 +16,7 @@ pub mod app;
 pub mod browser;
 pub mod database;
 pub mod process;
+pub mod sse;
 pub mod verify;
 pub mod world;
 

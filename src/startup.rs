@@ -10,12 +10,13 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{GitHubAuth, Settings};
 use crate::db::{self, DbPool};
 use crate::github::GitHubClient;
-use crate::http::{self, AdminConfig, ReadConfig, Readiness};
+use crate::http::{self, AdminConfig, ReadConfig, Readiness, SetupConfig};
 use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
 use crate::scheduler::Scheduler;
+use crate::setup::AppSlot;
 use crate::supervise::{supervise, Fatal, Restart};
 use crate::webhook::intake::IntakeConfig;
 use crate::webhook::store::{self, DeliveryStore};
@@ -30,7 +31,9 @@ pub struct Application {
 impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and prepares the server.
     pub fn build(settings: &Settings, pool: DbPool) -> std::io::Result<Self> {
-        Self::build_with(settings, pool, None, Fatal::new())
+        let intake = intake_config(settings);
+        let slot = AppSlot::new(settings.github.auth.is_some(), intake.clone());
+        Self::build_with(settings, pool, None, Fatal::new(), intake, slot)
     }
 
     fn build_with(
@@ -38,6 +41,8 @@ impl Application {
         pool: DbPool,
         heartbeat: Option<Arc<Heartbeat>>,
         fatal: Fatal,
+        intake: IntakeConfig,
+        slot: AppSlot,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
@@ -45,11 +50,14 @@ impl Application {
             db::build_pool(&settings.database_url, store::WRITERS).map_err(std::io::Error::other)?;
         let store = web::Data::new(DeliveryStore::start(intake_pool, fatal));
         let pool = web::Data::new(pool);
-        let intake = web::Data::new(IntakeConfig::new(
-            settings.webhook_secrets.clone(),
-            settings.worker.max_attempts,
-            settings.webhook_buffer_limit,
-        ));
+        let intake = web::Data::new(intake);
+        let setup = web::Data::new(SetupConfig {
+            slot,
+            admin_token: settings.admin_token.clone(),
+            public_url: settings.public_url.clone(),
+            secret_key: settings.secret_key.clone(),
+            github: settings.github.clone(),
+        });
         let admin =
             web::Data::new(AdminConfig::new(settings.admin_token.clone(), settings.worker.max_attempts));
         let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));
@@ -65,6 +73,7 @@ impl Application {
                 .app_data(admin.clone())
                 .app_data(readiness.clone())
                 .app_data(read.clone())
+                .app_data(setup.clone())
                 .configure(http::routes)
         })
         .workers(settings.http_workers)
@@ -92,6 +101,16 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// What webhook intake checks deliveries with; shared with the [`AppSlot`],
+/// which adds the secret of an App stored while the service runs.
+fn intake_config(settings: &Settings) -> IntakeConfig {
+    IntakeConfig::new(
+        settings.webhook_secrets.clone(),
+        settings.worker.max_attempts,
+        settings.webhook_buffer_limit,
+    )
 }
 
 /// Which parts a process runs.
@@ -128,6 +147,49 @@ pub fn processor(github: &GitHubClient, pool: &DbPool, settings: &Settings) -> P
     .with_checks_for_closed(settings.worker.backfill_checks_for_closed)
 }
 
+/// Starts the worker and the scheduler (those `components` asks for) with
+/// the GitHub access `settings` configure; the worker's heartbeat, if it runs.
+fn start_background(
+    settings: &Settings,
+    pool: &DbPool,
+    components: Components,
+    stopped: &watch::Receiver<bool>,
+    fatal: &Fatal,
+    tasks: &mut JoinSet<()>,
+) -> Result<Option<Arc<Heartbeat>>, StartError> {
+    let mut heartbeat = None;
+    if components.worker {
+        let github = GitHubClient::new(&settings.github, pool.clone())
+            .map_err(|e| StartError::GitHub(e.to_string()))?;
+        let worker = Worker::new(WorkerDeps {
+            pool: pool.clone(),
+            database_url: settings.database_url.clone(),
+            processor: Arc::new(processor(&github, pool, settings)),
+            github,
+            settings: settings.worker.clone(),
+        });
+        heartbeat = Some(worker.heartbeat());
+        let grace = settings.shutdown_timeout;
+        let (stopped, fatal) = (stopped.clone(), fatal.clone());
+        tasks.spawn(async move { worker.run(stopped, grace, fatal).await });
+    }
+    if components.scheduler {
+        let scheduler = Arc::new(Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github));
+        let stop = stopped.clone();
+        tasks.spawn(supervise(
+            "scheduler",
+            Restart::UnlessStopping,
+            stopped.clone(),
+            fatal.clone(),
+            move || {
+                let (scheduler, stop) = (scheduler.clone(), stop.clone());
+                async move { scheduler.run(stop).await }
+            },
+        ));
+    }
+    Ok(heartbeat)
+}
+
 /// A running service.
 pub struct Service {
     address: Option<SocketAddr>,
@@ -144,40 +206,42 @@ impl Service {
         crate::telemetry::metrics();
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut heartbeat = None;
         let fatal = Fatal::new();
-        if components.worker {
-            let github = GitHubClient::new(&settings.github, pool.clone())
-                .map_err(|e| StartError::GitHub(e.to_string()))?;
-            let worker = Worker::new(WorkerDeps {
-                pool: pool.clone(),
-                database_url: settings.database_url.clone(),
-                processor: Arc::new(processor(&github, &pool, settings)),
-                github,
-                settings: settings.worker.clone(),
-            });
-            heartbeat = Some(worker.heartbeat());
-            let grace = settings.shutdown_timeout;
+        let intake = intake_config(settings);
+        let slot = AppSlot::new(settings.github.auth.is_some(), intake.clone());
+        let mut heartbeat = None;
+        if settings.github.auth.is_some() {
+            heartbeat = start_background(settings, &pool, components, &stopped, &fatal, &mut tasks)?;
+        } else if components.worker || components.scheduler {
+            // No App yet: HTTP serves /setup, and the worker and the
+            // scheduler start once an App is stored (here or by another instance).
+            tracing::info!(
+                "no GitHub App is configured: open /setup on this service to create one (the worker and the scheduler wait for it)"
+            );
+            let (slot, pool, settings) = (slot.clone(), pool.clone(), settings.clone());
             let (stopped, fatal) = (stopped.clone(), fatal.clone());
-            tasks.spawn(async move { worker.run(stopped, grace, fatal).await });
-        }
-        if components.scheduler {
-            let scheduler = Arc::new(Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github));
-            let stop = stopped.clone();
-            tasks.spawn(supervise(
-                "scheduler",
-                Restart::UnlessStopping,
-                stopped.clone(),
-                fatal.clone(),
-                move || {
-                    let (scheduler, stop) = (scheduler.clone(), stop.clone());
-                    async move { scheduler.run(stop).await }
-                },
-            ));
+            tasks.spawn(async move {
+                let Some(app) = slot.wait(&pool, settings.secret_key.as_ref(), stopped.clone()).await else {
+                    return;
+                };
+                let mut settings = settings;
+                settings.github.auth = Some(GitHubAuth::App {
+                    app_id: u64::try_from(app.app_id).unwrap_or_default(),
+                    private_key: app.private_key.clone(),
+                });
+                let mut background = JoinSet::new();
+                match start_background(&settings, &pool, components, &stopped, &fatal, &mut background) {
+                    Ok(_) => {
+                        tracing::info!(app_id = app.app_id, slug = %app.slug, "the worker and the scheduler start with the GitHub App")
+                    }
+                    Err(error) => fatal.fail(format!("the GitHub App {} cannot be used: {error}", app.slug)),
+                }
+                while background.join_next().await.is_some() {}
+            });
         }
         let (mut address, mut http) = (None, None);
         if components.http {
-            let app = Application::build_with(settings, pool, heartbeat, fatal.clone())
+            let app = Application::build_with(settings, pool, heartbeat, fatal.clone(), intake, slot)
                 .map_err(|source| StartError::Listen { address: settings.listen, source })?;
             address = Some(app.address());
             http = Some(app.handle());

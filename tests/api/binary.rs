@@ -15,9 +15,12 @@ async fn start_serve(db: &TestDatabase) -> Serve {
 }
 
 #[tokio::test]
-async fn serve_without_a_webhook_secret_exits_2_naming_the_setting() {
+async fn serve_with_github_access_but_without_a_webhook_secret_exits_2_naming_the_setting() {
     let db = TestDatabase::unique();
-    let output = PRMONITOR.command(&["serve"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+    // Without any GitHub access `serve` starts for /setup; with a token it
+    // needs the secret of the App's webhook.
+    let env = [("DATABASE_URL", db.url.as_str()), ("PRMONITOR_GITHUB_TOKEN", "ghp_x")];
+    let output = PRMONITOR.command(&["serve"], &env).output().await.expect("run");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
@@ -62,9 +65,9 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     assert_eq!(count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await, migrations());
     assert_eq!(
         count(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'").await,
-        14,
+        16,
         "the seven tables of DESIGN.md §4, sweep_repairs, delivery_recovery, delivery_redelivery_requests, \
-         commit_statuses, status_history, required_checks, merge_groups"
+         commit_statuses, status_history, required_checks, merge_groups, github_apps, setup_states"
     );
 }
 

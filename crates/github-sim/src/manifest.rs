@@ -390,7 +390,18 @@ async fn new_app(req: &HttpRequest, payload: web::Payload, shared: &Data, owner:
     };
     let at = lock(&shared.world).now();
     let confirm = token(shared, 32);
-    let state = fields.get("state").cloned();
+    // GitHub's documented form carries the state in the action's query
+    // (`…/settings/apps/new?state=…`); a form field is taken too.
+    let query_state = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(key, _)| key == "state")
+        .map(|(_, value)| value.into_owned());
+    let state = match (query_state, fields.get("state")) {
+        (Some(query), Some(field)) if &query != field => {
+            return problem(StatusCode::UNPROCESSABLE_ENTITY, "Two different states were given.");
+        }
+        (Some(query), _) => Some(query),
+        (None, field) => field.cloned(),
+    };
     let name = manifest.name.clone();
     {
         let mut apps = lock(&shared.apps);

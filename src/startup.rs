@@ -210,14 +210,21 @@ impl Service {
         let intake = intake_config(settings);
         let slot = AppSlot::new(settings.github.auth.is_some(), intake.clone());
         let mut heartbeat = None;
+        if settings.github.auth.is_none() && components.http {
+            tracing::info!(
+                worker_waits = components.worker,
+                "no GitHub App is configured: open /setup on this service to create one"
+            );
+        }
         if settings.github.auth.is_some() {
             heartbeat = start_background(settings, &pool, components, &stopped, &fatal, &mut tasks)?;
-        } else if components.worker || components.scheduler {
-            // No App yet: HTTP serves /setup, and the worker and the
-            // scheduler start once an App is stored (here or by another instance).
-            tracing::info!(
-                "no GitHub App is configured: open /setup on this service to create one (the worker and the scheduler wait for it)"
-            );
+        } else if !components.worker {
+            // A scheduler on its own reads only the database, as before any
+            // App: it starts at once (an App stored later is used after a restart).
+            start_background(settings, &pool, components, &stopped, &fatal, &mut tasks)?;
+        } else {
+            // No App yet: the worker and the scheduler start once an App is
+            // stored (through this instance's /setup or another's).
             let (slot, pool, settings) = (slot.clone(), pool.clone(), settings.clone());
             let (stopped, fatal) = (stopped.clone(), fatal.clone());
             tasks.spawn(async move {

@@ -252,3 +252,31 @@ async fn sigterm_stops_the_demo_as_ctrl_c_does() {
         .expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn serve_without_any_github_setting_starts_for_setup_and_says_so() {
+    let db = TestDatabase::unique();
+    let serve = PRMONITOR.start(&["serve"], &db, &[("PRMONITOR_SECRET_KEY", &"ab".repeat(32))]).await;
+    let pointed = serve.logs.lock().expect("lock").iter().any(|entry| {
+        entry["message"].as_str().is_some_and(|m| m.contains("/setup") && m.contains("no GitHub App"))
+    });
+    assert!(pointed, "a log line points at /setup: {:?}", serve.logs.lock().expect("lock"));
+    let page = reqwest::get(format!("http://{}/setup", serve.address)).await.expect("answered");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("body").contains("id=\"start-setup\""));
+    let logs = format!("{:?}", serve.logs.lock().expect("lock"));
+    assert!(!logs.contains(&"ab".repeat(32)), "the secret key is not logged");
+    serve.terminate();
+}
+
+#[tokio::test]
+async fn a_worker_without_github_access_or_a_secret_key_exits_2_naming_both() {
+    let db = TestDatabase::unique();
+    let output = PRMONITOR.command(&["worker"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PRMONITOR_GITHUB_APP_ID") && stderr.contains("PRMONITOR_SECRET_KEY"),
+        "{stderr}"
+    );
+}

@@ -24,6 +24,7 @@ const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbc
 struct Setup {
     sim: Simulator,
     db: TestDatabase,
+    settings: Settings,
     service: Service,
     address: String,
     client: reqwest::Client,
@@ -44,13 +45,11 @@ impl Setup {
         settings.github.auth = None;
         settings.webhook_secrets.clear();
         settings.secret_key = secret_key.then(|| SecretKey::parse(KEY_HEX).expect("key"));
-        let pool = prmonitor::db::build_pool(&settings.database_url, settings.db_pool_size).expect("pool");
-        let service =
-            Service::start(&settings, pool, Components::ALL).expect("the service starts without an App");
+        let service = start_instance(&settings);
         let address = service.address().expect("http").to_string();
         let client =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { sim, db, service, address, client }
+        Self { sim, db, settings, service, address, client }
     }
 
     fn url(&self, path: &str) -> String {
@@ -93,6 +92,28 @@ impl Setup {
         self.service.stop().await;
         self.sim.stop().await;
     }
+}
+
+/// One more instance of the service on the same database.
+fn start_instance(settings: &Settings) -> Service {
+    let pool = prmonitor::db::build_pool(&settings.database_url, settings.db_pool_size).expect("pool");
+    Service::start(settings, pool, Components::ALL).expect("the service starts without an App")
+}
+
+/// A `ping` signed with `secret`, posted to the service at `address`: the status.
+async fn ping(client: &reqwest::Client, address: &str, secret: &str) -> u16 {
+    let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+    client
+        .post(format!("http://{address}/webhooks/github"))
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", prmonitor_testkit::new_delivery_id())
+        .header("x-hub-signature-256", github_sim::webhooks::sign(secret, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("answered")
+        .status()
+        .as_u16()
 }
 
 async fn answer(response: reqwest::Response) -> (u16, String, Option<String>) {
@@ -139,6 +160,9 @@ struct SealedRow {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_is_created_stored_sealed_installed_and_its_repositories_backfilled() {
     let setup = Setup::start(true).await;
+    // A second instance on the same database, which /setup never sees.
+    let other = start_instance(&setup.settings);
+    let other_address = other.address().expect("http").to_string();
     // Before the App: no webhook secret, so every delivery is refused.
     let unsigned = setup
         .client
@@ -193,6 +217,15 @@ async fn an_app_is_created_stored_sealed_installed_and_its_repositories_backfill
     let opened = prmonitor::setup::open(&key, rows[0].app_id, "private_key", &rows[0].private_key_sealed)
         .expect("opens with the key");
     assert_eq!(opened.expose(), github_sim::SIM_APP_PRIVATE_KEY);
+    // This instance accepts the App's webhook secret at once; the other one
+    // finds the App in the database within a few seconds.
+    assert_eq!(ping(&setup.client, &setup.address, &registered.webhook_secret).await, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while ping(&setup.client, &other_address, &registered.webhook_secret).await != 200 {
+        assert!(std::time::Instant::now() < deadline, "the other instance never took the App");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(ping(&setup.client, &other_address, "another secret").await, 401);
     // The redirect cannot be replayed.
     let replay = setup.client.get(&location).bearer_auth(ADMIN_TOKEN).send().await.expect("answered");
     assert_eq!(replay.status(), 400, "the state is used");

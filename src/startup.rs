@@ -225,6 +225,10 @@ impl Service {
         } else {
             // No App yet: the worker and the scheduler start once an App is
             // stored (through this instance's /setup or another's).
+            tracing::info!(
+                scheduler = components.scheduler,
+                "the worker waits for a GitHub App stored through /setup (looked for every 2 s)"
+            );
             let (slot, pool, settings) = (slot.clone(), pool.clone(), settings.clone());
             let (stopped, fatal) = (stopped.clone(), fatal.clone());
             tasks.spawn(async move {

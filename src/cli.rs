@@ -226,6 +226,10 @@ struct SimArgs {
     /// The secret that signs them.
     #[arg(long, default_value = "")]
     webhook_secret: String,
+    /// Start with no App registered (nothing installed, no webhooks): create
+    /// it through prmonitor's /setup (GitHub's manifest flow) and install it.
+    #[arg(long, conflicts_with = "webhook_url")]
+    no_app: bool,
 }
 
 impl Cli {
@@ -311,19 +315,56 @@ fn report_failure(format: crate::config::LogFormat, error: &anyhow::Error) {
 
 fn load_settings(cli: &Cli) -> Result<Settings, ConfigError> {
     let settings = Settings::load(cli.config.as_deref())?;
-    if matches!(cli.command, Command::Serve(_)) {
+    // Without GitHub access in the settings, `serve` starts for /setup (or
+    // with the App /setup stored): that App brings its webhook secret.
+    if matches!(cli.command, Command::Serve(_)) && settings.github.auth.is_some() {
         settings.require_webhook_secrets()?;
     }
     let needs_github = match &cli.command {
-        Command::Serve(args) => !args.no_worker,
         Command::Worker => true,
         Command::Reconcile(args) => args.wait,
         _ => false,
     };
     if needs_github {
-        settings.require_github()?;
+        settings.require_github_or_stored_app()?;
     }
     Ok(settings)
+}
+
+/// The App `/setup` stored, used when the settings configure no GitHub
+/// access (the settings win when both exist; the log says which is used).
+async fn use_stored_app(settings: &mut Settings, pool: &db::DbPool) -> anyhow::Result<()> {
+    let mut conn = db::connection(pool)
+        .await
+        .with_context(|| format!("cannot use {}", settings.database_url.redacted()))?;
+    let Some(key) = settings.secret_key.clone() else {
+        if crate::setup::app_stored(&mut conn).await? {
+            tracing::warn!(
+                "a GitHub App stored by /setup exists, but PRMONITOR_SECRET_KEY is not set: it cannot be used"
+            );
+        }
+        return Ok(());
+    };
+    let Some(app) = crate::setup::load_app(&mut conn, &key)
+        .await
+        .context("the GitHub App stored by /setup cannot be used")?
+    else {
+        return Ok(());
+    };
+    if settings.github.auth.is_some() {
+        tracing::info!(
+            slug = %app.slug,
+            "GitHub access comes from the settings; the App stored by /setup is not used"
+        );
+        return Ok(());
+    }
+    tracing::info!(app_id = app.app_id, slug = %app.slug, "using the GitHub App stored by /setup");
+    settings.github.auth = Some(crate::config::GitHubAuth::App {
+        app_id: u64::try_from(app.app_id).unwrap_or_default(),
+        private_key: app.private_key,
+    });
+    settings.webhook_secrets.push(app.webhook_secret);
+    Ok(())
 }
 
 /// Creates the database when missing and applies migrations (under an advisory lock).
@@ -338,9 +379,10 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     prepare_database(&settings).await
 }
 
-async fn serve(settings: Settings, components: Components) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings, components: Components) -> anyhow::Result<()> {
     prepare_database(&settings).await?;
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
+    use_stored_app(&mut settings, &pool).await?;
     let service = Service::start(&settings, pool, components)?;
     let stop_signal = shutdown_signal();
     match service.address() {
@@ -365,10 +407,13 @@ async fn serve(settings: Settings, components: Components) -> anyhow::Result<()>
     }
 }
 
-async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<()> {
+async fn reconcile(mut settings: Settings, args: ReconcileArgs) -> anyhow::Result<()> {
     use crate::db::repositories;
     use crate::queue::{NewJob, RepositoryJob};
     let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
+    if args.wait {
+        use_stored_app(&mut settings, &pool).await?;
+    }
     let mut conn = db::connection(&pool)
         .await
         .with_context(|| format!("cannot use {}", settings.database_url.redacted()))?;
@@ -567,6 +612,7 @@ fn run_sim(args: &SimArgs) -> ExitCode {
             reorder_rate: 0.0,
             concurrency: 1,
         }),
+        app_registered: !args.no_app,
         ..github_sim::SimConfig::default()
     };
     let Some(runtime) = runtime() else {
@@ -574,6 +620,13 @@ fn run_sim(args: &SimArgs) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let sim = github_sim::Simulator::start(config).await?;
+        if args.no_app {
+            tracing::info!(
+                api_url = %sim.api_url(),
+                web_url = %sim.web_url(),
+                "no App registered: run prmonitor serve with PRMONITOR_GITHUB_API_URL and PRMONITOR_GITHUB_WEB_URL set to these and open its /setup"
+            );
+        }
         tracing::info!(
             api_url = %sim.api_url(),
             graphql_url = %sim.graphql_url(),

@@ -108,6 +108,37 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
+/// `PRMONITOR_SECRET_KEY`: 32 bytes that seal the stored App credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey([u8; 32]);
+
+impl SecretKey {
+    /// 64 hexadecimal digits (`openssl rand -hex 32`); the reason if not.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.len() != 64 {
+            return Err(format!("expected 64 hexadecimal digits (32 bytes), got {} characters; make one with `openssl rand -hex 32`", raw.len()));
+        }
+        let bytes = hex::decode(raw).map_err(|_| {
+            "expected 64 hexadecimal digits (32 bytes); make one with `openssl rand -hex 32`".to_owned()
+        })?;
+        let mut key = [0; 32];
+        key.copy_from_slice(&bytes);
+        Ok(Self(key))
+    }
+
+    /// The key itself: call only where values are sealed or opened.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -119,6 +150,11 @@ pub enum LogFormat {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub listen: SocketAddr,
+    /// The URL GitHub reaches this service on (`/setup` prefills its form
+    /// with it; without it, with the request's Host).
+    pub public_url: Option<url::Url>,
+    /// Seals the App credentials `/setup` stores in the database.
+    pub secret_key: Option<SecretKey>,
     /// Any of them verifies a delivery, so a secret can be rotated without downtime.
     pub webhook_secrets: Vec<Secret>,
     /// Bytes of request bodies that deliveries being received may hold together;
@@ -258,6 +294,7 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
 }
 
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+pub const DEFAULT_GITHUB_WEB_URL: &str = "https://github.com";
 
 /// How prmonitor authenticates to GitHub.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,6 +310,9 @@ pub enum GitHubAuth {
 pub struct GitHubSettings {
     /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise.
     pub api_url: url::Url,
+    /// GitHub's web pages: `https://github.com`, or `https://HOST` for
+    /// GitHub Enterprise Server (where `/setup` sends the App manifest).
+    pub web_url: url::Url,
     /// The GraphQL endpoint when set on its own; see [`GitHubSettings::graphql_url`].
     pub graphql_url_override: Option<url::Url>,
     /// `None` until the App or a token is configured; nothing calls GitHub then.
@@ -301,6 +341,9 @@ impl GitHubSettings {
         Self {
             graphql_url_override: None,
             api_url,
+            // A constant that parses.
+            #[allow(clippy::expect_used)]
+            web_url: url::Url::parse(DEFAULT_GITHUB_WEB_URL).expect("the default web URL is a URL"),
             auth,
             request_timeout: Duration::from_secs(30),
             retry_attempts: 3,
@@ -343,10 +386,12 @@ struct Key {
 const KEYS: &[Key] = &[
     Key { env: "DATABASE_URL", secret: true },
     Key { env: "PRMONITOR_LISTEN", secret: false },
+    Key { env: "PRMONITOR_PUBLIC_URL", secret: false },
     Key { env: "PRMONITOR_WEBHOOK_SECRETS", secret: true },
     Key { env: "PRMONITOR_WEBHOOK_BUFFER_MIB", secret: false },
     Key { env: "PRMONITOR_ADMIN_TOKEN", secret: true },
     Key { env: "PRMONITOR_READ_TOKEN", secret: true },
+    Key { env: "PRMONITOR_SECRET_KEY", secret: true },
     Key { env: "PRMONITOR_STUCK_CHECK_AFTER", secret: false },
     Key { env: "PRMONITOR_BOARD_PUBLIC", secret: false },
     Key { env: "PRMONITOR_DB_POOL_SIZE", secret: false },
@@ -373,6 +418,7 @@ const KEYS: &[Key] = &[
     Key { env: "PRMONITOR_CHANGE_FEED_MAX_CLIENTS", secret: false },
     Key { env: "PRMONITOR_GITHUB_API_URL", secret: false },
     Key { env: "PRMONITOR_GITHUB_GRAPHQL_URL", secret: false },
+    Key { env: "PRMONITOR_GITHUB_WEB_URL", secret: false },
     Key { env: "PRMONITOR_GITHUB_APP_ID", secret: false },
     Key { env: "PRMONITOR_GITHUB_PRIVATE_KEY", secret: true },
     Key { env: "PRMONITOR_GITHUB_PRIVATE_KEY_FILE", secret: false },
@@ -553,10 +599,28 @@ impl Settings {
             }
         };
 
+        let public_url = match raw.string("PRMONITOR_PUBLIC_URL")? {
+            None => None,
+            Some(text) => Some(
+                parse_api_url(&text)
+                    .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_PUBLIC_URL", reason })?,
+            ),
+        };
+        let secret_key = match raw.string("PRMONITOR_SECRET_KEY")? {
+            None => None,
+            // The reason never repeats the value.
+            Some(text) => Some(
+                SecretKey::parse(&text)
+                    .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_SECRET_KEY", reason })?,
+            ),
+        };
+
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         Ok(Self {
             database_url,
             listen,
+            public_url,
+            secret_key,
             webhook_secrets,
             // At least one largest delivery (25 MiB) must fit.
             webhook_buffer_limit: raw.number(
@@ -592,13 +656,14 @@ impl Settings {
         })
     }
 
-    /// The worker reads GitHub: it needs an App or a token.
-    pub fn require_github(&self) -> Result<(), ConfigError> {
-        if self.github.auth.is_none() {
+    /// The worker reads GitHub: it needs an App or a token in the settings,
+    /// or the key that opens the App `/setup` stored in the database.
+    pub fn require_github_or_stored_app(&self) -> Result<(), ConfigError> {
+        if self.github.auth.is_none() && self.secret_key.is_none() {
             return Err(ConfigError::Missing {
                 key: "PRMONITOR_GITHUB_APP_ID",
                 hint: "the worker reads GitHub: set PRMONITOR_GITHUB_APP_ID with PRMONITOR_GITHUB_PRIVATE_KEY(_FILE), \
-                       or PRMONITOR_GITHUB_TOKEN (or run serve --no-worker)",
+                       or PRMONITOR_GITHUB_TOKEN, or PRMONITOR_SECRET_KEY to use the App created through /setup",
             });
         }
         Ok(())
@@ -831,6 +896,10 @@ fn github_settings(raw: &RawSettings) -> Result<GitHubSettings, ConfigError> {
             parse_api_url(&raw_url)
                 .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_GRAPHQL_URL", reason })?,
         );
+    }
+    if let Some(raw_url) = raw.string("PRMONITOR_GITHUB_WEB_URL")? {
+        github.web_url = parse_api_url(&raw_url)
+            .map_err(|reason| ConfigError::Invalid { key: "PRMONITOR_GITHUB_WEB_URL", reason })?;
     }
     github.request_timeout = Duration::from_secs(raw.number(
         "PRMONITOR_GITHUB_TIMEOUT_SECS",
@@ -1067,6 +1136,35 @@ mod tests {
             let err = load(env).expect_err(key);
             assert!(err.to_string().starts_with(key), "{err}");
             assert!(!err.to_string().contains("secret-ish"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_secret_key_is_64_hex_digits_and_never_shown() {
+        let hex_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let settings = load(&[("PRMONITOR_SECRET_KEY", hex_key)]).expect("valid");
+        assert_eq!(settings.secret_key.as_ref().map(|k| k.expose()[1]), Some(0x11));
+        assert!(!format!("{settings:?}").contains(hex_key), "redacted in Debug");
+        for bad in ["short", &hex_key.replace('0', "g"), &format!("{hex_key}00")] {
+            let err = load(&[("PRMONITOR_SECRET_KEY", bad)]).expect_err(bad).to_string();
+            assert!(err.starts_with("PRMONITOR_SECRET_KEY") && err.contains("openssl rand -hex 32"), "{err}");
+            assert!(!err.contains(bad), "the value is not echoed: {err}");
+        }
+    }
+
+    #[test]
+    fn the_public_and_web_urls_are_http_urls() {
+        let settings = load(&[
+            ("PRMONITOR_PUBLIC_URL", "https://prmonitor.example.com/"),
+            ("PRMONITOR_GITHUB_WEB_URL", "https://ghe.example.com"),
+        ])
+        .expect("valid");
+        assert_eq!(settings.public_url.map(|u| u.to_string()), Some("https://prmonitor.example.com/".into()));
+        assert_eq!(settings.github.web_url.as_str(), "https://ghe.example.com/");
+        assert_eq!(load(&[]).expect("defaults").github.web_url.as_str(), "https://github.com/");
+        for key in ["PRMONITOR_PUBLIC_URL", "PRMONITOR_GITHUB_WEB_URL"] {
+            let err = load(&[(key, "ftp://x")]).expect_err(key);
+            assert!(err.to_string().starts_with(key), "{err}");
         }
     }
 

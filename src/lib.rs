@@ -27,6 +27,8 @@ pub mod monitor;
 pub mod progress;
 pub mod queue;
 pub mod scheduler;
+/// The GitHub App created through `/setup`: manifest, sealed storage, applying it.
+pub mod setup;
 /// The service wired to the GitHub simulator: shared by the demo, `prmonitor sim`,
 /// the test kit and the benchmarks.
 #[cfg(feature = "simulator")]

@@ -16,6 +16,8 @@ use crate::webhook::signature;
 /// App, with retries and polling short enough for a demo or a test.
 pub fn use_simulator(settings: &mut Settings, sim: &Simulator) -> Result<(), String> {
     settings.github.api_url = parse_api_url(&sim.api_url())?;
+    // The manifest flow's pages (`/setup` posts there).
+    settings.github.web_url = parse_api_url(&sim.web_url())?;
     settings.github.auth =
         Some(GitHubAuth::App { app_id: SIM_APP_ID, private_key: Secret::new(SIM_APP_PRIVATE_KEY) });
     settings.github.retry_base_delay = Duration::from_millis(20);

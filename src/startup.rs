@@ -10,13 +10,14 @@ use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{DatabaseUrl, Settings};
+use crate::config::{DatabaseUrl, GitHubAuth, Settings};
 use crate::db::{self, DbPool};
 use crate::feed::ChangeFeed;
 use crate::github::GitHubClient;
-use crate::http::{self, AdminConfig, ReadConfig, Readiness};
+use crate::http::{self, AdminConfig, ReadConfig, Readiness, SetupConfig};
 use crate::monitor::{DatabaseChangeDetector, DatabaseSynchronizer, GitHubPrDiscovery, PrProcessor};
 use crate::scheduler::Scheduler;
+use crate::setup::AppSlot;
 use crate::supervise::{supervise, Fatal, Restart};
 use crate::webhook::intake::IntakeConfig;
 use crate::webhook::store::{self, DeliveryStore};
@@ -39,7 +40,9 @@ impl Application {
     /// Binds `settings.listen` (port 0 picks a free port) and prepares the server.
     pub fn build(settings: &Settings, pool: DbPool) -> std::io::Result<Self> {
         let (own_stop, stopping) = watch::channel(false);
-        let mut app = Self::build_with(settings, pool, None, Fatal::new(), stopping)?;
+        let intake = intake_config(settings);
+        let slot = AppSlot::new(settings.github.auth.is_some(), intake.clone());
+        let mut app = Self::build_with(settings, pool, None, Fatal::new(), stopping, intake, slot)?;
         app._own_stop = Some(own_stop);
         Ok(app)
     }
@@ -52,6 +55,8 @@ impl Application {
         heartbeat: Option<Arc<Heartbeat>>,
         fatal: Fatal,
         stopping: watch::Receiver<bool>,
+        intake: IntakeConfig,
+        slot: AppSlot,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(settings.listen)?;
         let address = listener.local_addr()?;
@@ -62,11 +67,14 @@ impl Application {
             Arc::new(ChangeFeed::new(pool.clone(), settings.change_feed_max_clients, stopping.clone()));
         let feed_data = web::Data::from(feed.clone());
         let pool = web::Data::new(pool);
-        let intake = web::Data::new(IntakeConfig::new(
-            settings.webhook_secrets.clone(),
-            settings.worker.max_attempts,
-            settings.webhook_buffer_limit,
-        ));
+        let intake = web::Data::new(intake);
+        let setup = web::Data::new(SetupConfig {
+            slot,
+            admin_token: settings.admin_token.clone(),
+            public_url: settings.public_url.clone(),
+            secret_key: settings.secret_key.clone(),
+            github: settings.github.clone(),
+        });
         let admin =
             web::Data::new(AdminConfig::new(settings.admin_token.clone(), settings.worker.max_attempts));
         let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));
@@ -84,6 +92,7 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(read.clone())
                 .app_data(feed_data.clone())
+                .app_data(setup.clone())
                 .configure(http::routes)
         })
         .workers(settings.http_workers)
@@ -134,6 +143,16 @@ impl Application {
     }
 }
 
+/// What webhook intake checks deliveries with; shared with the [`AppSlot`],
+/// which adds the secret of an App stored while the service runs.
+fn intake_config(settings: &Settings) -> IntakeConfig {
+    IntakeConfig::new(
+        settings.webhook_secrets.clone(),
+        settings.worker.max_attempts,
+        settings.webhook_buffer_limit,
+    )
+}
+
 /// Which parts a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Components {
@@ -168,6 +187,49 @@ pub fn processor(github: &GitHubClient, pool: &DbPool, settings: &Settings) -> P
     .with_checks_for_closed(settings.worker.backfill_checks_for_closed)
 }
 
+/// Starts the worker and the scheduler (those `components` asks for) with
+/// the GitHub access `settings` configure; the worker's heartbeat, if it runs.
+fn start_background(
+    settings: &Settings,
+    pool: &DbPool,
+    components: Components,
+    stopped: &watch::Receiver<bool>,
+    fatal: &Fatal,
+    tasks: &mut JoinSet<()>,
+) -> Result<Option<Arc<Heartbeat>>, StartError> {
+    let mut heartbeat = None;
+    if components.worker {
+        let github = GitHubClient::new(&settings.github, pool.clone())
+            .map_err(|e| StartError::GitHub(e.to_string()))?;
+        let worker = Worker::new(WorkerDeps {
+            pool: pool.clone(),
+            database_url: settings.database_url.clone(),
+            processor: Arc::new(processor(&github, pool, settings)),
+            github,
+            settings: settings.worker.clone(),
+        });
+        heartbeat = Some(worker.heartbeat());
+        let grace = settings.shutdown_timeout;
+        let (stopped, fatal) = (stopped.clone(), fatal.clone());
+        tasks.spawn(async move { worker.run(stopped, grace, fatal).await });
+    }
+    if components.scheduler {
+        let scheduler = Arc::new(Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github));
+        let stop = stopped.clone();
+        tasks.spawn(supervise(
+            "scheduler",
+            Restart::UnlessStopping,
+            stopped.clone(),
+            fatal.clone(),
+            move || {
+                let (scheduler, stop) = (scheduler.clone(), stop.clone());
+                async move { scheduler.run(stop).await }
+            },
+        ));
+    }
+    Ok(heartbeat)
+}
+
 /// A running service.
 pub struct Service {
     address: Option<SocketAddr>,
@@ -184,41 +246,62 @@ impl Service {
         crate::telemetry::metrics();
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut heartbeat = None;
         let fatal = Fatal::new();
-        if components.worker {
-            let github = GitHubClient::new(&settings.github, pool.clone())
-                .map_err(|e| StartError::GitHub(e.to_string()))?;
-            let worker = Worker::new(WorkerDeps {
-                pool: pool.clone(),
-                database_url: settings.database_url.clone(),
-                processor: Arc::new(processor(&github, &pool, settings)),
-                github,
-                settings: settings.worker.clone(),
-            });
-            heartbeat = Some(worker.heartbeat());
-            let grace = settings.shutdown_timeout;
-            let (stopped, fatal) = (stopped.clone(), fatal.clone());
-            tasks.spawn(async move { worker.run(stopped, grace, fatal).await });
+        let intake = intake_config(settings);
+        let slot = AppSlot::new(settings.github.auth.is_some(), intake.clone());
+        let mut heartbeat = None;
+        if settings.github.auth.is_none() && components.http {
+            tracing::info!(
+                worker_waits = components.worker,
+                "no GitHub App is configured: open /setup on this service to create one"
+            );
         }
-        if components.scheduler {
-            let scheduler = Arc::new(Scheduler::new(pool.clone(), settings.worker.clone(), &settings.github));
-            let stop = stopped.clone();
-            tasks.spawn(supervise(
-                "scheduler",
-                Restart::UnlessStopping,
-                stopped.clone(),
-                fatal.clone(),
-                move || {
-                    let (scheduler, stop) = (scheduler.clone(), stop.clone());
-                    async move { scheduler.run(stop).await }
-                },
-            ));
+        if settings.github.auth.is_some() {
+            heartbeat = start_background(settings, &pool, components, &stopped, &fatal, &mut tasks)?;
+        } else if !components.worker {
+            // A scheduler on its own reads only the database, as before any
+            // App: it starts at once (an App stored later is used after a restart).
+            start_background(settings, &pool, components, &stopped, &fatal, &mut tasks)?;
+        } else {
+            // No App yet: the worker and the scheduler start once an App is
+            // stored (through this instance's /setup or another's).
+            tracing::info!(
+                scheduler = components.scheduler,
+                "the worker waits for a GitHub App stored through /setup (looked for every 2 s)"
+            );
+            let (slot, pool, settings) = (slot.clone(), pool.clone(), settings.clone());
+            let (stopped, fatal) = (stopped.clone(), fatal.clone());
+            tasks.spawn(async move {
+                let Some(app) = slot.wait(&pool, settings.secret_key.as_ref(), stopped.clone()).await else {
+                    return;
+                };
+                let mut settings = settings;
+                settings.github.auth = Some(GitHubAuth::App {
+                    app_id: u64::try_from(app.app_id).unwrap_or_default(),
+                    private_key: app.private_key.clone(),
+                });
+                let mut background = JoinSet::new();
+                match start_background(&settings, &pool, components, &stopped, &fatal, &mut background) {
+                    Ok(_) => {
+                        tracing::info!(app_id = app.app_id, slug = %app.slug, "the worker and the scheduler start with the GitHub App")
+                    }
+                    Err(error) => fatal.fail(format!("the GitHub App {} cannot be used: {error}", app.slug)),
+                }
+                while background.join_next().await.is_some() {}
+            });
         }
         let (mut address, mut http) = (None, None);
         if components.http {
-            let app = Application::build_with(settings, pool, heartbeat, fatal.clone(), stopped.clone())
-                .map_err(|source| StartError::Listen { address: settings.listen, source })?;
+            let app = Application::build_with(
+                settings,
+                pool,
+                heartbeat,
+                fatal.clone(),
+                stopped.clone(),
+                intake,
+                slot,
+            )
+            .map_err(|source| StartError::Listen { address: settings.listen, source })?;
             address = Some(app.address());
             http = Some(app.handle());
             let (stopped, fatal) = (stopped.clone(), fatal.clone());

@@ -88,6 +88,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    github_apps (app_id) {
+        app_id -> Int8,
+        slug -> Text,
+        html_url -> Text,
+        owner_login -> Text,
+        client_id -> Text,
+        private_key_sealed -> Bytea,
+        webhook_secret_sealed -> Bytea,
+        client_secret_sealed -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     http_cache (installation_id, url) {
         installation_id -> Int8,
         url -> Text,
@@ -212,6 +226,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    setup_states (state) {
+        state -> Text,
+        created_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     status_history (id) {
         id -> Int8,
         repository_id -> Int8,
@@ -274,6 +296,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     commit_statuses,
     delivery_recovery,
     delivery_redelivery_requests,
+    github_apps,
     http_cache,
     jobs,
     merge_groups,
@@ -281,6 +304,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     pull_requests,
     repositories,
     required_checks,
+    setup_states,
     status_history,
     sweep_repairs,
     webhook_deliveries,

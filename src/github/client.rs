@@ -1044,6 +1044,33 @@ async fn exchange_post(
     Ok((parts.status.as_u16(), parts.headers, body))
 }
 
+/// GitHub's manifest flow, step 3: `POST /app-manifests/{code}/conversions`
+/// (no authentication) answers the App created from the manifest with its
+/// credentials. One attempt only: a code works once, so a retry of a request
+/// whose answer was lost could only be refused. The answer holds secrets:
+/// it is returned, never logged, and an error carries only GitHub's message.
+pub async fn convert_manifest_code(
+    settings: &GitHubSettings,
+    code: &str,
+) -> Result<serde_json::Value, GitHubError> {
+    let octo = builder(settings)?.build().map_err(|e| GitHubError::Config(e.to_string()))?;
+    let path = settings.api_url.path().trim_end_matches('/');
+    let url = format!("{path}/app-manifests/{code}/conversions");
+    let (status, _, body) = exchange_post(&octo, &url).await.map_err(|e| match e {
+        ExchangeError::Transport(reason) | ExchangeError::Auth(reason) => {
+            GitHubError::Exhausted { attempts: 1, last: reason }
+        }
+    })?;
+    if !(200..300).contains(&status) {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(serde_json::Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "no message".to_owned());
+        return Err(GitHubError::Api { status, message });
+    }
+    serde_json::from_slice(&body).map_err(|e| GitHubError::Decode(format!("the App conversion: {e}")))
+}
+
 fn exchange_error(error: octocrab::Error) -> ExchangeError {
     match error {
         // octocrab reports a failed token exchange as GitHub's own error: a

@@ -10,5 +10,7 @@ pub mod models;
 pub mod pacing;
 pub mod policy;
 
-pub use client::{Fetched, GitHubClient, GitHubError, Listing, Page, PageItems, PullQuery, PullState};
+pub use client::{
+    convert_manifest_code, Fetched, GitHubClient, GitHubError, Listing, Page, PageItems, PullQuery, PullState,
+};
 pub use pacing::{Budget, Purpose};

@@ -7,10 +7,12 @@ mod feed;
 mod health;
 mod metrics;
 mod read;
+mod setup;
 
 pub use admin::AdminConfig;
 pub use health::Readiness;
 pub use read::ReadConfig;
+pub use setup::SetupConfig;
 
 use actix_web::{web, HttpResponse, Route};
 use serde_json::json;
@@ -33,6 +35,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/repositories/{owner}/{name}/merge-groups"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/setup"),
+    ("POST", "/setup"),
+    ("GET", "/setup/complete"),
+    ("GET", "/setup/installed"),
 ];
 
 /// The OpenAPI 3 description of [`ROUTES`].
@@ -53,6 +59,10 @@ fn route(method: &str, path: &str) -> Route {
         ("GET", "/api/v1/repositories/{owner}/{name}/merge-groups") => web::get().to(read::list_merge_groups),
         ("GET", "/api/v1/events") => web::get().to(feed::events),
         ("GET", "/api/v1/openapi.json") => web::get().to(openapi),
+        ("GET", "/setup") => web::get().to(setup::form),
+        ("POST", "/setup") => web::post().to(setup::begin),
+        ("GET", "/setup/complete") => web::get().to(setup::complete),
+        ("GET", "/setup/installed") => web::get().to(setup::installed),
         // A table entry without a handler answers like an unknown route.
         _ => web::route().to(not_found),
     }

@@ -34,7 +34,10 @@ const MAX_PREALLOCATION: usize = 1024 * 1024;
 /// What intake needs besides the pool.
 #[derive(Clone)]
 pub struct IntakeConfig {
-    secrets: Arc<[Secret]>,
+    /// Shared by every clone: `/setup` adds the new App's webhook secret
+    /// while the service runs. The hot path takes the read lock only to
+    /// clone the inner `Arc`, never holding it while a signature is checked.
+    secrets: Arc<std::sync::RwLock<Arc<[Secret]>>>,
     /// Attempts of the jobs deliveries become, before they are dead-lettered.
     max_attempts: i32,
     buffers: BodyBudget,
@@ -43,7 +46,27 @@ pub struct IntakeConfig {
 impl IntakeConfig {
     /// `buffer_limit`: bytes of bodies all deliveries being received may hold together.
     pub fn new(secrets: Vec<Secret>, max_attempts: i32, buffer_limit: usize) -> Self {
-        Self { secrets: secrets.into(), max_attempts, buffers: BodyBudget::new(buffer_limit) }
+        Self {
+            secrets: Arc::new(std::sync::RwLock::new(secrets.into())),
+            max_attempts,
+            buffers: BodyBudget::new(buffer_limit),
+        }
+    }
+
+    /// The secrets a delivery may be signed with, now.
+    fn secrets(&self) -> Arc<[Secret]> {
+        self.secrets.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Accepts deliveries signed with `secret` from now on (the App that
+    /// `/setup` stored), beside the configured ones.
+    pub fn add_secret(&self, secret: Secret) {
+        let mut secrets = self.secrets.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !secrets.contains(&secret) {
+            let mut updated: Vec<Secret> = secrets.to_vec();
+            updated.push(secret);
+            *secrets = updated.into();
+        }
     }
 }
 
@@ -243,7 +266,7 @@ async fn handle(
         tokio::time::timeout(BODY_READ_TIMEOUT, read_body(headers, payload, &config.buffers))
             .await
             .map_err(|_| IntakeError::BodyTimeout)??;
-    signature::verify_claimed(&config.secrets, &body, &claimed)?;
+    signature::verify_claimed(&config.secrets(), &body, &claimed)?;
     let delivery = envelope::parse_headers(
         headers.get("x-github-event").map(|v| v.as_bytes()),
         headers.get("x-github-delivery").map(|v| v.as_bytes()),

@@ -15,9 +15,12 @@ async fn start_serve(db: &TestDatabase) -> Serve {
 }
 
 #[tokio::test]
-async fn serve_without_a_webhook_secret_exits_2_naming_the_setting() {
+async fn serve_with_github_access_but_without_a_webhook_secret_exits_2_naming_the_setting() {
     let db = TestDatabase::unique();
-    let output = PRMONITOR.command(&["serve"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+    // Without any GitHub access `serve` starts for /setup; with a token it
+    // needs the secret of the App's webhook.
+    let env = [("DATABASE_URL", db.url.as_str()), ("PRMONITOR_GITHUB_TOKEN", "ghp_x")];
+    let output = PRMONITOR.command(&["serve"], &env).output().await.expect("run");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
@@ -62,9 +65,9 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     assert_eq!(count(&db.url, "SELECT count(*) FROM __diesel_schema_migrations").await, migrations());
     assert_eq!(
         count(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'").await,
-        15,
+        17,
         "the seven tables of DESIGN.md §4, sweep_repairs, delivery_recovery, delivery_redelivery_requests, \
-         commit_statuses, status_history, required_checks, merge_groups, change_events"
+         commit_statuses, status_history, required_checks, merge_groups, change_events, github_apps, setup_states"
     );
 }
 
@@ -248,4 +251,32 @@ async fn sigterm_stops_the_demo_as_ctrl_c_does() {
         .expect("stops on SIGTERM")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn serve_without_any_github_setting_starts_for_setup_and_says_so() {
+    let db = TestDatabase::unique();
+    let serve = PRMONITOR.start(&["serve"], &db, &[("PRMONITOR_SECRET_KEY", &"ab".repeat(32))]).await;
+    let pointed = serve.logs.lock().expect("lock").iter().any(|entry| {
+        entry["message"].as_str().is_some_and(|m| m.contains("/setup") && m.contains("no GitHub App"))
+    });
+    assert!(pointed, "a log line points at /setup: {:?}", serve.logs.lock().expect("lock"));
+    let page = reqwest::get(format!("http://{}/setup", serve.address)).await.expect("answered");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("body").contains("id=\"start-setup\""));
+    let logs = format!("{:?}", serve.logs.lock().expect("lock"));
+    assert!(!logs.contains(&"ab".repeat(32)), "the secret key is not logged");
+    serve.terminate();
+}
+
+#[tokio::test]
+async fn a_worker_without_github_access_or_a_secret_key_exits_2_naming_both() {
+    let db = TestDatabase::unique();
+    let output = PRMONITOR.command(&["worker"], &[("DATABASE_URL", &db.url)]).output().await.expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PRMONITOR_GITHUB_APP_ID") && stderr.contains("PRMONITOR_SECRET_KEY"),
+        "{stderr}"
+    );
 }

@@ -30,6 +30,7 @@ mod read_api;
 mod repairs;
 mod scenarios;
 mod schema_drift;
+mod setup_flow;
 mod simulator;
 mod survival;
 mod sweeps;

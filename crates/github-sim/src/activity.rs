@@ -406,7 +406,7 @@ impl Sender<'_> {
     fn webhooks(&mut self, world: &World, events: &[Event]) -> Result<Vec<Webhook>, ModelError> {
         let mut webhooks = Vec::with_capacity(events.len());
         for event in events {
-            let delivery_id = if self.send {
+            let delivery_id = if self.send && world.is_installed(event.repo_id) {
                 let payload = webhooks::payload(world, &self.shared.urls, event)?;
                 let delivery_id = webhooks::delivery_id(&self.shared.rng);
                 self.outgoing.push(Outgoing {

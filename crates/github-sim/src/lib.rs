@@ -86,6 +86,7 @@ mod ci;
 mod deliveries;
 pub mod generate;
 mod graphql;
+pub mod manifest;
 pub mod model;
 pub mod prng;
 pub mod render;
@@ -148,6 +149,12 @@ pub struct SimConfig {
     pub webhook: Option<WebhookTarget>,
     pub generate: Option<Generate>,
     pub fixture: Option<Fixture>,
+    /// False: the simulator starts with no App at all, as a GitHub before
+    /// the App is created. The world's repositories exist under their
+    /// accounts but nothing is installed, no App JWT is accepted and no
+    /// webhook is sent ([`Self::webhook`] is ignored) until the App manifest
+    /// flow ([`manifest`]) registers the App and an account installs it.
+    pub app_registered: bool,
 }
 
 impl Default for SimConfig {
@@ -171,6 +178,7 @@ impl Default for SimConfig {
             webhook: None,
             generate: None,
             fixture: None,
+            app_registered: true,
         }
     }
 }
@@ -197,8 +205,15 @@ impl Simulator {
         if let Some(fixture) = &config.fixture {
             generate::load_fixture(&mut world, fixture)?;
         }
+        let mut apps = manifest::Apps::default();
+        if !config.app_registered {
+            // Every account's installation waits for the App to be installed.
+            apps.uninstalled = std::mem::take(&mut world.installations);
+            world.app_id = 0;
+        }
+        let app_id = Arc::new(std::sync::atomic::AtomicU64::new(world.app_id));
         let rng = Arc::new(SplitMix64::new(config.seed ^ 0x5eed));
-        let webhook = Arc::new(Mutex::new(config.webhook.clone()));
+        let webhook = Arc::new(Mutex::new(if config.app_registered { config.webhook.clone() } else { None }));
         let shared = web::Data::new(Shared {
             world: Mutex::new(world),
             faults: Mutex::new(config.faults.clone()),
@@ -221,9 +236,11 @@ impl Simulator {
             rate_limit: config.rate_limit,
             rate_window: config.rate_window,
             rng: rng.clone(),
-            dispatcher: Dispatcher::start(webhook, rng, config.app_id),
+            dispatcher: Dispatcher::start(webhook, rng, app_id.clone()),
             activity: tokio::sync::Mutex::new(()),
             administration: std::sync::atomic::AtomicBool::new(true),
+            apps: Mutex::new(apps),
+            hook_app_id: app_id,
         });
         let graphql = web::Data::new(graphql::Budgets::new(config.graphql_rate_limit, config.rate_window));
         let data = shared.clone();
@@ -233,6 +250,7 @@ impl Simulator {
                 .app_data(data.clone())
                 .app_data(graphql_data.clone())
                 .configure(server::admin_routes)
+                .configure(server::web_routes)
                 .configure(server::routes(&prefix))
         })
         // Two workers: serializing and hashing answers happens outside the
@@ -261,6 +279,17 @@ impl Simulator {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// `http://127.0.0.1:PORT`: the web root (github.com's part), where the
+    /// App manifest flow's pages are; what `PRMONITOR_GITHUB_WEB_URL` should be.
+    pub fn web_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The App the manifest flow registered, if it ran.
+    pub fn registered_app(&self) -> Option<manifest::RegisteredApp> {
+        server::lock(&self.shared.apps).registered.clone()
     }
 
     /// Reads the world.
@@ -297,7 +326,7 @@ impl Simulator {
         if !configured {
             return Ok(());
         }
-        for event in events {
+        for event in events.iter().filter(|e| world.is_installed(e.repo_id)) {
             // The payload is rendered now: it shows the world as it was when the event happened.
             let payload = webhooks::payload(world, &self.shared.urls, event)?;
             self.shared.dispatcher.enqueue(Outgoing {

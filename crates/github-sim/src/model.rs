@@ -323,6 +323,12 @@ impl World {
         Ok(())
     }
 
+    /// Whether the App is installed on repository `repo_id`: only then does
+    /// GitHub send it the repository's webhooks.
+    pub fn is_installed(&self, repo_id: i64) -> bool {
+        self.repos.get(&repo_id).is_some_and(|r| self.installations.contains_key(&r.installation_id))
+    }
+
     pub fn repo_id(&self, full_name: &str) -> Result<i64, ModelError> {
         self.repos
             .values()

@@ -233,6 +233,12 @@ pub(crate) struct Shared {
     /// Whether installations hold "Administration: read", which GitHub
     /// requires for branch protection (true unless a test takes it away).
     pub administration: std::sync::atomic::AtomicBool,
+    /// The App manifest flow: the App it registered, pending confirmations
+    /// and codes, installations not made yet.
+    pub apps: Mutex<crate::manifest::Apps>,
+    /// The App whose webhook this is (`X-GitHub-Hook-Installation-Target-ID`):
+    /// the built-in App, or the one the manifest flow registered.
+    pub hook_app_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -293,6 +299,7 @@ pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ 
                     "/app/hook/deliveries/{delivery_id}/attempts",
                     web::post().to(crate::deliveries::redeliver),
                 )
+                .route("/app-manifests/{code}/conversions", web::post().to(crate::manifest::conversion))
                 .route("/installation/repositories", web::get().to(installation_repositories))
                 .route("/repos/{owner}/{repo}", web::get().to(get_repository))
                 .route("/repos/{owner}/{repo}/pulls", web::get().to(list_pulls))
@@ -306,6 +313,16 @@ pub(crate) fn routes(prefix: &str) -> impl FnOnce(&mut web::ServiceConfig) + '_ 
                 ),
         );
     }
+}
+
+/// The web pages of the App manifest flow, on the simulator's root as
+/// GitHub serves them on github.com (see [`crate::manifest`]).
+pub(crate) fn web_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/settings/apps/new", web::post().to(crate::manifest::new_user_app))
+        .route("/settings/apps/new/confirm", web::post().to(crate::manifest::confirm))
+        .route("/organizations/{org}/settings/apps/new", web::post().to(crate::manifest::new_org_app))
+        .route("/apps/{slug}/installations/new", web::get().to(crate::manifest::install_page))
+        .route("/apps/{slug}/installations/new", web::post().to(crate::manifest::install));
 }
 
 pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
@@ -358,6 +375,10 @@ impl GhError {
             retry_after: Some(retry_after_secs),
             limited: Some(SECONDARY),
         }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     /// Which rate limit refused the request, if one did.
@@ -485,6 +506,11 @@ impl Shared {
     pub(crate) fn authenticate_app(&self, req: &HttpRequest, app_id: u64) -> Result<Caller, GhError> {
         let jwt = Self::bearer(req)
             .ok_or_else(|| GhError::new(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded"))?;
+        // No App registered yet (a simulator started without one): no JWT
+        // can name it.
+        if app_id == 0 {
+            return Err(GhError::new(StatusCode::UNAUTHORIZED, "Integration not found"));
+        }
         verify_jwt(&jwt, &self.app_public_key, app_id)
             .map(|()| Caller::App)
             .map_err(|reason| GhError::new(StatusCode::UNAUTHORIZED, reason))
@@ -713,7 +739,7 @@ fn paginate<T>(items: Vec<T>, query: &PageQuery) -> (Vec<T>, Option<PageLinks>) 
     (items, links)
 }
 
-type Data = web::Data<Shared>;
+pub(crate) type Data = web::Data<Shared>;
 
 #[derive(Debug, Deserialize)]
 struct Claims {
@@ -1112,7 +1138,11 @@ async fn admin_activity(req: HttpRequest, payload: web::Payload, shared: Data) -
 
 /// A request body of at most `limit` bytes; 413 beyond, whatever the
 /// `Content-Length` claims, 400 for a body that breaks off.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, GhError> {
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, GhError> {
     use futures_util::StreamExt as _;
     let too_large = || GhError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body exceeds {limit} bytes"));
     let claimed = req

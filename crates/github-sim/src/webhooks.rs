@@ -231,7 +231,11 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Starts the sender task on the current runtime; `app_id` is the App
     /// whose webhook this is (`X-GitHub-Hook-Installation-Target-ID`).
-    pub fn start(target: Arc<Mutex<Option<WebhookTarget>>>, rng: Arc<SplitMix64>, app_id: u64) -> Self {
+    pub fn start(
+        target: Arc<Mutex<Option<WebhookTarget>>>,
+        rng: Arc<SplitMix64>,
+        app_id: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
@@ -240,7 +244,7 @@ impl Dispatcher {
         let hooks = Arc::new(Mutex::new(HookLog::default()));
         let task = SenderTask {
             receiver,
-            app_id: app_id.to_string(),
+            app_id,
             target,
             rng,
             pending: pending.clone(),
@@ -329,7 +333,8 @@ impl Dispatcher {
 
 struct SenderTask {
     receiver: mpsc::UnboundedReceiver<Outgoing>,
-    app_id: String,
+    /// Read at each delivery: the manifest flow registers the App later.
+    app_id: Arc<std::sync::atomic::AtomicU64>,
     target: Arc<Mutex<Option<WebhookTarget>>>,
     rng: Arc<SplitMix64>,
     pending: Arc<AtomicUsize>,
@@ -413,6 +418,7 @@ impl SenderTask {
         let payload: Value = serde_json::from_slice(&outgoing.body).unwrap_or(Value::Null);
         let id_at = |key: &str| payload.get(key).and_then(|v| v.get("id")).and_then(Value::as_i64);
         let signature = sign(&target.secret, &outgoing.body);
+        let app_id = self.app_id.load(Ordering::Relaxed).to_string();
         let request_headers: BTreeMap<String, String> = [
             ("content-type", "application/json"),
             ("user-agent", "GitHub-Hookshot/sim"),
@@ -421,7 +427,7 @@ impl SenderTask {
             ("x-github-hook-id", "1"),
             // An App's webhook: the target is the App.
             ("x-github-hook-installation-target-type", "integration"),
-            ("x-github-hook-installation-target-id", self.app_id.as_str()),
+            ("x-github-hook-installation-target-id", app_id.as_str()),
             ("x-hub-signature-256", signature.as_str()),
         ]
         .into_iter()

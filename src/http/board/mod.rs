@@ -122,17 +122,38 @@ fn encode(pairs: &[(&str, &str)]) -> String {
 /// An HTML answer with the headers every page carries: no script or style
 /// but the board's own, no framing, no caching of data a login protects.
 fn html(status: StatusCode, markup: &maud::Markup) -> HttpResponse {
+    html_posting_to(status, markup, None)
+}
+
+/// [`html`] for a page whose form may also post to `origin` (the setup
+/// page's form goes to GitHub).
+fn html_posting_to(status: StatusCode, markup: &maud::Markup, origin: Option<&str>) -> HttpResponse {
+    let form_action = origin.map_or_else(|| "'self'".to_owned(), |origin| format!("'self' {origin}"));
     HttpResponse::build(status)
         .content_type(ContentType::html())
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'",
+            format!(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+            ),
         ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(markup.0.clone())
+}
+
+/// A page in the board's layout, without the live updates: the setup flow's
+/// pages. A form on it may post to `form_origin` besides this site.
+pub fn document(
+    status: StatusCode,
+    title: &str,
+    body: maud::Markup,
+    form_origin: Option<&str>,
+) -> HttpResponse {
+    let page = views::page(&chrome(title, None, false), maud::html! { h1 { (title) } (body) });
+    html_posting_to(status, &page, form_origin)
 }
 
 /// The page's path and query, for coming back after the login.

@@ -1,0 +1,2 @@
+DROP TABLE setup_states;
+DROP TABLE github_apps;

@@ -20,6 +20,7 @@ async fn log_in(browser: &Browser, world: &TestWorld, next: &str) {
     let token = browser.find("#token").await;
     browser.type_into(&token, READ_TOKEN).await;
     browser.click(&browser.find("#log-in").await).await;
+    wait_for_url(browser, &world.api.url(next)).await;
     assert_eq!(browser.url().await, world.api.url(next), "back where the login began");
 }
 
@@ -67,6 +68,7 @@ async fn the_board_in_a_browser_shows_the_repositories_filters_by_ci_and_the_tim
     browser.goto(&world.api.url("/pulls")).await;
     browser.select("select[name=checks]", "failing").await;
     browser.click(&browser.find("form.filters button[type=submit]").await).await;
+    wait_for_url(&browser, &world.api.url("/pulls?")).await;
     assert!(browser.url().await.contains("checks=failing"), "the filters live in the URL");
     let mut expected = BTreeSet::new();
     for repo in simulated.iter() {
@@ -91,6 +93,7 @@ async fn the_board_in_a_browser_shows_the_repositories_filters_by_ci_and_the_tim
     assert_eq!(unlabelled, 0, "every filter has a label");
     let link = browser.find(&format!("tr[data-pr='{REPO}#{failing}'] a.title")).await;
     browser.type_into(&link, "\u{E007}").await;
+    wait_for_url(&browser, &world.api.url(&format!("/pulls/{REPO}/{failing}"))).await;
     assert_eq!(browser.url().await, world.api.url(&format!("/pulls/{REPO}/{failing}")));
 
     // A PR's page after a force-push: the timeline has the move and both results.
@@ -215,4 +218,62 @@ async fn wait_for_commit(world: &TestWorld, sql: &str) {
         assert!(started.elapsed() < prmonitor_testkit::world::SETTLE_TIMEOUT, "never committed: {sql}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_setup_flow_in_a_browser_creates_an_app_whose_webhooks_the_service_accepts() {
+    let Some(browser) = Browser::start(1280, 900).await else { return };
+    let setup = crate::setup_flow::Setup::start(true).await;
+
+    browser.goto(&setup.url("/setup")).await;
+    browser.screenshot("setup").await;
+    no_console_errors(&browser, "the setup form").await;
+    // The public URL is prefilled from the request; one click to GitHub's page.
+    browser.click(&browser.find("#start-setup").await).await;
+    wait_for_url(&browser, &setup.url("/setup")).await;
+    browser.click(&browser.find("#create-on-github").await).await;
+    // The simulator's confirmation page, as GitHub asks to confirm.
+    assert!(
+        browser.url().await.starts_with(&setup.sim.web_url()),
+        "on GitHub's page: {}",
+        browser.url().await
+    );
+    browser.click(&browser.find("#create-app").await).await;
+    // Back on prmonitor: the App is created and stored.
+    wait_for_url(&browser, &setup.url("/setup/complete?")).await;
+    let registered = setup.sim.registered_app().expect("the simulator registered the App");
+    let created = browser.text(&browser.find("main").await).await;
+    assert!(created.contains(&format!("App {} created", registered.slug)), "{created}");
+    assert!(!created.contains(&registered.webhook_secret), "a secret reached the page");
+    browser.screenshot("setup-complete").await;
+    no_console_errors(&browser, "the setup result").await;
+
+    // Install it: the simulator's page, then back to prmonitor's.
+    browser.click(&browser.find("#install-app-link").await).await;
+    wait_for_url(&browser, &format!("{}/apps/", setup.sim.web_url())).await;
+    browser.click(&browser.find("#install-app").await).await;
+    wait_for_url(&browser, &setup.url("/setup/installed")).await;
+    assert!(browser.text(&browser.find("main").await).await.contains("being discovered"));
+    no_console_errors(&browser, "the installed page").await;
+
+    // The service accepted the App's installation webhook and backfilled its repositories.
+    setup.sim.wait_for_deliveries().await;
+    let deliveries = setup.sim.deliveries();
+    let installation =
+        deliveries.iter().find(|d| d.event == "installation").expect("an installation delivery");
+    assert_eq!(installation.statuses, [202], "{deliveries:?}");
+    prmonitor_testkit::verify::converge(&setup.db.url, &setup.sim, crate::scenarios::CONVERGE)
+        .await
+        .unwrap_or_else(|d| panic!("the repositories were not backfilled: {d}"));
+    browser.stop().await;
+    setup.stop().await;
+}
+
+/// Waits until the page's address starts with `prefix` (a click that
+/// submits a form returns before the redirects after it are followed).
+async fn wait_for_url(browser: &Browser, prefix: &str) {
+    let script =
+        format!("return location.href.startsWith({}) && document.readyState === 'complete';", json!(prefix));
+    let arrived = browser.wait_for(&script, Duration::from_secs(10)).await;
+    assert!(arrived.is_some(), "never reached {prefix}: at {}", browser.url().await);
 }

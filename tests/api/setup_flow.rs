@@ -21,9 +21,9 @@ use crate::scenarios::CONVERGE;
 const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// The simulator without an App, the service in setup mode on a fresh database.
-struct Setup {
-    sim: Simulator,
-    db: TestDatabase,
+pub(crate) struct Setup {
+    pub(crate) sim: Simulator,
+    pub(crate) db: TestDatabase,
     settings: Settings,
     service: Service,
     address: String,
@@ -31,7 +31,7 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start(secret_key: bool) -> Self {
+    pub(crate) async fn start(secret_key: bool) -> Self {
         let sim = Simulator::start(SimConfig {
             generate: Some(Generate { repositories: 2, pull_requests: 3, check_runs: 2 }),
             app_registered: false,
@@ -52,7 +52,7 @@ impl Setup {
         Self { sim, db, settings, service, address, client }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
@@ -88,7 +88,7 @@ impl Setup {
         count(&self.db.url, "SELECT count(*) FROM github_apps").await
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.service.stop().await;
         self.sim.stop().await;
     }

@@ -290,7 +290,7 @@ fn escape(text: &str) -> String {
 
 fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
     HttpResponse::build(status).content_type("text/html; charset=utf-8").body(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title><link rel=\"icon\" href=\"data:,\"></head>\
          <body><main><h1>{}</h1>{body}</main></body></html>",
         escape(title),
         escape(title)

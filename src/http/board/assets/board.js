@@ -9,7 +9,7 @@
   if (!url || !window.EventSource || !window.fetch) {
     return;
   }
-  var KINDS = ["pull_request", "check_run", "status", "merge_group", "repository", "reset"];
+  var KINDS = ["pull_request", "check_run", "status", "merge_group", "required_checks", "repository", "reset"];
   var pending = null;
   var inFlight = false;
   var again = false;

@@ -17,7 +17,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 
 use super::error::ReadError;
-use super::read::{boolean, bounded_number, repository, text_parameter, ReadConfig};
+use super::read::{boolean, bounded_number, repository, text_parameter, NoQuery, ReadConfig};
 use crate::db::reads::{self, PullFilter, PullOrder, CHECKS_STATES};
 use crate::db::DbPool;
 use crate::ids::PullRequestNumber;
@@ -176,10 +176,6 @@ fn chrome<'a>(title: &'a str, live: Option<String>, logged_in: bool) -> Chrome<'
 }
 
 const EVENTS: &str = "/api/v1/events";
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoQuery {}
 
 /// `GET /`
 async fn overview(

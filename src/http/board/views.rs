@@ -62,6 +62,18 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Markup {
     }
 }
 
+/// A table's header row: each column's name, and whether it holds numbers
+/// (right-aligned).
+fn head(columns: &[(&str, bool)]) -> Markup {
+    html! {
+        thead { tr {
+            @for (name, numeric) in columns {
+                th scope="col" .num[*numeric] { (name) }
+            }
+        } }
+    }
+}
+
 /// The glyph and words of a CI state; the words are for screen readers and
 /// for anyone who does not read colours.
 fn glyph(checks: &str) -> Markup {
@@ -131,18 +143,11 @@ pub fn overview(overview: &Overview, now: DateTime<Utc>) -> Markup {
                 p.empty { "No repository is watched yet: install the GitHub App on some, or run a reconcile." }
             } @else {
                 table.repositories {
-                    thead { tr {
-                        th scope="col" { "Repository" }
-                        th scope="col" .num { "Open" }
-                        th scope="col" .num { "Failing" }
-                        th scope="col" .num { "Pending" }
-                        th scope="col" .num { "Passing" }
-                        th scope="col" .num { "Stuck" }
-                        th scope="col" .num { "Flaky (7 d)" }
-                        th scope="col" { "Last swept" }
-                        th scope="col" { "Sync" }
-                        th scope="col" .num { "Repairs (24 h)" }
-                    } }
+                    (head(&[
+                        ("Repository", false), ("Open", true), ("Failing", true), ("Pending", true),
+                        ("Passing", true), ("Stuck", true), ("Flaky (7 d)", true), ("Last swept", false),
+                        ("Sync", false), ("Repairs (24 h)", true),
+                    ]))
                     tbody {
                         @for repo in &overview.repositories { (repository_row(repo, now)) }
                     }
@@ -259,13 +264,10 @@ pub fn pulls(view: &PullsPage, now: DateTime<Utc>) -> Markup {
                 p.empty { "No pull request matches these filters." }
             } @else {
                 table.pulls {
-                    thead { tr {
-                        th scope="col" { "CI" }
-                        th scope="col" { "Pull request" }
-                        th scope="col" { "Repository" }
-                        th scope="col" { "Author" }
-                        th scope="col" { "Updated" }
-                    } }
+                    (head(&[
+                        ("CI", false), ("Pull request", false), ("Repository", false), ("Author", false),
+                        ("Updated", false),
+                    ]))
                     tbody {
                         @for pull in &view.items {
                             @let s = &pull.summary;
@@ -337,13 +339,10 @@ pub fn pull(view: &PullPage, now: DateTime<Utc>) -> Markup {
                 p.empty { "Nothing reports on this commit yet." }
             } @else {
                 table.checks {
-                    thead { tr {
-                        th scope="col" { "State" }
-                        th scope="col" { "Check" }
-                        th scope="col" { "Result" }
-                        th scope="col" { "Duration" }
-                        th scope="col" { "Details" }
-                    } }
+                    (head(&[
+                        ("State", false), ("Check", false), ("Result", false), ("Duration", false),
+                        ("Details", false),
+                    ]))
                     tbody {
                         @for check in &view.checks { (check_row(check, now)) }
                         @for status in &view.statuses { (status_row(status)) }

@@ -15,7 +15,7 @@ use crate::{db, telemetry};
 #[derive(Debug, Parser)]
 #[command(
     name = "prmonitor",
-    version,
+    version = crate::telemetry::LONG_VERSION,
     about = "Keeps a PostgreSQL copy of GitHub pull requests and check runs"
 )]
 struct Cli {

@@ -28,6 +28,12 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
     };
 }
 
+/// The commit this binary was built from (see build.rs), or `unknown`.
+pub const COMMIT: &str = env!("PRMONITOR_BUILD_COMMIT");
+
+/// `0.1.0 (abc123def456)`: what `prmonitor --version` prints after the name.
+pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PRMONITOR_BUILD_COMMIT"), ")");
+
 /// Buckets of every duration histogram (`*_seconds`), in seconds: from a
 /// fast job (5 ms) to GitHub's slowest deliveries and long sweeps (10 min).
 pub const DURATION_BUCKETS: [f64; 17] =
@@ -111,6 +117,106 @@ fn describe() {
         "reads of a branch's required checks GitHub refused (403: the App lacks Administration: read)"
     );
     ::metrics::counter!("prmonitor_required_checks_unreadable_total").increment(0);
+    describe_others();
+}
+
+/// HELP lines and units of the metrics recorded elsewhere, so every family
+/// `/metrics` renders has one (`promtool check metrics` insists).
+fn describe_others() {
+    use ::metrics::{describe_counter, describe_gauge, Unit};
+    describe_counter!(
+        "prmonitor_webhook_deliveries_total",
+        Unit::Count,
+        "webhook deliveries received, by event and outcome"
+    );
+    describe_counter!(
+        "prmonitor_webhook_signature_failures_total",
+        Unit::Count,
+        "webhook requests unsigned or wrongly signed"
+    );
+    describe_counter!(
+        "prmonitor_webhook_deliveries_recovered_total",
+        Unit::Count,
+        "lost deliveries recovered from the App's deliveries API, by how"
+    );
+    describe_counter!(
+        "prmonitor_webhook_snapshots_total",
+        Unit::Count,
+        "event jobs served from their deliveries' objects, by object and outcome"
+    );
+    describe_gauge!("prmonitor_jobs_pending", Unit::Count, "jobs waiting to run, by kind");
+    describe_gauge!("prmonitor_jobs_running", Unit::Count, "jobs leased by a worker, by kind");
+    describe_gauge!("prmonitor_jobs_dead", Unit::Count, "jobs that ran out of attempts, by kind");
+    describe_gauge!(
+        "prmonitor_jobs_oldest_pending_age_seconds",
+        Unit::Seconds,
+        "age of the oldest pending job, by kind (0 when none)"
+    );
+    describe_counter!("prmonitor_jobs_completed_total", Unit::Count, "jobs that ran to success, by kind");
+    describe_counter!(
+        "prmonitor_jobs_failed_total",
+        Unit::Count,
+        "job runs that failed, by kind and outcome"
+    );
+    describe_gauge!(
+        "prmonitor_repositories_failing",
+        Unit::Count,
+        "active repositories whose last sync failed"
+    );
+    describe_gauge!("prmonitor_checks_stuck", Unit::Count, "open PRs with a stuck check, by repository");
+    describe_gauge!(
+        "prmonitor_checks_flaky_7d",
+        Unit::Count,
+        "check names flaky in the last 7 days, by repository"
+    );
+    describe_gauge!(
+        "prmonitor_metrics_database_up",
+        "1 when the last read of the database gauges succeeded, else 0"
+    );
+    describe_gauge!(
+        "prmonitor_metrics_database_age_seconds",
+        Unit::Seconds,
+        "age of the database gauges served (they are read at most every 5 s)"
+    );
+    describe_gauge!("prmonitor_change_feed_clients", Unit::Count, "change feed streams open in this process");
+    describe_counter!(
+        "prmonitor_change_feed_events_total",
+        Unit::Count,
+        "change feed events read and fanned out, by kind"
+    );
+    describe_counter!("prmonitor_sync_changes_total", Unit::Count, "rows a sync changed, by kind");
+    describe_counter!(
+        "prmonitor_part_restarts_total",
+        Unit::Count,
+        "supervised parts restarted after a panic or an unexpected end"
+    );
+    describe_counter!(
+        "prmonitor_github_calls_total",
+        Unit::Count,
+        "GitHub API calls, by purpose and outcome"
+    );
+    describe_gauge!(
+        "prmonitor_github_not_modified_ratio",
+        "share of GitHub's answers that were free 304s (0 to 1)"
+    );
+    describe_gauge!(
+        "prmonitor_github_rate_limit_remaining",
+        Unit::Count,
+        "the last x-ratelimit-remaining seen, by installation"
+    );
+    describe_gauge!(
+        "prmonitor_github_graphql_rate_limit_remaining",
+        Unit::Count,
+        "the last GraphQL rate limit remaining seen, by installation"
+    );
+    describe_counter!(
+        "prmonitor_github_graphql_points_total",
+        Unit::Count,
+        "GraphQL points spent, as rateLimit.cost reports them"
+    );
+    describe_gauge!("prmonitor_build_info", "1, labelled with the version and commit of this build");
+    ::metrics::gauge!("prmonitor_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => COMMIT)
+        .set(1.0);
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ impl Counters {
             .sum();
         let free: u64 = map.iter().filter(|((_, o), _)| *o == "304").map(|(_, n)| n).sum();
         if answers > 0 {
-            metrics::gauge!("prmonitor_github_not_modified_share").set(free as f64 / answers as f64);
+            metrics::gauge!("prmonitor_github_not_modified_ratio").set(free as f64 / answers as f64);
         }
     }
 

@@ -280,3 +280,23 @@ async fn a_worker_without_github_access_or_a_secret_key_exits_2_naming_both() {
         "{stderr}"
     );
 }
+
+/// `--version` names the commit built: this checkout's HEAD, as git says it.
+#[tokio::test]
+async fn version_names_the_commit_it_was_built_from() {
+    let output = PRMONITOR.command(&["--version"], &[]).output().await.expect("run");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git");
+    // Without git (a tarball build) the binary says `unknown`, as checked here.
+    let commit = if git.status.success() {
+        String::from_utf8_lossy(&git.stdout).trim().to_owned()
+    } else {
+        "unknown".to_owned()
+    };
+    assert_eq!(stdout.trim(), format!("prmonitor {} ({commit})", env!("CARGO_PKG_VERSION")));
+}

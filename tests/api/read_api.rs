@@ -334,7 +334,7 @@ async fn metrics_count_what_happened() {
         + metric(&m, "prmonitor_github_calls_total", &[("outcome", "304")])
         + metric(&m, "prmonitor_github_calls_total", &[("outcome", "4xx")]);
     assert_eq!(counted, api_calls, "every GitHub call is counted");
-    let share = metric(&m, "prmonitor_github_not_modified_share", &[]);
+    let share = metric(&m, "prmonitor_github_not_modified_ratio", &[]);
     let expected_share = metric(&m, "prmonitor_github_calls_total", &[("outcome", "304")]) / counted;
     assert!((share - expected_share).abs() < 1e-9, "{share} vs {expected_share}");
     assert!(metric(&m, "prmonitor_github_rate_limit_remaining", &[("installation", "1001")]) > 4900.0);

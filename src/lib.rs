@@ -24,6 +24,7 @@ pub mod http;
 pub mod ids;
 pub mod jitter;
 pub mod monitor;
+pub mod process_metrics;
 pub mod progress;
 pub mod queue;
 pub mod scheduler;

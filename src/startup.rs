@@ -83,9 +83,12 @@ impl Application {
                 .with_stuck_after(settings.stuck_check_after)
                 .with_board_public(settings.board_public),
         );
+        // One per process, shared by every HTTP worker's scrapes.
+        let database_gauges = web::Data::new(http::metrics::DatabaseGauges::default());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(pool.clone())
+                .app_data(database_gauges.clone())
                 .app_data(store.clone())
                 .app_data(intake.clone())
                 .app_data(admin.clone())

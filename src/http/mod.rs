@@ -5,12 +5,13 @@ pub mod board;
 mod error;
 mod feed;
 mod health;
-mod metrics;
+pub(crate) mod metrics;
 mod read;
 mod setup;
 
 pub use admin::AdminConfig;
 pub use health::Readiness;
+pub use metrics::REFRESH_EVERY as METRICS_REFRESH_EVERY;
 pub use read::ReadConfig;
 pub use setup::SetupConfig;
 

@@ -339,7 +339,92 @@ async fn metrics_count_what_happened() {
     assert!((share - expected_share).abs() < 1e-9, "{share} vs {expected_share}");
     assert!(metric(&m, "prmonitor_github_rate_limit_remaining", &[("installation", "1001")]) > 4900.0);
     assert_eq!(metric(&m, "prmonitor_repositories_failing", &[]), 0.0);
+    assert_eq!(metric(&m, "prmonitor_metrics_database_up", &[]), 1.0);
+    assert!(metric(&m, "prmonitor_metrics_database_age_seconds", &[]) < 5.0, "{text}");
+    assert_eq!(metric(&m, "prmonitor_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0, "{text}");
+    assert!(metric(&m, "process_resident_memory_bytes", &[]) > 0.0, "{text}");
+    assert!(metric(&m, "process_open_fds", &[]) >= 3.0, "{text}");
+    assert!(metric(&m, "process_start_time_seconds", &[]) > 1_500_000_000.0, "{text}");
+    every_family_has_help(&text);
+    promtool_check_metrics(&text).await;
+
+    // Within 5 s the database gauges are served as read, not read again:
+    // a job added now does not show, and the age of the values grows.
+    let age = metric(&m, "prmonitor_metrics_database_age_seconds", &[]);
+    {
+        let mut conn = connect(&db.url).await;
+        prmonitor_testkit::database::execute(
+            &mut conn,
+            "UPDATE jobs SET state = 'dead' WHERE kind = 'event'",
+        )
+        .await;
+    }
+    let again = parse_metrics(&scrape(&client, &address).await);
+    assert_eq!(metric(&again, "prmonitor_jobs_dead", &[]), 0.0, "served from the last read");
+    assert!(metric(&again, "prmonitor_metrics_database_age_seconds", &[]) > age);
+    tokio::time::sleep(prmonitor::http::METRICS_REFRESH_EVERY).await;
+    let later = parse_metrics(&scrape(&client, &address).await);
+    assert_eq!(metric(&later, "prmonitor_jobs_dead", &[]), jobs_done, "read again after 5 s");
+    assert!(metric(&later, "prmonitor_metrics_database_age_seconds", &[]) < 1.0);
     serve.terminate();
+}
+
+async fn scrape(client: &reqwest::Client, address: &str) -> String {
+    let response = client.get(format!("http://{address}/metrics")).send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("text")
+}
+
+/// Every `# TYPE` family of a scrape has a `# HELP` line too.
+pub(crate) fn every_family_has_help(text: &str) {
+    let typed: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next()).collect();
+    assert!(typed.len() > 20, "{text}");
+    for family in typed {
+        let help = format!("# HELP {family} ");
+        assert!(text.lines().any(|l| l.starts_with(&help) && l.len() > help.len()), "no HELP for {family}");
+    }
+    // A sample line whose family has no TYPE would be untyped: none either.
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        assert!(
+            text.contains(&format!("# TYPE {name} ")) || text.contains(&format!("# TYPE {family} histogram")),
+            "{line} has no TYPE"
+        );
+    }
+}
+
+/// `promtool check metrics` on a scrape: no lint, exit 0. Skipped without
+/// promtool, unless `PRMONITOR_REQUIRE_PROMTOOL=1` (CI), which fails then.
+pub(crate) async fn promtool_check_metrics(text: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    let child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            assert!(
+                std::env::var("PRMONITOR_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
+                "PRMONITOR_REQUIRE_PROMTOOL=1 but promtool cannot run: {error}"
+            );
+            eprintln!(
+                "skipped: promtool check metrics (promtool: {error}; Debian's prometheus package has it)"
+            );
+            return;
+        }
+    };
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(text.as_bytes()).await.expect("write");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("promtool");
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
 }
 
 /// Every field of the detail endpoint against the simulator's own PR and

@@ -247,6 +247,7 @@ async fn metrics_count_what_happened() {
         ("PRMONITOR_GITHUB_PRIVATE_KEY_FILE", key.as_str()),
         ("PRMONITOR_JOB_POLL_INTERVAL", "100ms"),
         ("PRMONITOR_SWEEP_INTERVAL", "1h"),
+        ("PRMONITOR_ADMIN_TOKEN", ADMIN_TOKEN),
     ];
     let serve = crate::PRMONITOR.start(&["serve"], &db, &env).await;
     let address = serve.address.clone();
@@ -291,6 +292,15 @@ async fn metrics_count_what_happened() {
             .await
             .expect("sent");
     }
+    // A sweep, so the sweep's families have samples too (it finds nothing to repair).
+    let sweep = client
+        .post(format!("http://{address}/api/v1/reconcile"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "all": true }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(sweep.status(), 202);
     let started = std::time::Instant::now();
     while count(&db.url, "SELECT count(*) FROM jobs WHERE state <> 'done'").await > 0 {
         assert!(started.elapsed() < Duration::from_secs(30), "jobs did not finish");
@@ -345,6 +355,7 @@ async fn metrics_count_what_happened() {
     assert!(metric(&m, "process_resident_memory_bytes", &[]) > 0.0, "{text}");
     assert!(metric(&m, "process_open_fds", &[]) >= 3.0, "{text}");
     assert!(metric(&m, "process_start_time_seconds", &[]) > 1_500_000_000.0, "{text}");
+    assert_eq!(metric(&m, "prmonitor_jobs_completed_total", &[("kind", "sweep")]), 1.0, "{text}");
     every_family_has_help(&text);
     promtool_check_metrics(&text).await;
 
@@ -366,6 +377,30 @@ async fn metrics_count_what_happened() {
     let later = parse_metrics(&scrape(&client, &address).await);
     assert_eq!(metric(&later, "prmonitor_jobs_dead", &[]), jobs_done, "read again after 5 s");
     assert!(metric(&later, "prmonitor_metrics_database_age_seconds", &[]) < 1.0);
+
+    // A refresh stuck on the database holds up its own scrape only: the
+    // next scrape answers at once with the last values, and their age.
+    let mut locker = connect(&db.url).await;
+    prmonitor_testkit::database::execute(&mut locker, "BEGIN").await;
+    prmonitor_testkit::database::execute(&mut locker, "LOCK TABLE repositories IN ACCESS EXCLUSIVE MODE")
+        .await;
+    tokio::time::sleep(prmonitor::http::METRICS_REFRESH_EVERY).await;
+    let stuck = tokio::spawn({
+        let (client, address) = (client.clone(), address.clone());
+        async move { scrape(&client, &address).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stuck.is_finished(), "the refresh waits on the lock");
+    let beside = tokio::time::timeout(Duration::from_secs(2), scrape(&client, &address))
+        .await
+        .expect("a scrape beside a stuck refresh does not wait");
+    let beside = parse_metrics(&beside);
+    assert!(metric(&beside, "prmonitor_metrics_database_age_seconds", &[]) >= 5.0);
+    assert_eq!(metric(&beside, "prmonitor_jobs_dead", &[]), jobs_done);
+    prmonitor_testkit::database::execute(&mut locker, "COMMIT").await;
+    let after = parse_metrics(&stuck.await.expect("scrape"));
+    assert_eq!(metric(&after, "prmonitor_metrics_database_up", &[]), 1.0);
+    assert!(metric(&after, "prmonitor_metrics_database_age_seconds", &[]) < 1.0);
     serve.terminate();
 }
 

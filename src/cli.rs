@@ -42,6 +42,11 @@ enum Command {
     /// Inspect stored webhook deliveries and process them again.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run the GitHub simulator (for trying prmonitor without GitHub).
     #[cfg(feature = "simulator")]
     Sim(SimArgs),
@@ -248,6 +253,12 @@ const EXIT_CONFIG: u8 = 2;
 pub fn main() -> ExitCode {
     // clap prints its own message and exits 2 on a usage error.
     let cli = Cli::parse();
+    // Completions need no settings: an operator installs them before configuring anything.
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "prmonitor", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     #[cfg(feature = "simulator")]
     if let Command::Sim(args) = &cli.command {
         return run_sim(args);
@@ -285,6 +296,8 @@ pub fn main() -> ExitCode {
             Command::Reconcile(args) => reconcile(settings, args).await,
             Command::Jobs(command) => jobs(settings, command).await,
             Command::Deliveries(command) => deliveries(settings, command).await,
+            // Answered before the settings were read.
+            Command::Completions { .. } => Ok(()),
             #[cfg(feature = "simulator")]
             Command::Demo(args) => {
                 let database_given = std::env::var_os("DATABASE_URL").is_some() || cli.config.is_some();

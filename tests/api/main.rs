@@ -13,6 +13,7 @@ mod check_rules;
 mod ci_state;
 mod deliveries_cli;
 mod deliveries_simulator;
+mod deploy_kit;
 mod flaky_stuck;
 mod gap_recovery;
 mod github_client;

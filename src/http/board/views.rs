@@ -13,9 +13,20 @@ pub const JS: &str = include_str!("assets/board.js");
 
 /// A short fingerprint of an asset, so its URL changes when it does and
 /// browsers may cache it for good.
-pub fn fingerprint(asset: &str) -> String {
+fn fingerprint(asset: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(asset.as_bytes())[..6])
+}
+
+/// The assets' URLs, hashed once per process rather than on every page.
+fn asset_urls() -> &'static (String, String) {
+    static URLS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    URLS.get_or_init(|| {
+        (
+            format!("/assets/board.css?v={}", fingerprint(CSS)),
+            format!("/assets/board.js?v={}", fingerprint(JS)),
+        )
+    })
 }
 
 /// What every page shares: the header, the live indicator, the assets.
@@ -38,8 +49,8 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Markup {
                 title { (chrome.title) " · prmonitor" }
                 // No favicon request: a 404 would be a console error on every page.
                 link rel="icon" href="data:,";
-                link rel="stylesheet" href={ "/assets/board.css?v=" (fingerprint(CSS)) };
-                script src={ "/assets/board.js?v=" (fingerprint(JS)) } defer {}
+                link rel="stylesheet" href=(asset_urls().0);
+                script src=(asset_urls().1) defer {}
             }
             body data-live=[chrome.live.as_deref()] {
                 a.skip href="#main" { "Skip to content" }

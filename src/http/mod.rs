@@ -20,26 +20,48 @@ use serde_json::json;
 
 use crate::webhook::intake;
 
-/// Every route of the service, as (method, path). `routes` registers exactly
-/// these, and a test checks each is in the OpenAPI document.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/webhooks/github"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("POST", "/api/v1/reconcile"),
-    ("GET", "/api/v1/jobs/{id}"),
-    ("GET", "/api/v1/repositories"),
-    ("GET", "/api/v1/repositories/{owner}/{name}/pulls"),
-    ("GET", "/api/v1/repositories/{owner}/{name}/pulls/{number}"),
-    ("GET", "/api/v1/repositories/{owner}/{name}/checks/flaky"),
-    ("GET", "/api/v1/repositories/{owner}/{name}/merge-groups"),
-    ("GET", "/api/v1/events"),
-    ("GET", "/api/v1/openapi.json"),
-    ("GET", "/setup"),
-    ("POST", "/setup"),
-    ("GET", "/setup/complete"),
-    ("GET", "/setup/installed"),
+/// Which listener serves a route once the operations listener
+/// (`PRMONITOR_OPS_LISTEN`) is separate; without it, one listener serves all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Faces GitHub and people: webhooks, the board, the read API, setup.
+    Public,
+    /// Faces operators and the orchestrator: metrics, readiness, the admin API.
+    Operations,
+    /// Both listeners (answers without the database).
+    Both,
+}
+
+impl Surface {
+    pub fn on_public(self) -> bool {
+        self != Surface::Operations
+    }
+
+    pub fn on_operations(self) -> bool {
+        self != Surface::Public
+    }
+}
+
+/// Every route of the service, as (method, path, listener). `routes`
+/// registers exactly these, and a test checks each is in the OpenAPI document.
+pub const ROUTES: &[(&str, &str, Surface)] = &[
+    ("POST", "/webhooks/github", Surface::Public),
+    ("GET", "/healthz", Surface::Both),
+    ("GET", "/readyz", Surface::Operations),
+    ("GET", "/metrics", Surface::Operations),
+    ("POST", "/api/v1/reconcile", Surface::Operations),
+    ("GET", "/api/v1/jobs/{id}", Surface::Operations),
+    ("GET", "/api/v1/repositories", Surface::Public),
+    ("GET", "/api/v1/repositories/{owner}/{name}/pulls", Surface::Public),
+    ("GET", "/api/v1/repositories/{owner}/{name}/pulls/{number}", Surface::Public),
+    ("GET", "/api/v1/repositories/{owner}/{name}/checks/flaky", Surface::Public),
+    ("GET", "/api/v1/repositories/{owner}/{name}/merge-groups", Surface::Public),
+    ("GET", "/api/v1/events", Surface::Public),
+    ("GET", "/api/v1/openapi.json", Surface::Both),
+    ("GET", "/setup", Surface::Public),
+    ("POST", "/setup", Surface::Public),
+    ("GET", "/setup/complete", Surface::Public),
+    ("GET", "/setup/installed", Surface::Public),
 ];
 
 /// The OpenAPI 3 description of [`ROUTES`].
@@ -69,14 +91,34 @@ fn route(method: &str, path: &str) -> Route {
     }
 }
 
-/// Every route of the service. The app data (`DbPool`, `IntakeConfig`, ...)
-/// is added by the caller, so tests and `serve` build the same app.
+/// Every route of the service on one listener. The app data (`DbPool`,
+/// `IntakeConfig`, ...) is added by the caller, so tests and `serve` build the same app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    for (method, path) in ROUTES {
-        cfg.route(path, route(method, path));
-    }
+    routes_where(cfg, |_| true);
     board::routes(cfg);
     cfg.default_service(web::to(not_found));
+}
+
+/// The public listener's routes when the operations listener is separate.
+pub fn public_routes(cfg: &mut web::ServiceConfig) {
+    routes_where(cfg, Surface::on_public);
+    board::routes(cfg);
+    cfg.default_service(web::to(not_found));
+}
+
+/// The operations listener's routes: it needs only the database, the admin
+/// and read settings and readiness, so `worker` processes serve it too.
+pub fn operations_routes(cfg: &mut web::ServiceConfig) {
+    routes_where(cfg, Surface::on_operations);
+    cfg.default_service(web::to(not_found));
+}
+
+fn routes_where(cfg: &mut web::ServiceConfig, serves: fn(Surface) -> bool) {
+    for (method, path, surface) in ROUTES {
+        if serves(*surface) {
+            cfg.route(path, route(method, path));
+        }
+    }
 }
 
 async fn openapi() -> HttpResponse {
@@ -96,7 +138,7 @@ mod tests {
         let document: serde_json::Value =
             serde_json::from_str(OPENAPI).expect("the OpenAPI document is JSON");
         assert_eq!(document["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
-        for (method, path) in ROUTES {
+        for (method, path, _) in ROUTES {
             let operation = &document["paths"][*path][method.to_lowercase()];
             assert!(operation.is_object(), "{method} {path} is not documented");
             assert!(operation["responses"].is_object(), "{method} {path} documents no responses");

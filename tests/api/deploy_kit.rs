@@ -55,7 +55,11 @@ fn the_systemd_units_verify_clean() {
         assert!(stop > 30, "{unit}: TimeoutStopSec={stop} is not above the default shutdown timeout of 30 s");
         // verify wants the ExecStart binary to exist: the one under test stands in.
         let text = text.replace("/usr/local/bin/prmonitor", PRMONITOR.0);
-        let path = dir.join(unit.replace("@.", "@1."));
+        // Each process has its own operations port, which the environment file cannot give.
+        let ops = text.lines().find_map(|line| line.strip_prefix("Environment=PRMONITOR_OPS_LISTEN="));
+        let expected = if unit.contains('@') { "127.0.0.1:%i" } else { "127.0.0.1:9464" };
+        assert_eq!(ops, Some(expected), "{unit}");
+        let path = dir.join(unit.replace("@.", "@9465."));
         std::fs::write(&path, text).expect("write unit");
         paths.push(path);
     }
@@ -69,26 +73,42 @@ fn the_systemd_units_verify_clean() {
     assert!(output.status.success() && printed.is_empty(), "systemd-analyze verify: {printed}");
 }
 
-#[test]
-fn the_alert_rules_pass_promtool() {
-    let Ok(output) = std::process::Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(repo_file("deploy/prometheus/prmonitor-rules.yml"))
-        .output()
+/// `promtool check WHAT FILE`; `None` (the test skips) without promtool,
+/// unless `PRMONITOR_REQUIRE_PROMTOOL=1`.
+fn promtool_check(what: &str, file: &str) -> Option<std::process::Output> {
+    let Ok(output) =
+        std::process::Command::new("promtool").args(["check", what]).arg(repo_file(file)).output()
     else {
         assert!(
             std::env::var("PRMONITOR_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
             "PRMONITOR_REQUIRE_PROMTOOL=1 but promtool is not installed"
         );
         eprintln!("skipped: promtool is not installed (Debian: apt-get install prometheus)");
-        return;
+        return None;
     };
     assert!(
         output.status.success(),
-        "promtool check rules: {}{}",
+        "promtool check {what} {file}: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Some(output)
+}
+
+#[test]
+fn the_alert_rules_pass_promtool() {
+    promtool_check("rules", "deploy/prometheus/prmonitor-rules.yml");
+}
+
+#[test]
+fn the_scrape_configuration_passes_promtool_and_scrapes_the_units_operations_ports() {
+    let config = read("deploy/prometheus/prometheus.yml");
+    for target in ["127.0.0.1:9464", "127.0.0.1:9465", "127.0.0.1:9466"] {
+        assert!(config.lines().any(|line| line.trim() == format!("- {target}")), "{target}");
+    }
+    assert!(config.contains("job_name: prmonitor"), "the rules' job label");
+    // Checks the rule file it loads as well.
+    promtool_check("config", "deploy/prometheus/prometheus.yml");
 }
 
 /// Metric names (`prmonitor_…`, histogram series folded into their family) in `text`.

@@ -121,7 +121,7 @@ impl Application {
             None => None,
         };
         let mut app =
-            Self::build_with(settings, pool, operations, listener, Fatal::new(), stopping, intake, slot)?;
+            Self::build_with(settings, pool, (operations, listener), Fatal::new(), stopping, intake, slot)?;
         app._own_stop = Some(own_stop);
         Ok(app)
     }
@@ -132,8 +132,7 @@ impl Application {
     fn build_with(
         settings: &Settings,
         pool: DbPool,
-        operations: OperationsData,
-        operations_listener: Option<OperationsListener>,
+        (operations, operations_listener): (OperationsData, Option<OperationsListener>),
         fatal: Fatal,
         stopping: watch::Receiver<bool>,
         intake: IntakeConfig,
@@ -420,8 +419,7 @@ impl Service {
             let app = Application::build_with(
                 settings,
                 pool,
-                operations,
-                operations_listener,
+                (operations, operations_listener),
                 fatal.clone(),
                 stopped.clone(),
                 intake,

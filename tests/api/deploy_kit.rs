@@ -76,9 +76,12 @@ fn the_systemd_units_verify_clean() {
 /// `promtool check WHAT FILE`; `None` (the test skips) without promtool,
 /// unless `PRMONITOR_REQUIRE_PROMTOOL=1`.
 fn promtool_check(what: &str, file: &str) -> Option<std::process::Output> {
-    let Ok(output) =
-        std::process::Command::new("promtool").args(["check", what]).arg(repo_file(file)).output()
-    else {
+    promtool(&["check", what], file)
+}
+
+/// `promtool ARGS FILE`, which must succeed; `None` as for [`promtool_check`].
+fn promtool(args: &[&str], file: &str) -> Option<std::process::Output> {
+    let Ok(output) = std::process::Command::new("promtool").args(args).arg(repo_file(file)).output() else {
         assert!(
             std::env::var("PRMONITOR_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
             "PRMONITOR_REQUIRE_PROMTOOL=1 but promtool is not installed"
@@ -88,7 +91,8 @@ fn promtool_check(what: &str, file: &str) -> Option<std::process::Output> {
     };
     assert!(
         output.status.success(),
-        "promtool check {what} {file}: {}{}",
+        "promtool {} {file}: {}{}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -98,6 +102,51 @@ fn promtool_check(what: &str, file: &str) -> Option<std::process::Output> {
 #[test]
 fn the_alert_rules_pass_promtool() {
     promtool_check("rules", "deploy/prometheus/prmonitor-rules.yml");
+}
+
+#[test]
+fn the_alert_rules_fire_when_their_tests_say() {
+    let Some(output) = promtool(&["test", "rules"], "deploy/prometheus/prmonitor-rules.test.yml") else {
+        return;
+    };
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("SUCCESS"), "{printed}");
+    // Every alert has a test of when it fires.
+    let rules = read("deploy/prometheus/prmonitor-rules.yml");
+    let tests = read("deploy/prometheus/prmonitor-rules.test.yml");
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        let tested = lines.windows(3).any(|w| {
+            w[0] == format!("alertname: {alert}") && w[1] == "exp_alerts:" && w[2].contains("exp_labels")
+        });
+        assert!(tested, "no test shows {alert} firing");
+    }
+}
+
+/// The rules' expressions: each `expr:` line, or the indented block after `expr: |`.
+fn rule_expressions(rules: &str) -> String {
+    let mut expressions = String::new();
+    let mut block: Option<usize> = None;
+    for line in rules.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(expr_indent) = block {
+            if indent > expr_indent || line.trim().is_empty() {
+                expressions.push_str(line.trim());
+                expressions.push('\n');
+                continue;
+            }
+            block = None;
+        }
+        if let Some(rest) = line.trim().strip_prefix("expr:") {
+            if rest.trim() == "|" {
+                block = Some(indent);
+            } else {
+                expressions.push_str(rest.trim());
+                expressions.push('\n');
+            }
+        }
+    }
+    expressions
 }
 
 #[test]
@@ -153,9 +202,10 @@ async fn the_dashboard_and_the_rules_name_only_metrics_prmonitor_exports() {
         }
     }
     let rules = read("deploy/prometheus/prmonitor-rules.yml");
-    let rule_exprs: String =
-        rules.lines().filter_map(|line| line.trim().strip_prefix("expr:")).collect::<Vec<_>>().join("\n");
+    let rule_exprs = rule_expressions(&rules);
     assert!(rule_exprs.contains("up{"), "the rules watch the scrape itself");
+    // The multi-line expressions were read too.
+    assert!(rule_exprs.contains("prmonitor_github_rate_limit_limit"), "{rule_exprs}");
     let used = metric_names(&format!("{expressions}{rule_exprs}"));
     assert!(used.len() > 15, "the parse found the names: {used:?}");
 

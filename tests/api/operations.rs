@@ -133,6 +133,11 @@ async fn a_worker_process_serves_metrics_and_readiness_on_the_operations_listene
     );
     assert_eq!(status(client.get(format!("{worker_ops}/webhooks/github"))).await, 404);
 
+    // The operations listener's thread (PRMONITOR_HTTP_WORKERS=1: one) yields the CPU to the rest.
+    let nices = thread_nices(serve.child.id().expect("running"));
+    assert_eq!(nices.iter().filter(|n| **n == 10).count(), 1, "{nices:?}");
+    assert!(nices.iter().filter(|n| **n == 0).count() > 1, "intake and the rest at 0: {nices:?}");
+
     // The serve process's own operations listener counts what it received.
     let serve_ops = format!("http://{}", serve.operations_address().await);
     assert_ne!(serve_ops, worker_ops);
@@ -144,4 +149,16 @@ async fn a_worker_process_serves_metrics_and_readiness_on_the_operations_listene
     );
     worker.terminate();
     serve.terminate();
+}
+
+/// The nice value of each thread of process `pid` (Linux: /proc/PID/task/TID/stat, field 19).
+fn thread_nices(pid: u32) -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc") {
+        let stat = std::fs::read_to_string(task.expect("task").path().join("stat")).expect("stat");
+        // The name in parentheses may hold spaces: fields count from after it.
+        let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+        nices.push(fields[16].parse().expect("nice"));
+    }
+    nices
 }

@@ -560,13 +560,14 @@ async fn send_paced(address: &str, items: Arc<Vec<Delivery>>, rate: f64) -> Resu
 }
 
 /// `count` scrapers, each looping `GET /metrics` then `GET /readyz` on
-/// `base` without a pause until `stop`; returns the scrapes completed. They
+/// `base` until `stop`, without a pause or once `every`; returns the scrapes completed. They
 /// run on a thread of their own at nice 10: real scrapers run on other
 /// hosts, so their own CPU should not be what slows intake here (what the
 /// service spends on their requests is what is measured).
 fn start_scrapers(
     base: String,
     count: usize,
+    every: Option<Duration>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
@@ -580,7 +581,15 @@ fn start_scrapers(
                 let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
                 scrapers.spawn(async move {
                     let mut scrapes = 0;
+                    let mut ticks = every.map(|every| {
+                        let mut ticks = tokio::time::interval(every);
+                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        ticks
+                    });
                     while !*stop.borrow() {
+                        if let Some(ticks) = &mut ticks {
+                            ticks.tick().await;
+                        }
                         let metrics = client.get(format!("{base}/metrics")).send().await;
                         let metrics = match metrics {
                             Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
@@ -632,19 +641,27 @@ async fn scrapers(report: &mut Report) -> Result<(), Error> {
         Webhook,
         Operations,
     }
-    let mut setups = vec![("no scrapers".to_owned(), PRMONITOR, Scrape::None)];
+    // Looping: as many scrapes as the service answers. Paced: 16 scrapers
+    // 5 times a second each (80 a second), a load the earlier binary could
+    // still answer, so before and after serve the same scrapes.
+    const PACED: Duration = Duration::from_millis(200);
+    let mut setups = vec![("no scrapers".to_owned(), PRMONITOR, Scrape::None, None)];
+    let now = |what: &str, scrape, every| (format!("{SCRAPERS} scrapers {what}"), PRMONITOR, scrape, every);
     match before {
-        Some(path) => setups.push((
-            format!("{SCRAPERS} scrapers on the webhook port, {before_label}"),
-            Binary(path),
-            Scrape::Webhook,
-        )),
+        Some(path) => {
+            let earlier = |what: &str, every| {
+                (format!("{SCRAPERS} scrapers {what}, {before_label}"), Binary(path), Scrape::Webhook, every)
+            };
+            setups.push(earlier("looping on the webhook port", None));
+            setups.push(earlier("at 5/s each on the webhook port", Some(PACED)));
+        }
         None => eprintln!("scrapers: PRMONITOR_BENCH_BEFORE_BIN unset, no run of the earlier binary"),
     }
-    setups.push((format!("{SCRAPERS} scrapers on the webhook port, now"), PRMONITOR, Scrape::Webhook));
-    setups.push((format!("{SCRAPERS} scrapers on the operations port"), PRMONITOR, Scrape::Operations));
+    setups.push(now("looping on the webhook port, now", Scrape::Webhook, None));
+    setups.push(now("looping on the operations port", Scrape::Operations, None));
+    setups.push(now("at 5/s each on the operations port", Scrape::Operations, Some(PACED)));
     let mut p99s = Vec::new();
-    for (label, binary, scrape) in setups {
+    for (label, binary, scrape, every) in setups {
         let database = TestDatabase::migrated().await;
         let mut env = sim_env(&sim);
         if matches!(scrape, Scrape::Operations) {
@@ -660,7 +677,7 @@ async fn scrapers(report: &mut Report) -> Result<(), Error> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let scraping = match scrape {
             Scrape::None => None,
-            _ => Some(start_scrapers(base, SCRAPERS, stopped)),
+            _ => Some(start_scrapers(base, SCRAPERS, every, stopped)),
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
@@ -677,6 +694,23 @@ async fn scrapers(report: &mut Report) -> Result<(), Error> {
         report.add(&scenario, "ack latency max", percentile(&latencies, 1.0), "ms");
         if scrapes > 0 {
             report.add(&scenario, "scrapes served (metrics + readyz)", scrapes as f64 / elapsed, "/s");
+        }
+        // What the scrapes cost the database: the gauges' reads, timed by the service.
+        let scrape = match scrape {
+            Scrape::Operations => format!("http://{}", child.serve.operations_address().await),
+            _ => format!("http://{}", child.address),
+        };
+        let text = reqwest::get(format!("{scrape}/metrics")).await?.text().await?;
+        let series = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        let (sum, count) = (
+            series("prmonitor_metrics_database_refresh_seconds_sum"),
+            series("prmonitor_metrics_database_refresh_seconds_count"),
+        );
+        if count > 0.0 {
+            report.add(&scenario, "database gauge reads", count / elapsed, "/s");
+            report.add(&scenario, "database gauge read, mean", sum / count * 1000.0, "ms");
         }
         p99s.push((label, percentile(&latencies, 0.99)));
         child.stop().await;

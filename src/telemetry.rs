@@ -182,6 +182,11 @@ fn describe_others() {
         Unit::Seconds,
         "age of the database gauges served (they are read at most every 5 s)"
     );
+    ::metrics::describe_histogram!(
+        "prmonitor_metrics_database_refresh_seconds",
+        ::metrics::Unit::Seconds,
+        "time to read the database gauges once (what scrapes cost the database, at most every 5 s)"
+    );
     describe_gauge!("prmonitor_change_feed_clients", Unit::Count, "change feed streams open in this process");
     describe_counter!(
         "prmonitor_change_feed_events_total",

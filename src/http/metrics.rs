@@ -93,7 +93,10 @@ impl DatabaseGauges {
             return;
         }
         let _refreshing = Refreshing(&self.refreshing);
+        let started = Instant::now();
         let result = record_database_gauges(pool, stuck_after).await;
+        metrics::histogram!("prmonitor_metrics_database_refresh_seconds")
+            .record(started.elapsed().as_secs_f64());
         let now = Instant::now();
         let mut state = self.state();
         state.attempted = Some(now);

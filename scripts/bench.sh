@@ -3,7 +3,7 @@
 # against the real service, the real PostgreSQL and the simulator, prints a
 # markdown report and writes JSON to $CARGO_TARGET_DIR/bench/report.json.
 #   scripts/bench.sh                 # every scenario
-#   scripts/bench.sh ingest sweep    # some: bulk-backfill, bulk-sweep, ingest, pipeline, paced, backfill, sweep, outage
+#   scripts/bench.sh ingest sweep    # some: bulk-backfill, bulk-sweep, ingest, pipeline, paced, backfill, sweep, outage, scrapers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/prmonitor-target}"

@@ -3,7 +3,8 @@
 //! JSON under target/bench/. Nothing here asserts a time.
 //!
 //! `scripts/bench.sh [scenario…]` runs it (scenarios: ingest, pipeline,
-//! backfill, sweep; all by default).
+//! backfill, sweep, scrapers, …; all by default). `scripts/bench-scrapers.sh`
+//! runs `scrapers` beside a binary built from before the operations listener.
 
 // A measuring program, not the service: a failed expectation ends the run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -111,6 +112,15 @@ struct Child {
 
 impl Child {
     async fn start(args: &[&str], db: &TestDatabase, extra: &[(&str, String)]) -> Result<Self, Error> {
+        Self::start_binary(PRMONITOR, args, db, extra).await
+    }
+
+    async fn start_binary(
+        binary: Binary,
+        args: &[&str],
+        db: &TestDatabase,
+        extra: &[(&str, String)],
+    ) -> Result<Self, Error> {
         let workers = std::thread::available_parallelism().map_or(1, usize::from).to_string();
         let mut env: Vec<(&str, &str)> = vec![
             ("RUST_LOG", "warn,prmonitor::cli=info"),
@@ -118,7 +128,7 @@ impl Child {
             ("PRMONITOR_HTTP_WORKERS", &workers),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
-        let serve = PRMONITOR.start(args, db, &env).await;
+        let serve = binary.start(args, db, &env).await;
         let address = serve.address.clone();
         Ok(Self { serve, address })
     }
@@ -510,6 +520,175 @@ async fn metric_sum(address: &str, name: &str, label: &str) -> Result<BTreeMap<S
         *sums.entry(label_value).or_default() += value;
     }
     Ok(sums)
+}
+
+/// Sends `items` open-loop at `rate` a second (each at its own time, not
+/// after the previous answer, so a slow answer cannot hide the queue behind
+/// it); returns each acknowledgement's latency in ms, sorted.
+async fn send_paced(address: &str, items: Arc<Vec<Delivery>>, rate: f64) -> Result<Vec<f64>, Error> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).http1_only().build()?;
+    let url = format!("http://{address}/webhooks/github");
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..items.len() {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate)).await;
+        let (client, items, url) = (client.clone(), items.clone(), url.clone());
+        tasks.spawn(async move {
+            let (event, id, body, signature) = &items[i];
+            let sent = Instant::now();
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-github-event", *event)
+                .header("x-github-delivery", id)
+                .header("x-hub-signature-256", signature)
+                .body(body.clone())
+                .send()
+                .await;
+            match response {
+                Ok(r) if r.status().as_u16() == 202 => Ok(sent.elapsed().as_secs_f64() * 1000.0),
+                other => Err(format!("delivery {i} failed: {:?}", other.map(|r| r.status()))),
+            }
+        });
+    }
+    let mut latencies = Vec::with_capacity(items.len());
+    while let Some(result) = tasks.join_next().await {
+        latencies.push(result??);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
+/// `count` scrapers, each looping `GET /metrics` then `GET /readyz` on
+/// `base` without a pause until `stop`; returns the scrapes completed. They
+/// run on a thread of their own at nice 10: real scrapers run on other
+/// hosts, so their own CPU should not be what slows intake here (what the
+/// service spends on their requests is what is measured).
+fn start_scrapers(
+    base: String,
+    count: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        // SAFETY: plain integers; changes the calling thread's nice value only.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let client = reqwest::Client::builder().http1_only().build().expect("client");
+            let mut scrapers = tokio::task::JoinSet::new();
+            for _ in 0..count {
+                let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+                scrapers.spawn(async move {
+                    let mut scrapes = 0;
+                    while !*stop.borrow() {
+                        let metrics = client.get(format!("{base}/metrics")).send().await;
+                        let metrics = match metrics {
+                            Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                            _ => false,
+                        };
+                        let ready = client.get(format!("{base}/readyz")).send().await;
+                        if metrics && ready.is_ok_and(|r| r.status() == 200) {
+                            scrapes += 1;
+                        }
+                    }
+                    scrapes
+                });
+            }
+            let mut total = 0;
+            while let Some(done) = scrapers.join_next().await {
+                total += done.unwrap_or(0);
+            }
+            total
+        })
+    })
+}
+
+/// Intake's acknowledgement latency while 16 scrapers loop on `/metrics` and
+/// `/readyz`: with none; on the webhook port (the binary of
+/// `PRMONITOR_BENCH_BEFORE_BIN`, built from before the operations listener
+/// and the shared gauges, when given: scripts/bench-scrapers.sh builds it);
+/// on the webhook port now (gauges and readiness shared); and on the
+/// operations port (`PRMONITOR_OPS_LISTEN`).
+async fn scrapers(report: &mut Report) -> Result<(), Error> {
+    const DELIVERIES: usize = 4_000;
+    const RATE: f64 = 100.0;
+    const SCRAPERS: usize = 16;
+    let sim = Simulator::start(SimConfig {
+        generate: Some(Generate { repositories: 20, pull_requests: 50, check_runs: 4 }),
+        rate_limit: 10_000_000,
+        secondary_points_per_minute: WIDENED_SECONDARY,
+        ..SimConfig::default()
+    })
+    .await?;
+    let repo_id = sim.world(|w| w.repo_id("acme/repo-0"))?;
+    let items =
+        Arc::new(deliveries(DELIVERIES, (repo_id, "acme/repo-0", sim::generate::GENERATED_INSTALLATION), 50));
+    // Leaked: a Binary names its path for the whole run.
+    let before: Option<&'static str> =
+        std::env::var("PRMONITOR_BENCH_BEFORE_BIN").ok().map(|p| &*Box::leak(p.into_boxed_str()));
+    let before_label = std::env::var("PRMONITOR_BENCH_BEFORE_LABEL").unwrap_or_else(|_| "before".into());
+    enum Scrape {
+        None,
+        Webhook,
+        Operations,
+    }
+    let mut setups = vec![("no scrapers".to_owned(), PRMONITOR, Scrape::None)];
+    match before {
+        Some(path) => setups.push((
+            format!("{SCRAPERS} scrapers on the webhook port, {before_label}"),
+            Binary(path),
+            Scrape::Webhook,
+        )),
+        None => eprintln!("scrapers: PRMONITOR_BENCH_BEFORE_BIN unset, no run of the earlier binary"),
+    }
+    setups.push((format!("{SCRAPERS} scrapers on the webhook port, now"), PRMONITOR, Scrape::Webhook));
+    setups.push((format!("{SCRAPERS} scrapers on the operations port"), PRMONITOR, Scrape::Operations));
+    let mut p99s = Vec::new();
+    for (label, binary, scrape) in setups {
+        let database = TestDatabase::migrated().await;
+        let mut env = sim_env(&sim);
+        if matches!(scrape, Scrape::Operations) {
+            env.push(("PRMONITOR_OPS_LISTEN", "127.0.0.1:0".into()));
+        }
+        let child = Child::start_binary(binary, &["serve", "--no-scheduler"], &database, &env).await?;
+        // Stored rows for the gauges' queries to read: 1,000 PRs, 4,000 check runs.
+        register_and_backfill(&database.url, &child.address).await?;
+        let base = match scrape {
+            Scrape::Operations => format!("http://{}", child.serve.operations_address().await),
+            _ => format!("http://{}", child.address),
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let scraping = match scrape {
+            Scrape::None => None,
+            _ => Some(start_scrapers(base, SCRAPERS, stopped)),
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        let latencies = send_paced(&child.address, items.clone(), RATE).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let _ = stop.send(true);
+        let scrapes = match scraping {
+            None => 0,
+            Some(thread) => tokio::task::spawn_blocking(move || thread.join().unwrap_or(0)).await?,
+        };
+        let scenario = format!("intake at {RATE} deliveries/s, {label}");
+        report.add(&scenario, "ack latency p50", percentile(&latencies, 0.50), "ms");
+        report.add(&scenario, "ack latency p99", percentile(&latencies, 0.99), "ms");
+        report.add(&scenario, "ack latency max", percentile(&latencies, 1.0), "ms");
+        if scrapes > 0 {
+            report.add(&scenario, "scrapes served (metrics + readyz)", scrapes as f64 / elapsed, "/s");
+        }
+        p99s.push((label, percentile(&latencies, 0.99)));
+        child.stop().await;
+    }
+    // Ratios: a setup's p99 over the p99 without scrapers (1.0 = scrapers cost intake nothing).
+    if let Some(alone) = <[(String, f64)]>::first(&p99s).map(|(_, p99)| *p99) {
+        for (label, p99) in p99s.iter().skip(1) {
+            report.compare("intake p99 beside scrapers", label, *p99, "ms", ("no scrapers", alone), "≈ 1.0×");
+        }
+    }
+    sim.stop().await;
+    Ok(())
 }
 
 async fn pipeline(report: &mut Report) -> Result<(), Error> {
@@ -1309,7 +1488,7 @@ fn main() -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut report = Report::default();
-        let scenarios: [(&str, ScenarioFn); 8] = [
+        let scenarios: [(&str, ScenarioFn); 9] = [
             ("bulk-backfill", |r| Box::pin(bulk_backfill(r))),
             ("bulk-sweep", |r| Box::pin(bulk_sweep(r))),
             ("ingest", |r| Box::pin(ingest(r))),
@@ -1318,6 +1497,7 @@ fn main() -> Result<(), Error> {
             ("backfill", |r| Box::pin(backfill(r))),
             ("sweep", |r| Box::pin(sweep(r))),
             ("outage", |r| Box::pin(outage(r))),
+            ("scrapers", |r| Box::pin(scrapers(r))),
         ];
         for (name, scenario) in scenarios {
             if runs(name) {

@@ -398,6 +398,9 @@ async fn serve(mut settings: Settings, components: Components) -> anyhow::Result
     use_stored_app(&mut settings, &pool).await?;
     let service = Service::start(&settings, pool, components)?;
     let stop_signal = shutdown_signal();
+    if let Some(address) = service.operations_address() {
+        tracing::info!(%address, serves = "/metrics, /healthz, /readyz, the admin API", "operations listening");
+    }
     match service.address() {
         Some(address) => {
             tracing::info!(%address, worker = components.worker, scheduler = components.scheduler, "listening")

@@ -150,6 +150,9 @@ pub enum LogFormat {
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub listen: SocketAddr,
+    /// The operations listener (`/metrics`, `/healthz`, `/readyz`, the admin
+    /// API), apart from `listen`, which then faces GitHub and people alone.
+    pub ops_listen: Option<SocketAddr>,
     /// The URL GitHub reaches this service on (`/setup` prefills its form
     /// with it; without it, with the request's Host).
     pub public_url: Option<url::Url>,
@@ -386,6 +389,7 @@ struct Key {
 const KEYS: &[Key] = &[
     Key { env: "DATABASE_URL", secret: true },
     Key { env: "PRMONITOR_LISTEN", secret: false },
+    Key { env: "PRMONITOR_OPS_LISTEN", secret: false },
     Key { env: "PRMONITOR_PUBLIC_URL", secret: false },
     Key { env: "PRMONITOR_WEBHOOK_SECRETS", secret: true },
     Key { env: "PRMONITOR_WEBHOOK_BUFFER_MIB", secret: false },
@@ -555,10 +559,21 @@ impl Settings {
             .map_err(|reason| ConfigError::Invalid { key: "DATABASE_URL", reason })?;
 
         let listen = raw.string("PRMONITOR_LISTEN")?.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = listen.trim().parse().map_err(|_| ConfigError::Invalid {
-            key: "PRMONITOR_LISTEN",
-            reason: format!("expected an address and port such as 0.0.0.0:8080, got '{listen}'"),
-        })?;
+        let listen = socket_address("PRMONITOR_LISTEN", &listen, "0.0.0.0:8080")?;
+        let ops_listen = match raw.string("PRMONITOR_OPS_LISTEN")? {
+            None => None,
+            Some(text) => {
+                let address = socket_address("PRMONITOR_OPS_LISTEN", &text, "127.0.0.1:9464")?;
+                // Port 0 picks a free port for each, so two zeros never collide.
+                if address == listen && address.port() != 0 {
+                    return Err(ConfigError::Invalid {
+                        key: "PRMONITOR_OPS_LISTEN",
+                        reason: format!("is PRMONITOR_LISTEN's address ({listen}); give the operations listener its own port, or unset it to serve everything on one"),
+                    });
+                }
+                Some(address)
+            }
+        };
 
         let webhook_secrets = match raw.list("PRMONITOR_WEBHOOK_SECRETS")? {
             None => Vec::new(),
@@ -619,6 +634,7 @@ impl Settings {
         Ok(Self {
             database_url,
             listen,
+            ops_listen,
             public_url,
             secret_key,
             webhook_secrets,
@@ -679,6 +695,13 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+fn socket_address(key: &'static str, text: &str, example: &str) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| ConfigError::Invalid {
+        key,
+        reason: format!("expected an address and port such as {example}, got '{text}'"),
+    })
 }
 
 /// A bearer token, trimmed: a header carries no surrounding white space
@@ -1039,6 +1062,18 @@ mod tests {
     }
 
     #[test]
+    fn the_operations_listener_is_off_unless_set_and_never_on_the_public_port() {
+        assert_eq!(load(&[]).expect("defaults").ops_listen, None);
+        let settings = load(&[("PRMONITOR_OPS_LISTEN", " 127.0.0.1:9464 ")]).expect("valid");
+        assert_eq!(settings.ops_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9464"));
+        let same = load(&[("PRMONITOR_LISTEN", "0.0.0.0:9000"), ("PRMONITOR_OPS_LISTEN", "0.0.0.0:9000")]);
+        assert!(same.unwrap_err().to_string().contains("its own port"));
+        // Two port-0 listeners each get a free port of their own.
+        let zeros = load(&[("PRMONITOR_LISTEN", "127.0.0.1:0"), ("PRMONITOR_OPS_LISTEN", "127.0.0.1:0")]);
+        assert!(zeros.is_ok());
+    }
+
+    #[test]
     fn an_empty_secret_entry_is_rejected_without_echoing_the_others() {
         let err = load(&[("PRMONITOR_WEBHOOK_SECRETS", "hunter2,,x")]).unwrap_err();
         let text = err.to_string();
@@ -1053,6 +1088,8 @@ mod tests {
             ("PRMONITOR_DB_POOL_SIZE", "ten"),
             ("PRMONITOR_DB_POOL_SIZE", "0"),
             ("PRMONITOR_LISTEN", "localhost"),
+            ("PRMONITOR_OPS_LISTEN", "9464"),
+            ("PRMONITOR_OPS_LISTEN", "127.0.0.1:8080"),
             ("PRMONITOR_LOG_FORMAT", "xml"),
             ("DATABASE_URL", "mysql://x/y"),
             ("DATABASE_URL", "postgres://127.0.0.1:5432"),

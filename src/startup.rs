@@ -34,6 +34,104 @@ pub struct Application {
     /// Keeps `stopping` open when the application runs without a
     /// [`Service`] (which owns the stop signal otherwise).
     _own_stop: Option<watch::Sender<bool>>,
+    /// The operations listener, when `PRMONITOR_OPS_LISTEN` sets one.
+    operations: Option<OperationsListener>,
+}
+
+/// What the operations routes need: shared by the public listener and the
+/// operations listener of one process, so both report the same readiness
+/// and the database gauges are read once for both.
+#[derive(Clone)]
+struct OperationsData {
+    pool: web::Data<DbPool>,
+    admin: web::Data<AdminConfig>,
+    readiness: web::Data<Readiness>,
+    read: web::Data<ReadConfig>,
+    database_gauges: web::Data<http::metrics::DatabaseGauges>,
+}
+
+impl OperationsData {
+    fn new(settings: &Settings, pool: DbPool, heartbeat: Option<Arc<Heartbeat>>) -> Self {
+        Self {
+            pool: web::Data::new(pool),
+            admin: web::Data::new(AdminConfig::new(
+                settings.admin_token.clone(),
+                settings.worker.max_attempts,
+            )),
+            readiness: web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval)),
+            read: web::Data::new(
+                ReadConfig::new(settings.read_token.clone(), settings.admin_token.clone())
+                    .with_stuck_after(settings.stuck_check_after)
+                    .with_board_public(settings.board_public),
+            ),
+            // One per process, shared by every HTTP worker's scrapes.
+            database_gauges: web::Data::new(http::metrics::DatabaseGauges::default()),
+        }
+    }
+
+    fn register(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.pool.clone())
+            .app_data(self.admin.clone())
+            .app_data(self.readiness.clone())
+            .app_data(self.read.clone())
+            .app_data(self.database_gauges.clone());
+    }
+}
+
+/// The operations listener (`PRMONITOR_OPS_LISTEN`): `/metrics`,
+/// `/healthz`, `/readyz`, the admin API. It needs only the database, so
+/// `worker` processes serve it too.
+struct OperationsListener {
+    address: SocketAddr,
+    server: Server,
+}
+
+impl OperationsListener {
+    /// Operators and one orchestrator: two HTTP workers are plenty.
+    const WORKERS: usize = 2;
+
+    /// The nice value of its threads: above intake's 0, so however many
+    /// scrapes and probes arrive, webhook acknowledgements get the CPU first
+    /// (scrapes use what intake leaves).
+    const NICE: i32 = 10;
+
+    fn build(address: SocketAddr, settings: &Settings, data: OperationsData) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address)?;
+        let address = listener.local_addr()?;
+        let server = HttpServer::new(move || {
+            // Runs on each of the listener's worker threads as it starts.
+            lower_this_threads_priority(Self::NICE);
+            let data = data.clone();
+            App::new().configure(move |cfg| {
+                data.register(cfg);
+                http::operations_routes(cfg);
+            })
+        })
+        .workers(Self::WORKERS.min(settings.http_workers))
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { address, server })
+    }
+}
+
+/// Sets the calling thread's nice value (Linux threads each have their own).
+/// A refusal (a seccomp filter, a platform without it) leaves the priority as
+/// it was: the listener works the same, only without yielding to intake.
+fn lower_this_threads_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority takes plain integers and touches no memory of
+        // ours; with PRIO_PROCESS and who = 0 it changes the calling thread only.
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+        if result != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, nice, "the operations listener runs at intake's CPU priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 impl Application {
@@ -42,17 +140,24 @@ impl Application {
         let (own_stop, stopping) = watch::channel(false);
         let intake = intake_config(settings);
         let slot = AppSlot::new(settings.github.auth.is_some(), intake.clone());
-        let mut app = Self::build_with(settings, pool, None, Fatal::new(), stopping, intake, slot)?;
+        let operations = OperationsData::new(settings, pool.clone(), None);
+        let listener = match settings.ops_listen {
+            Some(address) => Some(OperationsListener::build(address, settings, operations.clone())?),
+            None => None,
+        };
+        let mut app =
+            Self::build_with(settings, pool, (operations, listener), Fatal::new(), stopping, intake, slot)?;
         app._own_stop = Some(own_stop);
         Ok(app)
     }
 
     /// `stopping` turning true ends the change feed's streams and its
-    /// listener, so a graceful stop does not wait on open streams.
+    /// listener, so a graceful stop does not wait on open streams. With an
+    /// operations listener configured, this one leaves its routes to it.
     fn build_with(
         settings: &Settings,
         pool: DbPool,
-        heartbeat: Option<Arc<Heartbeat>>,
+        (operations, operations_listener): (OperationsData, Option<OperationsListener>),
         fatal: Fatal,
         stopping: watch::Receiver<bool>,
         intake: IntakeConfig,
@@ -66,7 +171,6 @@ impl Application {
         let feed =
             Arc::new(ChangeFeed::new(pool.clone(), settings.change_feed_max_clients, stopping.clone()));
         let feed_data = web::Data::from(feed.clone());
-        let pool = web::Data::new(pool);
         let intake = web::Data::new(intake);
         let setup = web::Data::new(SetupConfig {
             slot,
@@ -75,28 +179,18 @@ impl Application {
             secret_key: settings.secret_key.clone(),
             github: settings.github.clone(),
         });
-        let admin =
-            web::Data::new(AdminConfig::new(settings.admin_token.clone(), settings.worker.max_attempts));
-        let readiness = web::Data::new(Readiness::new(heartbeat, settings.worker.poll_interval));
-        let read = web::Data::new(
-            ReadConfig::new(settings.read_token.clone(), settings.admin_token.clone())
-                .with_stuck_after(settings.stuck_check_after)
-                .with_board_public(settings.board_public),
-        );
-        // One per process, shared by every HTTP worker's scrapes.
-        let database_gauges = web::Data::new(http::metrics::DatabaseGauges::default());
+        let routes = if operations_listener.is_some() { http::public_routes } else { http::routes };
         let server = HttpServer::new(move || {
+            let operations = operations.clone();
             App::new()
-                .app_data(pool.clone())
-                .app_data(database_gauges.clone())
                 .app_data(store.clone())
                 .app_data(intake.clone())
-                .app_data(admin.clone())
-                .app_data(readiness.clone())
-                .app_data(read.clone())
                 .app_data(feed_data.clone())
                 .app_data(setup.clone())
-                .configure(http::routes)
+                .configure(move |cfg| {
+                    operations.register(cfg);
+                    routes(cfg);
+                })
         })
         .workers(settings.http_workers)
         .shutdown_timeout(settings.shutdown_timeout.as_secs())
@@ -112,6 +206,7 @@ impl Application {
             stopping,
             fatal,
             _own_stop: None,
+            operations: operations_listener,
         })
     }
 
@@ -123,15 +218,28 @@ impl Application {
         self.address.port()
     }
 
+    /// The operations listener's address, when it has one of its own.
+    pub fn operations_address(&self) -> Option<SocketAddr> {
+        self.operations.as_ref().map(|o| o.address)
+    }
+
     /// Stops the server: `handle().stop(true)` finishes in-flight requests first.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
+    /// The handles of this server and of the operations listener.
+    pub fn handles(&self) -> Vec<ServerHandle> {
+        let mut handles = vec![self.server.handle()];
+        handles.extend(self.operations.as_ref().map(|o| o.server.handle()));
+        handles
+    }
+
     /// Serves until the server stops; the change feed's listener runs
-    /// (supervised) as long as the server does.
+    /// (supervised) as long as the server does, and the operations listener
+    /// too: either ending ends both.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Self { server, feed, database_url, stopping, fatal, _own_stop, .. } = self;
+        let Self { server, feed, database_url, stopping, fatal, _own_stop, operations, .. } = self;
         let stop = stopping.clone();
         let listener = tokio::spawn(supervise(
             "change feed listener",
@@ -140,7 +248,16 @@ impl Application {
             fatal,
             move || feed.clone().listen(database_url.clone(), stop.clone()),
         ));
-        let result = server.await;
+        let result = match operations {
+            None => server.await,
+            Some(operations) => {
+                let (public, ops) = (server.handle(), operations.server.handle());
+                tokio::select! {
+                    result = server => { ops.stop(true).await; result }
+                    result = operations.server => { public.stop(true).await; result }
+                }
+            }
+        };
         listener.abort();
         result
     }
@@ -233,10 +350,30 @@ fn start_background(
     Ok(heartbeat)
 }
 
+/// An HTTP server that ends before the service stops fails the process:
+/// its listener cannot be taken back, so the orchestrator must start a new one.
+async fn fail_when_ended(
+    server: impl std::future::Future<Output = std::io::Result<()>>,
+    stopped: watch::Receiver<bool>,
+    fatal: Fatal,
+) {
+    let result = server.await;
+    if !*stopped.borrow() {
+        let reason = match result {
+            Ok(()) => "the HTTP server stopped unexpectedly".to_owned(),
+            Err(error) => format!("the HTTP server failed: {error}"),
+        };
+        tracing::error!(%reason, "HTTP server ended");
+        fatal.fail(reason);
+    }
+}
+
 /// A running service.
 pub struct Service {
     address: Option<SocketAddr>,
-    http: Option<ServerHandle>,
+    operations_address: Option<SocketAddr>,
+    /// Every HTTP server of the process (the public one, the operations one).
+    http: Vec<ServerHandle>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     fatal: Fatal,
@@ -293,12 +430,21 @@ impl Service {
                 while background.join_next().await.is_some() {}
             });
         }
-        let (mut address, mut http) = (None, None);
+        let operations = OperationsData::new(settings, pool.clone(), heartbeat);
+        let operations_listener = match settings.ops_listen {
+            Some(address) => Some(
+                OperationsListener::build(address, settings, operations.clone())
+                    .map_err(|source| StartError::Listen { address, source })?,
+            ),
+            None => None,
+        };
+        let operations_address = operations_listener.as_ref().map(|o| o.address);
+        let (mut address, mut http) = (None, Vec::new());
         if components.http {
             let app = Application::build_with(
                 settings,
                 pool,
-                heartbeat,
+                (operations, operations_listener),
                 fatal.clone(),
                 stopped.clone(),
                 intake,
@@ -306,23 +452,14 @@ impl Service {
             )
             .map_err(|source| StartError::Listen { address: settings.listen, source })?;
             address = Some(app.address());
-            http = Some(app.handle());
-            let (stopped, fatal) = (stopped.clone(), fatal.clone());
-            tasks.spawn(async move {
-                // The listener cannot be taken back from a server that ended:
-                // the process must go, so the orchestrator starts a new one.
-                let result = app.run_until_stopped().await;
-                if !*stopped.borrow() {
-                    let reason = match result {
-                        Ok(()) => "the HTTP server stopped unexpectedly".to_owned(),
-                        Err(error) => format!("the HTTP server failed: {error}"),
-                    };
-                    tracing::error!(%reason, "HTTP server ended");
-                    fatal.fail(reason);
-                }
-            });
+            http = app.handles();
+            tasks.spawn(fail_when_ended(app.run_until_stopped(), stopped.clone(), fatal.clone()));
+        } else if let Some(listener) = operations_listener {
+            // A worker process: the operations listener is its only HTTP.
+            http.push(listener.server.handle());
+            tasks.spawn(fail_when_ended(listener.server, stopped.clone(), fatal.clone()));
         }
-        Ok(Self { address, http, stop, tasks, fatal })
+        Ok(Self { address, operations_address, http, stop, tasks, fatal })
     }
 
     /// Resolves, with the reason, when a part has failed beyond restarting:
@@ -341,13 +478,18 @@ impl Service {
         self.address
     }
 
+    /// The operations listener's address, when `PRMONITOR_OPS_LISTEN` sets one.
+    pub fn operations_address(&self) -> Option<SocketAddr> {
+        self.operations_address
+    }
+
     /// Graceful stop: HTTP finishes in-flight requests, the worker finishes its
     /// jobs (or gives their leases back), the scheduler ends its tick.
     pub async fn stop(mut self) {
         // Stopping first, so that supervisors do not restart what ends now,
         // and change feed streams end instead of holding HTTP's stop back.
         let _ = self.stop.send(true);
-        if let Some(http) = &self.http {
+        for http in &self.http {
             http.stop(true).await;
         }
         while self.tasks.join_next().await.is_some() {}

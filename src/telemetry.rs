@@ -139,6 +139,10 @@ fn describe_others() {
         Unit::Count,
         "lost deliveries recovered from the App's deliveries API, by how"
     );
+    // From zero, so the lost-webhooks alert has a series before the first recovery.
+    for how in crate::webhook::recovery::RECOVERED_HOW {
+        ::metrics::counter!("prmonitor_webhook_deliveries_recovered_total", "how" => how).increment(0);
+    }
     describe_counter!(
         "prmonitor_webhook_snapshots_total",
         Unit::Count,
@@ -208,6 +212,16 @@ fn describe_others() {
         "prmonitor_github_graphql_rate_limit_remaining",
         Unit::Count,
         "the last GraphQL rate limit remaining seen, by installation"
+    );
+    describe_gauge!(
+        "prmonitor_github_rate_limit_limit",
+        Unit::Count,
+        "the last x-ratelimit-limit seen (the hour's budget), by installation"
+    );
+    describe_gauge!(
+        "prmonitor_github_graphql_rate_limit_limit",
+        Unit::Count,
+        "the last GraphQL rate limit seen (the hour's points), by installation"
     );
     describe_counter!(
         "prmonitor_github_graphql_points_total",

@@ -851,12 +851,23 @@ impl GitHubClient {
                 headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
             });
             lane.observe(&limits);
+            // The limit beside what remains: installations' limits differ
+            // (5,000 to 15,000 an hour), so alerts compare the two.
+            let (remaining_gauge, limit_gauge) = match call {
+                Call::Get { .. } | Call::Post { .. } => {
+                    ("prmonitor_github_rate_limit_remaining", "prmonitor_github_rate_limit_limit")
+                }
+                Call::Graphql { .. } => (
+                    "prmonitor_github_graphql_rate_limit_remaining",
+                    "prmonitor_github_graphql_rate_limit_limit",
+                ),
+            };
             if let Some(remaining) = limits.remaining {
-                let gauge = match call {
-                    Call::Get { .. } | Call::Post { .. } => "prmonitor_github_rate_limit_remaining",
-                    Call::Graphql { .. } => "prmonitor_github_graphql_rate_limit_remaining",
-                };
-                metrics::gauge!(gauge, "installation" => who.key().to_string()).set(remaining as f64);
+                metrics::gauge!(remaining_gauge, "installation" => who.key().to_string())
+                    .set(remaining as f64);
+            }
+            if let Some(limit) = limits.limit {
+                metrics::gauge!(limit_gauge, "installation" => who.key().to_string()).set(limit as f64);
             }
             let message = github_message(&body);
             // GitHub answers an exhausted GraphQL budget with 200 and an error.

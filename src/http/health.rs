@@ -1,8 +1,7 @@
 //! Liveness and readiness for the orchestrator.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -17,13 +16,55 @@ pub struct Readiness {
     heartbeat: Option<Arc<Heartbeat>>,
     /// Older than this, the worker is considered stuck.
     max_heartbeat_age: Duration,
+    /// The last check, shared by every probe of this process (see [`readyz`]).
+    last: tokio::sync::Mutex<Option<Checked>>,
 }
+
+/// A readiness check and when it started.
+struct Checked {
+    started: Instant,
+    result: Result<serde_json::Value, String>,
+}
+
+/// How long a passing check answers the probes that follow it. A failing
+/// one answers only probes that arrived while it ran: the first probe after
+/// a failure checks again, so "ready again" is seen at once.
+pub const READY_REUSE_FOR: Duration = Duration::from_secs(1);
 
 impl Readiness {
     pub fn new(heartbeat: Option<Arc<Heartbeat>>, poll_interval: Duration) -> Self {
         // A job may run long; its slot beats again only when it ends. Other
         // slots keep beating, so a few poll intervals (at least 30 s) is ample.
-        Self { heartbeat, max_heartbeat_age: (poll_interval * 5).max(Duration::from_secs(30)) }
+        Self {
+            heartbeat,
+            max_heartbeat_age: (poll_interval * 5).max(Duration::from_secs(30)),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The result of a check that started after `arrived`, or of a passing
+    /// one younger than [`READY_REUSE_FOR`]; otherwise checks now. Probes
+    /// queue behind a check in flight and take its result, so any number of
+    /// probers cost the database at most one check at a time.
+    async fn result(&self, pool: &DbPool, arrived: Instant) -> Result<serde_json::Value, String> {
+        let mut last = self.last.lock().await;
+        if let Some(checked) = last.as_ref() {
+            let fresh = checked.started >= arrived
+                || (checked.result.is_ok() && checked.started.elapsed() < READY_REUSE_FOR);
+            if fresh {
+                return checked.result.clone();
+            }
+        }
+        let started = Instant::now();
+        let result = match tokio::time::timeout(READY_DEADLINE, check(pool, self)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("database: no answer within {READY_DEADLINE:?}")),
+        };
+        if let Err(reason) = &result {
+            tracing::warn!(%reason, "not ready");
+        }
+        *last = Some(Checked { started, result: result.clone() });
+        result
     }
 }
 
@@ -45,6 +86,8 @@ pub async fn healthz() -> HttpResponse {
 /// Ready to take traffic: the database answers, its schema is this binary's,
 /// and the worker (when this process runs one) is going round its loop.
 /// Also reports the queue's backlog and the age of its oldest due job.
+/// Checks are shared between probes (see [`Readiness::result`]): many
+/// probers and scrapers must not load the database.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -58,10 +101,11 @@ pub async fn healthz() -> HttpResponse {
     ),
 )]
 pub async fn readyz(pool: web::Data<DbPool>, readiness: web::Data<Readiness>) -> HttpResponse {
-    match tokio::time::timeout(READY_DEADLINE, check(&pool, &readiness)).await {
-        Ok(Ok(report)) => HttpResponse::Ok().json(report),
-        Ok(Err(reason)) => not_ready(reason),
-        Err(_) => not_ready(format!("database: no answer within {READY_DEADLINE:?}")),
+    match readiness.result(&pool, Instant::now()).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(reason) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "status": "not ready", "reason": reason }))
+        }
     }
 }
 
@@ -89,9 +133,4 @@ async fn check(pool: &DbPool, readiness: &Readiness) -> Result<serde_json::Value
         "worker": worker,
         "queue": { "due_jobs": due, "oldest_due_job_age_secs": oldest },
     }))
-}
-
-fn not_ready(reason: String) -> HttpResponse {
-    tracing::warn!(%reason, "not ready");
-    HttpResponse::ServiceUnavailable().json(json!({ "status": "not ready", "reason": reason }))
 }

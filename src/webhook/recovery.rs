@@ -33,6 +33,10 @@ use crate::github::{GitHubClient, GitHubError};
 use crate::ids::{GithubRepoId, InstallationId};
 use crate::queue::{NewJob, RepositoryJob};
 
+/// The `how` labels of `prmonitor_webhook_deliveries_recovered_total`:
+/// fetched and stored, covered by a sweep, redelivered on request.
+pub(crate) const RECOVERED_HOW: [&str; 3] = ["payload", "sweep", "redelivery"];
+
 /// How long GitHub keeps deliveries: older ones are neither listed nor fetched.
 pub const RETENTION: Duration = Duration::from_secs(3 * 86_400);
 /// Re-examined below the watermark: an attempt may be listed only once it
@@ -217,11 +221,8 @@ pub async fn recover(
         save_progress(&mut conn, &progress).await?;
     }
     outcome?;
-    for (how, n) in [
-        ("payload", report.recovered),
-        ("sweep", report.covered_by_sweeps),
-        ("redelivery", report.redeliveries_requested),
-    ] {
+    let counts = [report.recovered, report.covered_by_sweeps, report.redeliveries_requested];
+    for (how, n) in RECOVERED_HOW.into_iter().zip(counts) {
         metrics::counter!("prmonitor_webhook_deliveries_recovered_total", "how" => how).increment(n as u64);
     }
     tracing::info!(

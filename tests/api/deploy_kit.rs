@@ -55,7 +55,11 @@ fn the_systemd_units_verify_clean() {
         assert!(stop > 30, "{unit}: TimeoutStopSec={stop} is not above the default shutdown timeout of 30 s");
         // verify wants the ExecStart binary to exist: the one under test stands in.
         let text = text.replace("/usr/local/bin/prmonitor", PRMONITOR.0);
-        let path = dir.join(unit.replace("@.", "@1."));
+        // Each process has its own operations port, which the environment file cannot give.
+        let ops = text.lines().find_map(|line| line.strip_prefix("Environment=PRMONITOR_OPS_LISTEN="));
+        let expected = if unit.contains('@') { "127.0.0.1:%i" } else { "127.0.0.1:9464" };
+        assert_eq!(ops, Some(expected), "{unit}");
+        let path = dir.join(unit.replace("@.", "@9465."));
         std::fs::write(&path, text).expect("write unit");
         paths.push(path);
     }
@@ -69,26 +73,91 @@ fn the_systemd_units_verify_clean() {
     assert!(output.status.success() && printed.is_empty(), "systemd-analyze verify: {printed}");
 }
 
-#[test]
-fn the_alert_rules_pass_promtool() {
-    let Ok(output) = std::process::Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(repo_file("deploy/prometheus/prmonitor-rules.yml"))
-        .output()
-    else {
+/// `promtool check WHAT FILE`; `None` (the test skips) without promtool,
+/// unless `PRMONITOR_REQUIRE_PROMTOOL=1`.
+fn promtool_check(what: &str, file: &str) -> Option<std::process::Output> {
+    promtool(&["check", what], file)
+}
+
+/// `promtool ARGS FILE`, which must succeed; `None` as for [`promtool_check`].
+fn promtool(args: &[&str], file: &str) -> Option<std::process::Output> {
+    let Ok(output) = std::process::Command::new("promtool").args(args).arg(repo_file(file)).output() else {
         assert!(
             std::env::var("PRMONITOR_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
             "PRMONITOR_REQUIRE_PROMTOOL=1 but promtool is not installed"
         );
         eprintln!("skipped: promtool is not installed (Debian: apt-get install prometheus)");
-        return;
+        return None;
     };
     assert!(
         output.status.success(),
-        "promtool check rules: {}{}",
+        "promtool {} {file}: {}{}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Some(output)
+}
+
+#[test]
+fn the_alert_rules_pass_promtool() {
+    promtool_check("rules", "deploy/prometheus/prmonitor-rules.yml");
+}
+
+#[test]
+fn the_alert_rules_fire_when_their_tests_say() {
+    let Some(output) = promtool(&["test", "rules"], "deploy/prometheus/prmonitor-rules.test.yml") else {
+        return;
+    };
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("SUCCESS"), "{printed}");
+    // Every alert has a test of when it fires.
+    let rules = read("deploy/prometheus/prmonitor-rules.yml");
+    let tests = read("deploy/prometheus/prmonitor-rules.test.yml");
+    let lines: Vec<&str> = tests.lines().map(str::trim).collect();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        let tested = lines.windows(3).any(|w| {
+            w[0] == format!("alertname: {alert}") && w[1] == "exp_alerts:" && w[2].contains("exp_labels")
+        });
+        assert!(tested, "no test shows {alert} firing");
+    }
+}
+
+/// The rules' expressions: each `expr:` line, or the indented block after `expr: |`.
+fn rule_expressions(rules: &str) -> String {
+    let mut expressions = String::new();
+    let mut block: Option<usize> = None;
+    for line in rules.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(expr_indent) = block {
+            if indent > expr_indent || line.trim().is_empty() {
+                expressions.push_str(line.trim());
+                expressions.push('\n');
+                continue;
+            }
+            block = None;
+        }
+        if let Some(rest) = line.trim().strip_prefix("expr:") {
+            if rest.trim() == "|" {
+                block = Some(indent);
+            } else {
+                expressions.push_str(rest.trim());
+                expressions.push('\n');
+            }
+        }
+    }
+    expressions
+}
+
+#[test]
+fn the_scrape_configuration_passes_promtool_and_scrapes_the_units_operations_ports() {
+    let config = read("deploy/prometheus/prometheus.yml");
+    for target in ["127.0.0.1:9464", "127.0.0.1:9465", "127.0.0.1:9466"] {
+        assert!(config.lines().any(|line| line.trim() == format!("- {target}")), "{target}");
+    }
+    assert!(config.contains("job_name: prmonitor"), "the rules' job label");
+    // Checks the rule file it loads as well.
+    promtool_check("config", "deploy/prometheus/prometheus.yml");
 }
 
 /// Metric names (`prmonitor_…`, histogram series folded into their family) in `text`.
@@ -133,9 +202,10 @@ async fn the_dashboard_and_the_rules_name_only_metrics_prmonitor_exports() {
         }
     }
     let rules = read("deploy/prometheus/prmonitor-rules.yml");
-    let rule_exprs: String =
-        rules.lines().filter_map(|line| line.trim().strip_prefix("expr:")).collect::<Vec<_>>().join("\n");
+    let rule_exprs = rule_expressions(&rules);
     assert!(rule_exprs.contains("up{"), "the rules watch the scrape itself");
+    // The multi-line expressions were read too.
+    assert!(rule_exprs.contains("prmonitor_github_rate_limit_limit"), "{rule_exprs}");
     let used = metric_names(&format!("{expressions}{rule_exprs}"));
     assert!(used.len() > 15, "the parse found the names: {used:?}");
 

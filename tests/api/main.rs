@@ -26,6 +26,7 @@ mod json_schema;
 mod latency;
 mod merge_queues;
 mod never_backwards;
+mod operations;
 mod queue_races;
 mod read_api;
 mod repairs;

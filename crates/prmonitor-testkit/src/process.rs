@@ -85,6 +85,22 @@ impl Binary {
 }
 
 impl Serve {
+    /// The operations listener's address (`PRMONITOR_OPS_LISTEN`), from its
+    /// log line, which may follow the line `start` waited for.
+    pub async fn operations_address(&self) -> String {
+        for _ in 0..100 {
+            let found = self.logs.lock().expect("lock").iter().find_map(|line| {
+                (line["message"] == "operations listening")
+                    .then(|| line["address"].as_str().map(str::to_owned))
+            });
+            if let Some(address) = found.flatten() {
+                return address;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no operations listener: {:?}", self.logs.lock().expect("lock"));
+    }
+
     pub async fn wait_ready(&self, client: &reqwest::Client) {
         let url = format!("http://{}/readyz", self.address);
         for _ in 0..300 {

@@ -153,11 +153,11 @@ pub(super) async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(document())
 }
 
+// The handler is `super::metrics::metrics`; it is described here so that
+// module stays about metrics.
 /// Prometheus metrics in the text exposition format.
 ///
 /// With `PRMONITOR_OPS_LISTEN` set, served on the operations listener only.
-/// The handler is `super::metrics::metrics`; it is described here so that
-/// module stays about metrics.
 #[utoipa::path(
     get,
     path = "/metrics",

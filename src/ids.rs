@@ -5,7 +5,8 @@
 //! everywhere (GitHub's numbers are stored as PostgreSQL `integer`).
 //!
 //! Each maps to its column's SQL type, so rows and bound values use the type
-//! directly; JSON sees the bare value (`#[serde(transparent)]`).
+//! directly; JSON sees the bare value (`#[serde(transparent)]`), and so does
+//! the OpenAPI document.
 
 use std::fmt;
 use std::io::Write as _;
@@ -22,7 +23,7 @@ macro_rules! integer_id {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, AsExpression,
-            FromSqlRow,
+            FromSqlRow, utoipa::ToSchema,
         )]
         #[serde(transparent)]
         #[diesel(sql_type = $sql)]
@@ -80,7 +81,18 @@ impl PullRequestNumber {
 
 /// A commit's SHA, as GitHub spells it (40 lowercase hex digits).
 #[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 #[diesel(sql_type = Text)]

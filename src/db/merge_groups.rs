@@ -205,15 +205,32 @@ pub async fn apply_sweep(
 }
 
 /// A PR's place in the merge queue, as the read API shows it: its newest group.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize, utoipa::ToSchema)]
 #[diesel(check_for_backend(Pg))]
 pub struct PullQueueState {
     #[diesel(sql_type = Text)]
+    #[schema(value_type = MergeGroupState)]
     pub state: String,
+    /// The merge group's commit (on a `gh-readonly-queue/*` branch), where the queue's checks run.
     #[diesel(sql_type = Text)]
     pub head_sha: String,
+    /// When the pull request entered the queue, once a sweep has read it (webhooks do not carry it).
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub enqueued_at: Option<DateTime<Utc>>,
+}
+
+/// A merge group's state (`merge_groups.state`): `queued` until GitHub
+/// destroys the group, then the `merge_group` destroyed reason; `ended` when
+/// a sweep found the group gone without a reason (its destroyed webhook was
+/// lost) and its pull request not merged through it.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum MergeGroupState {
+    Queued,
+    Merged,
+    Dequeued,
+    Invalidated,
+    Ended,
 }
 
 /// The newest group of PR `number`, if it was ever queued.
@@ -246,13 +263,14 @@ pub fn newest_of_pull_json_sql(repo: &str, number: &str) -> String {
 }
 
 /// A merge group with the verdicts of its commit's checks (the newest run of each name).
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize, utoipa::ToSchema)]
 #[diesel(check_for_backend(Pg))]
 pub struct GroupSummary {
     #[diesel(sql_type = Integer)]
     pub pr_number: PullRequestNumber,
     #[diesel(sql_type = Text)]
     pub head_sha: String,
+    /// `refs/heads/gh-readonly-queue/{base}/pr-{number}-{base_sha}`; null for a group only a sweep has seen.
     #[diesel(sql_type = Nullable<Text>)]
     pub head_ref: Option<String>,
     #[diesel(sql_type = Text)]
@@ -260,25 +278,33 @@ pub struct GroupSummary {
     #[diesel(sql_type = Text)]
     pub base_sha: String,
     #[diesel(sql_type = Text)]
+    #[schema(value_type = MergeGroupState)]
     pub state: String,
+    /// The `merge_group` destroyed webhook's reason, as GitHub sent it.
     #[diesel(sql_type = Nullable<Text>)]
     pub reason: Option<String>,
+    /// The merge group commit's time.
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub created_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub enqueued_at: Option<DateTime<Utc>>,
+    /// When prmonitor learnt the group was destroyed.
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub destroyed_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Timestamptz)]
     pub first_seen_at: DateTime<Utc>,
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 0)]
     pub checks_passing: i64,
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 0)]
     pub checks_failing: i64,
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 0)]
     pub checks_pending: i64,
     /// As a PR's `checks`: `failing`, `pending`, `passing` or `none`.
     #[diesel(sql_type = Text)]
+    #[schema(value_type = crate::db::reads::values::ChecksState)]
     pub checks: String,
     #[diesel(sql_type = BigInt)]
     #[serde(skip)]

@@ -21,6 +21,70 @@ pub const CHECKS_STATES: [&str; 4] = ["failing", "pending", "passing", "none"];
 /// Every value of [`PullSummary::required_state`].
 pub const REQUIRED_STATES: [&str; 5] = ["failing", "missing", "pending", "passing", "none"];
 
+/// The fixed sets of text values the read API answers, for its OpenAPI
+/// document: the columns' CHECKs or the SQL that computes them allow
+/// exactly these (tests compare them with the constants above).
+pub mod values {
+    /// A pull request's state (`pull_requests.state`).
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum PullState {
+        Open,
+        Closed,
+        Merged,
+    }
+
+    /// [`super::CHECKS_STATES`]: the verdict of a commit's checks.
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum ChecksState {
+        Failing,
+        Pending,
+        Passing,
+        None,
+    }
+
+    /// [`super::REQUIRED_STATES`]: the verdict of the checks the base branch requires.
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum RequiredState {
+        Failing,
+        Missing,
+        Pending,
+        Passing,
+        None,
+    }
+
+    /// What a history entry records a transition of (`pr_state_history.field`).
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum HistoryField {
+        State,
+        Draft,
+        HeadSha,
+    }
+
+    /// What wrote a change (`pr_state_history.cause`).
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum ChangeCause {
+        Webhook,
+        Sweep,
+        Backfill,
+        Manual,
+    }
+
+    /// A commit status's state (`commit_statuses.state`), as GitHub names it.
+    #[derive(utoipa::ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum StatusState {
+        Error,
+        Failure,
+        Pending,
+        Success,
+    }
+}
+
 /// The SQL verdict of a commit status's state: `success` passes, `pending`
 /// waits, `error` and `failure` fail (GitHub's combined status and rollup).
 const STATUS_VERDICT_SQL: &str =
@@ -48,9 +112,9 @@ pub(crate) const CHECKS_FROM_COUNTS_SQL: &str =
 /// A PR and the checks of its head commit: the newest run of each name and
 /// the latest status of each context, counted together as GitHub's
 /// `statusCheckRollup` combines them.
-/// Columns are found by name; `check_for_backend` makes a field whose type
-/// does not match its `sql_type` a compile error.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
+// Columns are found by name; `check_for_backend` makes a field whose type
+// does not match its `sql_type` a compile error.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize, utoipa::ToSchema)]
 #[diesel(check_for_backend(Pg))]
 #[serde(rename_all = "snake_case")]
 pub struct PullSummary {
@@ -61,6 +125,7 @@ pub struct PullSummary {
     #[diesel(sql_type = Text)]
     pub author: String,
     #[diesel(sql_type = Text)]
+    #[schema(value_type = values::PullState)]
     pub state: String,
     #[diesel(sql_type = Bool)]
     pub draft: bool,
@@ -72,29 +137,39 @@ pub struct PullSummary {
     pub html_url: String,
     #[diesel(sql_type = Timestamptz)]
     pub updated_at: DateTime<Utc>,
+    /// Check runs and commit statuses together.
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 0)]
     pub checks_passing: i64,
+    /// Check runs and commit statuses together.
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 0)]
     pub checks_failing: i64,
+    /// Check runs and commit statuses together.
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 0)]
     pub checks_pending: i64,
     /// One of [`CHECKS_STATES`]: `failing` if any check or status failed,
     /// else `pending` if any is unfinished, else `passing` (or `none` when
     /// nothing reports on the head).
     #[diesel(sql_type = Text)]
+    #[schema(value_type = values::ChecksState)]
     pub checks: String,
     /// One of [`REQUIRED_STATES`], over the checks the base branch requires
     /// alone: `failing` if one fails, else `missing` if one has not reported,
     /// else `pending` if one is unfinished, else `passing`; `none` when the
     /// branch requires nothing (or what it requires was never read).
     #[diesel(sql_type = Text)]
+    #[schema(value_type = values::RequiredState)]
     pub required_state: String,
     /// Required checks that have not reported on the head.
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 0)]
     pub required_missing: i64,
     /// The PR's newest merge group (`state`, `head_sha`, `enqueued_at`), or
     /// null when it was never queued.
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+    #[schema(value_type = Option<crate::db::merge_groups::PullQueueState>)]
     pub merge_queue: Option<serde_json::Value>,
 }
 
@@ -246,11 +321,13 @@ fn stuck_sql(repo: &str, sha: &str, seconds: &str) -> String {
 
 /// A check name of a repository that failed and then passed on the same
 /// commit, and on how many commits it did so.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName, Serialize, utoipa::ToSchema)]
 pub struct FlakyCheck {
     #[diesel(sql_type = Text)]
     pub name: String,
+    /// Commits on which it failed and then passed.
     #[diesel(sql_type = BigInt)]
+    #[schema(minimum = 1)]
     pub commits: i64,
 }
 
@@ -568,10 +645,11 @@ pub async fn pull_summary(
 }
 
 /// The latest status of each context of a commit, as the detail endpoint shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = commit_statuses, check_for_backend(Pg))]
 pub struct HeadStatus {
     pub context: String,
+    #[schema(value_type = values::StatusState)]
     pub state: String,
     pub description: Option<String>,
     pub target_url: Option<String>,

@@ -53,20 +53,43 @@ pub async fn record(
 }
 
 /// Repairs by kind, as the read API shows them; every kind present, zeros included.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+///
+/// Rows that sweeps and reconciles (cause sweep or manual) changed: changes
+/// a webhook should have brought first, because it was lost or not processed
+/// yet. It also counts changes GitHub sends no tracked webhook for, such as
+/// a check run moving to in_progress or a comment moving a pull request's
+/// updated_at. The kinds are those of `prmonitor_sync_changes_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RepairCounts {
+    /// The sum of the kinds.
+    #[schema(minimum = 0)]
     pub total: i64,
+    /// Pull requests stored for the first time.
+    #[schema(minimum = 0)]
     pub pr_new: i64,
+    /// Pull requests changed.
+    #[schema(minimum = 0)]
     pub pr_updated: i64,
+    /// Pull requests GitHub no longer knows, marked gone.
+    #[schema(minimum = 0)]
     pub pr_gone: i64,
+    /// Check runs stored for the first time.
+    #[schema(minimum = 0)]
     pub check_run_new: i64,
+    /// Check runs changed.
+    #[schema(minimum = 0)]
     pub check_run_updated: i64,
     /// Merge groups inserted (a lost `checks_requested`) or ended (a lost `destroyed`).
+    #[schema(minimum = 0)]
     pub merge_group: i64,
-    /// Commit statuses stored for the first time, or changed.
+    /// Commit statuses (the latest of a context) stored for the first time.
+    #[schema(minimum = 0)]
     pub status_new: i64,
+    /// Commit statuses changed.
+    #[schema(minimum = 0)]
     pub status_updated: i64,
     /// Branches whose required checks changed.
+    #[schema(minimum = 0)]
     pub required_checks: i64,
 }
 

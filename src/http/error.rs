@@ -4,7 +4,21 @@
 use crate::ids::PullRequestNumber;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+
+/// The body of every JSON error answer of the service, whichever part
+/// refuses: the read and admin APIs, intake, unknown routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person; never a secret.
+    pub error: String,
+}
+
+impl ErrorBody {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { error: message.into() }
+    }
+}
 
 /// Why a read API request gets no data. The `Display` text is the body's message.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +86,7 @@ impl ResponseError for ReadError {
             // Streams end when their clients go; a slot frees up soon.
             response.insert_header(("retry-after", "5"));
         }
-        response.json(json!({ "error": self.to_string() }))
+        response.json(ErrorBody::new(self.to_string()))
     }
 }
 
@@ -80,6 +94,7 @@ impl ResponseError for ReadError {
 mod tests {
     use super::*;
     use actix_web::body::MessageBody;
+    use serde_json::json;
 
     fn rendered(error: &ReadError) -> (u16, serde_json::Value) {
         let response = error.error_response();

@@ -25,10 +25,15 @@ const RETRY_MS: u64 = 3000;
 /// An event id is a BIGSERIAL: at most 19 digits.
 const MAX_ID_DIGITS: usize = 19;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Resume after this event id (0: everything kept); `Last-Event-ID` wins over it.
+    #[param(value_type = Option<i64>, minimum = 0)]
     since: Option<String>,
+    /// Only this repository's events, `owner/name`.
+    #[param(max_length = 256, pattern = "^[^/\\x00]+/[^/\\x00]+$")]
     repository: Option<String>,
 }
 
@@ -56,7 +61,30 @@ fn resume_from(request: &HttpRequest, since: Option<&str>) -> Result<Option<i64>
     since.map(|text| event_id("since", text)).transpose()
 }
 
-/// `GET /api/v1/events`
+/// The change feed: what changed, as Server-Sent Events.
+///
+/// A stream replays what the client missed (after `Last-Event-ID` or
+/// `?since=`), then follows live; a client resuming from a pruned event gets
+/// `reset`. The response never ends while the service runs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "read",
+    // The board's setting: with PRMONITOR_BOARD_PUBLIC the stream needs no token.
+    security((), ("bearer" = [])),
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "the last event id received (a reconnecting EventSource sends it)"),
+    ),
+    responses(
+        (status = 200, description = "the stream: each event a change", content_type = "text/event-stream", body = super::openapi_answers::FeedMessage),
+        (status = 400, description = "an unknown or malformed query parameter, or an event id or repository that cannot be one", body = super::error::ErrorBody),
+        (status = 401, description = super::read::UNAUTHORIZED, body = super::error::ErrorBody),
+        (status = 404, description = "not a watched repository", body = super::error::ErrorBody),
+        (status = 503, description = "the instance serves as many streams as it may (PRMONITOR_CHANGE_FEED_MAX_CLIENTS), or the database is unavailable", body = super::error::ErrorBody,
+            headers(("Retry-After" = i32, description = "seconds, when the streams are all taken"))),
+    )
+)]
 #[tracing::instrument(name = "change_feed", skip_all)]
 pub async fn events(
     request: HttpRequest,

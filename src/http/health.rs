@@ -72,6 +72,13 @@ impl Readiness {
 const READY_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The process is up and serving HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    description = "Answers without the database. Served on both listeners.",
+    responses((status = 200, description = "alive", body = super::openapi::answers::Alive)),
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
@@ -81,6 +88,18 @@ pub async fn healthz() -> HttpResponse {
 /// Also reports the queue's backlog and the age of its oldest due job.
 /// Checks are shared between probes (see [`Readiness::result`]): many
 /// probers and scrapers must not load the database.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    description = "The database answers within 2 s, its schema is this binary's, and the worker (when this process \
+                   runs one) is going round its loop. With `PRMONITOR_OPS_LISTEN` set, served on the operations \
+                   listener only.",
+    responses(
+        (status = 200, description = "ready", body = super::openapi::answers::Ready),
+        (status = 503, description = "not ready, and why", body = super::openapi::answers::NotReady),
+    ),
+)]
 pub async fn readyz(pool: web::Data<DbPool>, readiness: web::Data<Readiness>) -> HttpResponse {
     match readiness.result(&pool, Instant::now()).await {
         Ok(report) => HttpResponse::Ok().json(report),

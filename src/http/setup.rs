@@ -76,7 +76,25 @@ fn secret_key_missing(status: StatusCode) -> HttpResponse {
 
 /// Answered when setup is closed: the same as a route that does not exist.
 fn hidden() -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({ "error": "no such route" }))
+    HttpResponse::NotFound().json(super::error::ErrorBody::new("no such route"))
+}
+
+const SETUP_CLOSED: &str = "setup is closed: an App is configured and the request has no admin token";
+
+/// The fields of `POST /setup`, for the OpenAPI document (the handler reads
+/// them from the form as text and answers 422 naming the one it refuses).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SetupForm {
+    /// The URL GitHub reaches this service on: http(s), no credentials, no query.
+    #[schema(format = "uri")]
+    public_url: String,
+    /// A GitHub organization to own the App; empty: the user's own account.
+    #[schema(max_length = 39)]
+    organization: Option<String>,
+    /// The App's name; empty: `prmonitor-HOST`.
+    #[schema(max_length = 34)]
+    name: Option<String>,
 }
 
 fn unavailable(error: &setup::SetupError) -> HttpResponse {
@@ -116,7 +134,21 @@ fn prefill(req: &HttpRequest, config: &SetupConfig) -> String {
     }
 }
 
-/// `GET /setup`.
+/// The setup form: the public URL, the organization, the App's name.
+///
+/// Open while no App is configured, or with the admin token; otherwise 404,
+/// as for a route that does not exist.
+#[utoipa::path(
+    get,
+    path = "/setup",
+    tag = "setup",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the form, or the page asking for PRMONITOR_SECRET_KEY first", content_type = "text/html", body = String),
+        (status = 404, description = SETUP_CLOSED, body = super::error::ErrorBody),
+        (status = 503, description = "the database is unavailable", content_type = "text/html", body = String),
+    )
+)]
 #[tracing::instrument(name = "setup_form", skip_all)]
 pub async fn form(req: HttpRequest, config: web::Data<SetupConfig>, pool: web::Data<DbPool>) -> HttpResponse {
     if let Err(refusal) = gate(&req, &config, &pool).await {
@@ -217,7 +249,25 @@ fn is_account_name(name: &str) -> bool {
         && !name.contains("--")
 }
 
-/// `POST /setup`: the manifest form for GitHub.
+/// The manifest form for GitHub: records a one-time state and answers a page
+/// whose form posts the App's manifest to GitHub.
+#[utoipa::path(
+    post,
+    path = "/setup",
+    tag = "setup",
+    security((), ("bearer" = [])),
+    request_body(content = SetupForm, content_type = "application/x-www-form-urlencoded", description = "at most 16 KiB, each field once"),
+    responses(
+        (status = 200, description = "the page that posts the manifest to GitHub", content_type = "text/html", body = String),
+        (status = 400, description = "the form could not be read, or a field was given twice", content_type = "text/html", body = String),
+        (status = 404, description = SETUP_CLOSED, body = super::error::ErrorBody),
+        (status = 409, description = "PRMONITOR_SECRET_KEY is not set: nothing can be stored", content_type = "text/html", body = String),
+        (status = 413, description = "the form exceeds 16 KiB", content_type = "text/html", body = String),
+        (status = 415, description = "not application/x-www-form-urlencoded", content_type = "text/html", body = String),
+        (status = 422, description = "a field is missing or invalid", content_type = "text/html", body = String),
+        (status = 503, description = "the database is unavailable", content_type = "text/html", body = String),
+    )
+)]
 #[tracing::instrument(name = "setup_begin", skip_all)]
 pub async fn begin(
     req: HttpRequest,
@@ -287,7 +337,26 @@ pub async fn begin(
     )
 }
 
-/// `GET /setup/complete?code=…&state=…`: GitHub's redirect after the App was created.
+/// GitHub's redirect after the App was created: the code is converted into
+/// the App's credentials, which are sealed, stored and applied.
+#[utoipa::path(
+    get,
+    path = "/setup/complete",
+    tag = "setup",
+    security((), ("bearer" = [])),
+    params(
+        ("code" = String, Query, max_length = 100, pattern = "^[A-Za-z0-9_-]+$", description = "GitHub's one-time code"),
+        ("state" = String, Query, description = "the state `POST /setup` recorded (one use, an hour)"),
+    ),
+    responses(
+        (status = 200, description = "the App is stored and in use; a link to install it", content_type = "text/html", body = String),
+        (status = 400, description = "no code or state, a code GitHub does not give, or a state unknown, used or expired", content_type = "text/html", body = String),
+        (status = 404, description = SETUP_CLOSED, body = super::error::ErrorBody),
+        (status = 409, description = "PRMONITOR_SECRET_KEY is not set: nothing can be stored", content_type = "text/html", body = String),
+        (status = 502, description = "GitHub refused the code, or its answer is incomplete", content_type = "text/html", body = String),
+        (status = 503, description = "the database is unavailable", content_type = "text/html", body = String),
+    )
+)]
 #[tracing::instrument(name = "setup_complete", skip_all)]
 pub async fn complete(
     req: HttpRequest,
@@ -366,7 +435,22 @@ pub async fn complete(
     )
 }
 
-/// `GET /setup/installed`: where GitHub sends the browser after an installation.
+/// Where GitHub sends the browser after an installation; the App's
+/// installations are listed at once.
+///
+/// Closed (404) only when settings configure GitHub access, unless with the admin token.
+#[utoipa::path(
+    get,
+    path = "/setup/installed",
+    tag = "setup",
+    security((), ("bearer" = [])),
+    params(("installation_id" = Option<i64>, Query, minimum = 0, description = "GitHub's id of the installation")),
+    responses(
+        (status = 200, description = "installed", content_type = "text/html", body = String),
+        (status = 400, description = "installation_id is not a number", content_type = "text/html", body = String),
+        (status = 404, description = SETUP_CLOSED, body = super::error::ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "setup_installed", skip_all)]
 pub async fn installed(
     req: HttpRequest,
@@ -378,9 +462,10 @@ pub async fn installed(
     }
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
+    // GitHub's ids are int64, as the document says; digits only (no sign).
     let installation = query
         .get("installation_id")
-        .filter(|id| !id.is_empty() && id.len() <= 20 && id.chars().all(|c| c.is_ascii_digit()));
+        .filter(|id| id.chars().all(|c| c.is_ascii_digit()) && id.parse::<i64>().is_ok());
     if query.contains_key("installation_id") && installation.is_none() {
         return problem(StatusCode::BAD_REQUEST, "Not an installation", "installation_id must be a number.");
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Attempts before a job is dead-lettered.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Targeted discovery after a webhook (one PR, one commit's checks, one repository).

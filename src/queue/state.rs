@@ -13,7 +13,19 @@ use serde::{Deserialize, Serialize};
 /// `pending` → `running` → `done`, or back to `pending` to retry, or `dead`
 /// when out of attempts (until an operator retries it). The column is text
 /// with a CHECK constraint listing exactly these four values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AsExpression, FromSqlRow)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
+    utoipa::ToSchema,
+)]
 #[diesel(sql_type = Text)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {

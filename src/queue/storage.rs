@@ -38,17 +38,25 @@ pub struct ClaimedJob {
 }
 
 /// A job as operators see it.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = jobs)]
 pub struct JobView {
     pub id: i64,
+    #[schema(value_type = super::JobKind)]
     pub kind: String,
+    /// Requests with the same key fold into one pending job.
     pub coalesce_key: Option<String>,
+    /// What the job works on; its shape depends on the kind.
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub state: JobState,
+    /// How many requests this job stands for.
+    #[schema(minimum = 1)]
     pub coalesced_count: i32,
     pub run_at: DateTime<Utc>,
+    #[schema(minimum = 0)]
     pub attempts: i32,
+    #[schema(minimum = 1)]
     pub max_attempts: i32,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,

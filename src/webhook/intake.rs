@@ -169,6 +169,33 @@ impl ResponseError for IntakeError {
     }
 }
 
+/// Receive a GitHub webhook delivery.
+///
+/// Verifies `X-Hub-Signature-256`, stores the delivery and its job in one
+/// transaction, then answers; a request without a well-formed signature
+/// header is refused before its body is read.
+#[utoipa::path(
+    post,
+    path = "/webhooks/github",
+    tag = "webhooks",
+    params(
+        ("X-GitHub-Event" = String, Header, description = "the event, e.g. `pull_request`"),
+        ("X-GitHub-Delivery" = String, Header, description = "the delivery's unique id"),
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=` and the HMAC-SHA256 of the body with the webhook secret, in hex"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "GitHub's payload, at most 25 MiB"),
+    responses(
+        (status = 200, description = "a ping, or a delivery id already stored (nothing queued again)", body = crate::http::openapi_answers::DeliveryAnswer),
+        (status = 202, description = "stored, with the job it became (or ignored: an event prmonitor does not track)", body = crate::http::openapi_answers::DeliveryAnswer),
+        (status = 400, description = "missing or malformed X-GitHub-* headers, or a body that is not a JSON object", body = crate::http::ErrorBody),
+        (status = 401, description = "unsigned, or not signed with a configured webhook secret", body = crate::http::ErrorBody),
+        (status = 408, description = "the body did not arrive within 20 s", body = crate::http::ErrorBody),
+        (status = 413, description = "the body exceeds 25 MiB", body = crate::http::ErrorBody),
+        (status = 500, description = "the database refused the delivery", body = crate::http::ErrorBody),
+        (status = 503, description = "the database is unavailable, or too many large deliveries are being received at once (PRMONITOR_WEBHOOK_BUFFER_MIB); GitHub may redeliver", body = crate::http::ErrorBody,
+            headers(("Retry-After" = i32, description = "seconds"))),
+    )
+)]
 pub async fn receive(
     request: HttpRequest,
     payload: web::Payload,

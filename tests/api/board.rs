@@ -449,7 +449,7 @@ async fn hostile_input_gets_a_clear_error_page_and_text_is_escaped() {
         ("/pulls?stuck=1", 400, "stuck must be true or false"),
         ("/pulls?flaky=yes", 400, "flaky must be true or false"),
         ("/pulls?author=%00", 400, "author must not contain a NUL character"),
-        (&format!("/pulls?label={long}"), 400, "label must be at most 256 bytes"),
+        (&format!("/pulls?label={long}"), 400, "label must be at most 256 characters"),
         ("/pulls?repository=noslash", 400, "repository is owner/name"),
         ("/pulls?repository=acme%2Fnope", 404, "acme/nope is not a watched repository"),
         ("/pulls?unknown=1", 400, "unknown or malformed query parameters"),

@@ -1,9 +1,11 @@
 //! A JSON Schema (draft-07) checker for the subset GitHub's webhook schemas
 //! use: type, enum, const, properties, required, additionalProperties, items,
 //! oneOf, anyOf, allOf, $ref to sibling files, min/max items and length,
-//! minimum/maximum, and the date-time and uri formats. With `$ref` within a
-//! document (`#/components/...`) and OpenAPI 3.0's `nullable`, it also checks
-//! the service's answers against its own OpenAPI document.
+//! minimum/maximum, and the date-time, uri, int32 and int64 formats. With
+//! `$ref` within a document (`#/components/...`) and OpenAPI 3.1's null
+//! (`type: [..., "null"]`, `oneOf` with `{"type": "null"}`), it also checks
+//! the service's answers against the OpenAPI document the service generates
+//! ([`prmonitor::http::openapi_document`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,8 +45,7 @@ impl Schemas {
     }
 
     /// Every violation by `value` of the schema the service's OpenAPI
-    /// document (src/http/openapi.json) gives the JSON answer `status` of
-    /// `method route`.
+    /// document gives the JSON answer `status` of `method route`.
     pub fn validate_response(
         &mut self,
         method: &str,
@@ -52,8 +53,17 @@ impl Schemas {
         status: &str,
         value: &Value,
     ) -> Vec<String> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/openapi.json");
-        let document = self.load(&path);
+        // Cached under a name no file has: `$ref`s within it resolve against it.
+        let path = PathBuf::from("<generated openapi.json>");
+        let document = match self.cache.get(&path) {
+            Some(document) => document.clone(),
+            None => {
+                let document: Value =
+                    serde_json::from_str(prmonitor::http::openapi_document()).expect("the document is JSON");
+                self.cache.insert(path.clone(), document.clone());
+                document
+            }
+        };
         let schema = document["paths"][route][method]["responses"][status]["content"]["application/json"]
             ["schema"]
             .clone();
@@ -73,10 +83,6 @@ impl Schemas {
 
     fn check(&mut self, schema: &Value, file: &Path, value: &Value, at: &str, errors: &mut Vec<String>) {
         let Some(schema) = schema.as_object() else { return };
-        // OpenAPI 3.0: `nullable` adds null to the type.
-        if value.is_null() && schema.get("nullable") == Some(&Value::Bool(true)) {
-            return;
-        }
         if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
             if let Some(pointer) = reference.strip_prefix('#') {
                 let target = self.load(file).pointer(pointer).cloned();
@@ -117,6 +123,16 @@ impl Schemas {
             };
             if !ok {
                 errors.push(format!("{at}: '{text}' is not a {format}"));
+            }
+        }
+        if let (Some(format), Some(_)) = (schema.get("format").and_then(Value::as_str), value.as_number()) {
+            let ok = match format {
+                "int32" => value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                "int64" => value.as_i64().is_some(),
+                _ => true,
+            };
+            if !ok {
+                errors.push(format!("{at}: {} is not an {format}", short(value)));
             }
         }
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
@@ -264,7 +280,60 @@ fn the_openapi_repository_schema_is_not_a_rubber_stamp() {
     assert!(errors.iter().any(|e| e.contains("missing required 'pr_gone'")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("$.items[0].repairs_last_24h.total")), "{errors:?}");
     assert!(errors.iter().any(|e| e.contains("'yesterday' is not a date-time")), "{errors:?}");
+    let mut wide = repository.clone();
+    wide["consecutive_failures"] = Value::from(3_000_000_000_u64);
+    wide["github_id"] = Value::from(u64::MAX);
+    wide["installation_id"] = Value::from("2001");
+    wide["repairs_last_24h"]["pr_new"] = Value::Null;
+    let errors = validate(&mut schemas, &page(wide));
+    assert!(
+        errors.iter().any(|e| e == "$.items[0].consecutive_failures: 3000000000 is not an int32"),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("$.items[0].github_id: 18446744073709551615 is not an int64")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("0 of the oneOf options match \"2001\"")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("$.items[0].repairs_last_24h.pr_new: expected")),
+        "{errors:?}"
+    );
     let mut extra = repository;
     extra["secret"] = Value::from("x");
     assert!(validate(&mut schemas, &page(extra)).iter().any(|e| e.contains("'secret' is not allowed")));
+}
+
+/// Answers of the routes that need no data, checked against the generated
+/// document: health, readiness, the errors of the admin and read APIs.
+#[tokio::test]
+async fn operations_and_error_answers_are_what_the_document_says() {
+    let app = prmonitor_testkit::spawn_app_with(&[("PRMONITOR_ADMIN_TOKEN", "admin-token")]).await;
+    let mut schemas = Schemas::new();
+    let cases: [(&str, &str, Option<&str>, &str, &str); 7] = [
+        ("/healthz", "/healthz", None, "200", "get"),
+        ("/readyz", "/readyz", None, "200", "get"),
+        ("/api/v1/jobs/1", "/api/v1/jobs/{id}", None, "401", "get"),
+        ("/api/v1/jobs/x", "/api/v1/jobs/{id}", Some("admin-token"), "400", "get"),
+        ("/api/v1/jobs/999999", "/api/v1/jobs/{id}", Some("admin-token"), "404", "get"),
+        ("/api/v1/repositories?colour=red", "/api/v1/repositories", Some("admin-token"), "400", "get"),
+        ("/api/v1/repositories?page=1", "/api/v1/repositories", Some("admin-token"), "200", "get"),
+    ];
+    for (url, route, token, status, method) in cases {
+        let mut request = app.client.get(app.url(url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status().as_str(), status, "{url}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(
+            schemas.validate_response(method, route, status, &body),
+            Vec::<String>::new(),
+            "{url}: {body}"
+        );
+    }
+    let served: Value = app.get("/api/v1/openapi.json").await.json().await.expect("JSON");
+    let generated: Value = serde_json::from_str(prmonitor::http::openapi_document()).expect("JSON");
+    assert_eq!(served, generated, "the route serves the generated document");
 }

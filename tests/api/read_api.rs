@@ -167,6 +167,11 @@ async fn hostile_query_parameters_get_a_400_naming_the_parameter() {
     }
     // Still serving: nothing above broke the pool or the process.
     assert_eq!(get(&app, pulls, Some(READ_TOKEN)).await.0, 200);
+    // The limit counts characters, as the document's `maxLength` does: 256
+    // two-byte characters are a valid (if unmatched) label.
+    let (status, body) =
+        get(&app, &format!("{pulls}?label={}", "%C3%A9".repeat(256)), Some(READ_TOKEN)).await;
+    assert_eq!((status, &body["total"]), (200, &Value::from(0)), "{body}");
 }
 
 #[tokio::test]
@@ -608,7 +613,7 @@ async fn read_api_errors_are_json_bodies_naming_the_problem() {
             format!("{pulls}?author={}", "x".repeat(257)),
             Some(READ_TOKEN),
             400,
-            "author must be at most 256 bytes",
+            "author must be at most 256 characters",
         ),
         (
             format!("{pulls}?state=weird"),
@@ -702,5 +707,33 @@ async fn with_the_database_down_the_read_api_answers_503() {
                         error connecting to server: Connection refused";
         assert!(message.starts_with(expected), "{path}: {message}");
         assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{path}: {body}");
+    }
+}
+
+/// What schemathesis found in the admin API: a repository name PostgreSQL
+/// cannot compare was a 503 (the query failed as if the database were
+/// down), and the body extractor's refusal was plain text.
+#[tokio::test]
+async fn reconcile_refuses_what_it_cannot_look_up_with_a_json_400() {
+    let app = prmonitor_testkit::spawn_app_with(&[("PRMONITOR_ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let reconcile = |body: Vec<u8>| {
+        app.client
+            .post(app.url("/api/v1/reconcile"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let cases: [(Vec<u8>, u16, &str); 4] = [
+        (br#"{"repository": "octo/a\u0000pi"}"#.to_vec(), 400, "repository must not contain a NUL character"),
+        (format!(r#"{{"repository": "{}"}}"#, "x".repeat(300)).into_bytes(), 400, "at most 256 characters"),
+        (br#"{"all": false}"#.to_vec(), 400, "give either"),
+        (vec![b' '; 300 * 1024], 413, "the body could not be read"),
+    ];
+    for (body, status, message) in cases {
+        let response = reconcile(body).await.expect("sent");
+        assert_eq!(response.status().as_u16(), status);
+        let body: Value = response.json().await.expect("a JSON body");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains(message)), "{body}");
     }
 }

@@ -379,3 +379,14 @@ async fn without_a_secret_key_the_page_says_how_to_make_one_and_nothing_is_store
     assert_eq!(setup.stored_apps().await, 0);
     setup.stop().await;
 }
+
+/// GitHub's installation ids are int64, as the OpenAPI document says: a
+/// number past it is refused, not shown as if GitHub could have sent it.
+#[tokio::test]
+async fn an_installation_id_beyond_int64_is_refused() {
+    let app = prmonitor_testkit::spawn_app().await;
+    for (id, status) in [("9223372036854775807", 200), ("9223372036854775808", 400), ("-1", 400)] {
+        let response = app.get(&format!("/setup/installed?installation_id={id}")).await;
+        assert_eq!(response.status().as_u16(), status, "{id}");
+    }
+}

@@ -18,7 +18,7 @@ SCHEMATHESIS_VERSION=4.32.5
 # Test cases per operation and phase: enough to reach every status a route
 # answers, few enough that the run takes minutes on two cores.
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-100}"
-CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
+CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method
 READ_TOKEN=schemathesis-read-token
 ADMIN_TOKEN=schemathesis-admin-token
 

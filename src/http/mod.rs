@@ -114,12 +114,29 @@ pub fn operations_routes(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(not_found));
 }
 
+/// One resource per path, so that a method the path does not take is
+/// answered 405 with `Allow`, not 404 (the path exists).
 fn routes_where(cfg: &mut web::ServiceConfig, serves: fn(Surface) -> bool) {
-    for (method, path, surface) in ROUTES {
-        if serves(*surface) {
-            cfg.route(path, route(method, path));
+    let served: Vec<(&str, &str)> =
+        ROUTES.iter().filter(|(_, _, surface)| serves(*surface)).map(|(m, p, _)| (*m, *p)).collect();
+    let mut paths: Vec<&str> = served.iter().map(|(_, path)| *path).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        let methods: Vec<&str> = served.iter().filter(|(_, p)| *p == path).map(|(m, _)| *m).collect();
+        let mut resource = web::resource(path);
+        for method in &methods {
+            resource = resource.route(route(method, path));
         }
+        let allow = methods.join(", ");
+        cfg.service(resource.default_service(web::to(move || method_not_allowed(allow.clone()))));
     }
+}
+
+async fn method_not_allowed(allow: String) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allow.as_str()))
+        .json(error::ErrorBody::new(format!("this path takes {allow} only")))
 }
 
 async fn not_found() -> HttpResponse {

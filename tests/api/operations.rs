@@ -98,6 +98,31 @@ async fn operations_move_to_their_own_listener_and_the_webhook_port_keeps_the_re
 }
 
 #[tokio::test]
+async fn a_method_a_path_does_not_take_is_405_with_allow_and_an_unknown_path_404() {
+    let app = prmonitor_testkit::spawn_app_with(&[("PRMONITOR_ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let cases = [
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::GET, "/webhooks/github", "POST"),
+        (reqwest::Method::DELETE, "/setup", "GET, POST"),
+        (reqwest::Method::PUT, "/api/v1/repositories/acme/repo-0/pulls/1", "GET"),
+        (reqwest::Method::GET, "/api/v1/reconcile", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let answer = app.client.request(method.clone(), app.url(path)).send().await.expect("sent");
+        assert_eq!(answer.status(), 405, "{method} {path}");
+        assert_eq!(answer.headers()["allow"], allow, "{method} {path}");
+        let body: Value = answer.json().await.expect("a JSON error");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains(allow)), "{body}");
+    }
+    // The routes themselves still answer.
+    assert_eq!(status(app.client.get(app.url("/healthz"))).await, 200);
+    assert_eq!(status(app.client.post(app.url("/api/v1/reconcile")).json(&json!({"all": true}))).await, 401);
+    for path in ["/no/such/path", "/api/v1/nothing", "/healthz/more"] {
+        assert_eq!(status(app.client.post(app.url(path))).await, 404, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn a_worker_process_serves_metrics_and_readiness_on_the_operations_listener() {
     let (sim, db) = world(1).await;
     let env = child_env(&sim);

@@ -376,8 +376,12 @@ async fn a_payload_with_nul_escapes_and_unicode_is_stored_byte_for_byte() {
 #[tokio::test]
 async fn other_methods_and_routes_get_json_errors() {
     let app = spawn_app().await;
+    // The path exists: another method is 405 naming the one it takes.
     let get = app.get("/webhooks/github").await;
-    assert_eq!(get.status(), 404);
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+    let answer: Value = get.json().await.expect("JSON error");
+    assert!(answer["error"].is_string());
     let unknown = app.client.post(app.url("/webhooks/gitlab")).send().await.expect("sent");
     assert_eq!(unknown.status(), 404);
     let answer: Value = unknown.json().await.expect("JSON error");

@@ -360,6 +360,31 @@ mod tests {
     }
 
     #[test]
+    fn each_parameter_is_named_once_and_every_path_segment_is_one() {
+        let document = parsed();
+        for (method, path, _) in super::super::ROUTES {
+            let operation = &document["paths"][*path][method.to_lowercase()];
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let mut named: Vec<(String, String)> = parameters
+                .iter()
+                .map(|p| {
+                    (p["name"].as_str().unwrap_or("").to_owned(), p["in"].as_str().unwrap_or("").to_owned())
+                })
+                .collect();
+            let count = named.len();
+            named.sort();
+            named.dedup();
+            assert_eq!(named.len(), count, "{method} {path} names a parameter twice: {parameters:?}");
+            for segment in path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+                assert!(
+                    named.contains(&(segment.to_owned(), "path".to_owned())),
+                    "{method} {path} does not describe {{{segment}}}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_integer_has_a_format() {
         fn walk(value: &Value, at: &str, missing: &mut Vec<String>) {
             match value {

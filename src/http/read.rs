@@ -303,13 +303,26 @@ pub(super) async fn repository(
     repositories::find_by_full_name(conn, &full_name).await?.ok_or(ReadError::UnknownRepository(full_name))
 }
 
+/// `{owner}/{name}` of the repository routes. The limits are what
+/// `text_parameter` refuses beyond, stated for the document.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RepositoryPath {
+    /// The repository's owner (a user or an organization).
+    #[param(max_length = 256, pattern = "^[^\\x00]*$")]
+    owner: String,
+    /// The repository's name.
+    #[param(max_length = 256, pattern = "^[^\\x00]*$")]
+    name: String,
+}
+
 /// A repository's pull requests with the state of their head's checks.
 #[utoipa::path(
     get,
     path = "/api/v1/repositories/{owner}/{name}/pulls",
     tag = "read",
     security(("bearer" = [])),
-    params(("owner" = String, Path, max_length = 256, pattern = "^[^\\x00]*$"), ("name" = String, Path, max_length = 256, pattern = "^[^\\x00]*$"), PullsQuery),
+    params(RepositoryPath, PullsQuery),
     responses(
         (status = 200, description = "a page of pull requests", body = PullPage),
         (status = 400, description = "an unknown or malformed query parameter, or a value out of range", body = ErrorBody),
@@ -320,7 +333,7 @@ pub(super) async fn repository(
 )]
 pub async fn list_pulls(
     request: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: web::Path<RepositoryPath>,
     query: Result<web::Query<PullsQuery>, actix_web::Error>,
     pool: web::Data<DbPool>,
     config: web::Data<ReadConfig>,
@@ -344,7 +357,7 @@ pub async fn list_pulls(
         }
     }
     let mut conn = pool.get().await?;
-    let (owner, name) = path.into_inner();
+    let RepositoryPath { owner, name } = path.into_inner();
     let repo = repository(&mut conn, &owner, &name).await?;
     let flaky = boolean("flaky", query.flaky.as_deref())?;
     let stuck = boolean("stuck", query.stuck.as_deref())?;
@@ -388,7 +401,7 @@ pub struct FlakyChecks {
     path = "/api/v1/repositories/{owner}/{name}/checks/flaky",
     tag = "read",
     security(("bearer" = [])),
-    params(("owner" = String, Path, max_length = 256, pattern = "^[^\\x00]*$"), ("name" = String, Path, max_length = 256, pattern = "^[^\\x00]*$")),
+    params(RepositoryPath),
     responses(
         (status = 200, description = "the flakiest checks", body = FlakyChecks),
         (status = 400, description = "a query parameter (there are none), or an owner or name that cannot be one", body = ErrorBody),
@@ -399,7 +412,7 @@ pub struct FlakyChecks {
 )]
 pub async fn flaky_checks(
     request: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: web::Path<RepositoryPath>,
     query: Result<web::Query<NoQuery>, actix_web::Error>,
     pool: web::Data<DbPool>,
     config: web::Data<ReadConfig>,
@@ -407,7 +420,7 @@ pub async fn flaky_checks(
     config.authorize(&request)?;
     query.map_err(|e| ReadError::malformed_query(&e))?;
     let mut conn = pool.get().await?;
-    let (owner, name) = path.into_inner();
+    let RepositoryPath { owner, name } = path.into_inner();
     let repo = repository(&mut conn, &owner, &name).await?;
     let week = reads::flakiest_checks(&mut conn, repo.id, 7, 20).await?;
     let month = reads::flakiest_checks(&mut conn, repo.id, 30, 20).await?;
@@ -508,6 +521,8 @@ pub struct HistoryItem {
     tag = "read",
     security(("bearer" = [])),
     params(
+        // Inline, not `RepositoryPath`: the handler's three-part path would
+        // add owner and name a second time.
         ("owner" = String, Path, max_length = 256, pattern = "^[^\\x00]*$"),
         ("name" = String, Path, max_length = 256, pattern = "^[^\\x00]*$"),
         ("number" = i32, Path, minimum = 1, description = "the pull request's number"),
@@ -615,7 +630,7 @@ pub async fn get_pull(
     path = "/api/v1/repositories/{owner}/{name}/merge-groups",
     tag = "read",
     security(("bearer" = [])),
-    params(("owner" = String, Path, max_length = 256, pattern = "^[^\\x00]*$"), ("name" = String, Path, max_length = 256, pattern = "^[^\\x00]*$"), PageQuery),
+    params(RepositoryPath, PageQuery),
     responses(
         (status = 200, description = "a page of merge groups", body = MergeGroupPage),
         (status = 400, description = "an unknown or malformed query parameter, or an owner or name that cannot be one", body = ErrorBody),
@@ -626,7 +641,7 @@ pub async fn get_pull(
 )]
 pub async fn list_merge_groups(
     request: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: web::Path<RepositoryPath>,
     query: Result<web::Query<PageQuery>, actix_web::Error>,
     pool: web::Data<DbPool>,
     config: web::Data<ReadConfig>,
@@ -635,7 +650,7 @@ pub async fn list_merge_groups(
     let query = query.map_err(|e| ReadError::malformed_query(&e))?;
     let (page, per_page) = page(&query)?;
     let mut conn = pool.get().await?;
-    let (owner, name) = path.into_inner();
+    let RepositoryPath { owner, name } = path.into_inner();
     let repo = repository(&mut conn, &owner, &name).await?;
     let (items, total) = merge_groups::list(&mut conn, repo.id, per_page, (page - 1) * per_page).await?;
     Ok(HttpResponse::Ok().json(MergeGroupPage { items, page, per_page, total }))

@@ -245,6 +245,23 @@ fn deliveries(
         .collect()
 }
 
+/// One signed delivery, as GitHub posts it.
+async fn post_delivery(
+    client: &reqwest::Client,
+    url: &str,
+    (event, id, body, signature): (&&'static str, &String, &Vec<u8>, &String),
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", *event)
+        .header("x-github-delivery", id)
+        .header("x-hub-signature-256", signature)
+        .body(body.clone())
+        .send()
+        .await
+}
+
 /// Sends every delivery at `concurrency` over keep-alive HTTP/1.1; returns
 /// the wall time and each acknowledgement's latency in ms.
 async fn send_all(
@@ -265,15 +282,7 @@ async fn send_all(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((event, id, body, signature)) = items.get(i) else { break };
                 let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-github-event", *event)
-                    .header("x-github-delivery", id)
-                    .header("x-hub-signature-256", signature)
-                    .body(body.clone())
-                    .send()
-                    .await;
+                let response = post_delivery(&client, &url, (event, id, body, signature)).await;
                 let ok = response.as_ref().is_ok_and(|r| r.status().as_u16() == 202);
                 if !ok {
                     return Err(format!("delivery {i} failed: {:?}", response.map(|r| r.status())));
@@ -536,15 +545,7 @@ async fn send_paced(address: &str, items: Arc<Vec<Delivery>>, rate: f64) -> Resu
         tasks.spawn(async move {
             let (event, id, body, signature) = &items[i];
             let sent = Instant::now();
-            let response = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("x-github-event", *event)
-                .header("x-github-delivery", id)
-                .header("x-hub-signature-256", signature)
-                .body(body.clone())
-                .send()
-                .await;
+            let response = post_delivery(&client, &url, (event, id, body, signature)).await;
             match response {
                 Ok(r) if r.status().as_u16() == 202 => Ok(sent.elapsed().as_secs_f64() * 1000.0),
                 other => Err(format!("delivery {i} failed: {:?}", other.map(|r| r.status()))),

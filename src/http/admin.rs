@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, UNAVAILABLE};
+
+/// The OpenAPI description of the admin routes' 401.
+const ADMIN_UNAUTHORIZED: &str = "no valid admin token, or PRMONITOR_ADMIN_TOKEN unset";
 
 use crate::config::Secret;
 use crate::db::{repositories, DbPool};
@@ -183,11 +186,11 @@ const MAX_REPOSITORY_NAME: usize = 256;
     responses(
         (status = 202, description = "sweeps enqueued", body = ReconcileAccepted),
         (status = 400, description = "not JSON, unknown fields, both or neither of `repository` and `all`, or a repository name that cannot be one", body = ErrorBody),
-        (status = 401, description = "no valid admin token, or PRMONITOR_ADMIN_TOKEN unset", body = ErrorBody),
+        (status = 401, description = ADMIN_UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "not a watched repository", body = ErrorBody),
         (status = 409, description = "the repository is inactive (its installation is gone or suspended)", body = ErrorBody),
         (status = 413, description = "the body exceeds 256 KiB", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
 pub async fn reconcile(
@@ -270,9 +273,9 @@ pub async fn reconcile(
     responses(
         (status = 200, description = "the job", body = JobView),
         (status = 400, description = "the id is not a number", body = ErrorBody),
-        (status = 401, description = "no valid admin token, or PRMONITOR_ADMIN_TOKEN unset", body = ErrorBody),
+        (status = 401, description = ADMIN_UNAUTHORIZED, body = ErrorBody),
         (status = 404, description = "no such job", body = ErrorBody),
-        (status = 503, description = "the database is unavailable", body = ErrorBody),
+        (status = 503, description = UNAVAILABLE, body = ErrorBody),
     )
 )]
 pub async fn job(

@@ -6,6 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+/// The OpenAPI description of a 503 for a database that does not answer,
+/// shared by every route that reads it.
+pub(super) const UNAVAILABLE: &str = "the database is unavailable";
+
 /// The body of every JSON error answer of the service, whichever part
 /// refuses: the read and admin APIs, intake, unknown routes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

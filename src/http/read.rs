@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::admin::authorize_any;
-use super::error::{ErrorBody, ReadError};
+use super::error::{ErrorBody, ReadError, UNAVAILABLE};
 use crate::config::Secret;
 use crate::db::merge_groups::{GroupSummary, PullQueueState};
 use crate::db::reads::{self, values, FlakyCheck, HeadStatus, PullFilter, PullSummary};
@@ -146,11 +146,10 @@ pub struct RepositoryItem {
     repairs_last_24h: RepairCounts,
 }
 
-// The descriptions the read API's answers share.
+// The descriptions the read API's answers share (and error::UNAVAILABLE).
 const NOT_FOUND_REPOSITORY: &str = "not a watched repository";
 pub(super) const UNAUTHORIZED: &str =
     "no valid read or admin token, or neither PRMONITOR_READ_TOKEN nor PRMONITOR_ADMIN_TOKEN is set";
-pub(super) const UNAVAILABLE: &str = "the database is unavailable";
 
 /// (page, per_page), or the 400 naming the parameter.
 fn page(query: &PageQuery) -> Result<(i64, i64), ReadError> {

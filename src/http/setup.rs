@@ -79,6 +79,8 @@ fn hidden() -> HttpResponse {
     HttpResponse::NotFound().json(super::error::ErrorBody::new("no such route"))
 }
 
+/// The OpenAPI description of the 409 of the pages that would store an App.
+const NO_SECRET_KEY: &str = "PRMONITOR_SECRET_KEY is not set: nothing can be stored";
 const SETUP_CLOSED: &str = "setup is closed: an App is configured and the request has no admin token";
 
 /// The fields of `POST /setup`, for the OpenAPI document (the handler reads
@@ -146,7 +148,7 @@ fn prefill(req: &HttpRequest, config: &SetupConfig) -> String {
     responses(
         (status = 200, description = "the form, or the page asking for PRMONITOR_SECRET_KEY first", content_type = "text/html", body = String),
         (status = 404, description = SETUP_CLOSED, body = super::error::ErrorBody),
-        (status = 503, description = "the database is unavailable", content_type = "text/html", body = String),
+        (status = 503, description = super::error::UNAVAILABLE, content_type = "text/html", body = String),
     )
 )]
 #[tracing::instrument(name = "setup_form", skip_all)]
@@ -261,11 +263,11 @@ fn is_account_name(name: &str) -> bool {
         (status = 200, description = "the page that posts the manifest to GitHub", content_type = "text/html", body = String),
         (status = 400, description = "the form could not be read, or a field was given twice", content_type = "text/html", body = String),
         (status = 404, description = SETUP_CLOSED, body = super::error::ErrorBody),
-        (status = 409, description = "PRMONITOR_SECRET_KEY is not set: nothing can be stored", content_type = "text/html", body = String),
+        (status = 409, description = NO_SECRET_KEY, content_type = "text/html", body = String),
         (status = 413, description = "the form exceeds 16 KiB", content_type = "text/html", body = String),
         (status = 415, description = "not application/x-www-form-urlencoded", content_type = "text/html", body = String),
         (status = 422, description = "a field is missing or invalid", content_type = "text/html", body = String),
-        (status = 503, description = "the database is unavailable", content_type = "text/html", body = String),
+        (status = 503, description = super::error::UNAVAILABLE, content_type = "text/html", body = String),
     )
 )]
 #[tracing::instrument(name = "setup_begin", skip_all)]
@@ -352,9 +354,9 @@ pub async fn begin(
         (status = 200, description = "the App is stored and in use; a link to install it", content_type = "text/html", body = String),
         (status = 400, description = "no code or state, a code GitHub does not give, or a state unknown, used or expired", content_type = "text/html", body = String),
         (status = 404, description = SETUP_CLOSED, body = super::error::ErrorBody),
-        (status = 409, description = "PRMONITOR_SECRET_KEY is not set: nothing can be stored", content_type = "text/html", body = String),
+        (status = 409, description = NO_SECRET_KEY, content_type = "text/html", body = String),
         (status = 502, description = "GitHub refused the code, or its answer is incomplete", content_type = "text/html", body = String),
-        (status = 503, description = "the database is unavailable", content_type = "text/html", body = String),
+        (status = 503, description = super::error::UNAVAILABLE, content_type = "text/html", body = String),
     )
 )]
 #[tracing::instrument(name = "setup_complete", skip_all)]

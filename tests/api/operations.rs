@@ -15,6 +15,10 @@ async fn status(request: reqwest::RequestBuilder) -> StatusCode {
     request.send().await.expect("sent").status()
 }
 
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.expect("sent").json().await.expect("json")
+}
+
 #[tokio::test]
 async fn operations_move_to_their_own_listener_and_the_webhook_port_keeps_the_rest() {
     let (sim, db) = world(1).await;
@@ -58,8 +62,7 @@ async fn operations_move_to_their_own_listener_and_the_webhook_port_keeps_the_re
         "intake's counters are this process's: {text}"
     );
     assert_eq!(status(client.get(format!("{ops}/healthz"))).await, 200);
-    let ready: Value =
-        client.get(format!("{ops}/readyz")).send().await.expect("sent").json().await.expect("json");
+    let ready: Value = json_of(client.get(format!("{ops}/readyz"))).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert!(ready["worker"]["heartbeat_age_secs"].as_f64().is_some(), "the worker's heartbeat: {ready}");
     assert_eq!(status(client.post(format!("{ops}/api/v1/reconcile")).json(&reconcile)).await, 401);
@@ -74,15 +77,7 @@ async fn operations_move_to_their_own_listener_and_the_webhook_port_keeps_the_re
     let answer: Value = accepted.json().await.expect("json");
     let job_id = answer["jobs"][0]["job_id"].as_i64().expect("job id");
     drain(&db.url, CONVERGE).await;
-    let job: Value = client
-        .get(format!("{ops}/api/v1/jobs/{job_id}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let job = json_of(client.get(format!("{ops}/api/v1/jobs/{job_id}")).bearer_auth(ADMIN_TOKEN)).await;
     assert_eq!(job["state"], "done", "{job}");
     for path in ["/", "/pulls", "/api/v1/repositories", "/api/v1/events", "/setup"] {
         let answer = client.get(format!("{ops}{path}")).bearer_auth(ADMIN_TOKEN).send().await.expect("sent");
@@ -140,8 +135,7 @@ async fn a_worker_process_serves_metrics_and_readiness_on_the_operations_listene
     converge(&db.url, &sim, CONVERGE).await.unwrap_or_else(|d| panic!("never converged: {d}"));
     drain(&db.url, CONVERGE).await;
 
-    let ready: Value =
-        client.get(format!("{worker_ops}/readyz")).send().await.expect("sent").json().await.expect("json");
+    let ready: Value = json_of(client.get(format!("{worker_ops}/readyz"))).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert!(ready["worker"]["heartbeat_age_secs"].as_f64().is_some(), "{ready}");
     let text =
